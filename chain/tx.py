@@ -1,0 +1,153 @@
+"""Transactions: who sends what to which chain, with the sender's signatures.
+
+A transaction is `[chain_id, sender, nonce, tx_type, fields, signatures]` in
+canonical msgpack. Signatures are made over the body (everything but the
+signatures) in the DOMAIN_TX domain, sorted by public key, one per key. The
+transaction hash is SHA-256 of the whole encoding. This module checks form and
+signatures only; whether the signers may act for the sender is the ledger's call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from chain import codec
+from chain.crypto import (
+    ADDRESS_SIZE,
+    DOMAIN_TX,
+    PUBLIC_KEY_SIZE,
+    SIGNATURE_SIZE,
+    Address,
+    Hash32,
+    KeyPair,
+    PublicKey,
+    compute_hash,
+    is_valid_signature,
+    signing_bytes,
+)
+from chain.errors import BadSignatureError, MalformedError, TooLargeError, WrongChainError
+
+MAX_TX_BYTES = 64 * 1024
+MAX_SIGNATURES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """One signer's ed25519 signature over a transaction's signing bytes."""
+
+    public_key: PublicKey
+    """The signer's 32-byte public key."""
+    signature: bytes
+    """The 64-byte signature."""
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """A signed request to change the ledger."""
+
+    chain_id: str
+    """The chain this transaction is valid on; guards against cross-chain replay."""
+    sender: Address
+    """The 20-byte account that acts: a single key's or a multisig account's address."""
+    nonce: int
+    """The sender's sequence number; each nonce is used exactly once, in order."""
+    tx_type: str
+    """What to do, for example "transfer"; the ledger module that owns it decides."""
+    fields: dict[str, Any]
+    """The arguments of `tx_type`; text keys, canonical values."""
+    signatures: tuple[Signature, ...] = ()
+    """Signatures over `signing_bytes`, sorted by public key, one per key."""
+
+    def body(self) -> list[Any]:
+        return [self.chain_id, self.sender, self.nonce, self.tx_type, self.fields]
+
+    @cached_property
+    def signing_bytes(self) -> bytes:
+        return signing_bytes(DOMAIN_TX, self.chain_id, self.body())
+
+    @cached_property
+    def encoded(self) -> bytes:
+        sigs = [[s.public_key, s.signature] for s in self.signatures]
+        return codec.encode([*self.body(), sigs])
+
+    @cached_property
+    def hash(self) -> Hash32:
+        return compute_hash(self.encoded)
+
+    def with_signature(self, key: KeyPair) -> Transaction:
+        """Return a copy signed also by `key` (replacing any earlier signature of it)."""
+        new = Signature(key.public_key, key.sign(self.signing_bytes))
+        others = [s for s in self.signatures if s.public_key != key.public_key]
+        sigs = tuple(sorted([*others, new], key=lambda s: s.public_key))
+        return Transaction(self.chain_id, self.sender, self.nonce, self.tx_type,
+                           self.fields, sigs)
+
+    @property
+    def signer_keys(self) -> tuple[PublicKey, ...]:
+        return tuple(s.public_key for s in self.signatures)
+
+    @classmethod
+    def decode(cls, data: bytes, *, max_size: int = MAX_TX_BYTES) -> Transaction:
+        """Decode and check form; raises MalformedError or TooLargeError."""
+        if len(data) > max_size:
+            raise TooLargeError(f"transaction of {len(data)} bytes exceeds {max_size}")
+        tx = cls.from_value(codec.decode(bytes(data), max_size=max_size))
+        # from_value re-encodes identically, so the cached encoding is `data`.
+        tx.__dict__["encoded"] = bytes(data)
+        return tx
+
+    @classmethod
+    def from_value(cls, value: Any) -> Transaction:
+        chain_id, sender, nonce, tx_type, fields, sigs = codec.expect_tuple(value, 6, "tx")
+        signatures = tuple(_signature_from_value(s) for s in _expect_sig_list(sigs))
+        keys = [s.public_key for s in signatures]
+        if keys != sorted(set(keys)):
+            raise MalformedError("tx signatures must be sorted by public key, one per key")
+        return cls(
+            chain_id=codec.expect_str(chain_id, "tx chain_id", max_len=64),
+            sender=Address(codec.expect_bytes(sender, "tx sender", size=ADDRESS_SIZE)),
+            nonce=codec.expect_int(nonce, "tx nonce"),
+            tx_type=codec.expect_str(tx_type, "tx type", max_len=64),
+            fields=codec.expect_map(fields, "tx fields"),
+            signatures=signatures,
+        )
+
+
+def _expect_sig_list(value: Any) -> tuple[Any, ...]:
+    if not isinstance(value, tuple) or len(value) > MAX_SIGNATURES:
+        raise MalformedError(f"tx signatures: expected an array of at most {MAX_SIGNATURES}")
+    return value
+
+
+def _signature_from_value(value: Any) -> Signature:
+    public_key, signature = codec.expect_tuple(value, 2, "tx signature")
+    return Signature(
+        PublicKey(codec.expect_bytes(public_key, "signer key", size=PUBLIC_KEY_SIZE)),
+        codec.expect_bytes(signature, "signature", size=SIGNATURE_SIZE),
+    )
+
+
+def validate_chain_id(tx: Transaction, chain_id: str) -> None:
+    """Raise WrongChainError unless `tx` names `chain_id`."""
+    if tx.chain_id != chain_id:
+        raise WrongChainError(f"transaction is for chain {tx.chain_id!r}, this is {chain_id!r}")
+
+
+def validate_signatures(tx: Transaction) -> None:
+    """Raise BadSignatureError unless `tx` has signatures and every one verifies."""
+    if not tx.signatures:
+        raise BadSignatureError("transaction carries no signature")
+    message = tx.signing_bytes
+    for sig in tx.signatures:
+        if not is_valid_signature(sig.public_key, message, sig.signature):
+            raise BadSignatureError(
+                f"signature by {sig.public_key.hex()[:16]}... does not verify")
+
+
+def make_transaction(chain_id: str, key: KeyPair, nonce: int, tx_type: str,
+                     fields: dict[str, Any], sender: Address | None = None) -> Transaction:
+    """Build and sign a transaction by `key` (sender defaults to the key's address)."""
+    unsigned = Transaction(chain_id, sender or key.address, nonce, tx_type, fields)
+    return unsigned.with_signature(key)
