@@ -1,0 +1,156 @@
+"""Building and executing blocks against the committed state.
+
+One place turns transactions into a block (proposer), re-executes a received block
+and checks every header field it implies (validator, sync, audit), and keeps the
+result so that a block executed once is committed without executing it again.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from chain.block import Block, BlockHeader, compute_tx_root
+from chain.crypto import Hash32, PublicKey
+from chain.tx import Transaction
+from chain.vote import ValidatorSet
+from ledger.errors import LedgerError, TxNotApplicable
+from ledger.execution import BlockContext, Ledger, TxResult
+from ledger.state import Overlay
+from storage.chain_store import ChainStore, PreparedState
+
+
+class InvalidBlockError(Exception):
+    """Raised when a block does not follow from its parent by the ledger's rules."""
+
+    code = "invalid_block"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ExecutedBlock:
+    """A block with everything needed to commit it."""
+
+    block: Block
+    """The executed block."""
+    changes: dict[bytes, bytes | None]
+    """State writes of the whole block."""
+    results: tuple[TxResult, ...]
+    """One result per transaction."""
+    prepared: PreparedState
+    """The state tree update, ready to write."""
+    next_validator_set: ValidatorSet
+    """The validator set that certifies the next height."""
+
+    def result_values(self) -> list[tuple[str, str, Any]]:
+        return [(r.code, r.message, [e.to_value() for e in r.events]) for r in self.results]
+
+
+class BlockExecutor:
+    """Executes blocks on top of the store's head; caches results by block hash."""
+
+    def __init__(self, store: ChainStore, ledger: Ledger, chain_id: str) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.chain_id = chain_id
+        self._cache: OrderedDict[Hash32, ExecutedBlock] = OrderedDict()
+
+    def get_cached(self, block_hash: Hash32) -> ExecutedBlock | None:
+        return self._cache.get(block_hash)
+
+    def _remember(self, executed: ExecutedBlock) -> None:
+        self._cache[executed.block.hash] = executed
+        while len(self._cache) > 16:
+            self._cache.popitem(last=False)
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    def build(self, *, height: int, round_: int, txs: list[Transaction], proposer: PublicKey,
+              timestamp_ms: int) -> tuple[ExecutedBlock, list[tuple[Transaction, LedgerError]]]:
+        """Execute `txs` in order, dropping those that cannot apply, and make the block.
+
+        Returns the executed block and the dropped transactions with their reasons.
+        """
+        validator_set = self.store.get_validator_set(height)
+        view = Overlay(self.store)
+        ctx = BlockContext(self.chain_id, height, timestamp_ms, proposer)
+        included: list[Transaction] = []
+        results: list[TxResult] = []
+        dropped: list[tuple[Transaction, LedgerError]] = []
+        for tx in txs:
+            try:
+                results.append(self.ledger.apply_tx(view, ctx, tx))
+            except TxNotApplicable as e:
+                dropped.append((tx, e))
+                continue
+            included.append(tx)
+        changes = view.changes()
+        prepared = self.store.prepare_state(changes)
+        next_set = self.ledger.get_validator_set(view)
+        header = BlockHeader(
+            chain_id=self.chain_id, height=height, round=round_, timestamp_ms=timestamp_ms,
+            prev_hash=self.store.head_hash, proposer=proposer,
+            tx_root=compute_tx_root(included), state_root=prepared.root,
+            validator_set_hash=validator_set.hash, next_validator_set_hash=next_set.hash)
+        executed = ExecutedBlock(Block(header, tuple(included)), changes, tuple(results),
+                                 prepared, next_set)
+        self._remember(executed)
+        return executed, dropped
+
+    def execute(self, block: Block) -> ExecutedBlock:
+        """Re-execute `block` on the head; raise InvalidBlockError if anything differs.
+
+        Transaction signatures must have been verified by the caller.
+        """
+        cached = self._cache.get(block.hash)
+        if cached is not None:
+            return cached
+        header = block.header
+        self._validate_header_links(header)
+        if compute_tx_root(block.txs) != header.tx_root:
+            raise InvalidBlockError("tx_root does not match the block's transactions")
+        view = Overlay(self.store)
+        ctx = BlockContext(self.chain_id, header.height, header.timestamp_ms, header.proposer)
+        results = []
+        for index, tx in enumerate(block.txs):
+            if tx.chain_id != self.chain_id:
+                raise InvalidBlockError(f"transaction {index} is for chain {tx.chain_id!r}")
+            try:
+                results.append(self.ledger.apply_tx(view, ctx, tx))
+            except TxNotApplicable as e:
+                raise InvalidBlockError(f"transaction {index} cannot apply: {e}") from e
+        changes = view.changes()
+        prepared = self.store.prepare_state(changes)
+        if prepared.root != header.state_root:
+            raise InvalidBlockError(
+                f"state root {header.state_root.hex()} differs from the executed "
+                f"{prepared.root.hex()}")
+        next_set = self.ledger.get_validator_set(view)
+        if next_set.hash != header.next_validator_set_hash:
+            raise InvalidBlockError("next_validator_set_hash differs from the executed state")
+        executed = ExecutedBlock(block, changes, tuple(results), prepared, next_set)
+        self._remember(executed)
+        return executed
+
+    def _validate_header_links(self, header: BlockHeader) -> None:
+        if header.chain_id != self.chain_id:
+            raise InvalidBlockError(f"block is for chain {header.chain_id!r}")
+        if header.height != self.store.head_height + 1:
+            raise InvalidBlockError(f"block height {header.height} does not follow head "
+                                    f"{self.store.head_height}")
+        if header.prev_hash != self.store.head_hash:
+            raise InvalidBlockError("prev_hash is not the head block's hash")
+        if header.timestamp_ms <= self.store.head_timestamp_ms:
+            raise InvalidBlockError("timestamp is not after the parent block's")
+        validator_set = self.store.get_validator_set(header.height)
+        if header.validator_set_hash != validator_set.hash:
+            raise InvalidBlockError("validator_set_hash is not the set of this height")
+        if header.proposer != validator_set.get_proposer(header.height, header.round):
+            raise InvalidBlockError(
+                f"proposer is not the validator whose turn it is at height {header.height} "
+                f"round {header.round}")

@@ -1,0 +1,191 @@
+"""JSON-RPC 2.0 over HTTP: request parsing, dispatch, batches, limits and typed errors.
+
+This module knows the protocol, not the methods: node.api registers the methods. A
+bad request of any kind (invalid JSON, wrong shape, unknown method, bad params, too
+large) gets a well-formed JSON-RPC error and never reaches the node's state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger("govchain.rpc")
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+TX_REJECTED = -32000
+NOT_FOUND = -32001
+BUSY = -32002
+TOO_LARGE = -32003
+RATE_LIMITED = -32004
+TIMEOUT = -32005
+UNAUTHORIZED = -32006
+
+
+class RpcError(Exception):
+    """An error answered to the client: JSON-RPC code, stable reason and message."""
+
+    def __init__(self, code: int, reason: str, message: str,
+                 data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.data = data or {}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message,
+                "data": {"reason": self.reason, **self.data}}
+
+
+def invalid_params(message: str) -> RpcError:
+    return RpcError(INVALID_PARAMS, "invalid_params", message)
+
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    """A registered RPC method."""
+
+    name: str
+    """Method name, e.g. tx_submit."""
+    handler: Handler
+    """Coroutine taking the params object."""
+    params: tuple[str, ...]
+    """Parameter names in order, so positional params map onto names."""
+    summary: str
+    """One line for rpc_discover."""
+
+
+class RpcDispatcher:
+    """Registered methods and the JSON-RPC request/response cycle."""
+
+    def __init__(self, *, max_batch: int) -> None:
+        self.methods: dict[str, Method] = {}
+        self.max_batch = max_batch
+        self.calls_by_method: dict[tuple[str, str], int] = {}
+
+    def register(self, name: str, handler: Handler, params: tuple[str, ...],
+                 summary: str) -> None:
+        self.methods[name] = Method(name, handler, params, summary)
+
+    async def handle_body(self, body: bytes) -> Any:
+        """The response document for a request body (None for only notifications)."""
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            return _error_response(None, RpcError(PARSE_ERROR, "parse_error",
+                                                  f"request is not valid JSON: {e}"))
+        if isinstance(doc, list):
+            if not doc:
+                return _error_response(None, RpcError(INVALID_REQUEST, "invalid_request",
+                                                      "empty batch"))
+            if len(doc) > self.max_batch:
+                return _error_response(None, RpcError(
+                    TOO_LARGE, "batch_too_large",
+                    f"batch of {len(doc)} calls exceeds the limit of {self.max_batch}"))
+            responses = [await self.handle_call(call) for call in doc]
+            answered = [r for r in responses if r is not None]
+            return answered or None
+        return await self.handle_call(doc)
+
+    async def handle_call(self, call: Any) -> dict[str, Any] | None:
+        if not isinstance(call, dict) or call.get("jsonrpc") != "2.0" or \
+                not isinstance(call.get("method"), str):
+            call_id = call.get("id") if isinstance(call, dict) else None
+            if not _is_valid_id(call_id):
+                call_id = None
+            return _error_response(call_id, RpcError(
+                INVALID_REQUEST, "invalid_request",
+                'expected an object with "jsonrpc": "2.0" and a "method" string'))
+        is_notification = "id" not in call
+        call_id = call.get("id")
+        if not _is_valid_id(call_id):
+            return _error_response(None, RpcError(INVALID_REQUEST, "invalid_request",
+                                                  "id must be a string, a number or null"))
+        name = call["method"]
+        try:
+            method = self.methods.get(name)
+            if method is None:
+                raise RpcError(METHOD_NOT_FOUND, "method_not_found",
+                               f"method {name!r} does not exist; rpc_discover lists them")
+            params = _named_params(method, call.get("params"))
+            result = await method.handler(params)
+        except RpcError as e:
+            self._count(name, e.reason)
+            return None if is_notification else _error_response(call_id, e)
+        except Exception:
+            log.exception("internal error in RPC method %s", name)
+            self._count(name, "internal_error")
+            return None if is_notification else _error_response(
+                call_id, RpcError(INTERNAL_ERROR, "internal_error", "internal error"))
+        self._count(name, "ok")
+        return None if is_notification else {"jsonrpc": "2.0", "id": call_id, "result": result}
+
+    def _count(self, name: str, status: str) -> None:
+        key = (name if name in self.methods else "unknown", status)
+        self.calls_by_method[key] = self.calls_by_method.get(key, 0) + 1
+
+
+def _is_valid_id(call_id: Any) -> bool:
+    return call_id is None or (isinstance(call_id, str | int | float)
+                               and not isinstance(call_id, bool))
+
+
+def _named_params(method: Method, params: Any) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if isinstance(params, dict):
+        unknown = set(params) - set(method.params)
+        if unknown:
+            raise invalid_params(f"{method.name} has no parameter {sorted(unknown)[0]!r}; "
+                                 f"it takes {list(method.params)}")
+        return params
+    if isinstance(params, list):
+        if len(params) > len(method.params):
+            raise invalid_params(f"{method.name} takes at most {len(method.params)} "
+                                 "positional parameters")
+        return dict(zip(method.params, params, strict=False))
+    raise invalid_params("params must be an object or an array")
+
+
+def _error_response(call_id: Any, error: RpcError) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": call_id, "error": error.to_json()}
+
+
+def make_rpc_handler(dispatcher: RpcDispatcher, max_body_bytes: int
+                     ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > max_body_bytes:
+            return _json_response(_error_response(None, RpcError(
+                TOO_LARGE, "body_too_large",
+                f"request body exceeds the limit of {max_body_bytes} bytes")), status=413)
+        try:
+            body = await request.content.read(max_body_bytes + 1)
+        except ValueError:
+            body = b""
+        if len(body) > max_body_bytes:
+            return _json_response(_error_response(None, RpcError(
+                TOO_LARGE, "body_too_large",
+                f"request body exceeds the limit of {max_body_bytes} bytes")), status=413)
+        result = await dispatcher.handle_body(body)
+        if result is None:
+            return web.Response(status=204)
+        return _json_response(result)
+    return handle
+
+
+def _json_response(doc: Any, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(doc, separators=(",", ":")).encode(), status=status,
+                        content_type="application/json")
