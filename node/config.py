@@ -43,6 +43,8 @@ class NodeConfig:
     """host:port of the node-to-node WebSocket server."""
     peers: list[str] = field(default_factory=list)
     """Static peers as host:port, dialled at start and re-dialled when lost."""
+    peer_exchange: bool = True
+    """Learn and dial peers of peers; off to dial only `peers` (devnet partitions)."""
     mempool_max_txs: int = 100_000
     """Most transactions held in the mempool."""
     mempool_max_bytes: int = 128 * 1024 * 1024

@@ -1,0 +1,242 @@
+"""The public JSON-RPC methods of a node (documented in docs/rpc.md).
+
+Each method checks its params, reads through the Node, and answers plain JSON
+values (bytes as hex). Submissions go through Node.submit_txs; nothing here writes
+chain state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from chain.block import Block
+from chain.crypto import Address, Hash32
+from chain.errors import ChainError
+from chain.tx import Transaction
+from chain.vote import CommitCertificate
+from node import __version__
+from node.errors import MempoolError
+from node.node import Node
+from node.rpc import (
+    BUSY,
+    NOT_FOUND,
+    TOO_LARGE,
+    TX_REJECTED,
+    RpcDispatcher,
+    RpcError,
+    invalid_params,
+)
+
+MAX_WAIT_S = 120.0
+
+
+def parse_hex(value: Any, name: str, *, size: int | None = None) -> bytes:
+    if not isinstance(value, str):
+        raise invalid_params(f"{name} must be a hex string")
+    try:
+        data = bytes.fromhex(value.removeprefix("0x"))
+    except ValueError as e:
+        raise invalid_params(f"{name} is not valid hex") from e
+    if size is not None and len(data) != size:
+        raise invalid_params(f"{name} must be {size} bytes ({2 * size} hex digits)")
+    return data
+
+
+def parse_int(value: Any, name: str, *, lo: int = 0, hi: int = 2**63) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise invalid_params(f"{name} must be an integer in [{lo}, {hi}]")
+    return value
+
+
+def to_json(value: Any) -> Any:
+    """Canonical values as JSON: bytes become hex, tuples lists."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    return value
+
+
+def tx_json(tx: Transaction) -> dict[str, Any]:
+    return {"hash": tx.hash.hex(), "chain_id": tx.chain_id, "sender": tx.sender.hex(),
+            "nonce": tx.nonce, "type": tx.tx_type, "fields": to_json(tx.fields),
+            "signatures": [{"public_key": s.public_key.hex(), "signature": s.signature.hex()}
+                           for s in tx.signatures]}
+
+
+def certificate_json(cert: CommitCertificate | None) -> dict[str, Any] | None:
+    if cert is None:
+        return None
+    return {"height": cert.height, "round": cert.round, "block_hash": cert.block_hash.hex(),
+            "signatures": [{"validator": k.hex(), "signature": s.hex()}
+                           for k, s in cert.signatures],
+            "encoded": cert.encoded.hex()}
+
+
+def block_json(block: Block, cert: CommitCertificate | None, *, full: bool) -> dict[str, Any]:
+    h = block.header
+    return {
+        "hash": block.hash.hex(), "height": h.height, "round": h.round,
+        "timestamp_ms": h.timestamp_ms, "prev_hash": h.prev_hash.hex(),
+        "proposer": h.proposer.hex(), "tx_root": h.tx_root.hex(),
+        "state_root": h.state_root.hex(), "validator_set_hash": h.validator_set_hash.hex(),
+        "next_validator_set_hash": h.next_validator_set_hash.hex(),
+        "header": h.encoded.hex(),
+        "txs": [tx_json(tx) for tx in block.txs] if full else [tx.hash.hex() for tx in block.txs],
+        "certificate": certificate_json(cert),
+    }
+
+
+def rejection_error(tx_hash: Hash32, error: MempoolError) -> RpcError:
+    code = BUSY if error.code == "mempool_full" else TX_REJECTED
+    return RpcError(code, error.code, error.message, {"hash": tx_hash.hex(), "where": "admission"})
+
+
+class NodeApi:
+    """The public RPC methods over one Node."""
+
+    def __init__(self, node: Node, *, peers: Any = None, max_batch: int = 10_000) -> None:
+        self.node = node
+        self.peers = peers or (lambda: [])
+        self.max_batch = max_batch
+
+    def register(self, dispatcher: RpcDispatcher) -> None:
+        r = dispatcher.register
+        r("node_status", self.node_status, (), "Chain id, heights, head, peers, version")
+        r("tx_submit", self.tx_submit, ("tx", "wait", "timeout_s"),
+          "Submit one signed transaction (hex); optionally wait until final")
+        r("tx_submit_batch", self.tx_submit_batch, ("txs",),
+          "Submit many signed transactions; one result per transaction")
+        r("tx_get", self.tx_get, ("hash",), "A transaction's status and result")
+        r("chain_block", self.chain_block, ("height", "hash", "full"),
+          "A final block with its commit certificate (latest by default)")
+        r("chain_validators", self.chain_validators, ("height",),
+          "The validator set that certifies a height")
+        r("chain_evidence", self.chain_evidence, (),
+          "Recorded equivocation evidence (conflicting votes)")
+        r("state_account", self.state_account, ("address",),
+          "Balances, nonce and the next nonce to use (counting pending txs)")
+        r("rpc_discover", self.make_discover(dispatcher), (), "List the methods")
+
+    async def node_status(self, params: dict[str, Any]) -> dict[str, Any]:
+        node = self.node
+        head = node.store.head_block()
+        return {
+            "chain_id": node.chain_id,
+            "genesis_hash": node.genesis.hash.hex(),
+            "height": node.store.head_height,
+            "head_hash": node.store.head_hash.hex(),
+            "head_time_ms": head.header.timestamp_ms if head else node.genesis.genesis_time_ms,
+            "finalized_height": node.store.head_height,
+            "consensus": {"height": node.core.height, "round": node.core.round,
+                          "step": node.core.step.value},
+            "node_id": node.home.node_key.public_key.hex(),
+            "moniker": node.home.config.moniker,
+            "is_validator": node.core.is_validator,
+            "validator_key": (node.home.validator_key.public_key.hex()
+                              if node.home.validator_key else None),
+            "peers": len(self.peers()),
+            "mempool_size": len(node.mempool),
+            "version": __version__,
+        }
+
+    def _decode_tx(self, value: Any, name: str) -> Transaction:
+        data = parse_hex(value, name)
+        max_size = self.node.params.max_tx_bytes
+        if len(data) > max_size:
+            raise RpcError(TX_REJECTED, "too_large",
+                           f"transaction of {len(data)} bytes exceeds the limit of {max_size}")
+        try:
+            return Transaction.decode(data, max_size=max_size)
+        except ChainError as e:
+            raise RpcError(TX_REJECTED, e.code, e.message) from e
+
+    async def tx_submit(self, params: dict[str, Any]) -> dict[str, Any]:
+        if "tx" not in params:
+            raise invalid_params("tx_submit needs `tx`: the signed transaction as hex")
+        tx = self._decode_tx(params["tx"], "tx")
+        wait = params.get("wait")
+        if wait not in (None, "final"):
+            raise invalid_params('wait must be "final" or absent')
+        timeout_s = params.get("timeout_s", 30)
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or \
+                not 0 < timeout_s <= MAX_WAIT_S:
+            raise invalid_params(f"timeout_s must be a number in (0, {MAX_WAIT_S}]")
+        (error,) = await self.node.submit_txs([tx])
+        if error is not None:
+            raise rejection_error(tx.hash, error)
+        if wait == "final":
+            await self.node.wait_final(tx.hash, float(timeout_s))
+        return self.node.get_tx_status(tx.hash)
+
+    async def tx_submit_batch(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        values = params.get("txs")
+        if not isinstance(values, list):
+            raise invalid_params("tx_submit_batch needs `txs`: a list of hex transactions")
+        if len(values) > self.max_batch:
+            raise RpcError(TOO_LARGE, "batch_too_large",
+                           f"{len(values)} transactions exceed the limit of {self.max_batch}")
+        answers: list[dict[str, Any] | None] = [None] * len(values)
+        txs: list[Transaction] = []
+        positions: list[int] = []
+        for i, value in enumerate(values):
+            try:
+                txs.append(self._decode_tx(value, f"txs[{i}]"))
+                positions.append(i)
+            except RpcError as e:
+                answers[i] = {"error": e.to_json()}
+        errors = await self.node.submit_txs(txs)
+        for i, tx, error in zip(positions, txs, errors, strict=True):
+            answers[i] = ({"hash": tx.hash.hex(), "status": "pending"} if error is None
+                          else {"hash": tx.hash.hex(),
+                                "error": rejection_error(tx.hash, error).to_json()})
+        await asyncio.sleep(0)
+        return [a for a in answers if a is not None]
+
+    async def tx_get(self, params: dict[str, Any]) -> dict[str, Any]:
+        tx_hash = Hash32(parse_hex(params.get("hash"), "hash", size=32))
+        return self.node.get_tx_status(tx_hash)
+
+    async def chain_block(self, params: dict[str, Any]) -> dict[str, Any]:
+        store = self.node.store
+        if params.get("hash") is not None:
+            block = store.get_block_by_hash(Hash32(parse_hex(params["hash"], "hash", size=32)))
+        else:
+            height = params.get("height")
+            height = store.head_height if height is None else parse_int(height, "height", lo=1)
+            block = store.get_block(height)
+        if block is None:
+            raise RpcError(NOT_FOUND, "block_not_found",
+                           f"no final block there (head is {store.head_height})")
+        return block_json(block, store.get_certificate(block.height),
+                          full=bool(params.get("full", False)))
+
+    async def chain_validators(self, params: dict[str, Any]) -> dict[str, Any]:
+        height = params.get("height")
+        height = self.node.store.head_height + 1 if height is None else parse_int(
+            height, "height", lo=1, hi=self.node.store.head_height + 1)
+        vset = self.node.validator_set(height)
+        return {"height": height, "hash": vset.hash.hex(), "quorum": vset.quorum,
+                "max_faulty": vset.max_faulty,
+                "validators": [{"public_key": v.public_key.hex(), "name": v.name}
+                               for v in vset.validators]}
+
+    async def chain_evidence(self, params: dict[str, Any]) -> list[Any]:
+        from chain import codec
+        return [to_json(codec.decode(e)) for e in self.node.store.list_evidence()]
+
+    async def state_account(self, params: dict[str, Any]) -> dict[str, Any]:
+        address = Address(parse_hex(params.get("address"), "address", size=20))
+        return {"address": address.hex(), **to_json(self.node.get_account(address))}
+
+    def make_discover(self, dispatcher: RpcDispatcher) -> Any:
+        async def rpc_discover(params: dict[str, Any]) -> dict[str, Any]:
+            return {"openrpc": "1.2.6", "info": {"title": "govchain", "version": __version__},
+                    "methods": [{"name": m.name, "summary": m.summary,
+                                 "params": [{"name": p} for p in m.params]}
+                                for m in sorted(dispatcher.methods.values(),
+                                                key=lambda m: m.name)]}
+        return rpc_discover

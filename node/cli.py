@@ -1,0 +1,273 @@
+"""The `govchain` command line: keys, genesis, init, run, tx, query and devnet.
+
+Each subcommand is a short function over the SDK or the node home. Errors print one
+line naming what is wrong and exit non-zero; a traceback means a bug in govchain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from chain.crypto import KeyPair
+from chain.errors import ChainError
+from chain.genesis import ChainParams, Genesis, GenesisAccount
+from chain.vote import Validator, ValidatorSet
+from node.client import Client, RpcClientError
+from node.config import NodeConfig, init_home, read_key_file, write_key_file
+from node.errors import NodeError
+
+DEFAULT_RPC = "http://127.0.0.1:8545"
+DEV_ASSET = "GOV"
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 1."""
+
+
+def _print(doc: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    if isinstance(doc, dict):
+        width = max((len(str(k)) for k in doc), default=0)
+        for key, value in doc.items():
+            if isinstance(value, dict | list):
+                value = json.dumps(value)
+            print(f"{str(key).ljust(width)}  {value}")
+    else:
+        print(doc)
+
+
+def _parse_address(text: str) -> bytes:
+    try:
+        value = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError as e:
+        raise CliError(f"{text!r} is not a hex address") from e
+    if len(value) != 20:
+        raise CliError(f"an address is 20 bytes (40 hex digits); {text!r} is {len(value)}")
+    return value
+
+
+# ------------------------------------------------------------------ keys, genesis, init
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    key = KeyPair.generate()
+    out = Path(args.out)
+    if out.exists():
+        raise CliError(f"{out} exists; refusing to overwrite a key file")
+    write_key_file(out, key)
+    _print({"file": str(out), "public_key": key.public_key.hex(),
+            "address": key.address.hex()}, args.json)
+    return 0
+
+
+def cmd_keys_show(args: argparse.Namespace) -> int:
+    key = read_key_file(Path(args.file))
+    _print({"public_key": key.public_key.hex(), "address": key.address.hex()}, args.json)
+    return 0
+
+
+def build_genesis(chain_id: str, validator_keys: list[KeyPair], names: list[str],
+                  funded: dict[bytes, int], params: ChainParams) -> Genesis:
+    return Genesis(
+        chain_id=chain_id,
+        genesis_time_ms=int(time.time() * 1000),
+        validator_set=ValidatorSet(tuple(Validator(k.public_key, n)
+                                         for k, n in zip(validator_keys, names, strict=True))),
+        accounts=tuple(GenesisAccount(addr, {DEV_ASSET: amount})  # type: ignore[arg-type]
+                       for addr, amount in funded.items()),
+        params=params,
+    )
+
+
+def cmd_genesis_new(args: argparse.Namespace) -> int:
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keys = []
+    for i in range(args.validators):
+        path = out_dir / f"validator{i}_key.json"
+        if path.exists():
+            keys.append(read_key_file(path))
+        else:
+            keys.append(KeyPair.generate())
+            write_key_file(path, keys[-1])
+    funded: dict[bytes, int] = {}
+    accounts = []
+    for i in range(args.accounts):
+        path = out_dir / f"account{i}_key.json"
+        key = read_key_file(path) if path.exists() else KeyPair.generate()
+        if not path.exists():
+            write_key_file(path, key)
+        funded[key.address] = args.balance
+        accounts.append({"address": key.address.hex(), "key_file": str(path)})
+    for text in args.fund or []:
+        address, _, amount = text.partition("=")
+        funded[_parse_address(address)] = int(amount or args.balance)
+    params = ChainParams(**json.loads(args.params)) if args.params else ChainParams()
+    genesis = build_genesis(args.chain_id, keys, [f"validator-{i}" for i in range(len(keys))],
+                            funded, params)
+    genesis_path = out_dir / "genesis.json"
+    genesis_path.write_text(genesis.to_json())
+    _print({"genesis": str(genesis_path), "genesis_hash": genesis.hash.hex(),
+            "validators": [k.public_key.hex() for k in keys], "accounts": accounts}, args.json)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    config = NodeConfig(moniker=args.moniker or Path(args.home).name,
+                        rpc_listen=args.rpc_listen, p2p_listen=args.p2p_listen,
+                        peers=list(args.peer or []),
+                        peer_exchange=not args.no_peer_exchange)
+    key = read_key_file(Path(args.validator_key)) if args.validator_key else None
+    try:
+        genesis_text = Path(args.genesis).read_text()
+    except OSError as e:
+        raise CliError(f"cannot read genesis {args.genesis}: {e}") from e
+    init_home(Path(args.home), genesis_text, config, key)
+    _print({"home": args.home, "validator": key.public_key.hex() if key else None}, args.json)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from node.runner import run_node  # imported late: it pulls in every layer
+
+    return run_node(Path(args.home))
+
+
+# ------------------------------------------------------------------ tx and query
+
+
+def cmd_tx_transfer(args: argparse.Namespace) -> int:
+    client = Client(args.rpc)
+    key = read_key_file(Path(args.key))
+    to = _parse_address(args.to)
+    if not args.json and args.wait:
+        print("submitted; waiting for finality ...", file=sys.stderr)
+    result = client.transfer(key, to, args.amount, args.asset, nonce=args.nonce,
+                             wait="final" if args.wait else None)
+    _print(result, args.json)
+    return 0 if result.get("status") != "rejected" else 1
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    client = Client(args.rpc)
+    what = args.what
+    if what == "status":
+        result = client.status()
+    elif what == "block":
+        ref = args.ref or "latest"
+        result = client.call("chain_block", height=int(ref)) if ref.isdigit() else \
+            client.call("chain_block", hash=ref) if len(ref) == 64 else client.call("chain_block")
+    elif what == "tx":
+        if not args.ref:
+            raise CliError("query tx needs a transaction hash")
+        result = client.get_tx(args.ref)
+    elif what == "account":
+        if not args.ref:
+            raise CliError("query account needs an address")
+        result = client.call("state_account", address=args.ref)
+    elif what == "validators":
+        result = client.call("chain_validators")
+    else:  # argparse restricts choices
+        raise CliError(f"unknown query {what!r}")
+    _print(result, args.json)
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="govchain", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    keys = sub.add_parser("keys", help="create and inspect ed25519 key files")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    p = keys_sub.add_parser("new", help="create a key file")
+    p.add_argument("--out", required=True, help="path of the new key file")
+    p.set_defaults(func=cmd_keys_new)
+    p = keys_sub.add_parser("show", help="print a key file's public key and address")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_keys_show)
+
+    genesis = sub.add_parser("genesis", help="create a genesis document")
+    genesis_sub = genesis.add_subparsers(dest="genesis_command", required=True)
+    p = genesis_sub.add_parser("new", help="keys and genesis for N validators and accounts")
+    p.add_argument("--chain-id", default="govchain-dev")
+    p.add_argument("--validators", type=int, default=1)
+    p.add_argument("--accounts", type=int, default=4, help="funded dev accounts to create")
+    p.add_argument("--balance", type=int, default=10**15)
+    p.add_argument("--fund", action="append", metavar="ADDRESS=AMOUNT")
+    p.add_argument("--params", help="JSON object of chain parameters to override")
+    p.add_argument("--out-dir", required=True, help="folder for genesis.json and key files")
+    p.set_defaults(func=cmd_genesis_new)
+
+    p = sub.add_parser("init", help="create a node home from a genesis and keys")
+    p.add_argument("--home", required=True)
+    p.add_argument("--genesis", required=True, help="genesis.json")
+    p.add_argument("--validator-key", help="key file of this validator (omit: full node)")
+    p.add_argument("--moniker")
+    p.add_argument("--rpc-listen", default="127.0.0.1:8545")
+    p.add_argument("--p2p-listen", default="127.0.0.1:26656")
+    p.add_argument("--peer", action="append", metavar="HOST:PORT")
+    p.add_argument("--no-peer-exchange", action="store_true",
+                   help="dial only the configured peers (devnet partitions need this)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("run", help="run a node")
+    p.add_argument("--home", required=True)
+    p.set_defaults(func=cmd_run)
+
+    tx = sub.add_parser("tx", help="sign and submit transactions")
+    tx_sub = tx.add_subparsers(dest="tx_command", required=True)
+    p = tx_sub.add_parser("transfer", help="transfer an asset")
+    p.add_argument("--key", required=True, help="sender's key file")
+    p.add_argument("--to", required=True, help="recipient address (hex)")
+    p.add_argument("--amount", required=True, type=int)
+    p.add_argument("--asset", default=DEV_ASSET)
+    p.add_argument("--nonce", type=int, help="default: the account's next nonce")
+    p.add_argument("--no-wait", dest="wait", action="store_false",
+                   help="return once admitted instead of waiting for finality")
+    p.add_argument("--rpc", default=DEFAULT_RPC)
+    p.set_defaults(func=cmd_tx_transfer)
+
+    p = sub.add_parser("query", help="read chain state over RPC")
+    p.add_argument("what", choices=["status", "block", "tx", "account", "validators"])
+    p.add_argument("ref", nargs="?", help="height/hash, tx hash or address")
+    p.add_argument("--rpc", default=DEFAULT_RPC)
+    p.set_defaults(func=cmd_query)
+
+    try:
+        from devnet.cli import add_devnet_parser
+    except ImportError:  # pragma: no cover - devnet is part of the distribution
+        pass
+    else:
+        add_devnet_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except (CliError, NodeError, ChainError) as e:
+        print(f"govchain: error: {getattr(e, 'message', e)}", file=sys.stderr)
+    except RpcClientError as e:
+        print(f"govchain: error: {e.reason}: {e.message}", file=sys.stderr)
+    except (OSError, ValueError) as e:
+        print(f"govchain: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+

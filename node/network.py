@@ -1,0 +1,243 @@
+"""The node's side of the p2p network: gossip handlers, catch-up and block sync.
+
+Handlers decode and check what peers send (signatures, heights, proposer turn, clock
+skew) and enqueue consensus events; they never change chain state. A node that is
+behind fetches blocks with their commit certificates and hands each to the driver,
+which verifies the certificate against the validator set of that height.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from chain import codec
+from chain.block import Block
+from chain.errors import ChainError
+from chain.tx import Transaction
+from chain.vote import CommitCertificate, Proposal, Vote
+from consensus.events import ProposalReceived, VoteReceived
+from node.node import Node, SyncedBlock
+from p2p.frames import MessageType
+from p2p.network import P2PNetwork
+from p2p.peers import P2PConfig, PeerInfo, Verdict
+
+log = logging.getLogger("govchain.net")
+
+SYNC_BATCH = 64
+STATUS_INTERVAL_S = 1.0
+SYNC_POLL_S = 0.2
+GUARD_PROBE_S = 3.0
+
+
+class NodeNetwork:
+    """Connects a Node to its peers."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        config = node.home.config
+        host, port = config.p2p_host_port
+        self.p2p = P2PNetwork(
+            node.home.node_key, node.chain_id, node.genesis.hash, host, port,
+            list(config.peers), self.on_message, handle_request=self.on_request,
+            on_peer_connected=self.on_peer_connected,
+            is_validator=node.home.validator_key is not None,
+            config=P2PConfig(peer_exchange=config.peer_exchange))
+        node.broadcast_message = self.broadcast_consensus
+        node.broadcast_tx = self.broadcast_tx
+        node.add_commit_listener(lambda executed, cert: self.broadcast_status())
+        self._sync_wakeup = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.p2p.start()
+
+    async def stop(self) -> None:
+        await self.p2p.stop()
+
+    def peer_list(self) -> list[PeerInfo]:
+        return self.p2p.peers()
+
+    async def prepare_consensus(self) -> None:
+        """Before the driver starts: catch up, and arm the double-sign guard if needed."""
+        if not self.node.needs_double_sign_guard() or not self.node.home.config.peers:
+            return
+        deadline = time.monotonic() + GUARD_PROBE_S
+        while time.monotonic() < deadline:
+            heights = [p.status_height for p in self.p2p.peers() if p.status_height]
+            if heights:
+                if max(heights) > 0:
+                    self.node.arm_double_sign_guard()
+                return
+            await asyncio.sleep(0.1)
+
+    def create_tasks(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        return [group.create_task(self._status_loop(), name="status"),
+                group.create_task(self._sync_loop(), name="sync")]
+
+    # ------------------------------------------------------------------ outbound
+
+    def broadcast_consensus(self, message: Proposal | Vote) -> None:
+        if isinstance(message, Vote):
+            self.p2p.broadcast(MessageType.VOTE, message.encoded)
+        else:
+            self.p2p.broadcast(MessageType.PROPOSAL, codec.encode(message.to_value()))
+
+    def broadcast_tx(self, tx: Transaction) -> None:
+        self.p2p.broadcast(MessageType.TX, tx.encoded)
+
+    def broadcast_status(self) -> None:
+        self.p2p.broadcast(MessageType.STATUS, [self.node.store.head_height,
+                                                self.node.core.round])
+
+    async def _status_loop(self) -> None:
+        while True:
+            self.broadcast_status()
+            await asyncio.sleep(STATUS_INTERVAL_S)
+
+    # ------------------------------------------------------------------ inbound
+
+    async def on_peer_connected(self, peer: PeerInfo) -> None:
+        """Tell a new peer where we are and re-send our votes of the current height."""
+        with contextlib.suppress(Exception):
+            self.p2p.send(peer.node_id, MessageType.STATUS,
+                          [self.node.store.head_height, self.node.core.round])
+            for message in self.node.core.own_votes_for_height():
+                payload = (message.encoded if isinstance(message, Vote)
+                           else codec.encode(message.to_value()))
+                msg_type = MessageType.VOTE if isinstance(message, Vote) else \
+                    MessageType.PROPOSAL
+                self.p2p.send(peer.node_id, msg_type, payload)
+
+    async def on_message(self, peer_id: str, msg_type: MessageType, payload: Any) -> Verdict:
+        try:
+            if msg_type == MessageType.TX:
+                return await self._on_tx(payload)
+            if msg_type == MessageType.VOTE:
+                return self._on_vote(Vote.from_value(codec.decode(_as_bytes(payload))))
+            if msg_type == MessageType.PROPOSAL:
+                return await self._on_proposal(
+                    Proposal.from_value(codec.decode(_as_bytes(payload))))
+            if msg_type == MessageType.STATUS:
+                if payload[0] > self.node.store.head_height:
+                    self._sync_wakeup.set()
+                return Verdict.ACCEPT
+        except (ChainError, ValueError, TypeError, IndexError) as e:
+            log.warning("peer %s... sent a bad %s: %s", peer_id[:12], msg_type.name, e)
+            return Verdict.REJECT
+        return Verdict.IGNORE
+
+    async def _on_tx(self, payload: Any) -> Verdict:
+        tx = Transaction.decode(_as_bytes(payload), max_size=self.node.params.max_tx_bytes)
+        if tx.hash in self.node.mempool or self.node.store.get_tx(tx.hash) is not None:
+            return Verdict.IGNORE
+        (error,) = await self.node.submit_txs([tx], relay=False)
+        if error is None:
+            return Verdict.ACCEPT
+        if error.code in ("bad_signature", "malformed", "wrong_chain", "too_large"):
+            return Verdict.REJECT
+        return Verdict.IGNORE
+
+    def _current_height(self) -> int:
+        return self.node.store.head_height + 1
+
+    def _on_vote(self, vote: Vote) -> Verdict:
+        height = self._current_height()
+        if vote.height != height:
+            if vote.height > height:
+                self._sync_wakeup.set()
+            return Verdict.IGNORE
+        validator_set = self.node.store.get_validator_set(height)
+        if not validator_set.is_member(vote.validator):
+            return Verdict.REJECT
+        if not vote.is_signature_valid(self.node.chain_id):
+            return Verdict.REJECT
+        self.node.enqueue(VoteReceived(vote))
+        return Verdict.ACCEPT
+
+    async def _on_proposal(self, proposal: Proposal) -> Verdict:
+        height = self._current_height()
+        if proposal.height != height:
+            if proposal.height > height:
+                self._sync_wakeup.set()
+            return Verdict.IGNORE
+        validator_set = self.node.store.get_validator_set(height)
+        expected = validator_set.get_proposer(proposal.height, proposal.round)
+        if proposal.proposer != expected or proposal.block.height != proposal.height:
+            return Verdict.REJECT
+        if not proposal.is_signature_valid(self.node.chain_id):
+            return Verdict.REJECT
+        skew_ms = proposal.block.header.timestamp_ms - int(time.time() * 1000)
+        if skew_ms > self.node.params.clock_skew_ms:
+            log.warning("proposal %d/%d is %d ms ahead of our clock; ignored",
+                        proposal.height, proposal.round, skew_ms)
+            return Verdict.IGNORE
+        self.node.enqueue(ProposalReceived(proposal))
+        return Verdict.ACCEPT
+
+    async def on_request(self, peer_id: str, msg_type: MessageType,
+                         payload: Any) -> tuple[MessageType, Any] | None:
+        store = self.node.store
+        if msg_type == MessageType.GET_BLOCKS:
+            start, count = int(payload[0]), min(int(payload[1]), SYNC_BATCH)
+            items = []
+            for height in range(max(start, 1), min(start + count, store.head_height + 1)):
+                block, cert = store.get_block(height), store.get_certificate(height)
+                if block is None or cert is None:
+                    break
+                items.append([block.encoded, cert.encoded])
+            return MessageType.BLOCKS, items
+        if msg_type == MessageType.GET_VOTES:
+            votes = [v.encoded for v in self.node.core.votes_for_height()]
+            return MessageType.VOTES, votes
+        if msg_type == MessageType.GET_STATUS:
+            return MessageType.STATUS, [store.head_height, self.node.core.round]
+        return None
+
+    # ------------------------------------------------------------------ sync
+
+    async def _sync_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sync_wakeup.wait(), SYNC_POLL_S * 5)
+            self._sync_wakeup.clear()
+            await self._sync_once()
+
+    async def _sync_once(self) -> None:
+        while True:
+            head = self.node.store.head_height
+            ahead = [p for p in self.p2p.peers() if (p.status_height or 0) > head]
+            if not ahead:
+                return
+            peer = max(ahead, key=lambda p: p.status_height or 0)
+            try:
+                _, items = await self.p2p.request(peer.node_id, MessageType.GET_BLOCKS,
+                                                  [head + 1, SYNC_BATCH], timeout_s=10.0)
+            except Exception as e:  # a peer failing a request is that peer's problem
+                log.info("sync from %s... failed: %s", peer.node_id[:12], e)
+                return
+            if not items:
+                return
+            for block_bytes, cert_bytes in items:
+                try:
+                    block = Block.decode(_as_bytes(block_bytes))
+                    cert = CommitCertificate.decode(_as_bytes(cert_bytes))
+                except ChainError as e:
+                    log.warning("peer %s... sent a malformed block: %s", peer.node_id[:12], e)
+                    return
+                if block.height <= self.node.store.head_height:
+                    continue
+                done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+                self.node.enqueue(SyncedBlock(block, cert, done))
+                if not await done:
+                    return
+
+
+def _as_bytes(payload: Any) -> bytes:
+    if not isinstance(payload, bytes):
+        raise TypeError("expected bytes")
+    return payload

@@ -1,0 +1,384 @@
+"""The node: one driver task that owns the chain state and runs the consensus core.
+
+Everything that changes chain state happens in `_drive`, one event at a time: the
+consensus core's effects are applied in their documented order (persist the sign
+state, fsync, then broadcast). RPC and p2p handlers only decode, check, and enqueue.
+Block execution runs in a worker thread so the event loop keeps answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from chain import codec
+from chain.block import Block
+from chain.crypto import Address, Hash32
+from chain.errors import ChainError
+from chain.tx import Transaction, validate_chain_id
+from chain.vote import NIL, CommitCertificate, Proposal, ValidatorSet, Vote, validate_certificate
+from consensus.core import ConsensusState
+from consensus.events import (
+    BlockBuilt,
+    BlockValidated,
+    Broadcast,
+    CommitBlock,
+    Effect,
+    Event,
+    PersistSignState,
+    RecordEvidence,
+    RequestBlock,
+    ScheduleTimeout,
+    StartHeight,
+    Step,
+    TimeoutFired,
+    TxsAvailable,
+    ValidateBlock,
+)
+from ledger.errors import LedgerError
+from ledger.execution import Ledger, default_modules
+from ledger.state import Overlay
+from node.config import NodeHome
+from node.errors import MempoolError
+from node.execution import BlockExecutor, ExecutedBlock, InvalidBlockError
+from node.mempool import Mempool, Rejection
+from node.verifier import SignatureVerifier
+from storage.chain_store import ChainStore
+
+log = logging.getLogger("govchain.node")
+
+
+class StoreReader:
+    """The committed state of a ChainStore as a ledger StateReader."""
+
+    def __init__(self, store: ChainStore) -> None:
+        self._store = store
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._store.get_state(key)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncedBlock:
+    """A block and certificate fetched from a peer, to be checked and applied."""
+
+    block: Block
+    certificate: CommitCertificate
+    done: asyncio.Future[bool]
+
+
+DriverEvent = Event | SyncedBlock
+
+
+def encode_sign_state(state: PersistSignState) -> bytes:
+    return codec.encode([state.height, state.round, state.step.value, state.block_hash,
+                         state.locked_round, state.locked_hash])
+
+
+def decode_sign_state(data: bytes | None) -> PersistSignState | None:
+    if data is None:
+        return None
+    height, round_, step, block_hash, locked_round, locked_hash = codec.decode(data)
+    return PersistSignState(height, round_, Step(step), Hash32(block_hash), locked_round,
+                            Hash32(locked_hash))
+
+
+class Node:
+    """A govchain node: state, mempool, consensus driver; p2p and RPC plug in."""
+
+    def __init__(self, home: NodeHome) -> None:
+        self.home = home
+        self.genesis = home.genesis
+        self.chain_id = home.genesis.chain_id
+        self.params = home.genesis.params
+        self.store = ChainStore.open(str(home.data_dir), home.genesis)
+        self.ledger = Ledger(default_modules())
+        self.state = StoreReader(self.store)
+        if not self.store.is_initialized:
+            view = Overlay(_EmptyState())
+            self.ledger.apply_genesis(view, home.genesis)
+            self.store.commit_genesis(view.changes(), home.genesis.validator_set)
+        self.executor = BlockExecutor(self.store, self.ledger, self.chain_id)
+        self.verifier = SignatureVerifier(home.config.verify_threads)
+        self.mempool = Mempool(
+            get_nonce=lambda address: self.ledger.get_nonce(self.state, address),
+            max_txs=home.config.mempool_max_txs, max_bytes=home.config.mempool_max_bytes,
+            max_per_sender=home.config.mempool_max_per_sender,
+            ttl_s=home.config.mempool_tx_ttl_s)
+        self._sign_state = decode_sign_state(self.store.load_sign_state())
+        self.core = ConsensusState(self.chain_id, home.validator_key, self.params,
+                                   self._sign_state)
+        self.started_at = time.monotonic()
+        self._events: asyncio.Queue[DriverEvent] = asyncio.Queue()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._final_waiters: dict[Hash32, list[asyncio.Future[None]]] = {}
+        self._commit_listeners: list[Callable[[ExecutedBlock, CommitCertificate], None]] = []
+        self._txs_signalled_height = -1
+        self.broadcast_message: Callable[[Proposal | Vote], None] = lambda message: None
+        self.broadcast_tx: Callable[[Transaction], None] = lambda tx: None
+        self.on_evidence: Callable[[Vote, Vote], None] = lambda a, b: None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def needs_double_sign_guard(self) -> bool:
+        """True when this validator has no record of what it signed."""
+        return self.home.validator_key is not None and self._sign_state is None
+
+    def arm_double_sign_guard(self) -> None:
+        """Restart the core in guarded mode: it signs only once it has watched the network.
+
+        Called before `run` when the validator has no sign state but the network is
+        already past genesis, i.e. its data directory was lost (docs/consensus.md).
+        """
+        log.warning("no record of earlier signatures and the chain is past genesis: this "
+                    "validator will watch the network before it signs again")
+        self.core = ConsensusState(self.chain_id, self.home.validator_key, self.params, None,
+                                   fresh_start=True)
+
+    async def run(self) -> None:
+        """The driver: start at head + 1, then apply events until cancelled."""
+        await self._step(self._start_height_event())
+        while True:
+            event = await self._events.get()
+            if isinstance(event, SyncedBlock):
+                await self._apply_synced(event)
+            else:
+                await self._step(event)
+
+    def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        self.verifier.close()
+        self.store.close()
+
+    def enqueue(self, event: DriverEvent) -> None:
+        self._events.put_nowait(event)
+
+    def add_commit_listener(self, listener: Callable[[ExecutedBlock, CommitCertificate],
+                                                     None]) -> None:
+        self._commit_listeners.append(listener)
+
+    def _start_height_event(self) -> StartHeight:
+        height = self.store.head_height + 1
+        return StartHeight(height, self.store.get_validator_set(height), self.store.head_hash,
+                           self.store.head_timestamp_ms)
+
+    # ------------------------------------------------------------------ consensus
+
+    async def _step(self, event: Event) -> None:
+        effects = self.core.process_event(event)
+        await self._apply_effects(effects)
+
+    async def _apply_effects(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, PersistSignState):
+                # Durable before the signature it protects leaves this process.
+                await asyncio.to_thread(self.store.save_sign_state, encode_sign_state(effect))
+            elif isinstance(effect, Broadcast):
+                self.broadcast_message(effect.message)
+            elif isinstance(effect, ScheduleTimeout):
+                self._schedule(effect)
+            elif isinstance(effect, RequestBlock):
+                await self._build_block(effect)
+            elif isinstance(effect, ValidateBlock):
+                await self._validate_block(effect.block)
+            elif isinstance(effect, CommitBlock):
+                await self._commit(effect.block, effect.certificate)
+            elif isinstance(effect, RecordEvidence):
+                self._record_evidence(effect.first, effect.second)
+
+    def _schedule(self, effect: ScheduleTimeout) -> None:
+        loop = asyncio.get_running_loop()
+        event = TimeoutFired(effect.height, effect.round, effect.kind)
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            self.enqueue(event)
+
+        handle = loop.call_later(effect.delay_ms / 1000, fire)
+        self._timers.add(handle)
+
+    async def _build_block(self, request: RequestBlock) -> None:
+        assert self.home.validator_key is not None
+        txs = self.mempool.reap(self.params.max_block_txs, self.params.max_block_bytes)
+        timestamp_ms = max(int(time.time() * 1000), request.min_timestamp_ms)
+        executed, dropped = await asyncio.to_thread(
+            self.executor.build, height=request.height, round_=request.round, txs=txs,
+            proposer=self.home.validator_key.public_key, timestamp_ms=timestamp_ms)
+        for tx, error in dropped:
+            self.mempool.drop_invalid(tx.hash, Rejection(error.code, error.message, "execution"))
+            self._resolve_waiters(tx.hash)
+        log.debug("built block %d round %d with %d txs", request.height, request.round,
+                  len(executed.block.txs))
+        self.enqueue(BlockBuilt(request.height, request.round, executed.block))
+
+    async def _validate_block(self, block: Block) -> None:
+        valid = True
+        try:
+            verdicts = await self.verifier.verify(block.txs)
+            if not all(verdicts):
+                raise InvalidBlockError(f"transaction {verdicts.index(False)} has a bad signature")
+            await asyncio.to_thread(self.executor.execute, block)
+        except InvalidBlockError as e:
+            log.warning("block %d %s... from %s is invalid: %s", block.height,
+                        block.hash.hex()[:12], block.header.proposer.hex()[:12], e.message)
+            valid = False
+        self.enqueue(BlockValidated(block.hash, valid))
+
+    async def _commit(self, block: Block, certificate: CommitCertificate) -> None:
+        executed = self.executor.get_cached(block.hash)
+        if executed is None:
+            executed = await asyncio.to_thread(self.executor.execute, block)
+        await asyncio.to_thread(
+            self.store.commit_block, block, certificate, executed.changes,
+            executed.result_values(), executed.next_validator_set, executed.prepared)
+        self.executor.clear()
+        self.mempool.update_after_commit(block.txs)
+        log.info("final block %d %s... txs=%d round=%d", block.height, block.hash.hex()[:12],
+                 len(block.txs), certificate.round)
+        for tx in block.txs:
+            self._resolve_waiters(tx.hash)
+        for listener in self._commit_listeners:
+            listener(executed, certificate)
+        self._txs_signalled_height = -1
+        await self._step(self._start_height_event())
+        self._signal_txs_available()
+
+    async def _apply_synced(self, item: SyncedBlock) -> None:
+        """Check a block fetched from a peer against its certificate, then commit it."""
+        block, certificate = item.block, item.certificate
+        try:
+            if block.height != self.store.head_height + 1:
+                raise InvalidBlockError(f"block {block.height} does not follow head "
+                                        f"{self.store.head_height}")
+            validate_certificate(certificate, self.store.get_validator_set(block.height),
+                                 self.chain_id, height=block.height, block_hash=block.hash)
+            verdicts = await self.verifier.verify(block.txs)
+            if not all(verdicts):
+                raise InvalidBlockError("a transaction has a bad signature")
+            await asyncio.to_thread(self.executor.execute, block)
+        except (InvalidBlockError, ChainError) as e:
+            log.warning("synced block %d rejected: %s", block.height, getattr(e, "message", e))
+            if not item.done.done():
+                item.done.set_result(False)
+            return
+        await self._commit(block, certificate)
+        if not item.done.done():
+            item.done.set_result(True)
+
+    def _record_evidence(self, first: Vote, second: Vote) -> None:
+        log.warning("equivocation by validator %s... at height %d round %d",
+                    first.validator.hex()[:12], first.height, first.round)
+        self.store.add_evidence(codec.encode([first.to_value(), second.to_value()]))
+        self.on_evidence(first, second)
+
+    # ------------------------------------------------------------------ transactions
+
+    def _signal_txs_available(self) -> None:
+        if len(self.mempool) and self._txs_signalled_height != self.core.height:
+            self._txs_signalled_height = self.core.height
+            self.enqueue(TxsAvailable())
+
+    async def submit_txs(self, txs: list[Transaction], *, relay: bool = True
+                         ) -> list[MempoolError | None]:
+        """Admit `txs` to the mempool; one error (or None) per tx, in order."""
+        verdicts = await self.verifier.verify(txs)
+        errors: list[MempoolError | None] = []
+        for tx, ok in zip(txs, verdicts, strict=True):
+            errors.append(self._admit(tx, ok))
+            if errors[-1] is None and relay:
+                self.broadcast_tx(tx)
+        self._signal_txs_available()
+        return errors
+
+    def _admit(self, tx: Transaction, signature_ok: bool) -> MempoolError | None:
+        try:
+            validate_chain_id(tx, self.chain_id)
+            if len(tx.encoded) > self.params.max_tx_bytes:
+                raise MempoolError("too_large", f"transaction of {len(tx.encoded)} bytes "
+                                   f"exceeds the limit of {self.params.max_tx_bytes}")
+            if not signature_ok:
+                raise MempoolError("bad_signature", "a signature does not verify over the "
+                                   "transaction's signing bytes")
+            if self.store.get_tx(tx.hash) is not None:
+                return None  # already final: idempotent
+            self.mempool.add(tx, check=self._check_admission)
+        except MempoolError as e:
+            if e.code != "mempool_full":
+                self.mempool.record_rejection(tx.hash, Rejection(e.code, e.message, "admission"))
+            return e
+        except ChainError as e:
+            return MempoolError(e.code, e.message)
+        return None
+
+    def _check_admission(self, tx: Transaction, account_nonce: int) -> None:
+        try:
+            self.ledger.check_admission(self.state, tx, expected_nonce=account_nonce)
+        except LedgerError as e:
+            raise MempoolError(e.code, e.message) from e
+
+    def _resolve_waiters(self, tx_hash: Hash32) -> None:
+        for future in self._final_waiters.pop(tx_hash, []):
+            if not future.done():
+                future.set_result(None)
+
+    async def wait_final(self, tx_hash: Hash32, timeout_s: float) -> None:
+        """Return once the tx is final or rejected, or after `timeout_s`."""
+        if self.store.get_tx(tx_hash) is not None or tx_hash not in self.mempool:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._final_waiters.setdefault(tx_hash, []).append(future)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._final_waiters.get(tx_hash)
+            if waiters and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self._final_waiters[tx_hash]
+
+    # ------------------------------------------------------------------ reads
+
+    def get_tx_status(self, tx_hash: Hash32) -> dict[str, Any]:
+        record = self.store.get_tx(tx_hash)
+        if record is not None:
+            status = "final" if record.code == "ok" else "rejected"
+            doc: dict[str, Any] = {"hash": tx_hash.hex(), "status": status,
+                                   "height": record.height, "index": record.index,
+                                   "code": record.code, "message": record.message,
+                                   "events": record.events}
+            if status == "rejected":
+                doc["where"] = "execution"
+            return doc
+        pending = self.mempool.get(tx_hash)
+        if pending is not None:
+            return {"hash": tx_hash.hex(), "status": "pending",
+                    "waiting_for": self.mempool.get_wait_reason(pending)}
+        rejection = self.mempool.get_rejection(tx_hash)
+        if rejection is not None:
+            return {"hash": tx_hash.hex(), "status": "rejected", "code": rejection.code,
+                    "message": rejection.message, "where": rejection.where}
+        return {"hash": tx_hash.hex(), "status": "unknown"}
+
+    def get_account(self, address: Address) -> dict[str, Any]:
+        account = self.ledger.get_account(self.state, address)
+        return {**account, "next_nonce": self.mempool.next_nonce(address),
+                "pending": self.mempool.pending_count(address)}
+
+    def validator_set(self, height: int | None = None) -> ValidatorSet:
+        return self.store.get_validator_set(height or self.store.head_height + 1)
+
+
+class _EmptyState:
+    def get(self, key: bytes) -> bytes | None:
+        return None
+
+
+__all__ = ["NIL", "Node", "SyncedBlock"]
