@@ -43,7 +43,10 @@ def _normalize(value: Value, depth: int = 0) -> Value:
 
 def encode(value: Value) -> bytes:
     """Encode `value` canonically. Tuples and lists both become msgpack arrays."""
-    encoded: bytes = msgpack.packb(_normalize(value), use_bin_type=True)
+    try:
+        encoded: bytes = msgpack.packb(_normalize(value), use_bin_type=True)
+    except OverflowError as e:
+        raise MalformedError("integer outside the 64-bit range") from e
     return encoded
 
 

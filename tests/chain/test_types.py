@@ -1,0 +1,214 @@
+"""Transactions, blocks, votes and certificates: encodings, signatures and domains."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chain import codec
+from chain.block import Block, BlockHeader, compute_tx_root
+from chain.crypto import (
+    DOMAIN_PROPOSAL,
+    DOMAIN_TX,
+    DOMAIN_VOTE,
+    ZERO_HASH,
+    KeyPair,
+    compute_address,
+    compute_multisig_address,
+    is_valid_signature,
+    signing_bytes,
+)
+from chain.errors import (
+    BadSignatureError,
+    InvalidCertificateError,
+    MalformedError,
+    TooLargeError,
+    WrongChainError,
+)
+from chain.tx import Transaction, make_transaction, validate_chain_id, validate_signatures
+from chain.vote import (
+    CommitCertificate,
+    Proposal,
+    Validator,
+    ValidatorSet,
+    Vote,
+    VoteKind,
+    validate_certificate,
+)
+
+CHAIN = "test-chain"
+KEYS = [KeyPair.from_seed(bytes([i]) * 32) for i in range(1, 5)]
+VSET = ValidatorSet(tuple(Validator(k.public_key, f"v{i}") for i, k in enumerate(KEYS)))
+
+
+def transfer(key=KEYS[0], nonce=0, amount=5):
+    return make_transaction(CHAIN, key, nonce, "transfer",
+                            {"to": KEYS[1].address, "asset": "GOV", "amount": amount})
+
+
+def test_tx_round_trip_and_hash():
+    tx = transfer()
+    again = Transaction.decode(tx.encoded)
+    assert again == tx
+    assert again.hash == tx.hash
+    validate_signatures(again)
+
+
+@given(nonce=st.integers(min_value=0, max_value=2**64 - 1), amount=st.integers(0, 2**64))
+@settings(max_examples=50)
+def test_tx_round_trip_property(nonce, amount):
+    tx = transfer(nonce=nonce, amount=amount)
+    assert Transaction.decode(tx.encoded).encoded == tx.encoded
+
+
+def test_invalid_tx_signature_rejected():
+    tx = transfer()
+    forged = Transaction(tx.chain_id, tx.sender, tx.nonce, tx.tx_type,
+                         {**tx.fields, "amount": 6}, tx.signatures)
+    with pytest.raises(BadSignatureError):
+        validate_signatures(forged)
+
+
+def test_invalid_unsigned_tx_rejected():
+    tx = Transaction(CHAIN, KEYS[0].address, 0, "transfer", {})
+    with pytest.raises(BadSignatureError):
+        validate_signatures(Transaction.decode(tx.encoded))
+
+
+def test_invalid_wrong_chain_rejected():
+    with pytest.raises(WrongChainError):
+        validate_chain_id(transfer(), "other-chain")
+
+
+def test_signature_bound_to_chain_id():
+    tx = transfer()
+    moved = Transaction("other-chain", tx.sender, tx.nonce, tx.tx_type, tx.fields, tx.signatures)
+    with pytest.raises(BadSignatureError):
+        validate_signatures(moved)
+
+
+def test_signing_domains_differ():
+    payload = [1, 2, 3]
+    messages = {signing_bytes(d, CHAIN, payload) for d in (DOMAIN_TX, DOMAIN_VOTE,
+                                                             DOMAIN_PROPOSAL)}
+    assert len(messages) == 3
+    # A vote signature does not verify as a proposal signature over the same numbers.
+    vote = Vote.create(CHAIN, KEYS[0], VoteKind.PRECOMMIT, 1, 0, ZERO_HASH)
+    proposal_msg = signing_bytes(DOMAIN_PROPOSAL, CHAIN, [1, 0, -1, ZERO_HASH])
+    assert not is_valid_signature(KEYS[0].public_key, proposal_msg, vote.signature)
+
+
+def test_invalid_tx_unsorted_signatures_rejected():
+    tx = transfer().with_signature(KEYS[1])
+    value = codec.decode(tx.encoded)
+    swapped = (*value[:5], tuple(reversed(value[5])))
+    with pytest.raises(MalformedError, match="sorted"):
+        Transaction.decode(codec.encode(swapped))
+
+
+def test_invalid_tx_field_types_rejected():
+    value = list(codec.decode(transfer().encoded))
+    for index, bad in [(0, 5), (1, b"short"), (2, -1), (2, "1"), (3, b"t"), (4, [1])]:
+        broken = list(value)
+        broken[index] = bad
+        with pytest.raises(MalformedError):
+            Transaction.decode(codec.encode(broken))
+    with pytest.raises(MalformedError):
+        Transaction.decode(codec.encode([*value, 1]))  # unknown extra field
+
+
+def test_invalid_tx_too_large_rejected():
+    tx = make_transaction(CHAIN, KEYS[0], 0, "note", {"text": "x" * 2000})
+    with pytest.raises(TooLargeError):
+        Transaction.decode(tx.encoded, max_size=1000)
+
+
+def test_addresses():
+    assert len(compute_address(KEYS[0].public_key)) == 20
+    members = (KEYS[0].public_key, KEYS[1].public_key)
+    assert compute_multisig_address(2, members) == compute_multisig_address(2, members[::-1])
+    assert compute_multisig_address(1, members) != compute_multisig_address(2, members)
+
+
+def make_block(height=1, txs=()):
+    header = BlockHeader(CHAIN, height, 0, 1000, ZERO_HASH, VSET.get_proposer(height, 0),
+                         compute_tx_root(list(txs)), ZERO_HASH, VSET.hash, VSET.hash)
+    return Block(header, tuple(txs))
+
+
+def test_block_round_trip():
+    block = make_block(txs=(transfer(), transfer(nonce=1)))
+    again = Block.decode(block.encoded)
+    assert again.hash == block.hash
+    assert again.txs == block.txs
+
+
+def test_invalid_block_header_version_rejected():
+    value = list(make_block().header.to_value())
+    value[0] = 2
+    with pytest.raises(MalformedError, match="version"):
+        BlockHeader.from_value(tuple(value))
+
+
+def test_proposal_round_trip_and_signature():
+    block = make_block()
+    proposer = next(k for k in KEYS if k.public_key == block.header.proposer)
+    proposal = Proposal.create(CHAIN, proposer, 1, 0, -1, block)
+    again = Proposal.from_value(codec.decode(codec.encode(proposal.to_value())))
+    assert again.is_signature_valid(CHAIN)
+    assert not again.is_signature_valid("other-chain")
+
+
+def test_quorum_maths():
+    for n, f, q in [(1, 0, 1), (2, 0, 2), (3, 0, 3), (4, 1, 3), (5, 1, 4), (6, 1, 5),
+                    (7, 2, 5), (10, 3, 7), (100, 33, 67)]:
+        keys = tuple(Validator(KeyPair.from_seed(bytes([i + 1]) * 32).public_key, "")
+                     for i in range(n))
+        vset = ValidatorSet(keys)
+        assert (vset.max_faulty, vset.quorum) == (f, q)
+        # Two quorums always share more than f validators.
+        assert 2 * q - n > f
+
+
+def test_proposer_rotation():
+    assert [VSET.get_proposer(h, 0) for h in range(4)] == [k.public_key for k in KEYS]
+    assert VSET.get_proposer(1, 1) == KEYS[2].public_key
+
+
+def precommits(block_hash, signers, height=1, round_=0):
+    return [Vote.create(CHAIN, k, VoteKind.PRECOMMIT, height, round_, block_hash)
+            for k in signers]
+
+
+def test_certificate_valid_and_round_trip():
+    block = make_block()
+    cert = CommitCertificate.from_votes(precommits(block.hash, KEYS[:3]))
+    again = CommitCertificate.decode(cert.encoded)
+    validate_certificate(again, VSET, CHAIN, height=1, block_hash=block.hash)
+
+
+def test_invalid_certificate_below_quorum():
+    block = make_block()
+    cert = CommitCertificate.from_votes(precommits(block.hash, KEYS[:2]))
+    with pytest.raises(InvalidCertificateError, match="quorum"):
+        validate_certificate(cert, VSET, CHAIN, height=1, block_hash=block.hash)
+
+
+def test_invalid_certificate_prevotes_do_not_count():
+    block = make_block()
+    votes = [Vote.create(CHAIN, k, VoteKind.PREVOTE, 1, 0, block.hash) for k in KEYS[:3]]
+    cert = CommitCertificate.from_votes(votes)
+    with pytest.raises(InvalidCertificateError, match="verify"):
+        validate_certificate(cert, VSET, CHAIN, height=1, block_hash=block.hash)
+
+
+def test_invalid_certificate_outsider_and_wrong_block():
+    block = make_block()
+    outsider = KeyPair.from_seed(b"\x09" * 32)
+    cert = CommitCertificate.from_votes(precommits(block.hash, [*KEYS[:2], outsider]))
+    with pytest.raises(InvalidCertificateError, match="not a validator"):
+        validate_certificate(cert, VSET, CHAIN, height=1, block_hash=block.hash)
+    good = CommitCertificate.from_votes(precommits(block.hash, KEYS[:3]))
+    with pytest.raises(InvalidCertificateError):
+        validate_certificate(good, VSET, CHAIN, height=1, block_hash=ZERO_HASH)
+    with pytest.raises(InvalidCertificateError):
+        validate_certificate(good, VSET, "other-chain", height=1, block_hash=block.hash)
