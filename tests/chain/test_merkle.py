@@ -32,4 +32,3 @@ def test_proofs_verify_and_tampering_fails(leaves, data):
         if leaves[other] != leaves[index]:
             assert not merkle.is_valid_proof(leaves[index], other, len(leaves), path, root)
         assert not merkle.is_valid_proof(leaves[index], index, len(leaves), path[:-1], root)
-    assert not merkle.is_valid_proof(leaves[index], index, len(leaves) + 1, path, root)
