@@ -107,10 +107,12 @@ class Ledger:
 
         Raises TxNotApplicable when `tx` must never be in a block. Otherwise the
         sender's nonce is consumed whatever happens; the transaction's own changes
-        are kept only if it succeeds.
+        are kept only if it succeeds. CorruptStateError propagates: the node must stop.
         """
         try:
             record = self._validate_applicable(view, ctx, tx)
+        except CorruptStateError:
+            raise  # our disk, not the transaction: never blame the block for it
         except LedgerError as e:
             raise TxNotApplicable(e) from e
         put_account_record(view, tx.sender, AccountRecord(record.nonce + 1, record.assets))
@@ -119,6 +121,8 @@ class Ledger:
             handler = self._get_handler(tx.tx_type)
             handler.validate_fields(tx.fields)
             events = handler.apply(tx_view, ctx, tx)
+        except CorruptStateError:
+            raise
         except LedgerError as e:
             return TxResult.failed(e)
         tx_view.commit()

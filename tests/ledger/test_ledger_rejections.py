@@ -276,3 +276,12 @@ def test_invalid_corrupt_state_bad_account_record(world: World) -> None:
     with pytest.raises(LedgerError) as info:
         world.ledger.get_nonce(view, ALICE.address)
     assert info.value.code == "corrupt_state"
+
+
+def test_invalid_corrupt_state_propagates_from_execution(world: World) -> None:
+    view = Overlay(world.state)
+    view.put(get_balance_key(BOB.address, "GOV"), b"\xc1")  # not msgpack
+    with pytest.raises(LedgerError) as info:
+        world.ledger.apply_tx(view, CTX, transfer(ALICE, 0, BOB.address, 1))
+    assert info.value.code == "corrupt_state"
+    assert not isinstance(info.value, TxNotApplicable)
