@@ -23,6 +23,9 @@ from ledger.state import Overlay
 OK = "ok"
 """The TxResult code of a transaction that succeeded."""
 
+MAX_MESSAGE_LEN = 1024
+"""Longest result message kept; longer ones are cut so results always decode."""
+
 EventValue = bytes | str | int
 """What an event attribute may hold: canonical, integer-only values."""
 
@@ -84,7 +87,7 @@ class TxResult:
 
     @classmethod
     def failed(cls, error: LedgerError) -> TxResult:
-        return cls(error.code, error.message, ())
+        return cls(error.code, error.message[:MAX_MESSAGE_LEN], ())
 
     def to_value(self) -> list[Any]:
         return [self.code, self.message, [event.to_value() for event in self.events]]
@@ -96,7 +99,7 @@ class TxResult:
             raise MalformedError("tx result events: expected an array")
         return cls(
             code=codec.expect_str(code, "tx result code", max_len=64),
-            message=codec.expect_str(message, "tx result message", max_len=1024),
+            message=codec.expect_str(message, "tx result message", max_len=MAX_MESSAGE_LEN),
             events=tuple(Event.from_value(event) for event in events),
         )
 
