@@ -1,0 +1,172 @@
+"""The accounts module: account records (nonce, held assets), balances and transfers.
+
+Every other module moves value through `apply_debit`/`apply_credit` so that balances
+and each account's asset list stay consistent. Amounts are integers in the asset's
+smallest unit; a balance is never negative and never above MAX_AMOUNT.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chain import codec
+from chain.crypto import Address
+from chain.errors import ChainError
+from chain.genesis import Genesis
+from chain.tx import Transaction
+from ledger import fields as f
+from ledger.errors import (
+    BalanceOverflowError,
+    CorruptStateError,
+    InsufficientBalanceError,
+    InvalidGenesisStateError,
+)
+from ledger.interface import BlockContext, Event, TxHandler
+from ledger.keys import get_account_key, get_balance_key
+from ledger.state import Overlay, StateReader
+
+TRANSFER = "transfer"
+TRANSFER_FIELDS = frozenset({"to", "asset", "amount"})
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """What the ledger knows of an account besides its balances."""
+
+    nonce: int
+    """The next nonce the account must use: the count of its transactions executed."""
+    assets: tuple[str, ...]
+    """The assets it holds a non-zero balance of, sorted: lists balances without a scan."""
+
+    def to_value(self) -> dict[str, Any]:
+        return {"nonce": self.nonce, "assets": self.assets}
+
+    @classmethod
+    def from_value(cls, value: Any) -> AccountRecord:
+        record = codec.expect_map(value, "account record")
+        assets = record.get("assets")
+        if set(record) != {"nonce", "assets"} or not isinstance(assets, tuple) or not all(
+                isinstance(asset, str) for asset in assets):
+            raise CorruptStateError(f"account record has unexpected form {record!r}")
+        return cls(codec.expect_int(record["nonce"], "account nonce"), assets)
+
+
+EMPTY_ACCOUNT = AccountRecord(nonce=0, assets=())
+
+
+def get_account_record(view: StateReader, address: bytes) -> AccountRecord | None:
+    """The account record of `address`, or None if the account does not exist."""
+    data = view.get(get_account_key(address))
+    if data is None:
+        return None
+    try:
+        return AccountRecord.from_value(codec.decode(data))
+    except ChainError as e:
+        raise CorruptStateError(f"account {address.hex()} does not decode: {e}") from e
+
+
+def put_account_record(view: Overlay, address: bytes, record: AccountRecord) -> None:
+    view.put(get_account_key(address), codec.encode(record.to_value()))
+
+
+def get_balance(view: StateReader, address: bytes, asset: str) -> int:
+    """`address`'s balance of `asset`; 0 when it holds none."""
+    data = view.get(get_balance_key(address, asset))
+    if data is None:
+        return 0
+    try:
+        return codec.expect_int(codec.decode(data), "balance", lo=1, hi=f.MAX_AMOUNT)
+    except ChainError as e:
+        raise CorruptStateError(f"balance of {address.hex()} in {asset} is bad: {e}") from e
+
+
+def apply_debit(view: Overlay, address: bytes, asset: str, amount: int) -> None:
+    """Take `amount` of `asset` from `address`; raises InsufficientBalanceError."""
+    balance = get_balance(view, address, asset)
+    if balance < amount:
+        raise InsufficientBalanceError(
+            f"account {address.hex()} holds {balance} {asset}, needs {amount}")
+    key = get_balance_key(address, asset)
+    if balance > amount:
+        view.put(key, codec.encode(balance - amount))
+        return
+    view.delete(key)
+    record = get_account_record(view, address)
+    assert record is not None, "a non-zero balance implies an account record"
+    assets = tuple(a for a in record.assets if a != asset)
+    put_account_record(view, address, AccountRecord(record.nonce, assets))
+
+
+def apply_credit(view: Overlay, address: bytes, asset: str, amount: int) -> None:
+    """Give `amount` of `asset` to `address`, creating its account if need be."""
+    balance = get_balance(view, address, asset)
+    if balance + amount > f.MAX_AMOUNT:
+        raise BalanceOverflowError(
+            f"account {address.hex()} would hold more than {f.MAX_AMOUNT} {asset}")
+    view.put(get_balance_key(address, asset), codec.encode(balance + amount))
+    if balance:
+        return
+    record = get_account_record(view, address) or EMPTY_ACCOUNT
+    assets = list(record.assets)
+    bisect.insort(assets, asset)
+    put_account_record(view, address, AccountRecord(record.nonce, tuple(assets)))
+
+
+def validate_transfer_fields(fields: Mapping[str, Any]) -> None:
+    """`to`: 20-byte address; `asset`: asset symbol; `amount`: whole number > 0."""
+    f.validate_field_names(fields, TRANSFER_FIELDS)
+    f.expect_address(fields, "to")
+    f.expect_asset(fields, "asset")
+    f.expect_amount(fields, "amount")
+
+
+def apply_transfer(view: Overlay, ctx: BlockContext, tx: Transaction) -> list[Event]:
+    """Move `amount` of `asset` from the sender to `to` (to oneself is allowed, a no-op)."""
+    to: Address = tx.fields["to"]
+    asset: str = tx.fields["asset"]
+    amount: int = tx.fields["amount"]
+    apply_debit(view, tx.sender, asset, amount)
+    apply_credit(view, to, asset, amount)
+    return [Event("transferred",
+                  {"from": tx.sender, "to": to, "asset": asset, "amount": amount})]
+
+
+def validate_genesis_accounts(genesis: Genesis) -> None:
+    """Raise InvalidGenesisStateError on a duplicate account, bad symbol or amount."""
+    seen: set[bytes] = set()
+    supply: dict[str, int] = {}
+    for account in genesis.accounts:
+        if account.address in seen:
+            raise InvalidGenesisStateError(f"account {account.address.hex()} is listed twice")
+        seen.add(account.address)
+        for asset, amount in account.balances.items():
+            if not f.is_valid_asset(asset):
+                raise InvalidGenesisStateError(f"{asset!r} is not a valid asset symbol")
+            if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+                raise InvalidGenesisStateError(f"balance of {asset} must be a whole number >= 0")
+            supply[asset] = supply.get(asset, 0) + amount
+            if supply[asset] > f.MAX_AMOUNT:
+                raise InvalidGenesisStateError(
+                    f"total supply of {asset} exceeds {f.MAX_AMOUNT}")
+
+
+class AccountsModule:
+    """Accounts and transfers; the foundation other modules move value through."""
+
+    name = "accounts"
+    tx_types: Mapping[str, TxHandler] = {
+        TRANSFER: TxHandler(validate_transfer_fields, apply_transfer),
+    }
+
+    def apply_genesis(self, view: Overlay, genesis: Genesis) -> None:
+        if genesis.app_state.get(self.name):
+            raise InvalidGenesisStateError("app_state.accounts takes no settings yet")
+        validate_genesis_accounts(genesis)
+        for account in genesis.accounts:
+            put_account_record(view, account.address, EMPTY_ACCOUNT)
+            for asset in sorted(account.balances, key=str.encode):
+                if account.balances[asset] > 0:
+                    apply_credit(view, account.address, asset, account.balances[asset])
