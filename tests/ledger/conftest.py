@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from ledger_fixtures import World, make_world
+
+from tests.ledger.ledger_fixtures import World, make_world
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from ledger_fixtures import ALICE, BOB, CAROL, CTX, DAVE, World, make_genesis, transfer
 
 from chain import codec
 from chain.errors import MalformedError
@@ -16,6 +15,7 @@ from ledger.accounts import AccountsModule
 from ledger.execution import BlockContext, Event, Ledger, TxResult, default_modules
 from ledger.interface import TxHandler
 from ledger.state import Overlay
+from tests.ledger.ledger_fixtures import ALICE, BOB, CAROL, CTX, DAVE, World, make_genesis, transfer
 
 
 def test_genesis_writes_balances_accounts_and_validators(world: World) -> None:

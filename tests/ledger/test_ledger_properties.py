@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ledger_fixtures import CTX, KEYS, make_genesis, make_world, transfer
 
 from chain.genesis import GenesisAccount
 from chain.tx import Transaction
 from ledger.errors import TxNotApplicable
 from ledger.execution import Ledger, default_modules
 from ledger.state import Overlay, StateReader
+from tests.ledger.ledger_fixtures import CTX, KEYS, make_genesis, make_world, transfer
 
 SENDERS = KEYS[:5]  # the first three are funded at genesis, the others start unknown
 ASSETS = ["GOV", "EUR", "XYZ"]  # nobody holds XYZ

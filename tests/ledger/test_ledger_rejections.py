@@ -9,7 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ledger_fixtures import (
+
+from chain import codec
+from chain.genesis import GenesisAccount
+from chain.tx import Transaction, make_transaction
+from ledger.accounts import AccountRecord, get_account_record
+from ledger.errors import LedgerError, TxNotApplicable
+from ledger.fields import MAX_AMOUNT
+from ledger.keys import get_account_key, get_balance_key
+from ledger.state import Overlay
+from tests.ledger.ledger_fixtures import (
     ALICE,
     BOB,
     CAROL,
@@ -21,15 +30,6 @@ from ledger_fixtures import (
     make_world,
     transfer,
 )
-
-from chain import codec
-from chain.genesis import GenesisAccount
-from chain.tx import Transaction, make_transaction
-from ledger.accounts import AccountRecord, get_account_record
-from ledger.errors import LedgerError, TxNotApplicable
-from ledger.fields import MAX_AMOUNT
-from ledger.keys import get_account_key, get_balance_key
-from ledger.state import Overlay
 
 
 def nonce_only_change(world: World, address: bytes, new_nonce: int) -> dict[bytes, Any]:
