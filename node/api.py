@@ -15,6 +15,7 @@ from chain.crypto import Address, Hash32
 from chain.errors import ChainError
 from chain.tx import Transaction
 from chain.vote import CommitCertificate
+from ledger.errors import LedgerError
 from node import __version__
 from node.errors import MempoolError
 from node.node import Node
@@ -230,7 +231,11 @@ class NodeApi:
 
     async def state_account(self, params: dict[str, Any]) -> dict[str, Any]:
         address = Address(parse_hex(params.get("address"), "address", size=20))
-        return {"address": address.hex(), **to_json(self.node.get_account(address))}
+        try:
+            account = self.node.get_account(address)
+        except LedgerError as e:
+            raise RpcError(NOT_FOUND, e.code, e.message) from e
+        return {**to_json(account), "address": address.hex()}
 
     def make_discover(self, dispatcher: RpcDispatcher) -> Any:
         async def rpc_discover(params: dict[str, Any]) -> dict[str, Any]:

@@ -368,6 +368,7 @@ class Node:
         return {"hash": tx_hash.hex(), "status": "unknown"}
 
     def get_account(self, address: Address) -> dict[str, Any]:
+        """Raises LedgerError (unknown_account) for an address with no account."""
         account = self.ledger.get_account(self.state, address)
         return {**account, "next_nonce": self.mempool.next_nonce(address),
                 "pending": self.mempool.pending_count(address)}
