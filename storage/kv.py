@@ -123,7 +123,8 @@ class PlyvelStore:
         low, high = _scan_bounds(prefix, start, reverse)
         if high is not None and low >= high:
             return
-        with self._db.iterator(start=low, stop=high, reverse=reverse) as it:
+        # plyvel mishandles a reverse scan with start=b"" when b"" is the only key.
+        with self._db.iterator(start=low or None, stop=high, reverse=reverse) as it:
             yield from it
 
     def write(self, batch: WriteBatch, *, sync: bool = True) -> None:
