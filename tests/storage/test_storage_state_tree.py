@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chain.crypto import Hash32
 from chain.errors import MalformedError
 from storage.errors import StalePreparedStateError
 from storage.kv import MemoryStore, WriteBatch
@@ -148,7 +149,8 @@ def test_tampered_proofs_fail() -> None:
         dataclasses.replace(proof, entries=((kh0, compute_key_hash(b"2")), entry1)),
         dataclasses.replace(proof, entries=(entry1,)),  # other entry dropped
         dataclasses.replace(proof, entries=(entry1, (kh0, vh0))),  # unsorted
-        dataclasses.replace(proof, siblings=(proof.siblings[0][::-1], *proof.siblings[1:])),
+        dataclasses.replace(proof, siblings=(Hash32(proof.siblings[0][::-1]),
+                                             *proof.siblings[1:])),
         dataclasses.replace(proof, siblings=proof.siblings[:-1]),
     ]
     for bad in tampered:
