@@ -1,0 +1,440 @@
+"""ChainStore: the node's database of blocks, certificates, txs, state and safety state.
+
+Each block is committed in ONE synced write batch (block, certificate, indexes, tx
+results, state, tree buckets, next validator set, new head): after a crash the
+store is at height h or h+1, never between. In-memory caches (head, tree) move only
+after the batch is durable. It never executes transactions or verifies signatures.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from chain import codec
+from chain.block import Block, BlockHeader
+from chain.crypto import Hash32, compute_hash
+from chain.errors import ChainError
+from chain.genesis import Genesis
+from chain.tx import Transaction
+from chain.vote import CommitCertificate, ValidatorSet
+from storage import schema
+from storage.errors import (
+    AlreadyInitializedError,
+    BlockMismatchError,
+    CorruptionError,
+    GenesisMismatchError,
+    NotContiguousError,
+    NotInitializedError,
+    SchemaVersionError,
+    StalePreparedStateError,
+    StateRootMismatchError,
+    UnknownHeightError,
+)
+from storage.kv import KVStore, MemoryStore, PlyvelStore, WriteBatch
+from storage.proof import StateProof
+from storage.state_tree import PreparedState, StateTree
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The latest committed height and what the next block builds on."""
+
+    height: int
+    """0 before the first block."""
+    hash: Hash32
+    """The head block's hash; the genesis hash at height 0."""
+    timestamp_ms: int
+    """The head block's timestamp; the genesis time at height 0."""
+    state_root: Hash32
+    """The state root after the head block (the genesis state root at height 0)."""
+
+
+@dataclass(frozen=True)
+class TxRecord:
+    """A committed transaction, where it is, and what executing it did."""
+
+    height: int
+    """The block height holding the transaction."""
+    index: int
+    """Its position in the block."""
+    tx: Transaction
+    """The transaction."""
+    code: str
+    """The execution result code ("ok" or a ledger rejection code)."""
+    message: str
+    """The human message of the result."""
+    events: Any
+    """Events emitted, as canonical values."""
+
+
+T = TypeVar("T")
+
+TxResult = tuple[str, str, Any]
+"""(code, message, events) of one executed transaction."""
+
+
+class ChainStore:
+    """The node's database; open with `ChainStore.open(path, genesis)`."""
+
+    def __init__(self, kv: KVStore, genesis: Genesis, *, location: str = "memory") -> None:
+        """Use `open` or `open_memory`; this checks the store belongs to `genesis`."""
+        self._kv = kv
+        self.genesis = genesis
+        self.location = location
+        self._lock = threading.RLock()
+        self._check_identity()
+        self._tree = StateTree(kv)
+        self._head_block: Block | None = None
+        self._head: Head | None = None
+        if self.is_initialized:
+            self._head = self._load_head()
+            if self._tree.root != self._head.state_root:
+                raise CorruptionError(
+                    f"the state tree in {location} has root {self._tree.root.hex()} but head "
+                    f"{self._head.height} commits to {self._head.state_root.hex()}; restore "
+                    "the data directory from a backup or resync from peers")
+
+    @classmethod
+    def open(cls, path: str, genesis: Genesis) -> ChainStore:
+        """Open or create the LevelDB data directory `path` for the chain of `genesis`."""
+        kv = PlyvelStore(path)
+        try:
+            return cls(kv, genesis, location=path)
+        except BaseException:
+            kv.close()
+            raise
+
+    @classmethod
+    def open_memory(cls, genesis: Genesis) -> ChainStore:
+        """A store in memory, for the deterministic simulation only."""
+        return cls(MemoryStore(), genesis)
+
+    def close(self) -> None:
+        with self._lock:
+            self._kv.close()
+
+    # -- identity and genesis -------------------------------------------------
+
+    def _check_identity(self) -> None:
+        stored_genesis = self._kv.get(schema.META_GENESIS_HASH)
+        stored_version = self._kv.get(schema.META_SCHEMA_VERSION)
+        if stored_genesis is None:
+            if next(self._kv.iterate(b""), None) is not None:
+                raise CorruptionError(
+                    f"the database in {self.location} has data but no genesis hash; it is "
+                    "not a govchain data directory or is damaged: choose an empty directory")
+            batch = WriteBatch(self._kv)
+            batch.put(schema.META_SCHEMA_VERSION, schema.SCHEMA_VERSION.to_bytes(4, "big"))
+            batch.put(schema.META_GENESIS_HASH, self.genesis.hash)
+            self._kv.write(batch)
+            return
+        if stored_genesis != self.genesis.hash:
+            raise GenesisMismatchError(
+                f"the data directory {self.location} belongs to the chain with genesis hash "
+                f"{stored_genesis.hex()}, but this node's genesis hash is "
+                f"{self.genesis.hash.hex()}; use the genesis file of that chain or another "
+                "data directory")
+        version = int.from_bytes(stored_version or b"", "big")
+        if version != schema.SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"the data directory {self.location} uses storage schema {version}, this "
+                f"node reads schema {schema.SCHEMA_VERSION}; run a matching node version")
+
+    @property
+    def is_initialized(self) -> bool:
+        """True once the genesis state has been committed."""
+        return self._kv.get(schema.META_GENESIS_STATE_ROOT) is not None
+
+    def commit_genesis(self, changes: Mapping[bytes, bytes | None],
+                       validator_set: ValidatorSet) -> Hash32:
+        """Commit the genesis state and validator set; return the genesis state root."""
+        with self._lock:
+            if self.is_initialized:
+                raise AlreadyInitializedError(
+                    f"the genesis state of {self.location} is already committed")
+            prepared = self._tree.prepare(changes)
+            batch = WriteBatch(self._kv)
+            prepared.apply_to(batch)
+            batch.put(schema.validator_set_key(0), codec.encode(validator_set.to_value()))
+            batch.put(schema.META_GENESIS_STATE_ROOT, prepared.root)
+            batch.put(schema.META_HEAD_HEIGHT, schema.encode_height(0))
+            self._kv.write(batch)
+            self._tree.on_committed(prepared)
+            self._head = Head(0, self.genesis.hash, self.genesis.genesis_time_ms, prepared.root)
+            return prepared.root
+
+    # -- head -------------------------------------------------------------------
+
+    def _load_head(self) -> Head:
+        raw_height = self._kv.get(schema.META_HEAD_HEIGHT)
+        genesis_root = self._kv.get(schema.META_GENESIS_STATE_ROOT)
+        if raw_height is None or genesis_root is None:
+            raise CorruptionError(f"the head of {self.location} is missing")
+        height = schema.decode_height(raw_height)
+        if height == 0:
+            return Head(0, self.genesis.hash, self.genesis.genesis_time_ms, Hash32(genesis_root))
+        header = self.get_block_header(height)
+        if header is None:
+            raise CorruptionError(
+                f"the head block {height} of {self.location} is missing; restore the data "
+                "directory from a backup or resync from peers")
+        return Head(height, header.hash, header.timestamp_ms, header.state_root)
+
+    @property
+    def head(self) -> Head:
+        if self._head is None:
+            raise NotInitializedError(
+                f"the genesis state of {self.location} is not committed yet")
+        return self._head
+
+    @property
+    def head_height(self) -> int:
+        return self.head.height
+
+    @property
+    def head_hash(self) -> Hash32:
+        return self.head.hash
+
+    @property
+    def head_timestamp_ms(self) -> int:
+        return self.head.timestamp_ms
+
+    @property
+    def head_state_root(self) -> Hash32:
+        return self.head.state_root
+
+    def head_block(self) -> Block | None:
+        """The head block, or None at height 0."""
+        head = self.head
+        if head.height == 0:
+            return None
+        block = self._head_block
+        if block is None or block.height != head.height:
+            block = self.get_block(head.height)
+            self._head_block = block
+        return block
+
+    # -- state --------------------------------------------------------------------
+
+    def get_state(self, key: bytes) -> bytes | None:
+        """The value of `key` in the latest committed state."""
+        return self._kv.get(schema.state_key(key))
+
+    def iterate_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of the latest committed state under `prefix`, in key order."""
+        strip = len(schema.STATE)
+        for key, value in self._kv.iterate(schema.state_key(prefix)):
+            yield key[strip:], value
+
+    def get_state_proof(self, key: bytes) -> StateProof:
+        """Proof of `key`'s value (or absence) against the head's state root."""
+        with self._lock:
+            return self._tree.get_proof(key, height=self.head.height)
+
+    def compute_state_root(self, changes: Mapping[bytes, bytes | None]) -> Hash32:
+        """The state root after applying `changes` to the head state; commits nothing."""
+        return self.prepare_state(changes).root
+
+    def prepare_state(self, changes: Mapping[bytes, bytes | None]) -> PreparedState:
+        """Speculatively prepare `changes` on the head state (see commit_block)."""
+        with self._lock:
+            self.head  # noqa: B018 - raises NotInitializedError before genesis
+            return self._tree.prepare(changes)
+
+    # -- blocks -------------------------------------------------------------------
+
+    def commit_block(self, block: Block, certificate: CommitCertificate,
+                     changes: Mapping[bytes, bytes | None], tx_results: Sequence[TxResult],
+                     next_validator_set: ValidatorSet | None,
+                     prepared: PreparedState | None = None) -> None:
+        """Make `block` the new head, with everything it brings, in one synced batch."""
+        with self._lock:
+            head = self.head
+            self._validate_extends_head(block, head)
+            self._validate_certificate_matches(block, certificate)
+            if len(tx_results) != len(block.txs):
+                raise BlockMismatchError(
+                    f"block {block.height} has {len(block.txs)} transactions but "
+                    f"{len(tx_results)} results were given")
+            prepared = self._validate_prepared(prepared, changes)
+            if block.header.state_root != prepared.root:
+                raise StateRootMismatchError(
+                    f"block {block.height} header state root {block.header.state_root.hex()} "
+                    f"differs from the root of its changes {prepared.root.hex()}")
+            vset_change = self._validate_validator_sets(block, next_validator_set)
+
+            batch = WriteBatch(self._kv)
+            self._add_block_to(batch, block, certificate, tx_results)
+            if vset_change is not None:
+                batch.put(schema.validator_set_key(block.height + 1),
+                          codec.encode(vset_change.to_value()))
+            prepared.apply_to(batch)
+            batch.put(schema.META_HEAD_HEIGHT, schema.encode_height(block.height))
+            self._kv.write(batch, sync=True)
+
+            self._tree.on_committed(prepared)
+            self._head_block = block
+            self._head = Head(block.height, block.hash, block.header.timestamp_ms,
+                              block.header.state_root)
+
+    def _validate_extends_head(self, block: Block, head: Head) -> None:
+        if block.height != head.height + 1:
+            raise NotContiguousError(
+                f"block {block.height} does not follow the head {head.height}; "
+                f"commit block {head.height + 1} first")
+        if block.header.prev_hash != head.hash:
+            raise NotContiguousError(
+                f"block {block.height} names parent {block.header.prev_hash.hex()} but the "
+                f"head {head.height} is {head.hash.hex()}")
+
+    def _validate_certificate_matches(self, block: Block,
+                                      certificate: CommitCertificate) -> None:
+        if certificate.height != block.height or certificate.block_hash != block.hash:
+            raise BlockMismatchError(
+                f"the certificate for height {certificate.height} block "
+                f"{certificate.block_hash.hex()} does not certify block {block.height} "
+                f"{block.hash.hex()}")
+
+    def _validate_prepared(self, prepared: PreparedState | None,
+                           changes: Mapping[bytes, bytes | None]) -> PreparedState:
+        if prepared is None:
+            return self._tree.prepare(changes)
+        if prepared.base_root != self._tree.root:
+            raise StalePreparedStateError(
+                "the prepared state was computed on another state root than the head's; "
+                "prepare the block's changes again")
+        if prepared.changes != changes:
+            raise BlockMismatchError("the prepared state holds other changes than given")
+        return prepared
+
+    def _validate_validator_sets(self, block: Block,
+                                 next_validator_set: ValidatorSet | None) -> ValidatorSet | None:
+        """Check the header's validator set hashes; return the set to store, if new."""
+        current = self.get_validator_set(block.height)
+        if block.header.validator_set_hash != current.hash:
+            raise BlockMismatchError(
+                f"block {block.height} names validator set {block.header.validator_set_hash.hex()}"
+                f" but the set certifying this height is {current.hash.hex()}")
+        following = current if next_validator_set is None else next_validator_set
+        if block.header.next_validator_set_hash != following.hash:
+            raise BlockMismatchError(
+                f"block {block.height} names next validator set "
+                f"{block.header.next_validator_set_hash.hex()} but the next set given is "
+                f"{following.hash.hex()}")
+        return None if following.hash == current.hash else following
+
+    def _add_block_to(self, batch: WriteBatch, block: Block, certificate: CommitCertificate,
+                      tx_results: Sequence[TxResult]) -> None:
+        height = block.height
+        batch.put(schema.block_header_key(height), block.header.encoded)
+        batch.put(schema.block_hash_key(block.hash), schema.encode_height(height))
+        batch.put(schema.certificate_key(height), certificate.encoded)
+        for index, (tx, (code, message, events)) in enumerate(
+                zip(block.txs, tx_results, strict=True)):
+            batch.put(schema.tx_hash_key(tx.hash), schema.tx_location(height, index))
+            batch.put(schema.tx_record_key(height, index),
+                      codec.encode([tx.encoded, code, message, events]))
+
+    # -- reads ------------------------------------------------------------------
+
+    def get_block_header(self, height: int) -> BlockHeader | None:
+        raw = self._kv.get(schema.block_header_key(height))
+        return None if raw is None else self._decode(BlockHeader.decode, raw, "header", height)
+
+    def get_block(self, height: int) -> Block | None:
+        """The block at `height` (1 ... head), or None."""
+        header = self.get_block_header(height)
+        if header is None:
+            return None
+        txs: list[Transaction] = []
+        for _, raw in self._kv.iterate(schema.tx_record_prefix(height)):
+            txs.append(self._decode_tx_record(raw, height, len(txs)).tx)
+        return Block(header, tuple(txs))
+
+    def get_block_by_hash(self, block_hash: bytes) -> Block | None:
+        raw = self._kv.get(schema.block_hash_key(block_hash))
+        return None if raw is None else self.get_block(schema.decode_height(raw))
+
+    def get_certificate(self, height: int) -> CommitCertificate | None:
+        raw = self._kv.get(schema.certificate_key(height))
+        return None if raw is None else self._decode(
+            CommitCertificate.decode, raw, "certificate", height)
+
+    def get_tx(self, tx_hash: bytes) -> TxRecord | None:
+        """The committed transaction with `tx_hash` and its result, or None."""
+        location = self._kv.get(schema.tx_hash_key(tx_hash))
+        if location is None:
+            return None
+        height, index = schema.decode_tx_location(location)
+        raw = self._kv.get(schema.tx_record_key(height, index))
+        if raw is None:
+            raise CorruptionError(
+                f"tx {tx_hash.hex()} is indexed at block {height} index {index} but its record "
+                f"is missing in {self.location}; restore from a backup or resync from peers")
+        return self._decode_tx_record(raw, height, index)
+
+    def get_validator_set(self, height: int) -> ValidatorSet:
+        """The validator set that certifies `height` (0 ... head + 1)."""
+        if height > self.head.height + 1:
+            raise UnknownHeightError(
+                f"the validator set of height {height} is not known yet; the head is "
+                f"{self.head.height}")
+        start = schema.validator_set_key(height)
+        for _, raw in self._kv.iterate(schema.VALIDATOR_SET, start=start, reverse=True):
+            return self._decode(_decode_validator_set, raw, "validator set", height)
+        raise CorruptionError(f"no validator set is stored in {self.location}")
+
+
+    def _decode_tx_record(self, raw: bytes, height: int, index: int) -> TxRecord:
+        def decode(data: bytes) -> TxRecord:
+            tx_bytes, code, message, events = codec.expect_tuple(
+                codec.decode(data), 4, "tx record")
+            return TxRecord(height, index, Transaction.decode(tx_bytes), code, message, events)
+        return self._decode(decode, raw, f"tx record {index}", height)
+
+    def _decode(self, decode: Callable[[bytes], T], raw: bytes, what: str, height: int) -> T:
+        try:
+            return decode(raw)
+        except ChainError as e:
+            raise CorruptionError(
+                f"the stored {what} of height {height} in {self.location} does not decode "
+                f"({e.message}); restore from a backup or resync from peers") from e
+
+    # -- consensus safety ---------------------------------------------------------
+
+    def load_sign_state(self) -> bytes | None:
+        """The signer's last persisted sign state, opaque to storage."""
+        return self._kv.get(schema.sign_state_key())
+
+    def save_sign_state(self, value: bytes) -> None:
+        """Durably record the sign state; returns only once it is synced to disk."""
+        with self._lock:
+            batch = WriteBatch(self._kv)
+            batch.put(schema.sign_state_key(), value)
+            self._kv.write(batch, sync=True)
+
+    def add_evidence(self, encoded: bytes) -> bool:
+        """Record evidence of misbehaviour once; False if it was already recorded."""
+        with self._lock:
+            evidence_hash = compute_hash(encoded)
+            if self._kv.get(schema.evidence_hash_key(evidence_hash)) is not None:
+                return False
+            raw_count = self._kv.get(schema.META_EVIDENCE_COUNT)
+            count = 0 if raw_count is None else schema.decode_height(raw_count)
+            batch = WriteBatch(self._kv)
+            batch.put(schema.evidence_key(count), encoded)
+            batch.put(schema.evidence_hash_key(evidence_hash), b"")
+            batch.put(schema.META_EVIDENCE_COUNT, schema.encode_height(count + 1))
+            self._kv.write(batch, sync=True)
+            return True
+
+    def list_evidence(self) -> list[bytes]:
+        """All recorded evidence, oldest first."""
+        return [value for _, value in self._kv.iterate(schema.EVIDENCE)]
+
+
+def _decode_validator_set(raw: bytes) -> ValidatorSet:
+    return ValidatorSet.from_value(codec.decode(raw))

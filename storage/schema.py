@@ -1,0 +1,126 @@
+"""The one module that builds every database key.
+
+Each table has its own one-byte prefix; a change to a table's layout takes a new
+prefix byte and a new SCHEMA_VERSION, never a silent reinterpretation of old keys.
+Heights are 8-byte big-endian so that byte order is height order. Nothing outside
+this module may spell a key by hand.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+"""Bumped on any incompatible change; stored in meta and checked at open."""
+
+HEIGHT_SIZE = 8
+INDEX_SIZE = 4
+BUCKET_SIZE = 2
+
+# Table prefixes. Keep this list and the table in docs/storage.md in step.
+META = b"\x01"
+BLOCK_HEADER = b"\x10"
+BLOCK_HASH = b"\x11"
+CERTIFICATE = b"\x12"
+VALIDATOR_SET = b"\x13"
+TX_HASH = b"\x20"
+TX_RECORD = b"\x21"
+STATE = b"\x30"
+TREE_BUCKET = b"\x31"
+TREE_BUCKET_HASH = b"\x32"
+SIGN_STATE = b"\x40"
+EVIDENCE = b"\x41"
+EVIDENCE_HASH = b"\x42"
+
+# Meta keys.
+META_SCHEMA_VERSION = META + b"schema_version"
+META_GENESIS_HASH = META + b"genesis_hash"
+META_GENESIS_STATE_ROOT = META + b"genesis_state_root"
+META_HEAD_HEIGHT = META + b"head_height"
+META_EVIDENCE_COUNT = META + b"evidence_count"
+
+
+def encode_height(height: int) -> bytes:
+    return height.to_bytes(HEIGHT_SIZE, "big")
+
+
+def decode_height(data: bytes) -> int:
+    assert len(data) == HEIGHT_SIZE, "a stored height is 8 bytes"
+    return int.from_bytes(data, "big")
+
+
+def block_header_key(height: int) -> bytes:
+    """Block header at `height` (its transactions live in TX_RECORD)."""
+    return BLOCK_HEADER + encode_height(height)
+
+
+def block_hash_key(block_hash: bytes) -> bytes:
+    """Block hash -> 8-byte height."""
+    return BLOCK_HASH + block_hash
+
+
+def certificate_key(height: int) -> bytes:
+    """Commit certificate of the block at `height`."""
+    return CERTIFICATE + encode_height(height)
+
+
+def validator_set_key(height: int) -> bytes:
+    """The validator set certifying `height`, written at each height where it changes."""
+    return VALIDATOR_SET + encode_height(height)
+
+
+def tx_hash_key(tx_hash: bytes) -> bytes:
+    """Tx hash -> height (8 bytes) + index (4 bytes)."""
+    return TX_HASH + tx_hash
+
+
+def tx_location(height: int, index: int) -> bytes:
+    return encode_height(height) + index.to_bytes(INDEX_SIZE, "big")
+
+
+def decode_tx_location(data: bytes) -> tuple[int, int]:
+    assert len(data) == HEIGHT_SIZE + INDEX_SIZE, "a stored tx location is 12 bytes"
+    return int.from_bytes(data[:HEIGHT_SIZE], "big"), int.from_bytes(data[HEIGHT_SIZE:], "big")
+
+
+def tx_record_key(height: int, index: int) -> bytes:
+    """Tx bytes and result [tx, code, message, events] by (height, index)."""
+    return TX_RECORD + tx_location(height, index)
+
+
+def tx_record_prefix(height: int) -> bytes:
+    """All tx records of the block at `height`, in block order."""
+    return TX_RECORD + encode_height(height)
+
+
+def state_key(key: bytes) -> bytes:
+    """Ledger state key -> value (the latest committed state only)."""
+    return STATE + key
+
+
+def tree_bucket_key(bucket: int) -> bytes:
+    """Sorted (key hash, value hash) entries of one state-tree bucket."""
+    return TREE_BUCKET + bucket.to_bytes(BUCKET_SIZE, "big")
+
+
+def tree_bucket_hash_key(bucket: int) -> bytes:
+    """Hash of one non-empty state-tree bucket (read at open to rebuild the tree)."""
+    return TREE_BUCKET_HASH + bucket.to_bytes(BUCKET_SIZE, "big")
+
+
+def decode_tree_bucket_hash_key(key: bytes) -> int:
+    assert key[:1] == TREE_BUCKET_HASH and len(key) == 1 + BUCKET_SIZE
+    return int.from_bytes(key[1:], "big")
+
+
+def sign_state_key() -> bytes:
+    """The consensus signer's last signed (height, round, step), opaque here."""
+    return SIGN_STATE
+
+
+def evidence_key(sequence: int) -> bytes:
+    """Evidence of misbehaviour, by arrival order."""
+    return EVIDENCE + encode_height(sequence)
+
+
+def evidence_hash_key(evidence_hash: bytes) -> bytes:
+    """Evidence hash -> presence, so the same evidence is kept once."""
+    return EVIDENCE_HASH + evidence_hash

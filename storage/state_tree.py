@@ -1,0 +1,170 @@
+"""The authenticated state tree: root updates per block over the changed keys only.
+
+Bucket entries and bucket hashes live in the database; the 131,071 tree nodes above
+them live in memory, rebuilt from the stored bucket hashes at open. `prepare` is
+speculative (it changes nothing); only `on_committed`, called after the batch that
+holds the prepared ops is durable, moves the tree. Hashing rules: storage.proof.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from chain.crypto import Hash32
+from storage import schema
+from storage.errors import CorruptionError, StalePreparedStateError
+from storage.kv import KVStore, WriteBatch
+from storage.proof import (
+    BUCKET_BITS,
+    BUCKET_COUNT,
+    EMPTY_BUCKET_HASH,
+    ENTRY_SIZE,
+    StateProof,
+    compute_bucket_hash,
+    compute_key_hash,
+    get_bucket,
+)
+
+# Inlined copy of proof.compute_node_hash for the hot loops; must stay identical.
+_NODE_TAG = b"\x01"
+
+
+@dataclass(frozen=True)
+class PreparedState:
+    """State changes with their new root and everything needed to commit them."""
+
+    base_root: Hash32
+    """The root of the state these changes apply to."""
+    root: Hash32
+    """The root after the changes."""
+    changes: Mapping[bytes, bytes | None]
+    """State key -> new value, None to delete."""
+    buckets: Mapping[int, bytes]
+    """Bucket -> its new sorted entries (empty bytes: bucket now empty)."""
+    nodes: Mapping[int, Hash32]
+    """Tree node index -> new hash (heap layout: root 1, bucket b at 65,536 + b)."""
+
+    def apply_to(self, batch: WriteBatch) -> None:
+        """Add the state values, bucket entries and bucket hashes to `batch`."""
+        for key, value in self.changes.items():
+            if value is None:
+                batch.delete(schema.state_key(key))
+            else:
+                batch.put(schema.state_key(key), value)
+        for bucket, entries in self.buckets.items():
+            if entries:
+                batch.put(schema.tree_bucket_key(bucket), entries)
+                batch.put(schema.tree_bucket_hash_key(bucket),
+                          self.nodes[BUCKET_COUNT + bucket])
+            else:
+                batch.delete(schema.tree_bucket_key(bucket))
+                batch.delete(schema.tree_bucket_hash_key(bucket))
+
+
+class StateTree:
+    """The in-memory tree over the state stored in `kv`."""
+
+    def __init__(self, kv: KVStore) -> None:
+        self._kv = kv
+        self._nodes: list[bytes] = [b""] * (2 * BUCKET_COUNT)
+        self.reload()
+
+    def reload(self) -> None:
+        """Rebuild every node from the stored bucket hashes (at open)."""
+        nodes = self._nodes
+        for i in range(BUCKET_COUNT, 2 * BUCKET_COUNT):
+            nodes[i] = EMPTY_BUCKET_HASH
+        for key, value in self._kv.iterate(schema.TREE_BUCKET_HASH):
+            if len(value) != 32 or len(key) != 3:
+                raise CorruptionError(
+                    f"state tree bucket hash at key {key.hex()} is malformed; the database "
+                    "is damaged: restore it from a backup or resync from peers")
+            nodes[BUCKET_COUNT + schema.decode_tree_bucket_hash_key(key)] = value
+        sha256 = hashlib.sha256
+        for i in range(BUCKET_COUNT - 1, 0, -1):
+            nodes[i] = sha256(_NODE_TAG + nodes[2 * i] + nodes[2 * i + 1]).digest()
+
+    @property
+    def root(self) -> Hash32:
+        return Hash32(self._nodes[1])
+
+    def compute_root(self, changes: Mapping[bytes, bytes | None]) -> Hash32:
+        """The root after `changes`, without committing anything."""
+        return self.prepare(changes).root
+
+    def prepare(self, changes: Mapping[bytes, bytes | None]) -> PreparedState:
+        """Compute the new buckets, nodes and root of `changes`; change nothing."""
+        sha256 = hashlib.sha256
+        updates: dict[int, dict[bytes, bytes | None]] = {}
+        for key, value in changes.items():
+            key_hash = sha256(key).digest()
+            bucket = (key_hash[0] << 8) | key_hash[1]
+            value_hash = None if value is None else sha256(value).digest()
+            per_bucket = updates.get(bucket)
+            if per_bucket is None:
+                updates[bucket] = {key_hash: value_hash}
+            else:
+                per_bucket[key_hash] = value_hash
+
+        buckets: dict[int, bytes] = {}
+        overlay: dict[int, Hash32] = {}
+        get = self._kv.get
+        for bucket, bucket_updates in updates.items():
+            stored = get(schema.tree_bucket_key(bucket))
+            entries = _apply_bucket_updates(stored or b"", bucket_updates)
+            buckets[bucket] = entries
+            overlay[BUCKET_COUNT + bucket] = compute_bucket_hash(entries)
+
+        nodes = self._nodes
+        dirty = set(overlay)
+        for _ in range(BUCKET_BITS):
+            parents = {i >> 1 for i in dirty}
+            for p in parents:
+                left = overlay.get(2 * p) or nodes[2 * p]
+                right = overlay.get(2 * p + 1) or nodes[2 * p + 1]
+                overlay[p] = Hash32(sha256(_NODE_TAG + left + right).digest())
+            dirty = parents
+        root = overlay.get(1, self.root)
+        return PreparedState(base_root=self.root, root=Hash32(root), changes=dict(changes),
+                             buckets=buckets, nodes=overlay)
+
+    def on_committed(self, prepared: PreparedState) -> None:
+        """Move the in-memory tree to `prepared`, whose ops are now durable."""
+        if prepared.base_root != self.root:
+            raise StalePreparedStateError(
+                "the prepared state was computed on another state root; prepare it again")
+        nodes = self._nodes
+        for index, node_hash in prepared.nodes.items():
+            nodes[index] = node_hash
+
+    def get_proof(self, key: bytes, *, height: int) -> StateProof:
+        """Inclusion or non-inclusion proof of `key` against the committed root."""
+        bucket = get_bucket(compute_key_hash(key))
+        stored = self._kv.get(schema.tree_bucket_key(bucket)) or b""
+        entries = tuple((Hash32(stored[i:i + 32]), Hash32(stored[i + 32:i + ENTRY_SIZE]))
+                        for i in range(0, len(stored), ENTRY_SIZE))
+        if compute_bucket_hash(stored) != self._nodes[BUCKET_COUNT + bucket]:
+            raise CorruptionError(
+                f"state tree bucket {bucket} does not match its hash; the database is "
+                "damaged: restore it from a backup or resync from peers")
+        siblings = []
+        index = BUCKET_COUNT + bucket
+        while index > 1:
+            siblings.append(Hash32(self._nodes[index ^ 1]))
+            index >>= 1
+        return StateProof(height=height, root=self.root, entries=entries,
+                          siblings=tuple(siblings))
+
+
+def _apply_bucket_updates(stored: bytes, updates: dict[bytes, bytes | None]) -> bytes:
+    """The sorted entries of a bucket after `updates` (key hash -> value hash or None)."""
+    entries = {stored[i:i + 32]: stored[i + 32:i + ENTRY_SIZE]
+               for i in range(0, len(stored), ENTRY_SIZE)}
+    for key_hash, value_hash in updates.items():
+        if value_hash is None:
+            entries.pop(key_hash, None)
+        else:
+            entries[key_hash] = value_hash
+    return b"".join(k + entries[k] for k in sorted(entries))
