@@ -13,7 +13,7 @@ from enum import Enum
 
 from chain.block import Block
 from chain.crypto import Hash32
-from chain.vote import CommitCertificate, Proposal, ValidatorSet, Vote
+from chain.vote import NIL, CommitCertificate, Proposal, ValidatorSet, Vote
 
 
 class Step(Enum):
@@ -33,6 +33,9 @@ class TimeoutKind(Enum):
     PREVOTE = "prevote"
     PRECOMMIT = "precommit"
     REBROADCAST = "rebroadcast"  # re-send own latest votes so drifted nodes re-converge
+    # Added for the wiped-data-directory guard: a validator started with no sign state
+    # and fresh_start=True observes a height this long before it may sign there.
+    OBSERVE = "observe"
 
 
 # ---------------------------------------------------------------- events (in)
@@ -112,9 +115,21 @@ class PersistSignState:
     """
 
     height: int
+    """Height of the message about to be signed."""
     round: int
+    """Round of the message about to be signed."""
     step: Step
+    """PROPOSE for a proposal, PREVOTE or PRECOMMIT for a vote."""
     block_hash: Hash32
+    """The block signed for; NIL for a nil vote."""
+    # The two lock fields were added so that a restarted validator keeps its Tendermint
+    # lock (lockedRound, lockedValue): without them a validator that precommitted v,
+    # crashed and restarted could prevote another block, which breaks safety once more
+    # than f validators restart. Defaults keep older callers valid.
+    locked_round: int = -1
+    """The round this validator is locked in at `height`, or -1."""
+    locked_hash: Hash32 = NIL
+    """The hash of the block it is locked on, or NIL."""
 
 
 @dataclass(frozen=True, slots=True)
