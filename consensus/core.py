@@ -38,6 +38,8 @@ MAX_ROUND_AHEAD = 10_000
 """Messages for rounds beyond current round + this are ignored (bounded memory)."""
 MAX_PROPOSALS_PER_ROUND = 4
 """Distinct proposals kept per round; an equivocating proposer cannot fill memory."""
+MAX_HASHES_PER_VOTER = 4
+"""Distinct block hashes counted per (validator, round, kind); bounds equivocators."""
 
 _STEP_RANK = {Step.PROPOSE: 1, Step.PREVOTE: 2, Step.PRECOMMIT: 3}
 _VOTE_STEP = {VoteKind.PREVOTE: Step.PREVOTE, VoteKind.PRECOMMIT: Step.PRECOMMIT}
@@ -66,6 +68,10 @@ class ConsensusState:
 
     Deterministic: the same events in the same order give the same effects.
     """
+
+    _lock_block: Block | None
+    _lock_votes: tuple[Vote, ...]
+    _valid_block: Block | None
 
     def __init__(self, chain_id: str, key: KeyPair | None, params: ChainParams,
                  sign_state: PersistSignState | None, *, fresh_start: bool = False) -> None:
@@ -104,7 +110,8 @@ class ConsensusState:
 
     def votes_for_height(self) -> tuple[Vote, ...]:
         """Every vote counted at the current height (one per validator, round, kind)."""
-        return tuple(v for key in sorted(self._votes) for v in self._votes[key].values())
+        return tuple(v for key in sorted(self._votes) for by_hash in self._votes[key].values()
+                     for v in by_hash.values())
 
     def proposals_for_height(self) -> tuple[Proposal, ...]:
         """Every proposal kept at the current height."""
@@ -154,11 +161,6 @@ class ConsensusState:
         self.prev_hash = event.prev_hash
         self.prev_timestamp_ms = event.prev_timestamp_ms
         self._reset_height()
-        restored = self.last_signed
-        if restored is not None and restored.height == event.height:
-            # The lock survives a crash with the sign state (see PersistSignState).
-            self._locked_round = restored.locked_round
-            self._locked_hash = restored.locked_hash
         h = self.height
         effects: list[Effect] = [
             ScheduleTimeout(h, 0, TimeoutKind.BLOCK_INTERVAL, self.params.block_interval_ms),
@@ -167,7 +169,41 @@ class ConsensusState:
         if self.is_validator:
             effects.append(ScheduleTimeout(h, 0, TimeoutKind.REBROADCAST,
                                            self.params.timeout_propose_ms))
+        restored = self.last_signed
+        if restored is not None and restored.height == h and self.is_validator:
+            self._resume(restored, effects)
+            self._run_rules(effects)
         return effects
+
+    def _resume(self, restored: PersistSignState, effects: list[Effect]) -> None:
+        """After a restart inside a height, continue past the persisted sign state.
+
+        The lock comes back with the sign state (and with it the valid block). The
+        last signed vote is re-created (ed25519 signatures are deterministic, so it is
+        the very message signed before the crash) and re-sent, since peers may wait
+        for it. Then the node starts the next round: it has forgotten the other
+        messages of the round it crashed in, and waiting there could wait forever.
+        """
+        assert self.key is not None
+        self._locked_round = restored.locked_round
+        self._locked_hash = restored.locked_hash
+        block = restored.locked_block
+        if block is not None and block.hash == restored.locked_hash:
+            self._lock_block, self._lock_votes = block, restored.lock_votes
+            self._valid_round, self._valid_block = restored.locked_round, block
+            self._blocks[block.hash] = block
+            self._validity[block.hash] = True  # we validated it before we locked on it
+            for lock_vote in restored.lock_votes:
+                self._add_vote(lock_vote, effects)
+        if restored.step is not Step.PROPOSE:
+            kind = (VoteKind.PREVOTE if restored.step is Step.PREVOTE
+                    else VoteKind.PRECOMMIT)
+            vote = Vote.create(self.chain_id, self.key, kind, self.height, restored.round,
+                               restored.block_hash)
+            self._own_votes[(restored.round, kind)] = vote
+            self._add_vote(vote, effects)
+            effects.append(Broadcast(vote))
+        self._start_round(restored.round + 1, effects)
 
     def on_txs_available(self) -> list[Effect]:
         self._txs_available = True
@@ -274,13 +310,18 @@ class ConsensusState:
     def _reset_height(self) -> None:
         self._locked_round = -1
         self._locked_hash = NIL
+        self._lock_block = None
+        self._lock_votes = ()
         self._valid_round = -1
-        self._valid_block: Block | None = None
+        self._valid_block = None
         self._proposals: dict[int, dict[Hash32, Proposal]] = {}
         self._blocks: dict[Hash32, Block] = {}
         self._validity: dict[Hash32, bool] = {}
         self._validation_requested: set[Hash32] = set()
-        self._votes: dict[tuple[int, VoteKind], dict[PublicKey, Vote]] = {}
+        # (round, kind) -> voter -> block hash -> vote. An equivocator's votes count for
+        # each hash it signed (safe: two quorums still share an honest validator), so
+        # that whichever of its votes a node saw first cannot cost the height a quorum.
+        self._votes: dict[tuple[int, VoteKind], dict[PublicKey, dict[Hash32, Vote]]] = {}
         self._tallies: dict[tuple[int, VoteKind], dict[Hash32, int]] = {}
         self._precommit_quorums: dict[Hash32, int] = {}
         self._round_senders: dict[int, set[PublicKey]] = {}
@@ -324,24 +365,29 @@ class ConsensusState:
             self._skip_to_round = max(self._skip_to_round, round_)
 
     def _add_vote(self, vote: Vote, effects: list[Effect]) -> bool:
-        """Count `vote` once per (validator, round, kind); report equivocation once."""
+        """Count `vote`; report a validator's first equivocation per (round, kind)."""
         assert self.validator_set is not None
         slot_key = (vote.round, vote.kind)
-        slot = self._votes.setdefault(slot_key, {})
-        first = slot.get(vote.validator)
-        if first is not None:
+        voters = self._votes.setdefault(slot_key, {})
+        by_hash = voters.get(vote.validator)
+        if by_hash is None:
+            by_hash = voters[vote.validator] = {}
+            self._note_sender(vote.round, vote.validator)
+        elif vote.block_hash in by_hash:
+            return False  # a duplicate
+        else:
             evidence_key = (vote.validator, vote.round, vote.kind)
-            if first.block_hash != vote.block_hash and evidence_key not in self._evidence_reported:
+            if evidence_key not in self._evidence_reported:
                 self._evidence_reported.add(evidence_key)
-                effects.append(RecordEvidence(first, vote))
-            return False
-        slot[vote.validator] = vote
+                effects.append(RecordEvidence(next(iter(by_hash.values())), vote))
+            if len(by_hash) >= MAX_HASHES_PER_VOTER:
+                return False
+        by_hash[vote.block_hash] = vote
         tally = self._tallies.setdefault(slot_key, {})
         tally[vote.block_hash] = tally.get(vote.block_hash, 0) + 1
         if (vote.kind is VoteKind.PRECOMMIT and vote.block_hash != NIL
                 and tally[vote.block_hash] >= self.validator_set.quorum):
             self._precommit_quorums.setdefault(vote.block_hash, vote.round)
-        self._note_sender(vote.round, vote.validator)
         return True
 
     def _add_proposal(self, proposal: Proposal, effects: list[Effect]) -> bool:
@@ -401,7 +447,8 @@ class ConsensusState:
     def _persist(self, round_: int, step: Step, block_hash: Hash32,
                  effects: list[Effect]) -> None:
         self.last_signed = PersistSignState(self.height, round_, step, block_hash,
-                                            self._locked_round, self._locked_hash)
+                                            self._locked_round, self._locked_hash,
+                                            self._lock_block, self._lock_votes)
         effects.append(self.last_signed)
 
     def _vote(self, kind: VoteKind, block_hash: Hash32, effects: list[Effect]) -> None:
@@ -430,19 +477,36 @@ class ConsensusState:
         proposal = Proposal.create(self.chain_id, self.key, self.height, r, pol_round, block)
         self._persist(r, Step.PROPOSE, block.hash, effects)
         effects.append(Broadcast(proposal))
+        effects.extend(Broadcast(v) for v in self._pol_votes(proposal))
         self._own_proposals[r] = proposal
         self._add_proposal(proposal, effects)
 
+    def _pol_votes(self, proposal: Proposal) -> list[Vote]:
+        """The prevotes at pol_round for the proposed block: relayed with a re-proposal
+        so that peers which missed them (or restarted) can apply line 28."""
+        if proposal.pol_round < 0:
+            return []
+        block_hash = proposal.block.hash
+        return self._votes_for(proposal.pol_round, VoteKind.PREVOTE, block_hash)
+
+    def _votes_for(self, round_: int, kind: VoteKind, block_hash: Hash32) -> list[Vote]:
+        voters = self._votes.get((round_, kind), {}).values()
+        return [by_hash[block_hash] for by_hash in voters if block_hash in by_hash]
+
     def _rebroadcast(self) -> list[Effect]:
-        """Re-send our latest own votes (and proposal) of this height; no re-persist."""
+        """Re-send our own votes of the latest two rounds we voted in (and our proposal
+        of this round, with its proof of lock) at this height; no re-persist. Two
+        rounds, so that a peer one round behind gets the precommits it waits for."""
         effects: list[Effect] = [ScheduleTimeout(self.height, 0, TimeoutKind.REBROADCAST,
                                                  self.params.timeout_propose_ms)]
         if self.round in self._own_proposals:
-            effects.append(Broadcast(self._own_proposals[self.round]))
+            proposal = self._own_proposals[self.round]
+            effects.append(Broadcast(proposal))
+            effects.extend(Broadcast(v) for v in self._pol_votes(proposal))
         if self._own_votes:
             latest = max(r for r, _ in self._own_votes)
-            effects.extend(Broadcast(self._own_votes[(latest, kind)]) for kind in VoteKind
-                           if (latest, kind) in self._own_votes)
+            effects.extend(Broadcast(vote) for (r, _), vote in sorted(self._own_votes.items())
+                           if r >= latest - 1)
         return effects
 
     # ------------------------------------------------------------ Algorithm 1
@@ -547,6 +611,8 @@ class ConsensusState:
                 self._fired.add(("lock", r))
                 if self.step is Step.PREVOTE:
                     self._locked_round, self._locked_hash = r, block_hash
+                    self._lock_block = proposal.block
+                    self._lock_votes = tuple(self._votes_for(r, VoteKind.PREVOTE, block_hash))
                     self._vote(VoteKind.PRECOMMIT, block_hash, effects)
                     self.step = Step.PRECOMMIT
                 self._valid_round, self._valid_block = r, proposal.block
@@ -569,8 +635,7 @@ class ConsensusState:
             block = self._blocks.get(block_hash)
             if block is None or self._validity.get(block_hash) is not True:
                 continue
-            votes = [v for v in self._votes[(round_, VoteKind.PRECOMMIT)].values()
-                     if v.block_hash == block_hash]
+            votes = self._votes_for(round_, VoteKind.PRECOMMIT, block_hash)
             certificate = CommitCertificate.from_votes(votes)
             effects.append(CommitBlock(block, certificate))
             self.step = Step.COMMITTED

@@ -125,11 +125,19 @@ class PersistSignState:
     # The two lock fields were added so that a restarted validator keeps its Tendermint
     # lock (lockedRound, lockedValue): without them a validator that precommitted v,
     # crashed and restarted could prevote another block, which breaks safety once more
-    # than f validators restart. Defaults keep older callers valid.
+    # than f validators restart. The block and its prevote quorum come with the lock
+    # for liveness (see docs/consensus.md); the shell may store them once per lock
+    # change. Defaults keep older callers valid.
     locked_round: int = -1
     """The round this validator is locked in at `height`, or -1."""
     locked_hash: Hash32 = NIL
     """The hash of the block it is locked on, or NIL."""
+    locked_block: Block | None = None
+    """The block it is locked on: re-proposed after a restart (line 16), since a lock
+    on a block nobody still holds would stall the height forever."""
+    lock_votes: tuple[Vote, ...] = ()
+    """The quorum of prevotes at `locked_round` for the locked block (its proof of lock),
+    relayed with a re-proposal so that others can apply line 28."""
 
 
 @dataclass(frozen=True, slots=True)
