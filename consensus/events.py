@@ -13,7 +13,7 @@ from enum import Enum
 
 from chain.block import Block
 from chain.crypto import Hash32
-from chain.vote import CommitCertificate, Proposal, ValidatorSet, Vote
+from chain.vote import NIL, CommitCertificate, Proposal, ValidatorSet, Vote
 
 
 class Step(Enum):
@@ -33,6 +33,9 @@ class TimeoutKind(Enum):
     PREVOTE = "prevote"
     PRECOMMIT = "precommit"
     REBROADCAST = "rebroadcast"  # re-send own latest votes so drifted nodes re-converge
+    # Added for the wiped-data-directory guard: a validator started with no sign state
+    # and fresh_start=True observes a height this long before it may sign there.
+    OBSERVE = "observe"
 
 
 # ---------------------------------------------------------------- events (in)
@@ -112,9 +115,29 @@ class PersistSignState:
     """
 
     height: int
+    """Height of the message about to be signed."""
     round: int
+    """Round of the message about to be signed."""
     step: Step
+    """PROPOSE for a proposal, PREVOTE or PRECOMMIT for a vote."""
     block_hash: Hash32
+    """The block signed for; NIL for a nil vote."""
+    # The two lock fields were added so that a restarted validator keeps its Tendermint
+    # lock (lockedRound, lockedValue): without them a validator that precommitted v,
+    # crashed and restarted could prevote another block, which breaks safety once more
+    # than f validators restart. The block and its prevote quorum come with the lock
+    # for liveness (see docs/consensus.md); the shell may store them once per lock
+    # change. Defaults keep older callers valid.
+    locked_round: int = -1
+    """The round this validator is locked in at `height`, or -1."""
+    locked_hash: Hash32 = NIL
+    """The hash of the block it is locked on, or NIL."""
+    locked_block: Block | None = None
+    """The block it is locked on: re-proposed after a restart (line 16), since a lock
+    on a block nobody still holds would stall the height forever."""
+    lock_votes: tuple[Vote, ...] = ()
+    """The quorum of prevotes at `locked_round` for the locked block (its proof of lock),
+    relayed with a re-proposal so that others can apply line 28."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,651 @@
+"""The pure Tendermint consensus core: (state, event) -> (state, effects).
+
+Implements Algorithm 1 of Buchman, Kwon and Milosevic, "The latest gossip on BFT
+consensus" (arXiv 1807.04938), plus block pacing, sign-state persistence and a guard
+for validators whose data directory was wiped. It must never do I/O, read a clock,
+draw randomness, log or await: the shell turns the returned effects into actions.
+"""
+
+from __future__ import annotations
+
+from chain.block import Block
+from chain.crypto import Hash32, KeyPair, PublicKey, is_valid_signature
+from chain.genesis import ChainParams
+from chain.vote import NIL, CommitCertificate, Proposal, ValidatorSet, Vote, VoteKind
+from consensus.errors import BuiltBlockMismatchError, HeightOrderError, NotStartedError
+from consensus.events import (
+    BlockBuilt,
+    BlockValidated,
+    Broadcast,
+    CommitBlock,
+    Effect,
+    Event,
+    PersistSignState,
+    ProposalReceived,
+    RecordEvidence,
+    RequestBlock,
+    ScheduleTimeout,
+    StartHeight,
+    Step,
+    TimeoutFired,
+    TimeoutKind,
+    TxsAvailable,
+    ValidateBlock,
+    VoteReceived,
+)
+
+MAX_ROUND_AHEAD = 10_000
+"""Messages for rounds beyond current round + this are ignored (bounded memory)."""
+MAX_PROPOSALS_PER_ROUND = 4
+"""Distinct proposals kept per round; an equivocating proposer cannot fill memory."""
+MAX_HASHES_PER_VOTER = 4
+"""Distinct block hashes counted per (validator, round, kind); bounds equivocators."""
+
+_STEP_RANK = {Step.PROPOSE: 1, Step.PREVOTE: 2, Step.PRECOMMIT: 3}
+_VOTE_STEP = {VoteKind.PREVOTE: Step.PREVOTE, VoteKind.PRECOMMIT: Step.PRECOMMIT}
+
+
+def compute_timeout_ms(params: ChainParams, kind: TimeoutKind, round_: int) -> int:
+    """timeout(r) = min(base + r * delta, max); base is the propose or the vote timeout."""
+    base = params.timeout_propose_ms if kind is TimeoutKind.PROPOSE else params.timeout_vote_ms
+    return min(base + round_ * params.timeout_delta_ms, params.timeout_max_ms)
+
+
+def is_valid_proposal_signature(proposal: Proposal, validator_set: ValidatorSet,
+                                chain_id: str) -> bool:
+    """True when `proposal` is signed by proposer(height, proposal.round).
+
+    The shell must use this rather than Proposal.is_signature_valid: a re-proposed
+    valid block (line 16 of Algorithm 1) keeps the header of the round it was built
+    in, so its header's proposer is not the signer of the later proposal.
+    """
+    signer = validator_set.get_proposer(proposal.height, proposal.round)
+    return is_valid_signature(signer, proposal.message(chain_id), proposal.signature)
+
+
+class ConsensusState:
+    """One node's consensus state; `process_event` is the only way it changes.
+
+    Deterministic: the same events in the same order give the same effects.
+    """
+
+    _lock_block: Block | None
+    _lock_votes: tuple[Vote, ...]
+    _valid_block: Block | None
+
+    def __init__(self, chain_id: str, key: KeyPair | None, params: ChainParams,
+                 sign_state: PersistSignState | None, *, fresh_start: bool = False) -> None:
+        self.chain_id = chain_id
+        self.key = key
+        self.params = params
+        self.last_signed: PersistSignState | None = sign_state
+        """The last (height, round, step, hash) we signed, as persisted."""
+        # Wiped-data-directory guard: see docs/consensus.md.
+        self._guard_active = key is not None and sign_state is None and fresh_start
+        self._guard_passed_height = -1
+        self._guard_floor_round = -1
+        self._observe_scheduled_height = -1
+        self._max_round_seen = -1
+
+        self.height = 0
+        self.round = 0
+        self.step = Step.WAIT
+        self.validator_set: ValidatorSet | None = None
+        self.prev_hash = NIL
+        self.prev_timestamp_ms = 0
+        self.last_commit_certificate: CommitCertificate | None = None
+        self._reset_height()
+
+    # ------------------------------------------------------------ public helpers
+
+    def own_votes_for_height(self) -> tuple[Proposal | Vote, ...]:
+        """Our own signed proposals and votes at the current height, oldest round first."""
+        own: list[Proposal | Vote] = []
+        for r in sorted({r for r, _ in self._own_votes} | set(self._own_proposals)):
+            if r in self._own_proposals:
+                own.append(self._own_proposals[r])
+            own.extend(self._own_votes[(r, kind)] for kind in VoteKind
+                       if (r, kind) in self._own_votes)
+        return tuple(own)
+
+    def votes_for_height(self) -> tuple[Vote, ...]:
+        """Every vote counted at the current height (one per validator, round, kind)."""
+        return tuple(v for key in sorted(self._votes) for by_hash in self._votes[key].values()
+                     for v in by_hash.values())
+
+    def proposals_for_height(self) -> tuple[Proposal, ...]:
+        """Every proposal kept at the current height."""
+        return tuple(p for r in sorted(self._proposals) for p in self._proposals[r].values())
+
+    @property
+    def locked_round(self) -> int:
+        return self._locked_round
+
+    @property
+    def locked_hash(self) -> Hash32:
+        return self._locked_hash
+
+    @property
+    def is_validator(self) -> bool:
+        return (self.key is not None and self.validator_set is not None
+                and self.validator_set.is_member(self.key.public_key))
+
+    # ------------------------------------------------------------ the transition
+
+    def process_event(self, event: Event) -> list[Effect]:
+        """Apply one event; return the effects, to be applied in list order."""
+        if isinstance(event, StartHeight):
+            return self.on_start_height(event)
+        if self.validator_set is None:
+            raise NotStartedError(f"{type(event).__name__} before the first StartHeight")
+        if isinstance(event, VoteReceived):
+            return self.on_vote(event.vote)
+        if isinstance(event, ProposalReceived):
+            return self.on_proposal(event.proposal)
+        if isinstance(event, TimeoutFired):
+            return self.on_timeout(event)
+        if isinstance(event, TxsAvailable):
+            return self.on_txs_available()
+        if isinstance(event, BlockBuilt):
+            return self.on_block_built(event)
+        return self.on_block_validated(event)
+
+    def on_start_height(self, event: StartHeight) -> list[Effect]:
+        if event.height <= self.height:
+            raise HeightOrderError(
+                f"StartHeight({event.height}) but the core is already at {self.height}")
+        self.height = event.height
+        self.round = 0
+        self.step = Step.WAIT
+        self.validator_set = event.validator_set
+        self.prev_hash = event.prev_hash
+        self.prev_timestamp_ms = event.prev_timestamp_ms
+        self._reset_height()
+        h = self.height
+        effects: list[Effect] = [
+            ScheduleTimeout(h, 0, TimeoutKind.BLOCK_INTERVAL, self.params.block_interval_ms),
+            ScheduleTimeout(h, 0, TimeoutKind.EMPTY_BLOCK, self.params.empty_block_interval_ms),
+        ]
+        if self.is_validator:
+            effects.append(ScheduleTimeout(h, 0, TimeoutKind.REBROADCAST,
+                                           self.params.timeout_propose_ms))
+        restored = self.last_signed
+        if restored is not None and restored.height == h and self.is_validator:
+            self._resume(restored, effects)
+            self._run_rules(effects)
+        return effects
+
+    def _resume(self, restored: PersistSignState, effects: list[Effect]) -> None:
+        """After a restart inside a height, continue past the persisted sign state.
+
+        The lock comes back with the sign state (and with it the valid block). The
+        last signed vote is re-created (ed25519 signatures are deterministic, so it is
+        the very message signed before the crash) and re-sent, since peers may wait
+        for it. Then the node starts the next round: it has forgotten the other
+        messages of the round it crashed in, and waiting there could wait forever.
+        """
+        assert self.key is not None
+        self._locked_round = restored.locked_round
+        self._locked_hash = restored.locked_hash
+        block = restored.locked_block
+        if block is not None and block.hash == restored.locked_hash:
+            self._lock_block, self._lock_votes = block, restored.lock_votes
+            self._valid_round, self._valid_block = restored.locked_round, block
+            self._blocks[block.hash] = block
+            self._validity[block.hash] = True  # we validated it before we locked on it
+            for lock_vote in restored.lock_votes:
+                self._add_vote(lock_vote, effects)
+        if restored.step is not Step.PROPOSE:
+            kind = (VoteKind.PREVOTE if restored.step is Step.PREVOTE
+                    else VoteKind.PRECOMMIT)
+            vote = Vote.create(self.chain_id, self.key, kind, self.height, restored.round,
+                               restored.block_hash)
+            self._own_votes[(restored.round, kind)] = vote
+            self._add_vote(vote, effects)
+            effects.append(Broadcast(vote))
+        self._start_round(restored.round + 1, effects)
+
+    def on_txs_available(self) -> list[Effect]:
+        self._txs_available = True
+        return self._maybe_leave_wait()
+
+    def on_vote(self, vote: Vote) -> list[Effect]:
+        assert self.validator_set is not None
+        if (vote.height != self.height or self.step is Step.COMMITTED
+                or not self.validator_set.is_member(vote.validator)
+                or vote.round > self.round + MAX_ROUND_AHEAD):
+            return []
+        effects: list[Effect] = []
+        self._observe(vote.round, effects)
+        if not self._add_vote(vote, effects):
+            return effects
+        if self.step is Step.WAIT:
+            self._start_round(0, effects)
+        self._run_rules(effects)
+        return effects
+
+    def on_proposal(self, proposal: Proposal) -> list[Effect]:
+        assert self.validator_set is not None
+        if (proposal.height != self.height or self.step is Step.COMMITTED
+                or proposal.round > self.round + MAX_ROUND_AHEAD
+                or not (proposal.pol_round == -1 or 0 <= proposal.pol_round < proposal.round)):
+            return []
+        effects: list[Effect] = []
+        self._observe(proposal.round, effects)
+        if not self._add_proposal(proposal, effects):
+            return effects
+        if self.step is Step.WAIT and self._validity.get(proposal.block.hash) is not False:
+            self._start_round(0, effects)
+        self._run_rules(effects)
+        return effects
+
+    def on_timeout(self, event: TimeoutFired) -> list[Effect]:
+        if event.height != self.height or self.step is Step.COMMITTED:
+            return []
+        effects: list[Effect] = []
+        kind, r = event.kind, event.round
+        if kind is TimeoutKind.BLOCK_INTERVAL:
+            self._block_interval_passed = True
+            return self._maybe_leave_wait()
+        if kind is TimeoutKind.EMPTY_BLOCK:
+            self._empty_block_due = True
+            return self._maybe_leave_wait()
+        if kind is TimeoutKind.REBROADCAST:
+            return self._rebroadcast()
+        if kind is TimeoutKind.OBSERVE:
+            self._guard_passed_height = self.height
+            self._guard_floor_round = self._max_round_seen
+            return []
+        if kind is TimeoutKind.PROPOSE and r == self.round and self.step is Step.PROPOSE:
+            # line 57: OnTimeoutPropose -> prevote nil
+            self._vote(VoteKind.PREVOTE, NIL, effects)
+            self.step = Step.PREVOTE
+        elif kind is TimeoutKind.PREVOTE and r == self.round and self.step is Step.PREVOTE:
+            # line 61: OnTimeoutPrevote -> precommit nil
+            self._vote(VoteKind.PRECOMMIT, NIL, effects)
+            self.step = Step.PRECOMMIT
+        elif kind is TimeoutKind.PRECOMMIT and r == self.round and self.step is not Step.WAIT:
+            # line 65: OnTimeoutPrecommit -> StartRound(round + 1)
+            self._start_round(r + 1, effects)
+        else:
+            return []
+        self._run_rules(effects)
+        return effects
+
+    def on_block_built(self, event: BlockBuilt) -> list[Effect]:
+        assert self.validator_set is not None and self.key is not None
+        if (event.height != self.height or event.round != self.round
+                or self.step is not Step.PROPOSE or event.round in self._own_proposals
+                or event.round not in self._block_requested):
+            return []  # a late answer for a round we already left
+        header = event.block.header
+        if (header.height != self.height or header.round != event.round
+                or header.prev_hash != self.prev_hash or header.proposer != self.key.public_key
+                or header.chain_id != self.chain_id
+                or header.timestamp_ms <= self.prev_timestamp_ms):
+            raise BuiltBlockMismatchError(
+                f"BlockBuilt for height {event.height} round {event.round} carries a block "
+                f"whose header does not match the RequestBlock (height {header.height}, "
+                f"round {header.round})")
+        effects: list[Effect] = []
+        block_hash = event.block.hash
+        self._validity[block_hash] = True  # we built it
+        self._blocks[block_hash] = event.block
+        self._propose(event.block, -1, effects)
+        self._run_rules(effects)
+        return effects
+
+    def on_block_validated(self, event: BlockValidated) -> list[Effect]:
+        if event.block_hash not in self._validation_requested or self.step is Step.COMMITTED:
+            return []
+        if event.block_hash in self._validity:
+            return []
+        self._validity[event.block_hash] = event.valid
+        effects: list[Effect] = []
+        self._run_rules(effects)
+        return effects
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def _reset_height(self) -> None:
+        self._locked_round = -1
+        self._locked_hash = NIL
+        self._lock_block = None
+        self._lock_votes = ()
+        self._valid_round = -1
+        self._valid_block = None
+        self._proposals: dict[int, dict[Hash32, Proposal]] = {}
+        self._blocks: dict[Hash32, Block] = {}
+        self._validity: dict[Hash32, bool] = {}
+        self._validation_requested: set[Hash32] = set()
+        # (round, kind) -> voter -> block hash -> vote. An equivocator's votes count for
+        # each hash it signed (safe: two quorums still share an honest validator), so
+        # that whichever of its votes a node saw first cannot cost the height a quorum.
+        self._votes: dict[tuple[int, VoteKind], dict[PublicKey, dict[Hash32, Vote]]] = {}
+        self._tallies: dict[tuple[int, VoteKind], dict[Hash32, int]] = {}
+        self._precommit_quorums: dict[Hash32, int] = {}
+        self._round_senders: dict[int, set[PublicKey]] = {}
+        self._skip_to_round = -1
+        self._evidence_reported: set[tuple[PublicKey, int, VoteKind]] = set()
+        self._fired: set[tuple[str, int]] = set()
+        self._own_votes: dict[tuple[int, VoteKind], Vote] = {}
+        self._own_proposals: dict[int, Proposal] = {}
+        self._block_requested: set[int] = set()
+        self._block_interval_passed = False
+        self._empty_block_due = False
+        self._txs_available = False
+        self._max_round_seen = -1
+
+    def _maybe_leave_wait(self) -> list[Effect]:
+        if self.step is not Step.WAIT or self.height == 0:
+            return []
+        if not self._block_interval_passed or not (self._txs_available
+                                                   or self._empty_block_due):
+            return []
+        effects: list[Effect] = []
+        self._start_round(0, effects)
+        self._run_rules(effects)
+        return effects
+
+    def _observe(self, round_: int, effects: list[Effect]) -> None:
+        """Guard bookkeeping: remember the highest round seen; start the watch once."""
+        if not self._guard_active:
+            return
+        self._max_round_seen = max(self._max_round_seen, round_)
+        if self._observe_scheduled_height != self.height:
+            self._observe_scheduled_height = self.height
+            effects.append(ScheduleTimeout(self.height, 0, TimeoutKind.OBSERVE,
+                                           self.params.timeout_propose_ms))
+
+    def _note_sender(self, round_: int, sender: PublicKey) -> None:
+        assert self.validator_set is not None
+        senders = self._round_senders.setdefault(round_, set())
+        senders.add(sender)
+        if round_ > self.round and len(senders) >= self.validator_set.max_faulty + 1:
+            self._skip_to_round = max(self._skip_to_round, round_)
+
+    def _add_vote(self, vote: Vote, effects: list[Effect]) -> bool:
+        """Count `vote`; report a validator's first equivocation per (round, kind)."""
+        assert self.validator_set is not None
+        slot_key = (vote.round, vote.kind)
+        voters = self._votes.setdefault(slot_key, {})
+        by_hash = voters.get(vote.validator)
+        if by_hash is None:
+            by_hash = voters[vote.validator] = {}
+            self._note_sender(vote.round, vote.validator)
+        elif vote.block_hash in by_hash:
+            return False  # a duplicate
+        else:
+            evidence_key = (vote.validator, vote.round, vote.kind)
+            if evidence_key not in self._evidence_reported:
+                self._evidence_reported.add(evidence_key)
+                effects.append(RecordEvidence(next(iter(by_hash.values())), vote))
+            if len(by_hash) >= MAX_HASHES_PER_VOTER:
+                return False
+        by_hash[vote.block_hash] = vote
+        tally = self._tallies.setdefault(slot_key, {})
+        tally[vote.block_hash] = tally.get(vote.block_hash, 0) + 1
+        if (vote.kind is VoteKind.PRECOMMIT and vote.block_hash != NIL
+                and tally[vote.block_hash] >= self.validator_set.quorum):
+            self._precommit_quorums.setdefault(vote.block_hash, vote.round)
+        return True
+
+    def _add_proposal(self, proposal: Proposal, effects: list[Effect]) -> bool:
+        assert self.validator_set is not None
+        block_hash = proposal.block.hash
+        slot = self._proposals.setdefault(proposal.round, {})
+        if block_hash in slot:
+            return False
+        if len(slot) >= MAX_PROPOSALS_PER_ROUND and block_hash not in self._precommit_quorums:
+            return False
+        slot[block_hash] = proposal
+        self._note_sender(proposal.round,
+                          self.validator_set.get_proposer(self.height, proposal.round))
+        self._check_block(proposal.block, effects)
+        return True
+
+    def _check_block(self, block: Block, effects: list[Effect]) -> None:
+        """Header checks the core can make; ValidateBlock once per hash for the rest."""
+        assert self.validator_set is not None
+        block_hash = block.hash
+        if block_hash in self._validity or block_hash in self._validation_requested:
+            return
+        header = block.header
+        if (header.height != self.height or header.prev_hash != self.prev_hash
+                or header.chain_id != self.chain_id
+                or header.round > self.round + MAX_ROUND_AHEAD
+                or header.proposer != self.validator_set.get_proposer(self.height, header.round)
+                or header.validator_set_hash != self.validator_set.hash
+                or header.timestamp_ms <= self.prev_timestamp_ms):
+            self._validity[block_hash] = False
+            return
+        self._blocks[block_hash] = block
+        self._validation_requested.add(block_hash)
+        effects.append(ValidateBlock(block))
+
+    # ------------------------------------------------------------ signing
+
+    def _may_sign(self, round_: int, step: Step, block_hash: Hash32 | None) -> bool:
+        """Never sign below the last signed (h, r, step), nor a different hash at it.
+
+        `block_hash` None asks whether any message could be signed at that point.
+        """
+        if not self.is_validator:
+            return False
+        if self._guard_active and (self._guard_passed_height != self.height
+                                   or round_ <= self._guard_floor_round):
+            return False
+        last = self.last_signed
+        if last is None:
+            return True
+        new_key = (self.height, round_, _STEP_RANK[step])
+        last_key = (last.height, last.round, _STEP_RANK[last.step])
+        if new_key != last_key:
+            return new_key > last_key
+        return block_hash is None or block_hash == last.block_hash
+
+    def _persist(self, round_: int, step: Step, block_hash: Hash32,
+                 effects: list[Effect]) -> None:
+        self.last_signed = PersistSignState(self.height, round_, step, block_hash,
+                                            self._locked_round, self._locked_hash,
+                                            self._lock_block, self._lock_votes)
+        effects.append(self.last_signed)
+
+    def _vote(self, kind: VoteKind, block_hash: Hash32, effects: list[Effect]) -> None:
+        """Sign, persist-then-broadcast and count our own vote, when allowed."""
+        r = self.round
+        if not self._may_sign(r, _VOTE_STEP[kind], block_hash):
+            kept = self._own_votes.get((r, kind))
+            if kept is not None and kept.block_hash == block_hash:
+                effects.append(Broadcast(kept))
+            return
+        assert self.key is not None
+        vote = Vote.create(self.chain_id, self.key, kind, self.height, r, block_hash)
+        self._persist(r, _VOTE_STEP[kind], block_hash, effects)
+        effects.append(Broadcast(vote))
+        self._own_votes[(r, kind)] = vote
+        self._add_vote(vote, effects)
+
+    def _propose(self, block: Block, pol_round: int, effects: list[Effect]) -> None:
+        r = self.round
+        if not self._may_sign(r, Step.PROPOSE, block.hash):
+            kept = self._own_proposals.get(r)
+            if kept is not None and kept.block.hash == block.hash:
+                effects.append(Broadcast(kept))
+            return
+        assert self.key is not None
+        proposal = Proposal.create(self.chain_id, self.key, self.height, r, pol_round, block)
+        self._persist(r, Step.PROPOSE, block.hash, effects)
+        effects.append(Broadcast(proposal))
+        effects.extend(Broadcast(v) for v in self._pol_votes(proposal))
+        self._own_proposals[r] = proposal
+        self._add_proposal(proposal, effects)
+
+    def _pol_votes(self, proposal: Proposal) -> list[Vote]:
+        """The prevotes at pol_round for the proposed block: relayed with a re-proposal
+        so that peers which missed them (or restarted) can apply line 28."""
+        if proposal.pol_round < 0:
+            return []
+        block_hash = proposal.block.hash
+        return self._votes_for(proposal.pol_round, VoteKind.PREVOTE, block_hash)
+
+    def _votes_for(self, round_: int, kind: VoteKind, block_hash: Hash32) -> list[Vote]:
+        voters = self._votes.get((round_, kind), {}).values()
+        return [by_hash[block_hash] for by_hash in voters if block_hash in by_hash]
+
+    def _rebroadcast(self) -> list[Effect]:
+        """Re-send our own votes of the latest two rounds we voted in (and our proposal
+        of this round, with its proof of lock) at this height; no re-persist. Two
+        rounds, so that a peer one round behind gets the precommits it waits for."""
+        effects: list[Effect] = [ScheduleTimeout(self.height, 0, TimeoutKind.REBROADCAST,
+                                                 self.params.timeout_propose_ms)]
+        if self.round in self._own_proposals:
+            proposal = self._own_proposals[self.round]
+            effects.append(Broadcast(proposal))
+            effects.extend(Broadcast(v) for v in self._pol_votes(proposal))
+        if self._own_votes:
+            latest = max(r for r, _ in self._own_votes)
+            effects.extend(Broadcast(vote) for (r, _), vote in sorted(self._own_votes.items())
+                           if r >= latest - 1)
+        return effects
+
+    # ------------------------------------------------------------ Algorithm 1
+
+    def _start_round(self, round_: int, effects: list[Effect]) -> None:
+        """line 11: StartRound(round)."""
+        assert self.validator_set is not None and self.step is not Step.COMMITTED
+        self.round = round_
+        self.step = Step.PROPOSE
+        h = self.height
+        if (self.key is not None and self.is_validator
+                and self.validator_set.get_proposer(h, round_) == self.key.public_key):
+            if self._valid_block is not None:  # line 15-16
+                self._propose(self._valid_block, self._valid_round, effects)
+            elif (round_ not in self._block_requested
+                  and self._may_sign(round_, Step.PROPOSE, None)):  # line 18: getValue()
+                self._block_requested.add(round_)
+                effects.append(RequestBlock(h, round_, self.prev_hash,
+                                            self.prev_timestamp_ms + 1))
+        # line 21; the proposer schedules it too, in case its block never gets built.
+        effects.append(ScheduleTimeout(h, round_, TimeoutKind.PROPOSE,
+                                       compute_timeout_ms(self.params, TimeoutKind.PROPOSE,
+                                                          round_)))
+
+    def _run_rules(self, effects: list[Effect]) -> None:
+        """Apply the upon-rules of Algorithm 1 until none fires."""
+        while self.step is not Step.COMMITTED and self.step is not Step.WAIT:
+            if self._rule_commit(effects):
+                return
+            if self._skip_to_round > self.round:  # line 55
+                self._start_round(self._skip_to_round, effects)
+                continue
+            self._rule_schedule_vote_timeouts(effects)
+            if not (self._rule_prevote_fresh(effects) or self._rule_prevote_pol(effects)
+                    or self._rule_lock(effects) or self._rule_precommit_nil(effects)):
+                return
+
+    def _first_proposal(self, round_: int) -> Proposal | None:
+        slot = self._proposals.get(round_)
+        return next(iter(slot.values())) if slot else None
+
+    def _prevote_count(self, round_: int, block_hash: Hash32) -> int:
+        return self._tallies.get((round_, VoteKind.PREVOTE), {}).get(block_hash, 0)
+
+    def _rule_prevote_fresh(self, effects: list[Effect]) -> bool:
+        """line 22: proposal with vr = -1 in step propose -> prevote it or nil."""
+        proposal = self._first_proposal(self.round)
+        if self.step is not Step.PROPOSE or proposal is None or proposal.pol_round != -1:
+            return False
+        block_hash = proposal.block.hash
+        valid = self._validity.get(block_hash)
+        if valid is None:
+            return False  # waiting for BlockValidated
+        acceptable = valid and (self._locked_round == -1 or self._locked_hash == block_hash)
+        self._vote(VoteKind.PREVOTE, block_hash if acceptable else NIL, effects)
+        self.step = Step.PREVOTE
+        return True
+
+    def _rule_prevote_pol(self, effects: list[Effect]) -> bool:
+        """line 28: proposal with 0 <= vr < r and 2f+1 prevotes for it in vr."""
+        assert self.validator_set is not None
+        proposal = self._first_proposal(self.round)
+        if self.step is not Step.PROPOSE or proposal is None or proposal.pol_round < 0:
+            return False
+        block_hash, vr = proposal.block.hash, proposal.pol_round
+        if self._prevote_count(vr, block_hash) < self.validator_set.quorum:
+            return False
+        valid = self._validity.get(block_hash)
+        if valid is None:
+            return False
+        acceptable = valid and (self._locked_round <= vr or self._locked_hash == block_hash)
+        self._vote(VoteKind.PREVOTE, block_hash if acceptable else NIL, effects)
+        self.step = Step.PREVOTE
+        return True
+
+    def _rule_schedule_vote_timeouts(self, effects: list[Effect]) -> None:
+        """lines 34 and 47: 2f+1 prevotes / precommits for anything -> schedule timeout."""
+        assert self.validator_set is not None
+        r, quorum = self.round, self.validator_set.quorum
+        if (self.step is Step.PREVOTE and ("prevote", r) not in self._fired
+                and len(self._votes.get((r, VoteKind.PREVOTE), ())) >= quorum):
+            self._fired.add(("prevote", r))
+            effects.append(ScheduleTimeout(self.height, r, TimeoutKind.PREVOTE,
+                                           compute_timeout_ms(self.params,
+                                                              TimeoutKind.PREVOTE, r)))
+        if (("precommit", r) not in self._fired
+                and len(self._votes.get((r, VoteKind.PRECOMMIT), ())) >= quorum):
+            self._fired.add(("precommit", r))
+            effects.append(ScheduleTimeout(self.height, r, TimeoutKind.PRECOMMIT,
+                                           compute_timeout_ms(self.params,
+                                                              TimeoutKind.PRECOMMIT, r)))
+
+    def _rule_lock(self, effects: list[Effect]) -> bool:
+        """line 36: proposal v and 2f+1 prevotes for v in this round, step >= prevote."""
+        assert self.validator_set is not None
+        r = self.round
+        if self.step is Step.PROPOSE or ("lock", r) in self._fired:
+            return False
+        for block_hash, proposal in self._proposals.get(r, {}).items():
+            if (self._prevote_count(r, block_hash) >= self.validator_set.quorum
+                    and self._validity.get(block_hash) is True):
+                self._fired.add(("lock", r))
+                if self.step is Step.PREVOTE:
+                    self._locked_round, self._locked_hash = r, block_hash
+                    self._lock_block = proposal.block
+                    self._lock_votes = tuple(self._votes_for(r, VoteKind.PREVOTE, block_hash))
+                    self._vote(VoteKind.PRECOMMIT, block_hash, effects)
+                    self.step = Step.PRECOMMIT
+                self._valid_round, self._valid_block = r, proposal.block
+                return True
+        return False
+
+    def _rule_precommit_nil(self, effects: list[Effect]) -> bool:
+        """line 44: 2f+1 prevotes for nil in step prevote -> precommit nil."""
+        assert self.validator_set is not None
+        if (self.step is not Step.PREVOTE
+                or self._prevote_count(self.round, NIL) < self.validator_set.quorum):
+            return False
+        self._vote(VoteKind.PRECOMMIT, NIL, effects)
+        self.step = Step.PRECOMMIT
+        return True
+
+    def _rule_commit(self, effects: list[Effect]) -> bool:
+        """line 49: proposal v and 2f+1 precommits for v in some round, valid(v) -> commit."""
+        for block_hash, round_ in self._precommit_quorums.items():
+            block = self._blocks.get(block_hash)
+            if block is None or self._validity.get(block_hash) is not True:
+                continue
+            votes = self._votes_for(round_, VoteKind.PRECOMMIT, block_hash)
+            certificate = CommitCertificate.from_votes(votes)
+            effects.append(CommitBlock(block, certificate))
+            self.step = Step.COMMITTED
+            self.last_commit_certificate = certificate
+            if self._guard_active and self._guard_passed_height == self.height:
+                self._guard_active = False  # in step with a quorum again
+            return True
+        return False
+
+
+def step(state: ConsensusState, event: Event) -> tuple[ConsensusState, list[Effect]]:
+    """The functional face of the core: apply `event` to `state` (in place)."""
+    return state, state.process_event(event)
