@@ -1,0 +1,3 @@
+from p2p_testkit import make_node
+
+__all__ = ["make_node"]
