@@ -8,6 +8,7 @@ chain state.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from chain.block import Block
@@ -99,7 +100,8 @@ def rejection_error(tx_hash: Hash32, error: MempoolError) -> RpcError:
 class NodeApi:
     """The public RPC methods over one Node."""
 
-    def __init__(self, node: Node, *, peers: Any = None, max_batch: int = 10_000) -> None:
+    def __init__(self, node: Node, *, peers: Callable[[], list[Any]] | None = None,
+                 max_batch: int = 10_000) -> None:
         self.node = node
         self.peers = peers or (lambda: [])
         self.max_batch = max_batch

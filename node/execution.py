@@ -18,7 +18,8 @@ from chain.vote import ValidatorSet
 from ledger.errors import LedgerError, TxNotApplicable
 from ledger.execution import BlockContext, Ledger, TxResult
 from ledger.state import Overlay
-from storage.chain_store import ChainStore, PreparedState
+from storage.chain_store import ChainStore
+from storage.state_tree import PreparedState
 
 
 class InvalidBlockError(Exception):
@@ -55,6 +56,7 @@ class BlockExecutor:
 
     def __init__(self, store: ChainStore, ledger: Ledger, chain_id: str) -> None:
         self.store = store
+        self.state = _CommittedState(store)
         self.ledger = ledger
         self.chain_id = chain_id
         self._cache: OrderedDict[Hash32, ExecutedBlock] = OrderedDict()
@@ -77,7 +79,7 @@ class BlockExecutor:
         Returns the executed block and the dropped transactions with their reasons.
         """
         validator_set = self.store.get_validator_set(height)
-        view = Overlay(self.store)
+        view = Overlay(self.state)
         ctx = BlockContext(self.chain_id, height, timestamp_ms, proposer)
         included: list[Transaction] = []
         results: list[TxResult] = []
@@ -114,7 +116,7 @@ class BlockExecutor:
         self._validate_header_links(header)
         if compute_tx_root(block.txs) != header.tx_root:
             raise InvalidBlockError("tx_root does not match the block's transactions")
-        view = Overlay(self.store)
+        view = Overlay(self.state)
         ctx = BlockContext(self.chain_id, header.height, header.timestamp_ms, header.proposer)
         results = []
         for index, tx in enumerate(block.txs):
@@ -154,3 +156,10 @@ class BlockExecutor:
             raise InvalidBlockError(
                 f"proposer is not the validator whose turn it is at height {header.height} "
                 f"round {header.round}")
+
+
+class _CommittedState:
+    """The store's committed state as a ledger StateReader."""
+
+    def __init__(self, store: ChainStore) -> None:
+        self.get = store.get_state

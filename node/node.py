@@ -52,16 +52,6 @@ from storage.chain_store import ChainStore
 log = logging.getLogger("govchain.node")
 
 
-class StoreReader:
-    """The committed state of a ChainStore as a ledger StateReader."""
-
-    def __init__(self, store: ChainStore) -> None:
-        self._store = store
-
-    def get(self, key: bytes) -> bytes | None:
-        return self._store.get_state(key)
-
-
 @dataclass(frozen=True, slots=True)
 class SyncedBlock:
     """A block and certificate fetched from a peer, to be checked and applied."""
@@ -97,12 +87,12 @@ class Node:
         self.params = home.genesis.params
         self.store = ChainStore.open(str(home.data_dir), home.genesis)
         self.ledger = Ledger(default_modules())
-        self.state = StoreReader(self.store)
         if not self.store.is_initialized:
             view = Overlay(_EmptyState())
             self.ledger.apply_genesis(view, home.genesis)
             self.store.commit_genesis(view.changes(), home.genesis.validator_set)
         self.executor = BlockExecutor(self.store, self.ledger, self.chain_id)
+        self.state = self.executor.state
         self.verifier = SignatureVerifier(home.config.verify_threads)
         self.mempool = Mempool(
             get_nonce=lambda address: self.ledger.get_nonce(self.state, address),
@@ -353,7 +343,8 @@ class Node:
             doc: dict[str, Any] = {"hash": tx_hash.hex(), "status": status,
                                    "height": record.height, "index": record.index,
                                    "code": record.code, "message": record.message,
-                                   "events": record.events}
+                                   "events": [{"kind": kind, "attributes": attributes}
+                                              for kind, attributes in record.events]}
             if status == "rejected":
                 doc["where"] = "execution"
             return doc

@@ -186,6 +186,15 @@ def make_rpc_handler(dispatcher: RpcDispatcher, max_body_bytes: int
     return handle
 
 
+def _json_default(value: Any) -> Any:
+    """Bytes inside results travel as hex, like every hash and key in the API."""
+    if isinstance(value, bytes | bytearray):
+        return value.hex()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def _json_response(doc: Any, status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(doc, separators=(",", ":")).encode(), status=status,
-                        content_type="application/json")
+    body = json.dumps(doc, separators=(",", ":"), default=_json_default).encode()
+    return web.Response(body=body, status=status, content_type="application/json")
