@@ -75,9 +75,9 @@ class NodeNetwork:
                 return
             await asyncio.sleep(0.1)
 
-    def create_tasks(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
-        return [group.create_task(self._status_loop(), name="status"),
-                group.create_task(self._sync_loop(), name="sync")]
+    def create_tasks(self) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(self._status_loop(), name="status"),
+                asyncio.create_task(self._sync_loop(), name="sync")]
 
     # ------------------------------------------------------------------ outbound
 

@@ -171,10 +171,15 @@ def make_rpc_handler(dispatcher: RpcDispatcher, max_body_bytes: int
             return _json_response(_error_response(None, RpcError(
                 TOO_LARGE, "body_too_large",
                 f"request body exceeds the limit of {max_body_bytes} bytes")), status=413)
-        try:
-            body = await request.content.read(max_body_bytes + 1)
-        except ValueError:
-            body = b""
+        chunks: list[bytes] = []
+        size = 0
+        while size <= max_body_bytes:
+            chunk = await request.content.read(max_body_bytes + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        body = b"".join(chunks)
         if len(body) > max_body_bytes:
             return _json_response(_error_response(None, RpcError(
                 TOO_LARGE, "body_too_large",

@@ -18,11 +18,13 @@ from aiohttp import web
 from node.api import NodeApi
 from node.config import NodeHome
 from node.errors import NodeError
+from node.network import NodeNetwork
 from node.node import Node
 from node.rpc import RpcDispatcher, make_rpc_handler
 from storage.errors import StorageError
 
 log = logging.getLogger("govchain")
+DISPATCHER_KEY = web.AppKey("dispatcher", RpcDispatcher)
 
 
 def setup_logging(level: str) -> None:
@@ -43,45 +45,83 @@ def build_http_app(node: Node, api: NodeApi) -> web.Application:
         return web.json_response({"status": "ok", "height": node.store.head_height})
 
     app.router.add_get("/health", health)
-    app["dispatcher"] = dispatcher
+    app[DISPATCHER_KEY] = dispatcher
     return app
 
 
-async def serve(home: NodeHome, stop: asyncio.Event) -> None:
-    node = Node(home)
-    runner: web.AppRunner | None = None
-    network = None
-    try:
-        from node.network import NodeNetwork
+class NodeService:
+    """A running node: HTTP server, p2p network and driver tasks. Used by `run` and tests."""
 
-        network = NodeNetwork(node)
-        api = NodeApi(node, peers=network.peer_list, max_batch=home.config.rpc_max_batch)
-        app = build_http_app(node, api)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        host, port = home.config.rpc_host_port
-        site = web.TCPSite(runner, host, port)
+    def __init__(self, home: NodeHome) -> None:
+        self.home = home
+        self.node = Node(home)
+        self.network = NodeNetwork(self.node)
+        self.api = NodeApi(self.node, peers=self.network.peer_list,
+                           max_batch=home.config.rpc_max_batch)
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.rpc_port = 0
+        self.failed = asyncio.Event()
+        """Set when a node task dies of an error: the process must stop."""
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{self.home.config.rpc_host_port[0]}:{self.rpc_port}"
+
+    async def start(self) -> None:
+        app = build_http_app(self.node, self.api)
+        self.api_dispatcher = app[DISPATCHER_KEY]
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        host, port = self.home.config.rpc_host_port
+        site = web.TCPSite(self._runner, host, port)
         await site.start()
-        await network.start()
-        log.info("node %s up: chain %s, height %d, rpc http://%s:%d, p2p %s, validator %s",
-                 home.config.moniker, node.chain_id, node.store.head_height, host, port,
-                 home.config.p2p_listen, node.core.is_validator)
-        await network.prepare_consensus()
-        async with asyncio.TaskGroup() as group:
-            driver = group.create_task(node.run(), name="driver")
-            network_tasks = network.create_tasks(group)
-            await stop.wait()
-            log.info("stopping")
-            driver.cancel()
-            for task in network_tasks:
-                task.cancel()
+        self.rpc_port = self._runner.addresses[0][1]
+        await self.network.start()
+        log.info("node %s up: chain %s, height %d, rpc %s, p2p %s:%d, validator %s",
+                 self.home.config.moniker, self.node.chain_id, self.node.store.head_height,
+                 self.rpc_url, self.home.config.p2p_host_port[0], self.network.p2p.bound_port,
+                 self.home.validator_key is not None)
+        await self.network.prepare_consensus()
+        self._tasks = [asyncio.create_task(self.node.run(), name="driver"),
+                       *self.network.create_tasks()]
+        for task in self._tasks:
+            task.add_done_callback(self._on_task_done)
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+            self.failed.set()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.network.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self.node.close()
+
+
+async def serve(home: NodeHome, stop: asyncio.Event) -> None:
+    service = NodeService(home)
+    try:
+        await service.start()
+        stop_task = asyncio.create_task(stop.wait())
+        failed_task = asyncio.create_task(service.failed.wait())
+        await asyncio.wait({stop_task, failed_task}, return_when=asyncio.FIRST_COMPLETED)
+        stop_task.cancel()
+        failed_task.cancel()
+        log.info("stopping")
     finally:
-        if network is not None:
-            await network.stop()
-        if runner is not None:
-            await runner.cleanup()
-        node.close()
+        await service.stop()
         log.info("stopped")
+    if service.failed.is_set():
+        raise NodeError("a node task failed; see the error above")
 
 
 def run_node(home_path: Path) -> int:

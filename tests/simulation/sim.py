@@ -20,8 +20,15 @@ from chain.crypto import Hash32, KeyPair, compute_hash
 from chain.errors import InvalidCertificateError
 from chain.genesis import ChainParams
 from chain.tx import Transaction
-from chain.vote import NIL, CommitCertificate, Proposal, Validator, ValidatorSet, Vote
-from chain.vote import validate_certificate
+from chain.vote import (
+    NIL,
+    CommitCertificate,
+    Proposal,
+    Validator,
+    ValidatorSet,
+    Vote,
+    validate_certificate,
+)
 from consensus.core import ConsensusState, is_valid_proposal_signature
 from consensus.events import (
     BlockBuilt,
