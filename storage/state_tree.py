@@ -43,8 +43,9 @@ class PreparedState:
     """State key -> new value, None to delete."""
     buckets: Mapping[int, bytes]
     """Bucket -> its new sorted entries (empty bytes: bucket now empty)."""
-    nodes: Mapping[int, Hash32]
-    """Tree node index -> new hash (heap layout: root 1, bucket b at 65,536 + b)."""
+    nodes: list[bytes]
+    """All tree node hashes after the changes (heap layout: root 1, bucket b at
+    65,536 + b); never mutated once prepared."""
 
     def apply_to(self, batch: WriteBatch) -> None:
         """Add the state values, bucket entries and bucket hashes to `batch`."""
@@ -109,35 +110,31 @@ class StateTree:
                 per_bucket[key_hash] = value_hash
 
         buckets: dict[int, bytes] = {}
-        overlay: dict[int, Hash32] = {}
+        # Copy-on-write of the whole node array: a pointer copy (~1 MB) is cheaper than
+        # a dict overlay, and committing becomes a swap.
+        nodes = self._nodes.copy()
         get = self._kv.get
         for bucket, bucket_updates in updates.items():
             stored = get(schema.tree_bucket_key(bucket))
             entries = _apply_bucket_updates(stored or b"", bucket_updates)
             buckets[bucket] = entries
-            overlay[BUCKET_COUNT + bucket] = compute_bucket_hash(entries)
+            nodes[BUCKET_COUNT + bucket] = compute_bucket_hash(entries)
 
-        nodes = self._nodes
-        dirty = set(overlay)
+        dirty = {BUCKET_COUNT + b for b in updates}
         for _ in range(BUCKET_BITS):
             parents = {i >> 1 for i in dirty}
             for p in parents:
-                left = overlay.get(2 * p) or nodes[2 * p]
-                right = overlay.get(2 * p + 1) or nodes[2 * p + 1]
-                overlay[p] = Hash32(sha256(_NODE_TAG + left + right).digest())
+                nodes[p] = sha256(_NODE_TAG + nodes[2 * p] + nodes[2 * p + 1]).digest()
             dirty = parents
-        root = overlay.get(1, self.root)
-        return PreparedState(base_root=self.root, root=Hash32(root), changes=dict(changes),
-                             buckets=buckets, nodes=overlay)
+        return PreparedState(base_root=self.root, root=Hash32(nodes[1]), changes=dict(changes),
+                             buckets=buckets, nodes=nodes)
 
     def on_committed(self, prepared: PreparedState) -> None:
         """Move the in-memory tree to `prepared`, whose ops are now durable."""
         if prepared.base_root != self.root:
             raise StalePreparedStateError(
                 "the prepared state was computed on another state root; prepare it again")
-        nodes = self._nodes
-        for index, node_hash in prepared.nodes.items():
-            nodes[index] = node_hash
+        self._nodes = prepared.nodes
 
     def get_proof(self, key: bytes, *, height: int) -> StateProof:
         """Inclusion or non-inclusion proof of `key` against the committed root."""
@@ -158,13 +155,26 @@ class StateTree:
                           siblings=tuple(siblings))
 
 
-def _apply_bucket_updates(stored: bytes, updates: dict[bytes, bytes | None]) -> bytes:
-    """The sorted entries of a bucket after `updates` (key hash -> value hash or None)."""
-    entries = {stored[i:i + 32]: stored[i + 32:i + ENTRY_SIZE]
-               for i in range(0, len(stored), ENTRY_SIZE)}
+def _apply_bucket_updates(entries: bytes, updates: dict[bytes, bytes | None]) -> bytes:
+    """The sorted entries of a bucket after `updates` (key hash -> value hash or None).
+
+    Entries are fixed-size and sorted, so each update is a binary search and a splice
+    of the bytes; a block usually touches one or two entries of a bucket.
+    """
     for key_hash, value_hash in updates.items():
+        lo, hi = 0, len(entries) // ENTRY_SIZE
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            start = mid * ENTRY_SIZE
+            if entries[start:start + 32] < key_hash:
+                lo = mid + 1
+            else:
+                hi = mid
+        at = lo * ENTRY_SIZE
+        present = entries[at:at + 32] == key_hash
+        tail = entries[at + ENTRY_SIZE:] if present else entries[at:]
         if value_hash is None:
-            entries.pop(key_hash, None)
+            entries = entries[:at] + tail
         else:
-            entries[key_hash] = value_hash
-    return b"".join(k + entries[k] for k in sorted(entries))
+            entries = entries[:at] + key_hash + value_hash + tail
+    return entries
