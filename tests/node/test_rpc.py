@@ -146,8 +146,8 @@ async def test_invalid_non_canonical_tx_rejected(single_node):
     tx = transfer(0)
     value = list(codec.decode(tx.encoded))
     import msgpack
-    non_canonical = msgpack.packb(value[:4] + [dict(reversed(list(value[4].items())))]
-                                  + [value[5]], use_bin_type=True)
+    unsorted_fields = dict(reversed(list(value[4].items())))
+    non_canonical = msgpack.packb([*value[:4], unsorted_fields, value[5]], use_bin_type=True)
     before = await snapshot(single_node)
     with pytest.raises(RpcClientError) as info:
         await single_node.client.call("tx_submit", tx=non_canonical.hex())
@@ -248,7 +248,7 @@ async def test_invalid_huge_body_rejected(single_node):
 async def test_invalid_oversized_batch_rejected(single_node):
     limit = single_node.service.home.config.rpc_max_batch
     calls = [{"jsonrpc": "2.0", "method": "node_status", "id": i} for i in range(limit + 1)]
-    code, doc = await post_raw(single_node.service.rpc_url, json.dumps(calls).encode())
+    _code, doc = await post_raw(single_node.service.rpc_url, json.dumps(calls).encode())
     assert doc["error"]["data"]["reason"] == "batch_too_large"
 
 
