@@ -1,0 +1,124 @@
+"""Shared pieces of the govchain benchmarks: chains with funded senders, pre-signed load,
+node processes, and the figures every benchmark prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from chain.crypto import KeyPair
+from chain.genesis import ChainParams, Genesis, GenesisAccount
+from chain.tx import Transaction, make_transaction
+from chain.vote import Validator, ValidatorSet
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSET = "GOV"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_keys(count: int, salt: int) -> list[KeyPair]:
+    return [KeyPair.from_seed(salt.to_bytes(4, "big") + i.to_bytes(28, "big"))
+            for i in range(count)]
+
+
+def make_genesis(chain_id: str, validators: list[KeyPair], senders: list[KeyPair],
+                 params: ChainParams) -> Genesis:
+    return Genesis(
+        chain_id=chain_id, genesis_time_ms=int(time.time() * 1000) - 1000,
+        validator_set=ValidatorSet(tuple(Validator(k.public_key, f"validator-{i}")
+                                         for i, k in enumerate(validators))),
+        accounts=tuple(GenesisAccount(k.address, {ASSET: 10**15}) for k in senders),
+        params=params)
+
+
+def presign_transfers(chain_id: str, senders: list[KeyPair], count: int
+                      ) -> list[Transaction]:
+    """`count` transfers spread round-robin over `senders`, nonces in order."""
+    txs = []
+    for i in range(count):
+        sender = senders[i % len(senders)]
+        receiver = senders[(i + 1) % len(senders)]
+        txs.append(make_transaction(chain_id, sender, i // len(senders), "transfer",
+                                    {"to": receiver.address, "asset": ASSET, "amount": 1}))
+    for tx in txs:
+        _ = tx.encoded
+    return txs
+
+
+@dataclass
+class NodeProcess:
+    name: str
+    home: Path
+    rpc_url: str
+    p2p_port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.home / "node.log", "ab")  # noqa: SIM115 - owned by the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "node", "run", "--home", str(self.home)],
+            stdout=log, stderr=log, cwd=ROOT, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def peak_rss_mb(self) -> float:
+        if not self.process:
+            return 0.0
+        try:
+            text = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return 0.0
+        for line in text.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+
+def init_node(workdir: Path, name: str, genesis: Genesis, key: KeyPair | None,
+              peers: list[str], p2p_port: int) -> NodeProcess:
+    genesis_path = workdir / "genesis.json"
+    genesis_path.write_text(genesis.to_json())
+    rpc_port = free_port()
+    home = workdir / name
+    args = [sys.executable, "-m", "node", "init", "--home", str(home), "--genesis",
+            str(genesis_path), "--rpc-listen", f"127.0.0.1:{rpc_port}",
+            "--p2p-listen", f"127.0.0.1:{p2p_port}", "--no-peer-exchange"]
+    if key is not None:
+        key_path = workdir / f"{name}_key.json"
+        key_path.write_text(json.dumps({"public_key": key.public_key.hex(),
+                                        "secret_seed": key.seed.hex()}))
+        args += ["--validator-key", str(key_path)]
+    for peer in peers:
+        args += ["--peer", peer]
+    subprocess.run(args, check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    (home / "config.toml").write_text((home / "config.toml").read_text().replace(
+        'log_level = "INFO"', 'log_level = "WARNING"'))
+    return NodeProcess(name, home, f"http://127.0.0.1:{rpc_port}", p2p_port)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
