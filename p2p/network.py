@@ -497,7 +497,7 @@ class P2PNetwork:
             for peer_id in reserved:
                 self._handshaking.discard(peer_id)
         peer_id = hello.node_key.hex()
-        if self._running is False:
+        if not self._running:
             raise ConnectError("node stopping")
         listen_address = self._compute_listen_address(hello, address, dialed)
         peer = _Peer(
