@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import pytest
 from p2p_testkit import RawPeer, peer_ids, wait_for
@@ -320,3 +321,16 @@ async def test_counters_count_traffic(make_node):
     assert a.network.counters().messages_in["TX"] == 1
     assert a.network.peers()[0].bytes_in >= len(encode_frame(MessageType.TX, 0, b"counted"))
     assert b.network.counters().bytes_out >= a.network.peers()[0].bytes_in
+
+
+async def test_nodes_dialing_each_other_settle_on_one_connection(make_node):
+    with socket.socket() as probe:  # a free port for b, known before b starts
+        probe.bind(("127.0.0.1", 0))
+        b_port = probe.getsockname()[1]
+    a = await make_node([f"127.0.0.1:{b_port}"])
+    b = await make_node([a.address], port=b_port)
+    await wait_for(lambda: peer_ids(a) == {b.node_id} and peer_ids(b) == {a.node_id},
+                   what="one connection")
+    await asyncio.sleep(0.5)  # both dialers keep running; the link stays single and up
+    assert [p.node_id for p in a.network.peers()] == [b.node_id]
+    assert [p.node_id for p in b.network.peers()] == [a.node_id]
