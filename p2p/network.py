@@ -484,6 +484,10 @@ class P2PNetwork:
 
         def check_peer(hello: Hello) -> None:
             peer_id = hello.node_key.hex()
+            if dialed is not None:
+                # What the address we chose to dial says it is; an inbound peer's
+                # advertised address is never trusted for this.
+                self._address_keys[dialed] = peer_id
             self._check_admission(peer_id)
             self._handshaking.add(peer_id)
             reserved.append(peer_id)
@@ -497,7 +501,7 @@ class P2PNetwork:
             for peer_id in reserved:
                 self._handshaking.discard(peer_id)
         peer_id = hello.node_key.hex()
-        if self._running is False:
+        if not self._running:
             raise ConnectError("node stopping")
         listen_address = self._compute_listen_address(hello, address, dialed)
         peer = _Peer(
@@ -508,7 +512,6 @@ class P2PNetwork:
             send_queue=asyncio.Queue(maxsize=self._config.send_queue_frames))
         self._peers[peer_id] = peer
         if listen_address:
-            self._address_keys[listen_address] = peer_id
             self._book.record_success(listen_address)
         return peer
 

@@ -9,10 +9,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import aiohttp
 import pytest
 
 from chain.crypto import KeyPair
-from p2p.frames import MessageType
+from p2p.errors import ConnectionClosedError
+from p2p.frames import Frame, MessageType, decode_frame, encode_frame
+from p2p.handshake import Hello, build_hello, run_handshake
 from p2p.network import P2PNetwork
 from p2p.peers import P2PConfig, PeerInfo, Verdict
 
@@ -116,3 +119,72 @@ async def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0,
 
 def peer_ids(node: Node) -> set[str]:
     return {info.node_id for info in node.network.peers()}
+
+
+class _ClientChannel:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    async def send(self, data: bytes) -> None:
+        await self.ws.send_bytes(data)
+
+    async def receive(self) -> bytes:
+        msg = await self.ws.receive(timeout=5.0)
+        if msg.type != aiohttp.WSMsgType.BINARY:
+            raise ConnectionClosedError(f"closed ({msg.type.name})")
+        data: bytes = msg.data
+        return data
+
+
+class RawPeer:
+    """A hand-driven peer over a real socket: the real handshake (or a forged one),
+    then whatever bytes a test wants to send."""
+
+    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse,
+                 key: KeyPair) -> None:
+        self.session, self.ws, self.key = session, ws, key
+        self.channel = _ClientChannel(ws)
+
+    @property
+    def node_id(self) -> str:
+        return self.key.public_key.hex()
+
+    @classmethod
+    async def open(cls, address: str, key: KeyPair | None = None) -> RawPeer:
+        session = aiohttp.ClientSession()
+        try:
+            ws = await asyncio.wait_for(session.ws_connect(f"ws://{address}/p2p"), 5.0)
+        except BaseException:
+            await session.close()
+            raise
+        return cls(session, ws, key or KeyPair.generate())
+
+    def hello(self, **changes: Any) -> Hello:
+        hello = build_hello(self.key, CHAIN_ID, GENESIS_HASH, "", is_validator=False)
+        return replace(hello, **changes)
+
+    async def handshake(self) -> Hello:
+        return await run_handshake(self.channel, self.key, self.hello(), lambda h: None, 5.0)
+
+    async def send_raw(self, data: bytes) -> None:
+        await self.ws.send_bytes(data)
+
+    async def send(self, msg_type: MessageType, payload: Any, request_id: int = 0) -> None:
+        await self.send_raw(encode_frame(msg_type, request_id, payload))
+
+    async def receive(self, timeout_s: float = 5.0) -> Frame | None:
+        """The next frame, or None once the node has closed the connection."""
+        msg = await self.ws.receive(timeout=timeout_s)
+        if msg.type != aiohttp.WSMsgType.BINARY:
+            return None
+        return decode_frame(msg.data)
+
+    async def wait_closed(self, timeout_s: float = 5.0) -> None:
+        """Read until the node closes the connection (bounded in time)."""
+        async with asyncio.timeout(timeout_s):
+            while await self.receive(timeout_s) is not None:
+                pass
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.session.close()
