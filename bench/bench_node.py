@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     free_port,
     init_node,
     make_genesis,
@@ -28,8 +28,8 @@ from bench.common import (  # noqa: E402
     percentile,
     presign_transfers,
 )
-from chain.genesis import ChainParams  # noqa: E402
-from node.client import AsyncClient, RpcClientError  # noqa: E402
+from chain.genesis import ChainParams
+from node.client import AsyncClient, RpcClientError
 
 
 async def wait_ready(clients: list[AsyncClient], deadline_s: float) -> None:
