@@ -465,6 +465,18 @@ class ConsensusState:
         effects.append(Broadcast(vote))
         self._own_votes[(r, kind)] = vote
         self._add_vote(vote, effects)
+        self._schedule_stall_fallback(kind, effects)
+
+    def _schedule_stall_fallback(self, kind: VoteKind, effects: list[Effect]) -> None:
+        """Deviation from Algorithm 1 (liveness only): after our prevote or precommit,
+        time out at timeout_max_ms even without 2f+1 votes of the round (lines 34 and
+        47 wait for them). Otherwise, with more than f validators silent (crashed, or
+        a wiped validator that may not sign in this round), the live ones would wait
+        in this round forever. Any timeout may fire at any time without harm to
+        safety; the usual, shorter timeouts still come first when votes flow."""
+        timeout_kind = TimeoutKind.PREVOTE if kind is VoteKind.PREVOTE else TimeoutKind.PRECOMMIT
+        effects.append(ScheduleTimeout(self.height, self.round, timeout_kind,
+                                       self.params.timeout_max_ms))
 
     def _propose(self, block: Block, pol_round: int, effects: list[Effect]) -> None:
         r = self.round

@@ -44,6 +44,7 @@ from consensus.events import (
     ScheduleTimeout,
     StartHeight,
     Step,
+    TimeoutFired,
     TxsAvailable,
     ValidateBlock,
     VoteReceived,
@@ -78,6 +79,8 @@ class Scenario:
     crashes: bool = True
     wiped_restart: bool = False
     """Restart one crashed validator at heal time with a wiped data directory."""
+    restart_at_heal: bool = True
+    """Restart every crashed honest validator when the network heals."""
     liveness_heights: int = 3
     """New heights every honest node must commit after healing."""
     liveness_budget_ms: int = 30_000
@@ -427,7 +430,8 @@ class Simulation:
         self.log("heal: no more drops, partitions or crashes")
         self.group = {}
         self.drop_rate = 0.0
-        down = [n for n in self.nodes if n.honest and not n.is_up]
+        down = [n for n in self.nodes if n.honest and not n.is_up
+                and self.scenario.restart_at_heal]
         for i, node in enumerate(down):
             wiped = self.scenario.wiped_restart and i == 0
             self.start_node(node, wiped=wiped)
@@ -464,7 +468,6 @@ def sign_key(state: PersistSignState) -> tuple[int, int, int]:
 
 
 def effect_timeout(effect: ScheduleTimeout) -> Event:
-    from consensus.events import TimeoutFired
     return TimeoutFired(effect.height, effect.round, effect.kind)
 
 
