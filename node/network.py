@@ -19,6 +19,7 @@ from chain.block import Block
 from chain.errors import ChainError
 from chain.tx import Transaction
 from chain.vote import CommitCertificate, Proposal, Vote
+from consensus.core import is_valid_proposal_signature
 from consensus.events import ProposalReceived, VoteReceived
 from node.node import Node, SyncedBlock
 from p2p.frames import MessageType
@@ -166,10 +167,11 @@ class NodeNetwork:
                 self._sync_wakeup.set()
             return Verdict.IGNORE
         validator_set = self.node.store.get_validator_set(height)
-        expected = validator_set.get_proposer(proposal.height, proposal.round)
-        if proposal.proposer != expected or proposal.block.height != proposal.height:
+        if proposal.block.height != proposal.height:
             return Verdict.REJECT
-        if not proposal.is_signature_valid(self.node.chain_id):
+        # Signed by the proposer of (height, round); the block may be an earlier round's,
+        # re-proposed, so its header can name another builder.
+        if not is_valid_proposal_signature(proposal, validator_set, self.node.chain_id):
             return Verdict.REJECT
         skew_ms = proposal.block.header.timestamp_ms - int(time.time() * 1000)
         if skew_ms > self.node.params.clock_skew_ms:

@@ -69,12 +69,27 @@ def encode_sign_state(state: PersistSignState) -> bytes:
                          state.locked_round, state.locked_hash])
 
 
-def decode_sign_state(data: bytes | None) -> PersistSignState | None:
+def encode_sign_lock(state: PersistSignState) -> bytes:
+    block = state.locked_block.to_value() if state.locked_block is not None else None
+    return codec.encode([state.height, state.locked_round, state.locked_hash, block,
+                         [vote.to_value() for vote in state.lock_votes]])
+
+
+def decode_sign_state(data: bytes | None, lock: bytes | None) -> PersistSignState | None:
+    """The persisted sign state with its lock (the lock only if it is of the same height)."""
     if data is None:
         return None
     height, round_, step, block_hash, locked_round, locked_hash = codec.decode(data)
+    locked_block = None
+    lock_votes: tuple[Vote, ...] = ()
+    if lock is not None:
+        lock_height, lock_round, lock_hash, block_value, vote_values = codec.decode(lock)
+        if (lock_height, lock_round, lock_hash) == (height, locked_round, locked_hash) \
+                and block_value is not None:
+            locked_block = Block.from_value(block_value)
+            lock_votes = tuple(Vote.from_value(v) for v in vote_values)
     return PersistSignState(height, round_, Step(step), Hash32(block_hash), locked_round,
-                            Hash32(locked_hash))
+                            Hash32(locked_hash), locked_block, lock_votes)
 
 
 class Node:
@@ -99,7 +114,10 @@ class Node:
             max_txs=home.config.mempool_max_txs, max_bytes=home.config.mempool_max_bytes,
             max_per_sender=home.config.mempool_max_per_sender,
             ttl_s=home.config.mempool_tx_ttl_s)
-        self._sign_state = decode_sign_state(self.store.load_sign_state())
+        self._sign_state = decode_sign_state(self.store.load_sign_state(),
+                                             self.store.load_sign_lock())
+        self._persisted_lock = ((self._sign_state.height, self._sign_state.locked_round,
+                                 self._sign_state.locked_hash) if self._sign_state else None)
         self.core = ConsensusState(self.chain_id, home.validator_key, self.params,
                                    self._sign_state)
         self.started_at = time.monotonic()
@@ -168,7 +186,7 @@ class Node:
         for effect in effects:
             if isinstance(effect, PersistSignState):
                 # Durable before the signature it protects leaves this process.
-                await asyncio.to_thread(self.store.save_sign_state, encode_sign_state(effect))
+                await asyncio.to_thread(self._persist_sign_state, effect)
             elif isinstance(effect, Broadcast):
                 self.broadcast_message(effect.message)
             elif isinstance(effect, ScheduleTimeout):
@@ -181,6 +199,15 @@ class Node:
                 await self._commit(effect.block, effect.certificate)
             elif isinstance(effect, RecordEvidence):
                 self._record_evidence(effect.first, effect.second)
+
+    def _persist_sign_state(self, state: PersistSignState) -> None:
+        lock_id = (state.height, state.locked_round, state.locked_hash)
+        lock = None
+        if state.locked_block is not None and lock_id != self._persisted_lock:
+            lock = encode_sign_lock(state)
+        self.store.save_sign_state(encode_sign_state(state), lock)
+        if lock is not None:
+            self._persisted_lock = lock_id
 
     def _schedule(self, effect: ScheduleTimeout) -> None:
         loop = asyncio.get_running_loop()

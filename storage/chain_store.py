@@ -409,11 +409,18 @@ class ChainStore:
         """The signer's last persisted sign state, opaque to storage."""
         return self._kv.get(schema.sign_state_key())
 
-    def save_sign_state(self, value: bytes) -> None:
-        """Durably record the sign state; returns only once it is synced to disk."""
+    def load_sign_lock(self) -> bytes | None:
+        """The signer's persisted lock (block and proof of lock), opaque to storage."""
+        return self._kv.get(schema.sign_lock_key())
+
+    def save_sign_state(self, value: bytes, lock: bytes | None = None) -> None:
+        """Durably record the sign state (and the lock, when it changed) in one batch;
+        returns only once it is synced to disk."""
         with self._lock:
             batch = WriteBatch(self._kv)
             batch.put(schema.sign_state_key(), value)
+            if lock is not None:
+                batch.put(schema.sign_lock_key(), lock)
             self._kv.write(batch, sync=True)
 
     def add_evidence(self, encoded: bytes) -> bool:

@@ -116,6 +116,14 @@ def sign_state_key() -> bytes:
     return SIGN_STATE
 
 
+def sign_lock_key() -> bytes:
+    """The block the signer is locked on with its proof of lock, opaque here.
+
+    Kept apart from the sign state because it is large and changes rarely.
+    """
+    return SIGN_STATE + b"/lock"
+
+
 def evidence_key(sequence: int) -> bytes:
     """Evidence of misbehaviour, by arrival order."""
     return EVIDENCE + encode_height(sequence)
