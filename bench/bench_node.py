@@ -57,10 +57,11 @@ async def run(args: argparse.Namespace) -> None:
     p2p_ports = [free_port() for _ in range(args.nodes)]
     nodes = [init_node(workdir, f"node{i}", genesis, validators[i],
                        [f"127.0.0.1:{p}" for j, p in enumerate(p2p_ports) if j != i],
-                       p2p_ports[i]) for i in range(args.nodes)]
+                       p2p_ports[i], args.log_level) for i in range(args.nodes)]
     for node in nodes:
         node.start()
     clients = [AsyncClient(node.rpc_url, timeout_s=60) for node in nodes]
+    print(f"node homes and logs in {workdir}", flush=True)
     try:
         await wait_ready(clients, 30)
         submitted_at: dict[str, float] = {}
@@ -140,6 +141,7 @@ def main() -> None:
     parser.add_argument("--block-interval-ms", type=int, default=200)
     parser.add_argument("--max-block-txs", type=int, default=10000)
     parser.add_argument("--max-seconds", type=float, default=300)
+    parser.add_argument("--log-level", default="WARNING", help="nodes' log level")
     asyncio.run(run(parser.parse_args()))
 
 

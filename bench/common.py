@@ -95,7 +95,7 @@ class NodeProcess:
 
 
 def init_node(workdir: Path, name: str, genesis: Genesis, key: KeyPair | None,
-              peers: list[str], p2p_port: int) -> NodeProcess:
+              peers: list[str], p2p_port: int, log_level: str = "WARNING") -> NodeProcess:
     genesis_path = workdir / "genesis.json"
     genesis_path.write_text(genesis.to_json())
     rpc_port = free_port()
@@ -113,7 +113,7 @@ def init_node(workdir: Path, name: str, genesis: Genesis, key: KeyPair | None,
     subprocess.run(args, check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
     (home / "config.toml").write_text((home / "config.toml").read_text().replace(
-        'log_level = "INFO"', 'log_level = "WARNING"'))
+        'log_level = "INFO"', f'log_level = "{log_level}"'))
     return NodeProcess(name, home, f"http://127.0.0.1:{rpc_port}", p2p_port)
 
 

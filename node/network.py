@@ -28,7 +28,12 @@ from p2p.peers import P2PConfig, PeerInfo, Verdict
 
 log = logging.getLogger("govchain.net")
 
+# Admission errors that only a faulty or hostile peer can cause (an honest peer relays
+# only what it admitted, and these do not depend on state).
+PEER_FAULTS = frozenset({"bad_signature", "malformed", "wrong_chain", "too_large"})
+
 SYNC_BATCH = 64
+TXS_BATCH = 1024
 STATUS_INTERVAL_S = 1.0
 SYNC_POLL_S = 0.2
 GUARD_PROBE_S = 3.0
@@ -48,7 +53,7 @@ class NodeNetwork:
             is_validator=node.home.validator_key is not None,
             config=P2PConfig(peer_exchange=config.peer_exchange))
         node.broadcast_message = self.broadcast_consensus
-        node.broadcast_tx = self.broadcast_tx
+        node.broadcast_txs = self.broadcast_txs
         node.add_commit_listener(lambda executed, cert: self.broadcast_status())
         self._sync_wakeup = asyncio.Event()
 
@@ -69,7 +74,7 @@ class NodeNetwork:
             return
         deadline = time.monotonic() + GUARD_PROBE_S
         while time.monotonic() < deadline:
-            heights = [p.status_height for p in self.p2p.peers() if p.status_height]
+            heights = [p.status_height for p in self.p2p.peers() if p.status_height is not None]
             if heights:
                 if max(heights) > 0:
                     self.node.arm_double_sign_guard()
@@ -88,8 +93,11 @@ class NodeNetwork:
         else:
             self.p2p.broadcast(MessageType.PROPOSAL, codec.encode(message.to_value()))
 
-    def broadcast_tx(self, tx: Transaction) -> None:
-        self.p2p.broadcast(MessageType.TX, tx.encoded)
+    def broadcast_txs(self, txs: list[Transaction], exclude: str | None = None) -> None:
+        """Relay admitted transactions in batches (one frame per TXS_BATCH)."""
+        for i in range(0, len(txs), TXS_BATCH):
+            self.p2p.broadcast(MessageType.TXS, [tx.encoded for tx in txs[i:i + TXS_BATCH]],
+                               exclude=exclude)
 
     def broadcast_status(self) -> None:
         self.p2p.broadcast(MessageType.STATUS, [self.node.store.head_height,
@@ -117,7 +125,9 @@ class NodeNetwork:
     async def on_message(self, peer_id: str, msg_type: MessageType, payload: Any) -> Verdict:
         try:
             if msg_type == MessageType.TX:
-                return await self._on_tx(payload)
+                return await self._on_txs(peer_id, (payload,))
+            if msg_type == MessageType.TXS:
+                return await self._on_txs(peer_id, payload)
             if msg_type == MessageType.VOTE:
                 return self._on_vote(Vote.from_value(codec.decode(_as_bytes(payload))))
             if msg_type == MessageType.PROPOSAL:
@@ -132,15 +142,21 @@ class NodeNetwork:
             return Verdict.REJECT
         return Verdict.IGNORE
 
-    async def _on_tx(self, payload: Any) -> Verdict:
-        tx = Transaction.decode(_as_bytes(payload), max_size=self.node.params.max_tx_bytes)
-        if tx.hash in self.node.mempool or self.node.store.get_tx(tx.hash) is not None:
+    async def _on_txs(self, peer_id: str, payloads: Any) -> Verdict:
+        """Admit a batch of gossiped txs and relay the ones admitted (not the batch)."""
+        max_size = self.node.params.max_tx_bytes
+        txs = [Transaction.decode(_as_bytes(p), max_size=max_size) for p in payloads]
+        fresh = [tx for tx in txs if tx.hash not in self.node.mempool
+                 and self.node.store.get_tx(tx.hash) is None]
+        if not fresh:
             return Verdict.IGNORE
-        (error,) = await self.node.submit_txs([tx], relay=False)
-        if error is None:
-            return Verdict.ACCEPT
-        if error.code in ("bad_signature", "malformed", "wrong_chain", "too_large"):
+        errors = await self.node.submit_txs(fresh, relay=False)
+        if any(e is not None and e.code in PEER_FAULTS for e in errors):
             return Verdict.REJECT
+        admitted = [tx for tx, e in zip(fresh, errors, strict=True) if e is None]
+        if admitted:
+            self.broadcast_txs(admitted, exclude=peer_id)
+        # The batch itself is not relayed: peers get only what we admitted.
         return Verdict.IGNORE
 
     def _current_height(self) -> int:

@@ -30,6 +30,7 @@ from consensus.events import (
     Effect,
     Event,
     PersistSignState,
+    ProposalReceived,
     RecordEvidence,
     RequestBlock,
     ScheduleTimeout,
@@ -38,6 +39,7 @@ from consensus.events import (
     TimeoutFired,
     TxsAvailable,
     ValidateBlock,
+    VoteReceived,
 )
 from ledger.errors import LedgerError
 from ledger.execution import Ledger, default_modules
@@ -127,7 +129,7 @@ class Node:
         self._commit_listeners: list[Callable[[ExecutedBlock, CommitCertificate], None]] = []
         self._txs_signalled_height = -1
         self.broadcast_message: Callable[[Proposal | Vote], None] = lambda message: None
-        self.broadcast_tx: Callable[[Transaction], None] = lambda tx: None
+        self.broadcast_txs: Callable[[list[Transaction]], None] = lambda txs: None
         self.on_evidence: Callable[[Vote, Vote], None] = lambda a, b: None
 
     # ------------------------------------------------------------------ lifecycle
@@ -180,6 +182,10 @@ class Node:
 
     async def _step(self, event: Event) -> None:
         effects = self.core.process_event(event)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("h=%d r=%d %s %s -> %s", self.core.height, self.core.round,
+                      self.core.step.value, _describe(event),
+                      ", ".join(_describe(e) for e in effects) or "-")
         await self._apply_effects(effects)
 
     async def _apply_effects(self, effects: list[Effect]) -> None:
@@ -232,7 +238,8 @@ class Node:
             self._resolve_waiters(tx.hash)
         log.debug("built block %d round %d with %d txs", request.height, request.round,
                   len(executed.block.txs))
-        self.enqueue(BlockBuilt(request.height, request.round, executed.block))
+        # Answered at once, ahead of queued events: building is part of this step.
+        await self._step(BlockBuilt(request.height, request.round, executed.block))
 
     async def _validate_block(self, block: Block) -> None:
         valid = True
@@ -245,7 +252,10 @@ class Node:
             log.warning("block %d %s... from %s is invalid: %s", block.height,
                         block.hash.hex()[:12], block.header.proposer.hex()[:12], e.message)
             valid = False
-        self.enqueue(BlockValidated(block.hash, valid))
+        # Answered at once, ahead of any timeout that fired meanwhile: validation is part
+        # of receiving the proposal (Algorithm 1, line 22), so a block that takes longer
+        # than timeout_propose to check is still voted on.
+        await self._step(BlockValidated(block.hash, valid))
 
     async def _commit(self, block: Block, certificate: CommitCertificate) -> None:
         executed = self.executor.get_cached(block.hash)
@@ -305,11 +315,9 @@ class Node:
                          ) -> list[MempoolError | None]:
         """Admit `txs` to the mempool; one error (or None) per tx, in order."""
         verdicts = await self.verifier.verify(txs)
-        errors: list[MempoolError | None] = []
-        for tx, ok in zip(txs, verdicts, strict=True):
-            errors.append(self._admit(tx, ok))
-            if errors[-1] is None and relay:
-                self.broadcast_tx(tx)
+        errors = [self._admit(tx, ok) for tx, ok in zip(txs, verdicts, strict=True)]
+        if relay:
+            self.broadcast_txs([tx for tx, e in zip(txs, errors, strict=True) if e is None])
         self._signal_txs_available()
         return errors
 
@@ -393,6 +401,23 @@ class Node:
 
     def validator_set(self, height: int | None = None) -> ValidatorSet:
         return self.store.get_validator_set(height or self.store.head_height + 1)
+
+
+def _describe(item: object) -> str:
+    """A short description of an event or effect for DEBUG logs."""
+    name = type(item).__name__
+    if isinstance(item, VoteReceived | Broadcast):
+        message = item.vote if isinstance(item, VoteReceived) else item.message
+        if isinstance(message, Vote):
+            return (f"{name}({message.kind.name} {message.round} "
+                    f"{message.block_hash.hex()[:8] or 'nil'} by "
+                    f"{message.validator.hex()[:8]})")
+        return f"{name}(proposal r{message.round} {message.block.hash.hex()[:8]})"
+    if isinstance(item, TimeoutFired | ScheduleTimeout):
+        return f"{name}({item.kind.value} r{item.round})"
+    if isinstance(item, ProposalReceived):
+        return f"{name}(r{item.proposal.round} {item.proposal.block.hash.hex()[:8]})"
+    return name
 
 
 class _EmptyState:

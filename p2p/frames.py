@@ -32,6 +32,7 @@ MAX_ADDRESS_TEXT = 262
 MAX_BLOCKS_PER_RESPONSE = 256
 MAX_VOTES_PER_RESPONSE = 4096
 MAX_BLOCKS_PER_REQUEST = 256
+MAX_TXS_PER_BATCH = 4096
 
 
 class MessageType(IntEnum):
@@ -44,6 +45,7 @@ class MessageType(IntEnum):
     PROPOSAL = 11  # gossip: encoded signed proposal
     VOTE = 12  # gossip: encoded signed vote
     STATUS = 13  # direct (or answer to GET_STATUS): [height, round]
+    TXS = 15  # gossip: [tx_bytes, ...], a batch of transactions (high-rate relay)
     GET_STATUS = 14  # request: nil
     GET_BLOCKS = 20  # request: [from_height, count]
     BLOCKS = 21  # answer: [[block_bytes, cert_bytes], ...]
@@ -56,7 +58,8 @@ class MessageType(IntEnum):
 
 
 # Relayed to other peers when the handler accepts them; de-duplicated.
-GOSSIP_TYPES = frozenset({MessageType.TX, MessageType.PROPOSAL, MessageType.VOTE})
+GOSSIP_TYPES = frozenset({MessageType.TX, MessageType.TXS, MessageType.PROPOSAL,
+                          MessageType.VOTE})
 # Sent with a non-zero request id; the peer answers with the same id.
 REQUEST_TYPES = frozenset({
     MessageType.GET_STATUS, MessageType.GET_BLOCKS, MessageType.GET_VOTES,
@@ -77,6 +80,7 @@ MAX_FRAME_SIZE: dict[MessageType, int] = {
     MessageType.AUTH: 256,
     MessageType.ERROR: 1 * KiB,
     MessageType.TX: 128 * KiB,
+    MessageType.TXS: 8 * MiB,
     MessageType.PROPOSAL: MAX_FRAME_BYTES,
     MessageType.VOTE: 4 * KiB,
     MessageType.STATUS: 64,
@@ -174,6 +178,11 @@ def _check_votes(value: Any) -> None:
         codec.expect_bytes(item, "VOTES vote")
 
 
+def _check_txs(value: Any) -> None:
+    for item in _expect_list(value, "TXS", MAX_TXS_PER_BATCH):
+        codec.expect_bytes(item, "TXS tx")
+
+
 def _check_peers(value: Any) -> None:
     for item in _expect_list(value, "PEERS", MAX_PEER_ADDRESSES):
         codec.expect_str(item, "PEERS address", max_len=MAX_ADDRESS_TEXT)
@@ -184,6 +193,7 @@ _PAYLOAD_CHECKS: dict[MessageType, Callable[[Any], None]] = {
     MessageType.AUTH: _bytes_check("AUTH signature", size=64),
     MessageType.ERROR: _check_error,
     MessageType.TX: _bytes_check("TX"),
+    MessageType.TXS: _check_txs,
     MessageType.PROPOSAL: _bytes_check("PROPOSAL"),
     MessageType.VOTE: _bytes_check("VOTE"),
     MessageType.STATUS: _check_status,
