@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,57 @@ class RunningNode:
     @property
     def node(self):
         return self.service.node
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+VALIDATOR_KEYS = [KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(7)]
+
+
+async def start_network(tmp_path: Path, count: int, **config: object) -> list[RunningNode]:
+    """`count` validators on 127.0.0.1, each dialling all the others."""
+    keys = VALIDATOR_KEYS[:count]
+    genesis = make_genesis(keys)
+    ports = [free_port() for _ in range(count)]
+    services = []
+    for i, key in enumerate(keys):
+        home = make_home(tmp_path / f"node{i}", genesis, key,
+                         peers=[f"127.0.0.1:{p}" for j, p in enumerate(ports) if j != i],
+                         p2p_listen=f"127.0.0.1:{ports[i]}", peer_exchange=False, **config)
+        services.append(NodeService(home))
+    await asyncio.gather(*(service.start() for service in services))
+    return [RunningNode(service, AsyncClient(service.rpc_url)) for service in services]
+
+
+async def stop_network(nodes: list[RunningNode]) -> None:
+    for running in nodes:
+        await running.client.close()
+        await running.service.stop()
+
+
+async def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.05):
+    """Poll an async predicate until it returns a truthy value, or fail after timeout_s."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(poll_s)
+
+
+@pytest.fixture
+async def network4(tmp_path):
+    nodes = await start_network(tmp_path, 4)
+    try:
+        yield nodes
+    finally:
+        await stop_network(nodes)
 
 
 @pytest.fixture

@@ -1,0 +1,121 @@
+"""Four validators in one process over real p2p sockets: consensus, gossip, bad peers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from chain import codec
+from chain.block import Block, BlockHeader
+from chain.crypto import KeyPair
+from chain.genesis import Genesis
+from chain.tx import make_transaction
+from chain.vote import Proposal, Vote, VoteKind
+from p2p.errors import HandshakeError, WrongGenesisError
+from p2p.frames import MessageType
+from p2p.network import P2PNetwork
+from p2p.peers import Verdict
+from tests.node.conftest import ACCOUNT_KEYS, CHAIN_ID, VALIDATOR_KEYS, wait_for
+
+
+async def heights(nodes) -> list[int]:
+    return [n.node.store.head_height for n in nodes]
+
+
+async def test_four_validators_finalize_and_rotate(network4):
+    await wait_for(lambda: _min_height(network4, 6), 30, "6 blocks on every node")
+    common = min(await heights(network4))
+    proposers = set()
+    for height in range(1, common + 1):
+        hashes = {n.node.store.get_block(height).hash for n in network4}
+        assert len(hashes) == 1, f"nodes disagree at height {height}"
+        block = network4[0].node.store.get_block(height)
+        proposers.add(block.header.proposer)
+    assert proposers == {k.public_key for k in VALIDATOR_KEYS[:4]}
+
+
+async def _min_height(nodes, target: int) -> bool:
+    return min(await heights(nodes)) >= target
+
+
+async def test_tx_submitted_anywhere_is_final_everywhere(network4):
+    alice, bob = ACCOUNT_KEYS[0], ACCOUNT_KEYS[1]
+    tx = make_transaction(CHAIN_ID, alice, 0, "transfer",
+                          {"to": bob.address, "asset": "GOV", "amount": 42})
+    await network4[3].client.submit(tx)
+
+    async def final_everywhere() -> bool:
+        answers = [await n.client.call("tx_get", hash=tx.hash.hex()) for n in network4]
+        return all(a["status"] == "final" for a in answers)
+
+    await wait_for(final_everywhere, 30, "the tx final on all four nodes")
+    heights_seen = {(await n.client.call("tx_get", hash=tx.hash.hex()))["height"]
+                    for n in network4}
+    assert len(heights_seen) == 1
+
+
+async def _peer(genesis_hash: bytes, chain_id: str = CHAIN_ID):
+    received: list = []
+
+    async def handler(peer_id, msg_type, payload):
+        received.append((msg_type, payload))
+        return Verdict.IGNORE
+
+    return P2PNetwork(KeyPair.generate(), chain_id, genesis_hash, "127.0.0.1", 0, [],
+                      handler), received
+
+
+async def test_invalid_peer_of_another_genesis_refused(network4):
+    target = network4[0].service.network.p2p
+    intruder, _ = await _peer(b"\x11" * 32)
+    await intruder.start()
+    try:
+        try:
+            await intruder.connect(f"127.0.0.1:{target.bound_port}")
+            raise AssertionError("a peer of another genesis was accepted")
+        except (WrongGenesisError, HandshakeError):
+            pass
+    finally:
+        await intruder.stop()
+
+
+async def test_invalid_votes_and_proposals_rejected(network4):
+    node = network4[0]
+    genesis: Genesis = node.node.genesis
+    peer, _ = await _peer(genesis.hash)
+    await peer.start()
+    try:
+        peer_id = await peer.connect(f"127.0.0.1:{node.service.network.p2p.bound_port}")
+        before = node.node.store.head_height
+        height = before + 1
+        outsider = KeyPair.from_seed(b"\x77" * 32)
+        # A vote by a key outside the validator set.
+        outsider_vote = Vote.create(CHAIN_ID, outsider, VoteKind.PREVOTE, height, 0, b"\x01" * 32)
+        # A vote whose signature does not verify (signed for another chain).
+        bad_sig = Vote.create("other", VALIDATOR_KEYS[1], VoteKind.PREVOTE, height, 0,
+                              b"\x01" * 32)
+        # A proposal signed by a validator whose turn it is not.
+        vset = node.node.store.get_validator_set(height)
+        wrong = next(k for k in VALIDATOR_KEYS[:4]
+                     if k.public_key != vset.get_proposer(height, 0))
+        header = BlockHeader(CHAIN_ID, height, 0, 1, node.node.store.head_hash,
+                             wrong.public_key, b"\x00" * 32, b"\x00" * 32, vset.hash, vset.hash)
+        proposal = Proposal.create(CHAIN_ID, wrong, height, 0, -1, Block(header, ()))
+        assert await node.service.network.on_message(
+            peer_id, MessageType.VOTE, outsider_vote.encoded) is Verdict.REJECT
+        assert await node.service.network.on_message(
+            peer_id, MessageType.VOTE, bad_sig.encoded) is Verdict.REJECT
+        assert await node.service.network.on_message(
+            peer_id, MessageType.PROPOSAL, codec.encode(proposal.to_value())) is Verdict.REJECT
+        assert await node.service.network.on_message(
+            peer_id, MessageType.VOTE, b"\x93garbage") is Verdict.REJECT
+        # Sent over the wire too: the node penalizes and never counts them.
+        peer.send(peer_id, MessageType.VOTE, outsider_vote.encoded)
+        peer.send(peer_id, MessageType.PROPOSAL, codec.encode(proposal.to_value()))
+        await asyncio.sleep(0.3)
+        assert outsider.public_key not in {v.validator for v in node.node.core.votes_for_height()}
+        assert all(p.block.hash != proposal.block.hash
+                   for p in node.node.core.proposals_for_height())
+        info = [p for p in node.service.network.p2p.peers() if p.node_id == peer_id]
+        assert not info or info[0].score < 0
+    finally:
+        await peer.stop()
