@@ -91,6 +91,10 @@ async def run(args: argparse.Namespace) -> None:
             semaphore = asyncio.Semaphore(args.in_flight)
 
             async def send(index: int, batch: list) -> None:
+                if args.rate:
+                    # Open loop: batch i leaves at i * batch / rate seconds.
+                    await asyncio.sleep(max(0.0, t0 + index * args.batch / args.rate
+                                            - time.monotonic()))
                 async with semaphore:
                     client = clients[index % len(clients)]
                     now = time.monotonic()
@@ -113,7 +117,8 @@ async def run(args: argparse.Namespace) -> None:
         t_end = max(final_at.values()) if final_at else time.monotonic()
         latencies = [final_at[h] - submitted_at[h] for h in final_at if h in submitted_at]
         blocks = len(block_times)
-        print(f"nodes={args.nodes} txs={len(txs)} batch={args.batch} in_flight={args.in_flight}")
+        print(f"nodes={args.nodes} txs={len(txs)} batch={args.batch} in_flight={args.in_flight}"
+              f" rate={args.rate or 'max'}")
         print(f"submitted/s        {len(txs) / (t_submitted - t0):,.0f}")
         print(f"final tx/s         {len(final_at) / (t_end - t0):,.0f}  "
               f"({len(final_at)} final in {t_end - t0:.2f} s)")
@@ -138,6 +143,8 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=500)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--in-flight", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=0,
+                        help="offered load in tx/s (open loop); 0 = as fast as possible")
     parser.add_argument("--block-interval-ms", type=int, default=200)
     parser.add_argument("--max-block-txs", type=int, default=10000)
     parser.add_argument("--max-seconds", type=float, default=300)
