@@ -211,7 +211,8 @@ def _start_links(manifest: Manifest, report: Report, timeout_s: float = 15.0) ->
     deadline = time.monotonic() + timeout_s
     while not (root / APPLIED_FILE).exists():  # written once it listens on every port
         if not is_links_running(manifest):
-            raise DevnetError(f"the link proxy exited at start: {_tail_text(manifest.links.log)}")
+            raise DevnetError(f"the link proxy exited at start: {_tail_text(manifest.links.log)}"
+                              f" (see {manifest.links.log})")
         if time.monotonic() > deadline:
             raise DevnetError(f"the link proxy is not ready after {timeout_s:.0f} s: "
                               f"see {manifest.links.log}")
@@ -237,7 +238,8 @@ def _wait_ready(manifest: Manifest, node: NodeEntry, deadline: float) -> None:
                                   "is another node on that port?")
             return
         if not is_node_running(node):
-            raise DevnetError(f"{node.name} exited at start: {_tail_text(node.log)}")
+            raise DevnetError(f"{node.name} exited at start: {_tail_text(node.log)} "
+                              f"(see {node.log})")
         if time.monotonic() > deadline:
             raise DevnetError(f"{node.name} does not answer node_status at {node.rpc_url} "
                               f"in time: see {node.log}")
