@@ -94,6 +94,21 @@ def read_cmdline(pid: int) -> str | None:
     return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
+def is_alive(pid: int) -> bool:
+    """True when `pid` exists and is not a zombie (reaping it first if it is our child)."""
+    _reap(pid)
+    if not _PROC.is_dir():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    stat = _read_stat(pid)
+    return stat is not None and stat[0] not in "ZX"
+
+
 def get_group_members(pgid: int) -> list[int]:
     """Living (not zombie) processes of process group `pgid`."""
     _reap(pgid)
