@@ -8,6 +8,7 @@ printed here as one `govchain: error: ...` line, since node/cli does not know th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import signal
@@ -166,7 +167,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     sys.stdout.writelines(network.read_tail(path, args.lines))
     sys.stdout.flush()
     if args.follow:
-        _follow(path)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how following ends
+            _follow(path)
     return 0
 
 

@@ -181,7 +181,12 @@ def up(options: UpOptions, report: Report = _quiet) -> Manifest:
         else:
             if root.exists() and any(p.name != ".devnet.lock" for p in root.iterdir()):
                 raise DevnetError(f"{root} exists and holds no devnet: choose another --dir")
-            manifest = create_devnet(options, options.nodes or 4, report)
+            try:
+                manifest = create_devnet(options, options.nodes or 4, report)
+            except BaseException:
+                # The directory held nothing but our lock: leave nothing half-made in it.
+                shutil.rmtree(root, ignore_errors=True)
+                raise
         try:
             _start_all(manifest, options.ready_timeout_s, report)
         except BaseException:
