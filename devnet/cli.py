@@ -1,0 +1,326 @@
+"""`govchain devnet ...`: argparse wiring and printing for the devnet commands.
+
+node/cli.py calls add_devnet_parser(subparsers). Each command is a short function
+over devnet.network that returns an exit status; DevnetError and OS errors are
+printed here as one `govchain: error: ...` line, since node/cli does not know them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from devnet import network
+from devnet.errors import DevnetError
+from devnet.manifest import Manifest, has_manifest, read_manifest
+from devnet.ports import DEFAULT_BASE_PORT
+
+DEFAULT_DIR = "devnet-data"
+Command = Callable[[argparse.Namespace], int]
+
+
+def _report(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _guarded(func: Command) -> Command:
+    """Print our errors as one line and return 1; Ctrl-C returns 130."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except DevnetError as e:
+            print(f"govchain: error: {e}", file=sys.stderr)
+        except OSError as e:
+            print(f"govchain: error: {e}", file=sys.stderr)
+        except KeyboardInterrupt:
+            return 130
+        return 1
+
+    return run
+
+
+def _dir(args: argparse.Namespace) -> Path:
+    return Path(args.dir).expanduser().resolve()
+
+
+def _print_json(doc: Any) -> None:
+    print(json.dumps(doc, indent=2, sort_keys=True))
+
+
+# ------------------------------------------------------------------ up
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    try:
+        params = json.loads(args.params) if args.params else None
+    except ValueError as e:
+        raise DevnetError(f"--params is not JSON: {e}") from e
+    options = network.UpOptions(
+        devnet_dir=_dir(args), nodes=args.nodes, base_port=args.base_port,
+        chain_id=args.chain_id, accounts=args.accounts, params=params,
+        ready_timeout_s=args.timeout)
+    if options.nodes is not None and options.nodes < 1:
+        raise DevnetError("--nodes must be at least 1")
+    manifest = network.up(options, _report)
+    if args.json:
+        _print_json(json.loads(manifest.to_json()))
+    else:
+        _print_summary(manifest, args.detach)
+    if args.detach:
+        return 0
+    return _run_foreground(manifest)
+
+
+def _print_summary(manifest: Manifest, detached: bool) -> None:
+    root = manifest.dir
+    print(f"devnet {manifest.chain_id} is up in {root}")
+    print(f"genesis {manifest.genesis_hash}")
+    print()
+    for node in manifest.nodes:
+        print(f"  {node.name}  {node.rpc_url}  p2p {node.p2p_port}  pid {node.pid}  "
+              f"log {node.log}")
+    print()
+    print("dev accounts (funded at genesis; devnet keys, never use them elsewhere):")
+    for account in manifest.accounts:
+        print(f"  address {account.address}  secret key {account.secret_key}")
+        print(f"    key file {account.key_file}")
+    print()
+    print(f"manifest  {root}/devnet.json")
+    print(f"status    govchain devnet status --dir {root}")
+    if detached:
+        print(f"stop      govchain devnet down --dir {root}")
+    else:
+        print(f"stop      press Ctrl-C (or: govchain devnet down --dir {root})")
+    sys.stdout.flush()
+
+
+def _run_foreground(manifest: Manifest) -> int:
+    """Wait for Ctrl-C or SIGTERM, reporting nodes that stop or restart; then stop all."""
+    root = Path(manifest.dir)
+    signals = {signal.SIGINT, signal.SIGTERM}
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        alive = {node.name: True for node in manifest.nodes}
+        while signal.sigtimedwait(signals, 1.0) is None:
+            if not has_manifest(root):
+                _report("the devnet directory was deleted: exiting")
+                return 0
+            current = read_manifest(root)
+            for node in current.nodes:
+                now = network.is_node_running(node)
+                if now != alive[node.name]:
+                    _report(f"{node.name}: {'running, pid ' + str(node.pid) if now else 'stopped'}")
+                    alive[node.name] = now
+            if not network.get_running_names(current):
+                _report("every process of the devnet has stopped: exiting")
+                return 0
+        _report("stopping the devnet ...")
+        network.down(root, report=_report)
+        _report(f"stopped; the data stays in {root} (`govchain devnet up --dir {root}` "
+                "restarts it)")
+        return 0
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+# ------------------------------------------------------------------ control
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = network.get_status(_dir(args))
+    if args.json:
+        _print_json(status)
+        return 0
+    rows = [("NODE", "PID", "STATE", "HEIGHT", "FINAL", "PEERS", "HEAD", "RPC")]
+    for node in status["nodes"]:
+        state = "answering" if node["answering"] else "alive" if node["alive"] else "stopped"
+        rows.append((node["name"], _text(node["pid"]), state, _text(node["height"]),
+                     _text(node["finalized_height"]), _text(node["peers"]),
+                     (node["head_hash"] or "-")[:12], node["rpc_url"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+              .rstrip())
+    links = status["links"]
+    cut = ", ".join("|".join(pair) for pair in links["cut"]) or "none"
+    print(f"link proxy: {'running, pid ' + str(links['pid']) if links['alive'] else 'stopped'}"
+          f"; cut links: {cut}")
+    return 0
+
+
+def _text(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    path = network.get_log_path(_dir(args), args.node)
+    sys.stdout.writelines(network.read_tail(path, args.lines))
+    sys.stdout.flush()
+    if args.follow:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how following ends
+            _follow(path)
+    return 0
+
+
+def _follow(path: Path, poll_s: float = 0.2) -> None:
+    """Print what is appended to `path` until Ctrl-C; starts over if the file shrinks."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        while True:
+            chunk = f.read(64 * 1024)
+            if chunk:
+                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.flush()
+                continue
+            if path.exists() and path.stat().st_size < f.tell():
+                f.seek(0)
+            time.sleep(poll_s)
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    node = network.start_node(_dir(args), args.node, args.timeout, _report)
+    _done(args, {"node": node.name, "pid": node.pid, "rpc_url": node.rpc_url},
+          f"{node.name} is running: pid {node.pid}, {node.rpc_url}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    name = network.normalize_name(args.node)
+    outcome = network.stop_node(_dir(args), name, kill=False)
+    _done(args, {"node": name, "outcome": outcome}, f"{name}: {outcome}")
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    name = network.normalize_name(args.node)
+    outcome = network.stop_node(_dir(args), name, kill=True)
+    _done(args, {"node": name, "outcome": outcome}, f"{name}: {outcome}")
+    return 0
+
+
+def cmd_wipe(args: argparse.Namespace) -> int:
+    root = _dir(args)
+    node = network.wipe_node(root, args.node)
+    _done(args, {"node": node.name, "wiped": str(Path(node.home) / "data")},
+          f"{node.name}: stopped, {node.home}/data deleted (keys and config kept); "
+          f"`govchain devnet start {node.name} --dir {root}` makes it resync")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    root = _dir(args)
+    network.down(root, clean=args.clean, report=_report)
+    _done(args, {"dir": str(root), "deleted": args.clean},
+          f"devnet in {root} is down" + ("; its directory is deleted" if args.clean else
+                                          "; its data is kept (`govchain devnet up` restarts it)"))
+    return 0
+
+
+def _done(args: argparse.Namespace, doc: dict[str, Any], line: str) -> None:
+    if args.json:
+        _print_json(doc)
+    else:
+        print(line)
+
+
+# ------------------------------------------------------------------ partitions
+
+
+def cmd_partition(args: argparse.Namespace) -> int:
+    groups = [[network.normalize_name(n) for n in group.split(",") if n]
+              for group in args.groups]
+
+    def change(manifest: Manifest, _: Any) -> Any:
+        return network.compute_group_cuts([n.name for n in manifest.nodes], groups)
+
+    return _print_cuts(args, network.set_partition(_dir(args), change))
+
+
+def cmd_isolate(args: argparse.Namespace) -> int:
+    def change(manifest: Manifest, current: Any) -> Any:
+        name = manifest.get_node(args.node).name
+        return current | {frozenset((name, n.name)) for n in manifest.nodes if n.name != name}
+
+    return _print_cuts(args, network.set_partition(_dir(args), change))
+
+
+def cmd_heal(args: argparse.Namespace) -> int:
+    def change(manifest: Manifest, current: Any) -> Any:
+        if args.node is None:
+            return frozenset()
+        name = manifest.get_node(args.node).name
+        return {pair for pair in current if name not in pair}
+
+    return _print_cuts(args, network.set_partition(_dir(args), change))
+
+
+def _print_cuts(args: argparse.Namespace, cuts: Any) -> int:
+    pairs = [sorted(pair) for pair in sorted(cuts, key=sorted)]
+    _done(args, {"cut": pairs},
+          "cut links: " + (", ".join("|".join(p) for p in pairs) or "none (fully connected)"))
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+
+
+def add_devnet_parser(subparsers: Any) -> None:
+    """Add `devnet` and its subcommands to the govchain CLI's subparsers."""
+    devnet = subparsers.add_parser(
+        "devnet", help="start and control a local multi-node network",
+        description="Start and control a local multi-node govchain network (docs/devnet.md).")
+    sub = devnet.add_subparsers(dest="devnet_command", required=True)
+
+    def command(name: str, func: Command, help_text: str,
+                node: bool = False) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+        if node:
+            p.add_argument("node", help="node name (node0, node1, ... or just 0, 1, ...)")
+        p.add_argument("--dir", default=DEFAULT_DIR,
+                       help=f"the devnet directory (default ./{DEFAULT_DIR})")
+        p.set_defaults(func=_guarded(func))
+        return p
+
+    p = command("up", cmd_up, "create (or restart) a devnet and run it until Ctrl-C")
+    p.add_argument("--nodes", type=int, help="validator nodes of a new devnet (default 4)")
+    p.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT,
+                   help="node i serves RPC on BASE+2i and p2p on BASE+2i+1; the link "
+                        f"proxy takes the ports after them (default {DEFAULT_BASE_PORT}; "
+                        "0: free ports chosen by the system)")
+    p.add_argument("--chain-id", default=network.DEFAULT_CHAIN_ID)
+    p.add_argument("--accounts", type=int, default=4, help="funded dev accounts (default 4)")
+    p.add_argument("--params", help="JSON object of chain parameters to override")
+    p.add_argument("--timeout", type=float, default=network.READY_TIMEOUT_S,
+                   help="seconds to wait for every node to answer (default %(default)s)")
+    p.add_argument("--detach", action="store_true",
+                   help="leave the devnet running in the background and return")
+
+    command("status", cmd_status, "each node's process, height and peers")
+    p = command("logs", cmd_logs, "print a node's log (or the link proxy's: `links`)", node=True)
+    p.add_argument("-n", "--lines", type=int, default=50, help="last lines (default 50)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p = command("start", cmd_start, "start a stopped node with its home as it is", node=True)
+    p.add_argument("--timeout", type=float, default=network.READY_TIMEOUT_S)
+    command("stop", cmd_stop, "stop a node (SIGTERM; SIGKILL if it does not exit)", node=True)
+    command("kill", cmd_kill, "kill a node at once (SIGKILL), as a crash would", node=True)
+    command("wipe", cmd_wipe, "stop a node and delete its data (keys and config stay)",
+            node=True)
+    p = command("down", cmd_down, "stop every node and the link proxy")
+    p.add_argument("--clean", action="store_true", help="also delete the devnet directory")
+
+    p = command("partition", cmd_partition,
+                "cut the links between groups of nodes (unnamed nodes form one more group)")
+    p.add_argument("groups", nargs="+", metavar="GROUP", help="comma-separated node names")
+    command("isolate", cmd_isolate, "cut every link of one node", node=True)
+    p = command("heal", cmd_heal, "restore every cut link (or only one node's)")
+    p.add_argument("node", nargs="?", help="heal only this node's links")

@@ -1,0 +1,459 @@
+"""Create, start, stop and inspect a devnet: the operations behind `govchain devnet ...`.
+
+A devnet is a directory: genesis/ (keys and genesis.json from `govchain genesis
+new`), node{i}/ (homes from `govchain init`, each with node.log), the link proxy's
+links.log, partition.json, and the manifest devnet.json. Nodes are driven only
+through the `govchain` CLI (`python -m node ...`) and their JSON-RPC. Commands that
+start or stop processes hold the devnet's lock, and every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devnet import process
+from devnet.errors import DevnetError
+from devnet.links import APPLIED_FILE, PARTITION_FILE, CutPair, parse_partition, render_partition
+from devnet.manifest import (
+    DevAccount,
+    LinkEntry,
+    LinksEntry,
+    Manifest,
+    NodeEntry,
+    has_manifest,
+    locked,
+    read_manifest,
+    write_json_atomically,
+    write_manifest,
+)
+from devnet.ports import HOST, get_link_pairs, plan_ports
+from devnet.rpc import get_node_status
+
+DEFAULT_CHAIN_ID = "govchain-devnet"
+DEFAULT_PARAMS = {"empty_block_interval_ms": 1000}
+"""Devnet chain parameters: an empty block every second, so the chain visibly moves."""
+READY_TIMEOUT_S = 60.0
+"""How long `up` and `start` wait for a node to answer node_status."""
+CLI_TIMEOUT_S = 120.0
+"""Deadline of one `govchain genesis new` or `govchain init` run."""
+LINKS_LOG = "links.log"
+NODE_LOG = "node.log"
+
+Report = Callable[[str], None]
+"""Where progress lines go (stderr in the CLI, nowhere in tests)."""
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class UpOptions:
+    """What `govchain devnet up` was asked for."""
+
+    devnet_dir: Path
+    """The devnet directory."""
+    nodes: int | None = None
+    """Number of validator nodes (None: 4 for a new devnet, as many as before on resume)."""
+    base_port: int = 8545
+    """First port of the fixed layout; 0 lets the system choose free ports."""
+    chain_id: str = DEFAULT_CHAIN_ID
+    """Chain id of a new devnet."""
+    accounts: int = 4
+    """Funded dev accounts of a new devnet."""
+    params: dict[str, int] | None = None
+    """Chain parameters overriding DEFAULT_PARAMS."""
+    ready_timeout_s: float = READY_TIMEOUT_S
+    """Deadline for every node to answer node_status."""
+
+
+# ------------------------------------------------------------------ the govchain CLI
+
+
+def run_govchain(*args: str, timeout_s: float = CLI_TIMEOUT_S) -> dict[str, Any]:
+    """Run `govchain --json ARGS` to completion and return its JSON output."""
+    argv = process.python_argv("-m", "node", "--json", *args)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
+                              env=process.get_python_env(), stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise DevnetError(f"`govchain {args[0]}` did not finish within {timeout_s:.0f} s") from e
+    if done.returncode != 0:
+        lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
+        raise DevnetError(f"`govchain {' '.join(args[:2])}` failed: {lines[-1]}")
+    try:
+        doc: dict[str, Any] = json.loads(done.stdout)
+    except ValueError as e:
+        raise DevnetError(f"`govchain {args[0]}` printed no JSON: {done.stdout[:200]!r}") from e
+    return doc
+
+
+# ------------------------------------------------------------------ create
+
+
+def create_devnet(options: UpOptions, node_count: int, report: Report = _quiet) -> Manifest:
+    """Keys, genesis and one home per node in a new devnet directory; nothing started."""
+    root = options.devnet_dir
+    plan = plan_ports(node_count, options.base_port)
+    genesis_dir = root / "genesis"
+    params = {**DEFAULT_PARAMS, **(options.params or {})}
+    report(f"creating keys and genesis for {node_count} validators in {genesis_dir}")
+    created = run_govchain("genesis", "new", "--chain-id", options.chain_id,
+                           "--validators", str(node_count), "--accounts", str(options.accounts),
+                           "--params", json.dumps(params), "--out-dir", str(genesis_dir))
+    names = [f"node{i}" for i in range(node_count)]
+    links = [LinkEntry(names[i], names[j], port)
+             for (i, j), port in zip(get_link_pairs(node_count), plan.links, strict=True)]
+    nodes = []
+    for i, name in enumerate(names):
+        home = root / name
+        peers = [arg for link in links if link.src == name
+                 for arg in ("--peer", f"{HOST}:{link.port}")]
+        run_govchain("init", "--home", str(home), "--genesis", created["genesis"],
+                     "--validator-key", str(genesis_dir / f"validator{i}_key.json"),
+                     "--moniker", name, "--rpc-listen", f"{HOST}:{plan.rpc[i]}",
+                     "--p2p-listen", f"{HOST}:{plan.p2p[i]}", *peers, "--no-peer-exchange")
+        nodes.append(NodeEntry(name=name, rpc_url=f"http://{HOST}:{plan.rpc[i]}",
+                               rpc_port=plan.rpc[i], p2p_port=plan.p2p[i], home=str(home),
+                               log=str(home / NODE_LOG), validator=True,
+                               validator_key=created["validators"][i]))
+    manifest = Manifest(
+        chain_id=options.chain_id, genesis_hash=created["genesis_hash"], dir=str(root),
+        nodes=nodes, accounts=[_read_account(a) for a in created["accounts"]],
+        links=LinksEntry(links=links, log=str(root / LINKS_LOG),
+                         control=str(root / PARTITION_FILE)))
+    write_manifest(manifest)
+    return manifest
+
+
+def _read_account(entry: dict[str, str]) -> DevAccount:
+    key_file = Path(entry["key_file"]).resolve()
+    doc = json.loads(key_file.read_text())
+    return DevAccount(address=entry["address"], secret_key=doc["secret_seed"],
+                      key_file=str(key_file))
+
+
+# ------------------------------------------------------------------ state
+
+
+def is_node_running(node: NodeEntry) -> bool:
+    return process.is_group_running(node.pid, marker=node.home)
+
+
+def is_links_running(manifest: Manifest) -> bool:
+    return process.is_group_running(manifest.links.pid, marker="devnet.links")
+
+
+def get_running_names(manifest: Manifest) -> list[str]:
+    names = [node.name for node in manifest.nodes if is_node_running(node)]
+    return names + (["link proxy"] if is_links_running(manifest) else [])
+
+
+# ------------------------------------------------------------------ up
+
+
+def up(options: UpOptions, report: Report = _quiet) -> Manifest:
+    """Create the devnet (or reuse a stopped one in the same directory) and start it all.
+
+    On any failure, whatever was started is stopped again before the error is raised.
+    """
+    root = options.devnet_dir
+    with locked(root, create=True):
+        if has_manifest(root):
+            manifest = read_manifest(root)
+            running = get_running_names(manifest)
+            if running:
+                raise DevnetError(f"a devnet is already running in {root} ({', '.join(running)})"
+                                  f": stop it with `govchain devnet down --dir {root}`, "
+                                  "or choose another --dir")
+            if options.nodes is not None and options.nodes != len(manifest.nodes):
+                raise DevnetError(f"{root} holds a stopped devnet of {len(manifest.nodes)} "
+                                  f"nodes, not {options.nodes}: restart it without --nodes, "
+                                  "or delete it with `govchain devnet down --clean`")
+            report(f"restarting the stopped devnet in {root}")
+        else:
+            if root.exists() and any(p.name != ".devnet.lock" for p in root.iterdir()):
+                raise DevnetError(f"{root} exists and holds no devnet: choose another --dir")
+            try:
+                manifest = create_devnet(options, options.nodes or 4, report)
+            except BaseException:
+                # The directory held nothing but our lock: leave nothing half-made in it.
+                shutil.rmtree(root, ignore_errors=True)
+                raise
+        try:
+            _start_all(manifest, options.ready_timeout_s, report)
+        except BaseException:
+            _stop_all(manifest, report)
+            raise
+    return manifest
+
+
+def _start_all(manifest: Manifest, ready_timeout_s: float, report: Report) -> None:
+    _start_links(manifest, report)
+    for node in manifest.nodes:
+        _spawn_node(manifest, node, report)
+    deadline = time.monotonic() + ready_timeout_s
+    for node in manifest.nodes:
+        _wait_ready(manifest, node, deadline)
+    report(f"all {len(manifest.nodes)} nodes answer node_status")
+
+
+def _start_links(manifest: Manifest, report: Report, timeout_s: float = 15.0) -> None:
+    root = Path(manifest.dir)
+    (root / APPLIED_FILE).unlink(missing_ok=True)
+    manifest.links.pid = process.spawn(
+        process.python_argv("-m", "devnet.links", str(root)), Path(manifest.links.log),
+        env=process.get_python_env())
+    write_manifest(manifest)
+    report(f"link proxy: pid {manifest.links.pid}, {len(manifest.links.links)} links")
+    deadline = time.monotonic() + timeout_s
+    while not (root / APPLIED_FILE).exists():  # written once it listens on every port
+        if not is_links_running(manifest):
+            raise DevnetError(f"the link proxy exited at start: {_tail_text(manifest.links.log)}"
+                              f" (see {manifest.links.log})")
+        if time.monotonic() > deadline:
+            raise DevnetError(f"the link proxy is not ready after {timeout_s:.0f} s: "
+                              f"see {manifest.links.log}")
+        time.sleep(0.05)
+
+
+def _spawn_node(manifest: Manifest, node: NodeEntry, report: Report) -> None:
+    node.pid = process.spawn(process.python_argv("-m", "node", "run", "--home", node.home),
+                             Path(node.log), env=process.get_python_env())
+    write_manifest(manifest)
+    report(f"{node.name}: pid {node.pid}, rpc {node.rpc_url}, log {node.log}")
+
+
+def _wait_ready(manifest: Manifest, node: NodeEntry, deadline: float) -> None:
+    """Poll node_status until the node answers for our genesis; DevnetError otherwise."""
+    delay = 0.05
+    while True:
+        status = get_node_status(node.rpc_url, timeout_s=1.0)
+        if status is not None:
+            if status.get("genesis_hash") != manifest.genesis_hash:
+                raise DevnetError(f"{node.rpc_url} answers for genesis "
+                                  f"{status.get('genesis_hash')}, not this devnet's: "
+                                  "is another node on that port?")
+            return
+        if not is_node_running(node):
+            raise DevnetError(f"{node.name} exited at start: {_tail_text(node.log)} "
+                              f"(see {node.log})")
+        if time.monotonic() > deadline:
+            raise DevnetError(f"{node.name} does not answer node_status at {node.rpc_url} "
+                              f"in time: see {node.log}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def _tail_text(log_path: str) -> str:
+    lines = read_tail(Path(log_path), 1)
+    return lines[-1].strip() if lines else f"(nothing in {log_path})"
+
+
+# ------------------------------------------------------------------ stop and down
+
+
+def _stop_all(manifest: Manifest, report: Report) -> None:
+    """Stop every node, then the proxy; record that none is running."""
+    nodes = [n for n in manifest.nodes if n.pid is not None and is_node_running(n)]
+    outcome = process.stop_groups([n.pid for n in nodes if n.pid is not None])
+    for node in nodes:
+        report(f"{node.name}: {outcome[node.pid or 0]}")
+    if manifest.links.pid is not None and is_links_running(manifest):
+        process.stop_group(manifest.links.pid)
+    for node in manifest.nodes:
+        node.pid = None
+    manifest.links.pid = None
+    if has_manifest(Path(manifest.dir)):
+        write_manifest(manifest)
+
+
+def down(devnet_dir: Path, *, clean: bool = False, report: Report = _quiet) -> None:
+    """Stop the whole devnet; with `clean`, delete its directory as well."""
+    with locked(devnet_dir):
+        manifest = read_manifest(devnet_dir)
+        _stop_all(manifest, report)
+        if clean:
+            # Only a directory holding a manifest gets here: never some other folder.
+            shutil.rmtree(devnet_dir)
+            report(f"deleted {devnet_dir}")
+
+
+def start_node(devnet_dir: Path, name: str, ready_timeout_s: float = READY_TIMEOUT_S,
+               report: Report = _quiet) -> NodeEntry:
+    """Start a stopped node with its home as it is; wait until it answers."""
+    with locked(devnet_dir):
+        manifest = read_manifest(devnet_dir)
+        node = manifest.get_node(name)
+        if is_node_running(node):
+            raise DevnetError(f"{node.name} is already running (pid {node.pid})")
+        if not is_links_running(manifest):
+            report("the link proxy was not running: starting it")
+            _start_links(manifest, report)
+        _spawn_node(manifest, node, report)
+        _wait_ready(manifest, node, time.monotonic() + ready_timeout_s)
+        return node
+
+
+def stop_node(devnet_dir: Path, name: str, *, kill: bool = False) -> str:
+    """SIGTERM (or SIGKILL with `kill`) a node and wait until it is gone; say what happened."""
+    with locked(devnet_dir):
+        manifest = read_manifest(devnet_dir)
+        node = manifest.get_node(name)
+        outcome = _stop_node(node, kill=kill)
+        write_manifest(manifest)
+        return outcome
+
+
+def _stop_node(node: NodeEntry, *, kill: bool) -> str:
+    if node.pid is None or not is_node_running(node):
+        node.pid = None
+        return "was not running"
+    if kill:
+        process.kill_group(node.pid)
+        outcome = "killed"
+    else:
+        outcome = process.stop_group(node.pid)
+    node.pid = None
+    return outcome
+
+
+def wipe_node(devnet_dir: Path, name: str) -> NodeEntry:
+    """Stop a node and delete its data directory, keeping its keys and config."""
+    with locked(devnet_dir):
+        manifest = read_manifest(devnet_dir)
+        node = manifest.get_node(name)
+        _stop_node(node, kill=False)
+        write_manifest(manifest)
+        shutil.rmtree(Path(node.home) / "data", ignore_errors=True)
+        return node
+
+
+# ------------------------------------------------------------------ status and logs
+
+
+def get_status(devnet_dir: Path) -> dict[str, Any]:
+    """What each process is doing: pid alive, height, peers (from node_status)."""
+    manifest = read_manifest(devnet_dir)
+    nodes = []
+    for node in manifest.nodes:
+        running = is_node_running(node)
+        status = get_node_status(node.rpc_url, timeout_s=1.0) if running else None
+        peers = status.get("peers") if status else None
+        nodes.append({
+            "name": node.name, "pid": node.pid, "alive": running, "rpc_url": node.rpc_url,
+            "answering": status is not None,
+            "height": status.get("height") if status else None,
+            "finalized_height": status.get("finalized_height") if status else None,
+            "head_hash": status.get("head_hash") if status else None,
+            "peers": len(peers) if isinstance(peers, list) else peers,
+        })
+    return {"chain_id": manifest.chain_id, "dir": manifest.dir, "nodes": nodes,
+            "links": {"pid": manifest.links.pid, "alive": is_links_running(manifest),
+                      "cut": [sorted(p) for p in sorted(read_applied_cuts(devnet_dir),
+                                                        key=sorted)]}}
+
+
+def read_tail(path: Path, lines: int, block_bytes: int = 64 * 1024) -> list[str]:
+    """The last `lines` lines of a file, reading backwards from its end."""
+    if lines <= 0:
+        return []
+    try:
+        with open(path, "rb") as f:
+            end = f.seek(0, 2)
+            data = b""
+            position = end
+            while position > 0 and data.count(b"\n") <= lines:
+                step = min(block_bytes, position)
+                position -= step
+                f.seek(position)
+                data = f.read(step) + data
+    except FileNotFoundError:
+        return []
+    return data.decode(errors="replace").splitlines(keepends=True)[-lines:]
+
+
+def get_log_path(devnet_dir: Path, name: str) -> Path:
+    manifest = read_manifest(devnet_dir)
+    if name in ("links", "proxy"):
+        return Path(manifest.links.log)
+    return Path(manifest.get_node(name).log)
+
+
+# ------------------------------------------------------------------ partitions
+
+
+def read_requested_partition(devnet_dir: Path) -> tuple[int, frozenset[CutPair]]:
+    try:
+        return parse_partition((devnet_dir / PARTITION_FILE).read_text())
+    except FileNotFoundError:
+        return 0, frozenset()
+    except ValueError as e:
+        raise DevnetError(f"{devnet_dir / PARTITION_FILE}: {e}") from e
+
+
+def read_applied_cuts(devnet_dir: Path) -> frozenset[CutPair]:
+    try:
+        return parse_partition((devnet_dir / APPLIED_FILE).read_text())[1]
+    except (FileNotFoundError, ValueError):
+        return frozenset()
+
+
+def compute_group_cuts(names: list[str], groups: list[list[str]]) -> frozenset[CutPair]:
+    """Cut pairs that split `names` into `groups`; unnamed nodes form one more group."""
+    seen: dict[str, int] = {}
+    for index, group in enumerate(groups):
+        for name in group:
+            if name not in names:
+                raise DevnetError(f"no node {name!r} in this devnet (its nodes: "
+                                  f"{', '.join(names)})")
+            if name in seen:
+                raise DevnetError(f"{name} is named in two groups")
+            seen[name] = index
+    rest = len(groups)
+    group_of = {name: seen.get(name, rest) for name in names}
+    return frozenset(frozenset((a, b)) for a in names for b in names
+                     if a < b and group_of[a] != group_of[b])
+
+
+def set_partition(devnet_dir: Path, change: Callable[[Manifest, frozenset[CutPair]],
+                                                     Iterable[CutPair]],
+                  timeout_s: float = 5.0) -> frozenset[CutPair]:
+    """Write the new cut set and wait until the proxy applied it (if it runs)."""
+    with locked(devnet_dir):
+        manifest = read_manifest(devnet_dir)
+        version, current = read_requested_partition(devnet_dir)
+        cuts = frozenset(change(manifest, current))
+        version += 1
+        write_json_atomically(devnet_dir / PARTITION_FILE, render_partition(version, cuts))
+        if not is_links_running(manifest):
+            raise DevnetError("the link proxy is not running: the cut is recorded and applies "
+                              f"when it starts (`govchain devnet up --dir {devnet_dir}`)")
+        _wait_applied(devnet_dir, version, timeout_s)
+        return cuts
+
+
+def _wait_applied(devnet_dir: Path, version: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            applied, _ = parse_partition((devnet_dir / APPLIED_FILE).read_text())
+        except (FileNotFoundError, ValueError):
+            applied = -1
+        if applied >= version:
+            return
+        if time.monotonic() > deadline:
+            raise DevnetError(f"the link proxy did not apply the partition within "
+                              f"{timeout_s:.0f} s: see {devnet_dir / LINKS_LOG}")
+        time.sleep(0.05)
+
+
+def normalize_name(name: str) -> str:
+    return f"node{name}" if name.isdigit() else name

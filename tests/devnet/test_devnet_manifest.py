@@ -1,0 +1,164 @@
+"""The manifest round trip, port plans and partition groups (no node needed)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from devnet.errors import DevnetError
+from devnet.manifest import (
+    DevAccount,
+    LinkEntry,
+    LinksEntry,
+    Manifest,
+    NodeEntry,
+    locked,
+    read_manifest,
+    write_manifest,
+)
+from devnet.network import compute_group_cuts, read_tail
+from devnet.ports import get_link_pairs, plan_ports
+
+
+def _manifest(root: Path) -> Manifest:
+    nodes = [NodeEntry(name=f"node{i}", rpc_url=f"http://127.0.0.1:{8545 + 2 * i}",
+                       rpc_port=8545 + 2 * i, p2p_port=8546 + 2 * i, home=str(root / f"node{i}"),
+                       log=str(root / f"node{i}" / "node.log"), validator=True,
+                       validator_key="ab" * 32, pid=1000 + i)
+             for i in range(2)]
+    return Manifest(
+        chain_id="govchain-devnet", genesis_hash="cd" * 32, dir=str(root), nodes=nodes,
+        accounts=[DevAccount(address="ef" * 20, secret_key="01" * 32,
+                             key_file=str(root / "genesis" / "account0_key.json"))],
+        links=LinksEntry(links=[LinkEntry("node0", "node1", 8549),
+                                LinkEntry("node1", "node0", 8550)],
+                         log=str(root / "links.log"), control=str(root / "partition.json"),
+                         pid=999))
+
+
+def test_manifest_round_trip(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path)
+    write_manifest(manifest)
+    assert read_manifest(tmp_path) == manifest
+    doc = json.loads((tmp_path / "devnet.json").read_text())
+    assert {"chain_id", "genesis_hash", "nodes", "accounts", "links"} <= set(doc)
+    assert set(doc["nodes"][0]) >= {"name", "rpc_url", "p2p_port", "pid", "home", "log",
+                                    "validator"}
+    assert set(doc["accounts"][0]) >= {"address", "secret_key"}
+    assert not list(tmp_path.glob(".*.tmp"))  # written through a renamed temporary file
+
+
+def test_manifest_keeps_unknown_keys(tmp_path: Path) -> None:
+    write_manifest(_manifest(tmp_path))
+    doc = json.loads((tmp_path / "devnet.json").read_text())
+    doc["added_later"] = {"x": 1}
+    (tmp_path / "devnet.json").write_text(json.dumps(doc))
+    write_manifest(read_manifest(tmp_path))
+    assert json.loads((tmp_path / "devnet.json").read_text())["added_later"] == {"x": 1}
+
+
+def test_get_node_accepts_a_number() -> None:
+    manifest = _manifest(Path("/x"))
+    assert manifest.get_node("1").name == "node1"
+    assert manifest.get_node("node0").name == "node0"
+    with pytest.raises(DevnetError, match="node0, node1"):
+        manifest.get_node("node7")
+
+
+def test_invalid_manifest_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(DevnetError, match="no devnet"):
+        read_manifest(tmp_path)
+    (tmp_path / "devnet.json").write_text('{"chain_id": 1}')
+    with pytest.raises(DevnetError, match="not a devnet manifest"):
+        read_manifest(tmp_path)
+
+
+def test_lock_refuses_a_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(DevnetError, match="no devnet"), locked(tmp_path / "missing"):
+        pass
+    assert not (tmp_path / "missing").exists()
+    with locked(tmp_path / "new", create=True):
+        assert (tmp_path / "new").is_dir()
+
+
+def test_lock_times_out_while_held(tmp_path: Path) -> None:
+    with locked(tmp_path), pytest.raises(DevnetError, match="holds"), \
+            locked(tmp_path, timeout_s=0.1):
+        pass
+
+
+# ------------------------------------------------------------------ ports
+
+
+def test_free_ports_are_distinct_and_cover_every_link() -> None:
+    plan = plan_ports(4, 0)
+    ports = [*plan.rpc, *plan.p2p, *plan.links]
+    assert len(plan.rpc) == len(plan.p2p) == 4
+    assert len(plan.links) == len(get_link_pairs(4)) == 12
+    assert len(set(ports)) == len(ports)
+    assert all(port > 0 for port in ports)
+
+
+def test_fixed_base_port_layout() -> None:
+    with socket.socket() as sock:  # find a free range by asking for one port ...
+        sock.bind(("127.0.0.1", 0))
+        base = sock.getsockname()[1]
+    try:
+        plan = plan_ports(2, base)
+    except DevnetError:
+        pytest.skip("the ports after a free one happen to be taken")
+    assert plan.rpc == (base, base + 2)
+    assert plan.p2p == (base + 1, base + 3)
+    assert plan.links == (base + 4, base + 5)
+
+
+def test_taken_port_is_refused() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        taken = sock.getsockname()[1]
+        with pytest.raises(DevnetError, match=f"port {taken} .* in use"):
+            plan_ports(1, taken)
+
+
+def test_invalid_base_port_is_refused() -> None:
+    with pytest.raises(DevnetError, match="base-port"):
+        plan_ports(4, 65530)
+    with pytest.raises(DevnetError, match="at least one node"):
+        plan_ports(0, 0)
+
+
+# ------------------------------------------------------------------ partitions and logs
+
+
+NAMES = ["node0", "node1", "node2", "node3"]
+
+
+def test_two_groups_cut_the_links_between_them() -> None:
+    cuts = compute_group_cuts(NAMES, [["node0", "node1"], ["node2", "node3"]])
+    assert cuts == {frozenset(p) for p in [("node0", "node2"), ("node0", "node3"),
+                                           ("node1", "node2"), ("node1", "node3")]}
+
+
+def test_unnamed_nodes_form_one_more_group() -> None:
+    assert compute_group_cuts(NAMES, [["node0"]]) == {
+        frozenset(("node0", n)) for n in NAMES[1:]}
+
+
+def test_invalid_groups_are_refused() -> None:
+    with pytest.raises(DevnetError, match="no node 'node9'"):
+        compute_group_cuts(NAMES, [["node9"]])
+    with pytest.raises(DevnetError, match="two groups"):
+        compute_group_cuts(NAMES, [["node0"], ["node0", "node1"]])
+
+
+def test_read_tail(tmp_path: Path) -> None:
+    log = tmp_path / "node.log"
+    log.write_text("".join(f"line {i}\n" for i in range(1000)))
+    assert read_tail(log, 3, block_bytes=16) == ["line 997\n", "line 998\n", "line 999\n"]
+    assert read_tail(log, 0) == []
+    assert len(read_tail(log, 5000)) == 1000
+    assert read_tail(tmp_path / "missing.log", 3) == []
