@@ -279,6 +279,11 @@ class Node:
     async def _apply_synced(self, item: SyncedBlock) -> None:
         """Check a block fetched from a peer against its certificate, then commit it."""
         block, certificate = item.block, item.certificate
+        if block.height <= self.store.head_height:
+            # Consensus committed it first; the copy from a peer is not needed.
+            if not item.done.done():
+                item.done.set_result(True)
+            return
         try:
             if block.height != self.store.head_height + 1:
                 raise InvalidBlockError(f"block {block.height} does not follow head "
