@@ -22,49 +22,92 @@ Value = Any
 MAX_DEPTH = 16
 
 
-def _normalize(value: Value, depth: int = 0) -> Value:
-    """Return `value` with maps sorted by key and lists as lists, checking types."""
+_NoneType = type(None)
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def _is_ready(value: Value, depth: int = 0) -> bool:
+    """Check types and ranges; True when `value` packs canonically as it is.
+
+    Raises MalformedError for a value with no canonical form. Returns False when a map's
+    keys are not in order (encode then sorts them; decode refuses). Text keys sort by
+    code point, which is the order of their UTF-8 bytes.
+    """
     if depth > MAX_DEPTH:
         raise MalformedError("value nests deeper than 16 levels")
-    if value is None or isinstance(value, bool | int | str | bytes):
-        return value
-    if isinstance(value, list | tuple):
-        return [_normalize(item, depth + 1) for item in value]
-    if isinstance(value, Mapping):
-        for key in value:
-            if not isinstance(key, str):
+    kind = type(value)
+    if kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise MalformedError("integer outside the 64-bit range")
+        return True
+    if kind is bytes or kind is str or kind is bool or kind is _NoneType:
+        return True
+    if kind is tuple or kind is list:
+        ready = True
+        for item in value:
+            ready = _is_ready(item, depth + 1) and ready
+        return ready
+    if kind is dict:
+        keys = list(value)
+        for key in keys:
+            if type(key) is not str:
                 raise MalformedError(f"map key {key!r} is not text")
-        return {
-            key: _normalize(value[key], depth + 1)
-            for key in sorted(value, key=lambda k: k.encode())
-        }
+        ready = keys == sorted(keys)
+        for item in value.values():
+            ready = _is_ready(item, depth + 1) and ready
+        return ready
+    if isinstance(value, Mapping):
+        _is_ready(dict(value), depth)
+        return False
+    if isinstance(value, bool | int | str | bytes | list | tuple):
+        return _is_ready(_as_builtin(value), depth) and False
+    if isinstance(value, float):
+        raise MalformedError("floats are not allowed")
     raise MalformedError(f"type {type(value).__name__} cannot be encoded canonically")
+
+
+def _as_builtin(value: Value) -> Value:
+    """Subclasses (IntEnum, NewType-free subclasses of bytes...) as their base type."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bytes):
+        return bytes(value)
+    return list(value)
+
+
+def _normalize(value: Value) -> Value:
+    """`value` with maps sorted by key and subclasses as builtins (types already checked)."""
+    kind = type(value)
+    if kind is tuple or kind is list:
+        return [_normalize(item) for item in value]
+    if kind is dict or isinstance(value, Mapping):
+        return {key: _normalize(value[key]) for key in sorted(value)}
+    if kind is int or kind is bytes or kind is str or kind is bool or kind is _NoneType:
+        return value
+    return _normalize(_as_builtin(value))
+
+
+def _pack(value: Value) -> bytes:
+    try:
+        encoded: bytes = msgpack.packb(value, use_bin_type=True)
+    except (OverflowError, ValueError, TypeError, UnicodeEncodeError) as e:
+        raise MalformedError(f"value cannot be encoded: {e}") from e
+    return encoded
 
 
 def encode(value: Value) -> bytes:
     """Encode `value` canonically. Tuples and lists both become msgpack arrays."""
-    try:
-        encoded: bytes = msgpack.packb(_normalize(value), use_bin_type=True)
-    except OverflowError as e:
-        raise MalformedError("integer outside the 64-bit range") from e
-    return encoded
+    if _is_ready(value):
+        return _pack(value)
+    return _pack(_normalize(value))
 
 
 def _reject_ext(code: int, data: bytes) -> NoReturn:
     raise MalformedError(f"msgpack extension type {code} is not allowed")
-
-
-def _check_types(value: Value, depth: int = 0) -> None:
-    if depth > MAX_DEPTH:
-        raise MalformedError("value nests deeper than 16 levels")
-    if isinstance(value, float):
-        raise MalformedError("floats are not allowed")
-    if isinstance(value, tuple):
-        for item in value:
-            _check_types(item, depth + 1)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _check_types(item, depth + 1)
 
 
 def decode(data: bytes, *, max_size: int = 16 * 1024 * 1024) -> Value:
@@ -90,8 +133,7 @@ def decode(data: bytes, *, max_size: int = 16 * 1024 * 1024) -> Value:
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
             msgpack.StackError, UnicodeDecodeError) as e:
         raise MalformedError(f"not valid msgpack: {e}") from e
-    _check_types(value)
-    if encode(value) != bytes(data):
+    if not _is_ready(value) or _pack(value) != bytes(data):
         raise MalformedError("encoding is not canonical")
     return value
 

@@ -102,7 +102,7 @@ class PlyvelStore:
         try:
             self._db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True,
                                  write_buffer_size=32 * 1024 * 1024,
-                                 lru_cache_size=64 * 1024 * 1024)
+                                 lru_cache_size=64 * 1024 * 1024, bloom_filter_bits=10)
         except plyvel.CorruptionError as e:
             raise CorruptionError(
                 f"the database in {path} is corrupt ({e}); restore it from a backup or "
