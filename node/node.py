@@ -111,8 +111,10 @@ class Node:
         self.executor = BlockExecutor(self.store, self.ledger, self.chain_id)
         self.state = self.executor.state
         self.verifier = SignatureVerifier(home.config.verify_threads)
+        # Account nonces of the committed state, read once per height (cleared on commit).
+        self._nonces: dict[Address, int] = {}
         self.mempool = Mempool(
-            get_nonce=lambda address: self.ledger.get_nonce(self.state, address),
+            get_nonce=self._get_committed_nonce,
             max_txs=home.config.mempool_max_txs, max_bytes=home.config.mempool_max_bytes,
             max_per_sender=home.config.mempool_max_per_sender,
             ttl_s=home.config.mempool_tx_ttl_s)
@@ -215,6 +217,12 @@ class Node:
         if lock is not None:
             self._persisted_lock = lock_id
 
+    def _get_committed_nonce(self, address: Address) -> int:
+        nonce = self._nonces.get(address)
+        if nonce is None:
+            nonce = self._nonces[address] = self.ledger.get_nonce(self.state, address)
+        return nonce
+
     def _schedule(self, effect: ScheduleTimeout) -> None:
         loop = asyncio.get_running_loop()
         event = TimeoutFired(effect.height, effect.round, effect.kind)
@@ -265,6 +273,7 @@ class Node:
             self.store.commit_block, block, certificate, executed.changes,
             executed.result_values(), executed.next_validator_set, executed.prepared)
         self.executor.clear()
+        self._nonces.clear()
         self.mempool.update_after_commit(block.txs)
         log.info("final block %d %s... txs=%d round=%d", block.height, block.hash.hex()[:12],
                  len(block.txs), certificate.round)

@@ -9,6 +9,7 @@ after the batch is durable. It never executes transactions or verifies signature
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -36,6 +37,9 @@ from storage.errors import (
 from storage.kv import KVStore, MemoryStore, PlyvelStore, WriteBatch
 from storage.proof import StateProof
 from storage.state_tree import PreparedState, StateTree
+
+
+RECENT_BLOCKS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,9 @@ class ChainStore:
         self._tree = StateTree(kv)
         self._head_block: Block | None = None
         self._head: Head | None = None
+        # Recently committed blocks, already decoded: sync, RPC and subscribers read the
+        # newest blocks most, and rebuilding a block decodes every transaction.
+        self._recent_blocks: OrderedDict[int, Block] = OrderedDict()
         if self.is_initialized:
             self._head = self._load_head()
             if self._tree.root != self._head.state_root:
@@ -277,6 +284,9 @@ class ChainStore:
 
             self._tree.on_committed(prepared)
             self._head_block = block
+            self._recent_blocks[block.height] = block
+            while len(self._recent_blocks) > RECENT_BLOCKS:
+                self._recent_blocks.popitem(last=False)
             self._head = Head(block.height, block.hash, block.header.timestamp_ms,
                               block.header.state_root)
 
@@ -346,6 +356,9 @@ class ChainStore:
 
     def get_block(self, height: int) -> Block | None:
         """The block at `height` (1 ... head), or None."""
+        recent = self._recent_blocks.get(height)
+        if recent is not None:
+            return recent
         header = self.get_block_header(height)
         if header is None:
             return None
