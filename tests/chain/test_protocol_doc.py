@@ -94,3 +94,22 @@ def test_every_signing_domain_is_documented():
     assert domains
     for domain in domains:
         assert f"`{domain}`" in text, f"{domain} is not in docs/protocol.md"
+
+
+def github_anchor(heading: str) -> str:
+    text = heading.strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def test_links_between_docs_resolve():
+    docs = ROOT / "docs"
+    for name in ("architecture.md", "protocol.md", "rpc.md"):
+        text = (docs / name).read_text()
+        for target, anchor in re.findall(r"\]\(([\w.]*\.md)?(?:#([\w\-]+))?\)", text):
+            page = docs / (target or name)
+            assert page.exists(), f"{name} links to a missing page {target}"
+            if anchor:
+                headings = re.findall(r"^#+ (.+)$", page.read_text(), re.M)
+                anchors = {github_anchor(h) for h in headings}
+                assert anchor in anchors, f"{name} links to a missing anchor {target}#{anchor}"
