@@ -42,7 +42,7 @@ class Validator:
     public_key: PublicKey
     """The validator's ed25519 consensus key."""
     name: str
-    """A human name, for example the ministry's; not part of any hash."""
+    """A human name, for example the ministry's; in the genesis hash, not the set hash."""
 
 
 @dataclass(frozen=True)

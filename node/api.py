@@ -193,7 +193,9 @@ class NodeApi:
                 answers[i] = {"error": e.to_json()}
         errors = await self.node.submit_txs(txs)
         for i, tx, error in zip(positions, txs, errors, strict=True):
-            answers[i] = ({"hash": tx.hash.hex(), "status": "pending"} if error is None
+            answers[i] = ({"hash": tx.hash.hex(),
+                           "status": self.node.get_tx_status(tx.hash)["status"]}
+                          if error is None
                           else {"hash": tx.hash.hex(),
                                 "error": rejection_error(tx.hash, error).to_json()})
         await asyncio.sleep(0)

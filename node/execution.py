@@ -13,6 +13,7 @@ from typing import Any
 
 from chain.block import Block, BlockHeader, compute_tx_root
 from chain.crypto import Hash32, PublicKey
+from chain.genesis import ChainParams
 from chain.tx import Transaction
 from chain.vote import ValidatorSet
 from ledger.errors import LedgerError, TxNotApplicable
@@ -54,8 +55,10 @@ class ExecutedBlock:
 class BlockExecutor:
     """Executes blocks on top of the store's head; caches results by block hash."""
 
-    def __init__(self, store: ChainStore, ledger: Ledger, chain_id: str) -> None:
+    def __init__(self, store: ChainStore, ledger: Ledger, chain_id: str,
+                 params: ChainParams) -> None:
         self.store = store
+        self.params = params
         self.state = _CommittedState(store)
         self.ledger = ledger
         self.chain_id = chain_id
@@ -114,6 +117,7 @@ class BlockExecutor:
             return cached
         header = block.header
         self._validate_header_links(header)
+        self._validate_limits(block)
         if compute_tx_root(block.txs) != header.tx_root:
             raise InvalidBlockError("tx_root does not match the block's transactions")
         view = Overlay(self.state)
@@ -138,6 +142,19 @@ class BlockExecutor:
         executed = ExecutedBlock(block, changes, tuple(results), prepared, next_set)
         self._remember(executed)
         return executed
+
+    def _validate_limits(self, block: Block) -> None:
+        params = self.params
+        if len(block.txs) > params.max_block_txs:
+            raise InvalidBlockError(f"block has {len(block.txs)} transactions; the limit is "
+                                    f"{params.max_block_txs}")
+        if len(block.encoded) > params.max_block_bytes:
+            raise InvalidBlockError(f"block of {len(block.encoded)} bytes exceeds the limit of "
+                                    f"{params.max_block_bytes}")
+        for index, tx in enumerate(block.txs):
+            if len(tx.encoded) > params.max_tx_bytes:
+                raise InvalidBlockError(f"transaction {index} of {len(tx.encoded)} bytes exceeds "
+                                        f"the limit of {params.max_tx_bytes}")
 
     def _validate_header_links(self, header: BlockHeader) -> None:
         if header.chain_id != self.chain_id:

@@ -188,15 +188,15 @@ class Mempool:
         if self._remove(tx_hash) is not None:
             self.record_rejection(tx_hash, rejection)
 
-    def expire(self, now: float | None = None) -> int:
-        """Drop transactions pending longer than the TTL; return how many."""
+    def expire(self, now: float | None = None) -> list[Hash32]:
+        """Drop transactions pending longer than the TTL; return their hashes."""
         deadline = (now if now is not None else time.monotonic()) - self.ttl_s
         expired = [h for h, e in self._by_hash.items() if e.added_at < deadline]
         for tx_hash in expired:
             self._remove(tx_hash)
             self.record_rejection(tx_hash, Rejection(
                 "expired", f"not included within {self.ttl_s:.0f} s", "expiry"))
-        return len(expired)
+        return expired
 
     def flush(self) -> int:
         count = len(self._by_hash)

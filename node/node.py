@@ -108,7 +108,7 @@ class Node:
             view = Overlay(_EmptyState())
             self.ledger.apply_genesis(view, home.genesis)
             self.store.commit_genesis(view.changes(), home.genesis.validator_set)
-        self.executor = BlockExecutor(self.store, self.ledger, self.chain_id)
+        self.executor = BlockExecutor(self.store, self.ledger, self.chain_id, self.params)
         self.state = self.executor.state
         self.verifier = SignatureVerifier(home.config.verify_threads)
         # Account nonces of the committed state, read once per height (cleared on commit).
@@ -352,7 +352,9 @@ class Node:
                 self.mempool.record_rejection(tx.hash, Rejection(e.code, e.message, "admission"))
             return e
         except ChainError as e:
-            return MempoolError(e.code, e.message)
+            error = MempoolError(e.code, e.message)
+            self.mempool.record_rejection(tx.hash, Rejection(e.code, e.message, "admission"))
+            return error
         return None
 
     def _check_admission(self, tx: Transaction, account_nonce: int) -> None:
@@ -360,6 +362,13 @@ class Node:
             self.ledger.check_admission(self.state, tx, expected_nonce=account_nonce)
         except LedgerError as e:
             raise MempoolError(e.code, e.message) from e
+
+    async def run_maintenance(self, interval_s: float = 5.0) -> None:
+        """Periodic upkeep off the driver: drop expired transactions."""
+        while True:
+            await asyncio.sleep(interval_s)
+            for tx_hash in self.mempool.expire():
+                self._resolve_waiters(tx_hash)
 
     def _resolve_waiters(self, tx_hash: Hash32) -> None:
         for future in self._final_waiters.pop(tx_hash, []):

@@ -84,6 +84,7 @@ class NodeService:
                  self.home.validator_key is not None)
         await self.network.prepare_consensus()
         self._tasks = [asyncio.create_task(self.node.run(), name="driver"),
+                       asyncio.create_task(self.node.run_maintenance(), name="maintenance"),
                        *self.network.create_tasks()]
         for task in self._tasks:
             task.add_done_callback(self._on_task_done)

@@ -38,7 +38,6 @@ from storage.kv import KVStore, MemoryStore, PlyvelStore, WriteBatch
 from storage.proof import StateProof
 from storage.state_tree import PreparedState, StateTree
 
-
 RECENT_BLOCKS = 64
 
 
@@ -168,7 +167,7 @@ class ChainStore:
             batch.put(schema.validator_set_key(0), codec.encode(validator_set.to_value()))
             batch.put(schema.META_GENESIS_STATE_ROOT, prepared.root)
             batch.put(schema.META_HEAD_HEIGHT, schema.encode_height(0))
-            self._kv.write(batch)
+            self._kv.write(batch, sync=True)
             self._tree.on_committed(prepared)
             self._head = Head(0, self.genesis.hash, self.genesis.genesis_time_ms, prepared.root)
             return prepared.root
