@@ -119,3 +119,51 @@ async def test_invalid_votes_and_proposals_rejected(network4):
         assert not info or info[0].score < 0
     finally:
         await peer.stop()
+
+
+async def test_full_node_follows_and_serves_rpc(network4, tmp_path):
+    from node.client import AsyncClient
+    from node.runner import NodeService
+    from tests.node.conftest import make_home
+
+    genesis = network4[0].node.genesis
+    peer = f"127.0.0.1:{network4[0].service.network.p2p.bound_port}"
+    home = make_home(tmp_path / "follower", genesis, None, peers=[peer])
+    follower = NodeService(home)
+    await follower.start()
+    client = AsyncClient(follower.rpc_url)
+    try:
+        await wait_for(lambda: _min_height(network4, 4), 30, "validators at height 4")
+        target = network4[0].node.store.head_height
+
+        async def caught_up() -> bool:
+            return follower.node.store.head_height >= target
+
+        await wait_for(caught_up, 30, "the full node catching up")
+        status = await client.call("node_status")
+        assert status["is_validator"] is False
+        block = await client.call("chain_block", height=target)
+        assert block["hash"] == network4[0].node.store.get_block(target).hash.hex()
+        # A full node signs nothing: no vote of its (absent) key in any certificate.
+        assert follower.node.store.load_sign_state() is None
+    finally:
+        await client.close()
+        await follower.stop()
+
+
+async def test_invalid_proposal_from_the_future_ignored(network4):
+    import time
+
+    node = network4[0]
+    height = node.node.store.head_height + 1
+    vset = node.node.store.get_validator_set(height)
+    proposer = next(k for k in VALIDATOR_KEYS[:4] if k.public_key == vset.get_proposer(height, 0))
+    far_future_ms = int(time.time() * 1000) + node.node.params.clock_skew_ms + 60_000
+    header = BlockHeader(CHAIN_ID, height, 0, far_future_ms, node.node.store.head_hash,
+                         proposer.public_key, b"\x00" * 32, b"\x00" * 32, vset.hash, vset.hash)
+    proposal = Proposal.create(CHAIN_ID, proposer, height, 0, -1, Block(header, ()))
+    verdict = await node.service.network.on_message(
+        "00" * 32, MessageType.PROPOSAL, codec.encode(proposal.to_value()))
+    assert verdict is Verdict.IGNORE
+    assert all(p.block.hash != proposal.block.hash
+               for p in node.node.core.proposals_for_height())
