@@ -8,6 +8,7 @@ inside it, since it signs the block's hash.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -115,19 +116,27 @@ class Block:
         return [self.header.to_value(), [tx.encoded for tx in self.txs]]
 
     @classmethod
-    def from_value(cls, value: Any, *, max_tx_bytes: int = 64 * 1024) -> Block:
+    def from_value(cls, value: Any, *, max_tx_bytes: int = 64 * 1024,
+                   known_txs: Callable[[Hash32], Transaction | None] | None = None) -> Block:
+        """Decode a block value. `known_txs` maps a tx hash to an already decoded
+        transaction (a mempool), so that a transaction is decoded once per node."""
         header_value, tx_values = codec.expect_tuple(value, 2, "block")
         if not isinstance(tx_values, tuple):
             raise MalformedError("block txs: expected an array")
-        txs = tuple(Transaction.decode(codec.expect_bytes(t, "block tx"), max_size=max_tx_bytes)
-                    for t in tx_values)
-        return cls(BlockHeader.from_value(header_value), txs)
+        txs = []
+        for item in tx_values:
+            data = codec.expect_bytes(item, "block tx")
+            known = known_txs(compute_hash(data)) if known_txs is not None else None
+            txs.append(known if known is not None
+                       else Transaction.decode(data, max_size=max_tx_bytes))
+        return cls(BlockHeader.from_value(header_value), tuple(txs))
 
     @classmethod
-    def decode(cls, data: bytes, *, max_size: int = MAX_BLOCK_BYTES) -> Block:
+    def decode(cls, data: bytes, *, max_size: int = MAX_BLOCK_BYTES,
+               known_txs: Callable[[Hash32], Transaction | None] | None = None) -> Block:
         if len(data) > max_size:
             raise TooLargeError(f"block of {len(data)} bytes exceeds {max_size}")
-        block = cls.from_value(codec.decode(data, max_size=max_size))
+        block = cls.from_value(codec.decode(data, max_size=max_size), known_txs=known_txs)
         block.__dict__["encoded"] = bytes(data)
         return block
 

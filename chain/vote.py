@@ -7,6 +7,7 @@ A commit certificate is a quorum of precommit signatures for one block at one
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cached_property
@@ -28,6 +29,7 @@ from chain.crypto import (
     signing_bytes,
 )
 from chain.errors import BadSignatureError, InvalidCertificateError, MalformedError
+from chain.tx import Transaction
 
 MAX_ROUND = 2**32 - 1
 MAX_VALIDATORS = 256
@@ -217,13 +219,15 @@ class Proposal:
         return [self.height, self.round, self.pol_round, self.block.to_value(), self.signature]
 
     @classmethod
-    def from_value(cls, value: Any) -> Proposal:
+    def from_value(cls, value: Any, *,
+                   known_txs: Callable[[Hash32], Transaction | None] | None = None
+                   ) -> Proposal:
         height, round_, pol_round, block, signature = codec.expect_tuple(value, 5, "proposal")
         return cls(
             height=codec.expect_int(height, "proposal height"),
             round=codec.expect_int(round_, "proposal round", hi=MAX_ROUND),
             pol_round=codec.expect_int(pol_round, "proposal pol_round", lo=-1, hi=MAX_ROUND),
-            block=Block.from_value(block),
+            block=Block.from_value(block, known_txs=known_txs),
             signature=codec.expect_bytes(signature, "proposal signature", size=SIGNATURE_SIZE),
         )
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from chain import codec
 from chain.block import Block
+from chain.crypto import compute_hash
 from chain.errors import ChainError
 from chain.tx import Transaction
 from chain.vote import CommitCertificate, Proposal, Vote
@@ -131,8 +132,8 @@ class NodeNetwork:
             if msg_type == MessageType.VOTE:
                 return self._on_vote(Vote.from_value(codec.decode(_as_bytes(payload))))
             if msg_type == MessageType.PROPOSAL:
-                return await self._on_proposal(
-                    Proposal.from_value(codec.decode(_as_bytes(payload))))
+                return await self._on_proposal(Proposal.from_value(
+                    codec.decode(_as_bytes(payload)), known_txs=self.node.mempool.get))
             if msg_type == MessageType.STATUS:
                 if payload[0] > self.node.store.head_height:
                     self._sync_wakeup.set()
@@ -145,9 +146,15 @@ class NodeNetwork:
     async def _on_txs(self, peer_id: str, payloads: Any) -> Verdict:
         """Admit a batch of gossiped txs and relay the ones admitted (not the batch)."""
         max_size = self.node.params.max_tx_bytes
-        txs = [Transaction.decode(_as_bytes(p), max_size=max_size) for p in payloads]
-        fresh = [tx for tx in txs if tx.hash not in self.node.mempool
-                 and self.node.store.get_tx(tx.hash) is None]
+        # Peers relay the same transactions: look each up by the hash of its bytes before
+        # paying for a decode.
+        fresh = []
+        for payload in payloads:
+            data = _as_bytes(payload)
+            tx_hash = compute_hash(data)
+            if tx_hash in self.node.mempool or self.node.is_recently_seen(tx_hash):
+                continue
+            fresh.append(Transaction.decode(data, max_size=max_size))
         if not fresh:
             return Verdict.IGNORE
         errors = await self.node.submit_txs(fresh, relay=False)

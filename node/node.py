@@ -94,6 +94,11 @@ def decode_sign_state(data: bytes | None, lock: bytes | None) -> PersistSignStat
                             Hash32(locked_hash), locked_block, lock_votes)
 
 
+# Refusals that no later state can undo: the same bytes will be refused again.
+PERMANENT_REJECTIONS = frozenset({"bad_signature", "malformed", "wrong_chain", "too_large",
+                                  "nonce_too_low", "nonce_used", "unauthorized"})
+
+
 class Node:
     """A govchain node: state, mempool, consensus driver; p2p and RPC plug in."""
 
@@ -369,6 +374,14 @@ class Node:
             await asyncio.sleep(interval_s)
             for tx_hash in self.mempool.expire():
                 self._resolve_waiters(tx_hash)
+
+    def is_recently_seen(self, tx_hash: Hash32) -> bool:
+        """True for a tx that is final or that this node refused for good (its bytes are
+        wrong, or its nonce is used): no need to decode it again."""
+        rejection = self.mempool.get_rejection(tx_hash)
+        if rejection is not None and rejection.code in PERMANENT_REJECTIONS:
+            return True
+        return self.store.get_tx(tx_hash) is not None
 
     def _resolve_waiters(self, tx_hash: Hash32) -> None:
         for future in self._final_waiters.pop(tx_hash, []):
