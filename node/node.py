@@ -96,7 +96,7 @@ def decode_sign_state(data: bytes | None, lock: bytes | None) -> PersistSignStat
 
 # Refusals that no later state can undo: the same bytes will be refused again.
 PERMANENT_REJECTIONS = frozenset({"bad_signature", "malformed", "wrong_chain", "too_large",
-                                  "nonce_too_low", "nonce_used", "unauthorized"})
+                                  "nonce_too_low", "nonce_used"})
 
 
 class Node:
