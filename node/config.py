@@ -122,7 +122,8 @@ def write_key_file(path: Path, key: KeyPair) -> None:
         f.write("\n")
 
 
-def read_key_file(path: Path) -> KeyPair:
+def read_key_file(path: Path | str) -> KeyPair:
+    path = Path(path)
     try:
         doc: Any = json.loads(path.read_text())
         key = KeyPair.from_seed(bytes.fromhex(doc["secret_seed"]))
