@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -128,10 +130,8 @@ def test_reap_never_has_gaps_or_duplicates(ops):
     pool, nonces = make_pool(max_per_sender=8)
     for sender, nonce, commit in ops:
         key = KEYS[sender]
-        try:
+        with contextlib.suppress(MempoolError):
             pool.add(tx(key, nonces.get(key.address, 0) + nonce), check=ok)
-        except MempoolError:
-            pass
         if commit:
             block = pool.reap(5, 1 << 20)
             for t in block:
