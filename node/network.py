@@ -22,6 +22,7 @@ from chain.tx import Transaction
 from chain.vote import CommitCertificate, Proposal, Vote
 from consensus.core import is_valid_proposal_signature
 from consensus.events import ProposalReceived, VoteReceived
+from node.clock import now_ms
 from node.node import Node, SyncedBlock
 from p2p.frames import MessageType
 from p2p.network import P2PNetwork
@@ -196,7 +197,7 @@ class NodeNetwork:
         # re-proposed, so its header can name another builder.
         if not is_valid_proposal_signature(proposal, validator_set, self.node.chain_id):
             return Verdict.REJECT
-        skew_ms = proposal.block.header.timestamp_ms - int(time.time() * 1000)
+        skew_ms = proposal.block.header.timestamp_ms - now_ms()
         if skew_ms > self.node.params.clock_skew_ms:
             log.warning("proposal %d/%d is %d ms ahead of our clock; ignored",
                         proposal.height, proposal.round, skew_ms)

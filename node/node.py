@@ -44,6 +44,7 @@ from consensus.events import (
 from ledger.errors import LedgerError
 from ledger.execution import Ledger, default_modules
 from ledger.state import Overlay
+from node.clock import now_ms
 from node.config import NodeHome
 from node.errors import MempoolError
 from node.execution import BlockExecutor, ExecutedBlock, InvalidBlockError
@@ -242,7 +243,7 @@ class Node:
     async def _build_block(self, request: RequestBlock) -> None:
         assert self.home.validator_key is not None
         txs = self.mempool.reap(self.params.max_block_txs, self.params.max_block_bytes)
-        timestamp_ms = max(int(time.time() * 1000), request.min_timestamp_ms)
+        timestamp_ms = max(now_ms(), request.min_timestamp_ms)
         executed, dropped = await asyncio.to_thread(
             self.executor.build, height=request.height, round_=request.round, txs=txs,
             proposer=self.home.validator_key.public_key, timestamp_ms=timestamp_ms)
