@@ -167,3 +167,25 @@ async def test_invalid_proposal_from_the_future_ignored(network4):
     assert verdict is Verdict.IGNORE
     assert all(p.block.hash != proposal.block.hash
                for p in node.node.core.proposals_for_height())
+
+
+async def test_equivocation_recorded_as_evidence_and_served(network4):
+    node = network4[0]
+    cheater = VALIDATOR_KEYS[2]
+    for _attempt in range(20):  # a block may be committed between the two votes: retry
+        height = node.node.store.head_height + 1
+        round_ = node.node.core.round + 3  # a round nobody has reached: only our votes
+        votes = [Vote.create(CHAIN_ID, cheater, VoteKind.PREVOTE, height, round_, h)
+                 for h in (b"\x01" * 32, b"\x02" * 32)]
+        verdicts = [await node.service.network.on_message("00" * 32, MessageType.VOTE,
+                                                          v.encoded) for v in votes]
+        if verdicts == [Verdict.ACCEPT, Verdict.ACCEPT]:
+            break
+
+    async def recorded():
+        evidence = await node.client.call("chain_evidence")
+        return evidence if evidence else None
+
+    evidence = await wait_for(recorded, 10, "evidence of the double vote")
+    voters = {vote[4] for pair in evidence for vote in pair}
+    assert voters == {cheater.public_key.hex()}
