@@ -189,6 +189,22 @@ def test_partition_two_two_halts_and_heal_resumes(devnet: Devnet) -> None:
     devnet.check_safety(NAMES)
 
 
+def test_quorum_lost_then_regained_with_a_wiped_validator(devnet: Devnet) -> None:
+    devnet.cli("kill", "node1")
+    devnet.cli("kill", "node2")
+    live = ["node0", "node3"]
+    time.sleep(1.5)
+    devnet.assert_halted(live, 3.0)
+    halted_at = max(h or 0 for h in devnet.heights(live))
+    devnet.cli("wipe", "node1")
+    started = time.monotonic()
+    devnet.cli("start", "node1")
+    devnet.cli("start", "node2")
+    devnet.wait_heights_above(NAMES, halted_at + 2, "quorum regained with a wiped validator")
+    print(f"resumed {time.monotonic() - started:.1f} s after the restart")
+    devnet.check_safety(NAMES)
+
+
 def test_all_stopped_and_restarted_resume(devnet: Devnet) -> None:
     for name in NAMES:
         devnet.cli("stop", name)
