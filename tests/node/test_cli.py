@@ -8,10 +8,13 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.node.procs import NodeProcess, ProcessSet, free_port, init_node, run_cli, wait_for
+
+JsonDoc = dict[str, Any]
 
 FAST_PARAMS = json.dumps({"block_interval_ms": 50, "empty_block_interval_ms": 400,
                           "timeout_propose_ms": 400, "timeout_vote_ms": 200,
@@ -31,21 +34,21 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
     return lines[0]
 
 
-def cli_json(*args: str) -> dict:
+def cli_json(*args: str) -> JsonDoc:
     result = run_cli("--json", *args)
     assert result.returncode == 0, result.stderr
-    doc: dict = json.loads(result.stdout)
+    doc: JsonDoc = json.loads(result.stdout)
     return doc
 
 
-def new_genesis(out_dir: Path) -> dict:
+def new_genesis(out_dir: Path) -> JsonDoc:
     return cli_json("genesis", "new", "--validators", "1", "--accounts", "2",
                     "--chain-id", "govchain-cli", "--params", FAST_PARAMS,
                     "--out-dir", str(out_dir))
 
 
-def wait_status(rpc_url: str, timeout_s: float = 20.0) -> dict:
-    def probe() -> dict | None:
+def wait_status(rpc_url: str, timeout_s: float = 20.0) -> JsonDoc:
+    def probe() -> JsonDoc | None:
         result = run_cli("--json", "query", "status", "--rpc", rpc_url)
         return json.loads(result.stdout) if result.returncode == 0 else None
     return wait_for(probe, timeout_s=timeout_s, what=f"query status at {rpc_url}")
@@ -151,7 +154,7 @@ def test_invalid_query_dead_port() -> None:
 class CliChain:
     node: NodeProcess
     net_dir: Path
-    genesis: dict
+    genesis: JsonDoc
 
     @property
     def rpc(self) -> list[str]:
@@ -232,7 +235,7 @@ def test_tx_transfer_no_wait_returns_pending_or_final(chain: CliChain) -> None:
                       "--to", chain.address(0), "--amount", "1", *chain.rpc)
     assert result["status"] in ("pending", "final")
 
-    def final_tx() -> dict | None:
+    def final_tx() -> JsonDoc | None:
         doc = cli_json("query", "tx", result["hash"], *chain.rpc)
         return doc if doc["status"] == "final" else None
 
