@@ -183,8 +183,8 @@ def init_home(home: Path, genesis_text: str, config: NodeConfig,
     """Create a node home; refuses to overwrite an existing one."""
     if (home / CONFIG_FILE).exists():
         raise ConfigError(f"{home} already holds a node home; choose another --home")
-    home.mkdir(parents=True, exist_ok=True)
     Genesis.from_json(genesis_text)  # refuse a bad genesis before writing anything
+    home.mkdir(parents=True, exist_ok=True)
     (home / GENESIS_FILE).write_text(genesis_text)
     (home / CONFIG_FILE).write_text(render_config(config))
     write_key_file(home / NODE_KEY_FILE, KeyPair.generate())

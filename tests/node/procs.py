@@ -1,85 +1,126 @@
-"""Node processes for tests: init a home, start `govchain run`, kill, restart, reap."""
+"""Node and CLI subprocesses for black-box tests: start, wait, signal, always reap.
+
+Every process goes through a ProcessSet, whose `close` kills and reaps what is still
+running, so a failed assertion never leaves a node behind.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from chain.crypto import KeyPair
-from chain.genesis import Genesis
-from node.client import Client, RpcClientError
-from node.config import write_key_file
-from tests.node.conftest import free_port
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+T = TypeVar("T")
 
 
-def govchain(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node", *args], capture_output=True,
-                          text=True, timeout=timeout_s, cwd=ROOT, env=ENV,
-                          stdin=subprocess.DEVNULL)
+def free_port() -> int:
+    """A port the OS just handed out on 127.0.0.1 (free unless someone races for it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
+def run_cli(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run `govchain ARGS...` to completion and capture its output."""
+    return subprocess.run([sys.executable, "-m", "node", *args], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=timeout_s)
+
+
+def wait_for(probe: Callable[[], T | None], *, timeout_s: float, what: str,
+             poll_s: float = 0.05) -> T:
+    """Poll `probe` until it returns a value other than None (exceptions count as None)."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = probe()
+        except Exception as e:
+            last_error, value = e, None
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout_s} s (last error: {last_error!r})")
+        time.sleep(poll_s)
+
+
+@dataclass
 class NodeProcess:
-    """One node home and the `govchain run` process serving it."""
+    """A `govchain run --home HOME` process whose output goes to HOME/node.log."""
 
-    def __init__(self, home: Path, genesis: Genesis, key: KeyPair | None) -> None:
-        self.home = home
-        self.rpc_port = free_port()
-        genesis_path = home.parent / f"{home.name}-genesis.json"
-        genesis_path.write_text(genesis.to_json())
-        args = ["init", "--home", str(home), "--genesis", str(genesis_path),
-                "--rpc-listen", f"127.0.0.1:{self.rpc_port}",
-                "--p2p-listen", f"127.0.0.1:{free_port()}"]
-        if key is not None:
-            key_path = home.parent / f"{home.name}-key.json"
-            write_key_file(key_path, key)
-            args += ["--validator-key", str(key_path)]
-        result = govchain(*args)
-        assert result.returncode == 0, result.stderr
-        self.process: subprocess.Popen[bytes] | None = None
-        self.client = Client(f"http://127.0.0.1:{self.rpc_port}", timeout_s=5)
+    home: Path
+    rpc_url: str
+    process: subprocess.Popen[bytes] | None = None
 
-    def start(self, ready_timeout_s: float = 30) -> None:
-        log = open(self.home / "node.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "node", "run", "--home", str(self.home)],
-            stdout=log, stderr=log, cwd=ROOT, env=ENV, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            try:
-                self.client.status()
-                return
-            except RpcClientError:
-                assert self.process.poll() is None, f"node exited: {self.log_tail()}"
-                assert time.monotonic() < deadline, f"node not ready: {self.log_tail()}"
-                time.sleep(0.1)
+    @property
+    def log_path(self) -> Path:
+        return self.home / "node.log"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None, "already running"
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "node", "run", "--home", str(self.home)],
+                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=ENV,
+                start_new_session=True)
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+
+    def wait(self, timeout_s: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout_s)
 
     def kill(self) -> None:
-        """SIGKILL, as a power cut would."""
+        """SIGKILL and reap; nothing the node can do about it."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.kill()
+        if self.process is not None:
             self.process.wait(10)
 
-    def stop(self) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        return self.process.returncode
 
-    def log_tail(self, lines: int = 30) -> str:
-        path = self.home / "node.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) \
-            if path.exists() else ""
+@dataclass
+class ProcessSet:
+    """The node processes of one test; `close` kills and reaps them all."""
+
+    nodes: list[NodeProcess] = field(default_factory=list)
+
+    def add(self, node: NodeProcess) -> NodeProcess:
+        self.nodes.append(node)
+        return node
+
+    def close(self) -> None:
+        for node in self.nodes:
+            if node.is_running():
+                node.signal(signal.SIGKILL)
+        for node in self.nodes:
+            node.kill()
+
+
+def init_node(home: Path, genesis: Path, validator_key: Path | None) -> NodeProcess:
+    """`govchain init` a home listening on OS-assigned ports; the node is not started."""
+    rpc_port = free_port()
+    args = ["init", "--home", str(home), "--genesis", str(genesis),
+            "--rpc-listen", f"127.0.0.1:{rpc_port}", "--p2p-listen", "127.0.0.1:0",
+            "--no-peer-exchange"]
+    if validator_key is not None:
+        args += ["--validator-key", str(validator_key)]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    return NodeProcess(home, f"http://127.0.0.1:{rpc_port}")
