@@ -228,7 +228,7 @@ def test_expire_records_expiry(ledger: FakeLedger) -> None:
     rejection = pool.get_rejection(old.hash)
     assert rejection is not None and (rejection.code, rejection.where) == ("expired", "expiry")
     assert pool.size_bytes == len(young.encoded)
-    assert pool.expire(now=added_young + 11.0) == 1
+    assert pool.expire(now=added_young + 11.0) == [young.hash]
     assert len(pool) == 0 and pool.size_bytes == 0
 
 
