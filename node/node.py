@@ -110,6 +110,7 @@ class Node:
             self.store.commit_genesis(view.changes(), home.genesis.validator_set)
         self.executor = BlockExecutor(self.store, self.ledger, self.chain_id)
         self.state = self.executor.state
+        self.params = self.ledger.get_chain_params(self.state)  # governance may change them
         self.verifier = SignatureVerifier(home.config.verify_threads)
         self.mempool = Mempool(
             get_nonce=lambda address: self.ledger.get_nonce(self.state, address),
@@ -265,6 +266,7 @@ class Node:
             self.store.commit_block, block, certificate, executed.changes,
             executed.result_values(), executed.next_validator_set, executed.prepared)
         self.executor.clear()
+        self.params = self.core.params = self.ledger.get_chain_params(self.state)
         self.mempool.update_after_commit(block.txs)
         log.info("final block %d %s... txs=%d round=%d", block.height, block.hash.hex()[:12],
                  len(block.txs), certificate.round)
