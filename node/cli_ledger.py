@@ -344,12 +344,80 @@ def add_ledger_commands(sub: Any) -> None:
         return 0
     query.set_defaults(func=cmd_query)
 
+    _add_recovery_commands(sub)
     p = sub.add_parser("verify-record",
                        help="fetch a record with its proof and verify it from genesis")
     p.add_argument("record", help="NAMESPACE/KEY")
     p.add_argument("--genesis", required=True, help="the chain's genesis.json")
     p.add_argument("--rpc", default=DEFAULT_RPC)
     p.set_defaults(func=cmd_verify_record)
+
+
+# ------------------------------------------------------------------ recovery
+
+
+def cmd_recovery_export(args: argparse.Namespace) -> int:
+    from chain.crypto import PublicKey
+    from chain.vote import Validator
+    from node.recovery import export_recovery, write_json
+
+    validators = []
+    for text in args.validator or []:
+        key, _, name = text.partition("=")
+        validators.append(Validator(PublicKey(_hex(key, "--validator", 32)), name))
+    export = export_recovery(Path(args.home), args.chain_id, args.genesis_time_ms,
+                             validators or None)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "genesis.json").write_text(export.genesis.to_json())
+    write_json(out / "override.json", export.override)
+    _print({"genesis": str(out / "genesis.json"), "override": str(out / "override.json"),
+            "genesis_hash": export.genesis.hash.hex(),
+            "height": export.override["height"]}, args.json)
+    return 0
+
+
+def cmd_recovery_sign(args: argparse.Namespace) -> int:
+    from node.recovery import sign_override, write_json
+
+    path = Path(args.override)
+    override = sign_override(json.loads(path.read_text()), read_key_file(Path(args.key)))
+    write_json(path, override)
+    _print({"override": str(path), "signatures": len(override["signatures"])}, args.json)
+    return 0
+
+
+def cmd_recovery_verify(args: argparse.Namespace) -> int:
+    from node.recovery import verify_override
+
+    genesis = Genesis.from_json(Path(args.genesis).read_text())
+    report = verify_override(genesis, json.loads(Path(args.override).read_text()),
+                             Path(args.old_home) if args.old_home else None)
+    _print(report, args.json)
+    return 0 if report["all_new_validators_signed"] else 1
+
+
+def _add_recovery_commands(sub: Any) -> None:
+    recovery = sub.add_parser("recovery", help="emergency restart of a chain that lost its "
+                              "quorum (docs/ledger.md)")
+    rsub = recovery.add_subparsers(dest="recovery_command", required=True)
+    p = rsub.add_parser("export", help="new genesis from a stopped node's last final state")
+    p.add_argument("--home", required=True, help="a stopped node's home on the old chain")
+    p.add_argument("--chain-id", required=True, help="the recovered chain's new id")
+    p.add_argument("--genesis-time-ms", type=int, required=True)
+    p.add_argument("--validator", action="append", metavar="PUBLIC_KEY=NAME",
+                   help="the new validator set (default: the last set in force)")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_recovery_export)
+    p = rsub.add_parser("sign", help="sign the override with your validator key")
+    p.add_argument("--override", required=True)
+    p.add_argument("--key", required=True)
+    p.set_defaults(func=cmd_recovery_sign)
+    p = rsub.add_parser("verify", help="check the snapshot and list the signers")
+    p.add_argument("--override", required=True)
+    p.add_argument("--genesis", required=True)
+    p.add_argument("--old-home", help="a node home of the old chain to compare against")
+    p.set_defaults(func=cmd_recovery_verify)
 
 
 # ------------------------------------------------------------------ devnet genesis
