@@ -134,7 +134,7 @@ def apply_validator_set(view: Overlay, ctx: BlockContext, new_set: tuple[Validat
     else:
         base = ValidatorSet.from_value(base_value[1])
     new_keys = {v.public_key for v in new_set}
-    removed = [k for k in base.public_keys if k not in new_keys]
+    removed = [v.public_key for v in base.validators if v.public_key not in new_keys]
     if len(removed) >= base.quorum:
         raise RemovesQuorumError(
             f"the set certifying height {ctx.height} has {base.size} validators, quorum "

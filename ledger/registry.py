@@ -131,8 +131,7 @@ def _validate_content_fields(fields: Mapping[str, Any]) -> None:
                 f"values up to {MAX_METADATA_TEXT} characters)")
 
 
-def _write_version(view: Overlay, ctx: BlockContext, tx: Transaction, namespace: str,
-                   key: str, record: dict[str, Any]) -> None:
+def _write_version(view: Overlay, namespace: str, key: str, record: dict[str, Any]) -> None:
     put_value(view, get_record_key(namespace, key), record)
     put_value(view, get_record_version_key(namespace, key, record["version"]), record)
 
@@ -162,7 +161,7 @@ def _apply_content(view: Overlay, ctx: BlockContext, tx: Transaction, *, create:
         "status": ACTIVE if current is None else current["status"], "reason": "",
         "height": ctx.height, "timestamp_ms": ctx.timestamp_ms, "signer": tx.sender,
     }
-    _write_version(view, ctx, tx, namespace, key, record)
+    _write_version(view, namespace, key, record)
     if create:
         put_value(view, get_namespace_key(namespace), {**ns, "records": ns["records"] + 1})
     return record
@@ -207,7 +206,7 @@ def apply_record_status(view: Overlay, ctx: BlockContext, tx: Transaction) -> li
     record = {**current, "version": current["version"] + 1, "status": status,
               "reason": tx.fields.get("reason", ""), "height": ctx.height,
               "timestamp_ms": ctx.timestamp_ms, "signer": tx.sender}
-    _write_version(view, ctx, tx, namespace, key, record)
+    _write_version(view, namespace, key, record)
     return [Event("record_status", {"namespace": namespace, "key": key,
                                     "version": record["version"], "status": status,
                                     "signer": tx.sender})]
