@@ -19,13 +19,14 @@ from chain.genesis import Genesis
 from chain.tx import Transaction
 from ledger import fields as f
 from ledger.errors import (
+    AccountFrozenError,
     BalanceOverflowError,
     CorruptStateError,
     InsufficientBalanceError,
     InvalidGenesisStateError,
 )
 from ledger.interface import BlockContext, Event, TxHandler
-from ledger.keys import get_account_key, get_balance_key
+from ledger.keys import get_account_key, get_balance_key, get_freeze_key
 from ledger.state import Overlay, StateReader
 
 TRANSFER = "transfer"
@@ -83,8 +84,25 @@ def get_balance(view: StateReader, address: bytes, asset: str) -> int:
         raise CorruptStateError(f"balance of {address.hex()} in {asset} is bad: {e}") from e
 
 
+def is_frozen(view: StateReader, address: bytes, asset: str) -> bool:
+    """True when compliance froze `address` for `asset` (ledger/assets.py writes it)."""
+    return view.get(get_freeze_key(address, asset)) is not None
+
+
+def validate_not_frozen(view: StateReader, address: bytes, asset: str) -> None:
+    if is_frozen(view, address, asset):
+        raise AccountFrozenError(
+            f"account {address.hex()} is frozen for {asset}: it can neither send nor "
+            f"receive it until the asset's compliance officer unfreezes it")
+
+
 def apply_debit(view: Overlay, address: bytes, asset: str, amount: int) -> None:
-    """Take `amount` of `asset` from `address`; raises InsufficientBalanceError."""
+    """Take `amount` of `asset` from `address`; raises InsufficientBalanceError.
+
+    Raises AccountFrozenError when `address` is frozen for `asset`: every value move
+    goes through here, so a freeze holds for transfers, burns and any later module.
+    """
+    validate_not_frozen(view, address, asset)
     balance = get_balance(view, address, asset)
     if balance < amount:
         raise InsufficientBalanceError(
@@ -101,7 +119,11 @@ def apply_debit(view: Overlay, address: bytes, asset: str, amount: int) -> None:
 
 
 def apply_credit(view: Overlay, address: bytes, asset: str, amount: int) -> None:
-    """Give `amount` of `asset` to `address`, creating its account if need be."""
+    """Give `amount` of `asset` to `address`, creating its account if need be.
+
+    Raises AccountFrozenError when `address` is frozen for `asset`.
+    """
+    validate_not_frozen(view, address, asset)
     balance = get_balance(view, address, asset)
     if balance + amount > f.MAX_AMOUNT:
         raise BalanceOverflowError(

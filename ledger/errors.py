@@ -107,6 +107,213 @@ class CorruptStateError(_CodedError):
     CODE = "corrupt_state"
 
 
+# Government ledger modules (assets, roles, multisig, registry, governance).
+
+
+class MissingRoleError(_CodedError):
+    """Raised when the sender lacks the role a permissioned action needs."""
+
+    CODE = "missing_role"
+
+
+class UnknownAssetError(_CodedError):
+    """Raised when an asset symbol names no created asset."""
+
+    CODE = "unknown_asset"
+
+
+class AssetExistsError(_CodedError):
+    """Raised when an asset is created with a symbol already in use."""
+
+    CODE = "asset_exists"
+
+
+class NotReserveBackedError(_CodedError):
+    """Raised when a reserve attestation names an asset that is not reserve-backed."""
+
+    CODE = "not_reserve_backed"
+
+
+class ReserveExceededError(_CodedError):
+    """Raised when a mint would take a reserve-backed asset's supply above its reserve."""
+
+    CODE = "reserve_exceeded"
+
+
+class SupplyOverflowError(_CodedError):
+    """Raised when a mint would take an asset's supply above the largest amount."""
+
+    CODE = "supply_overflow"
+
+
+class StaleAttestationError(_CodedError):
+    """Raised when an attestation is not later than the previous one, or is in the future."""
+
+    CODE = "stale_attestation"
+
+
+class AccountFrozenError(_CodedError):
+    """Raised when a frozen account would send or receive the asset it is frozen for."""
+
+    CODE = "account_frozen"
+
+
+class AlreadyFrozenError(_CodedError):
+    """Raised when freezing an account that is already frozen for the asset."""
+
+    CODE = "already_frozen"
+
+
+class NotFrozenError(_CodedError):
+    """Raised when unfreezing an account that is not frozen for the asset."""
+
+    CODE = "not_frozen"
+
+
+class AccountExistsError(_CodedError):
+    """Raised when creating a multisig account whose address already has an account."""
+
+    CODE = "account_exists"
+
+
+class NotMultisigError(_CodedError):
+    """Raised when a multisig-only transaction is sent by a single-key account."""
+
+    CODE = "not_multisig"
+
+
+class UnknownNamespaceError(_CodedError):
+    """Raised when a registry namespace does not exist."""
+
+    CODE = "unknown_namespace"
+
+
+class NamespaceExistsError(_CodedError):
+    """Raised when a namespace is created with a name already in use."""
+
+    CODE = "namespace_exists"
+
+
+class RecordExistsError(_CodedError):
+    """Raised when record_put names a key that already has a record (use record_update)."""
+
+    CODE = "record_exists"
+
+
+class UnknownRecordError(_CodedError):
+    """Raised when a record does not exist."""
+
+    CODE = "unknown_record"
+
+
+class ValueTooLargeError(_CodedError):
+    """Raised when a record value exceeds its namespace's size limit."""
+
+    CODE = "value_too_large"
+
+
+class RecordRevokedError(_CodedError):
+    """Raised when a revoked record would be changed: revocation is final."""
+
+    CODE = "record_revoked"
+
+
+class StatusUnchangedError(_CodedError):
+    """Raised when a record's status is set to the status it already has."""
+
+    CODE = "status_unchanged"
+
+
+class NotValidatorError(_CodedError):
+    """Raised when a governance action needs a validator and the account or key is not one."""
+
+    CODE = "not_validator"
+
+
+class UnknownProposalError(_CodedError):
+    """Raised when a proposal id names no proposal."""
+
+    CODE = "unknown_proposal"
+
+
+class ProposalClosedError(_CodedError):
+    """Raised when voting on a proposal that already passed or failed."""
+
+    CODE = "proposal_closed"
+
+
+class ProposalExpiredError(_CodedError):
+    """Raised when voting on a proposal after its expiry height."""
+
+    CODE = "proposal_expired"
+
+
+class AlreadyVotedError(_CodedError):
+    """Raised when a validator votes twice on one proposal."""
+
+    CODE = "already_voted"
+
+
+class InvalidExpiryError(_CodedError):
+    """Raised when a proposal's expiry height is not ahead or too far ahead."""
+
+    CODE = "invalid_expiry"
+
+
+class AlreadyValidatorError(_CodedError):
+    """Raised when adding a validator whose key is already in the set."""
+
+    CODE = "already_validator"
+
+
+class CandidateNotAcceptedError(_CodedError):
+    """Raised when adding a validator whose key has not proven possession (validator_accept)."""
+
+    CODE = "candidate_not_accepted"
+
+
+class BadAcceptanceError(_CodedError):
+    """Raised when a validator acceptance signature does not verify for its key."""
+
+    CODE = "bad_acceptance"
+
+
+class ValidatorSetEmptyError(_CodedError):
+    """Raised when a change would leave no validator."""
+
+    CODE = "validator_set_empty"
+
+
+class RemovesQuorumError(_CodedError):
+    """Raised when validator removals at one height would reach a quorum of its set."""
+
+    CODE = "removes_quorum"
+
+
+class InvalidParamError(_CodedError):
+    """Raised when a chain parameter change names an unknown parameter or a bad value."""
+
+    CODE = "invalid_param"
+
+
+class RoleExistsError(_CodedError):
+    """Raised when granting a role the account already holds."""
+
+    CODE = "role_exists"
+
+
+class RoleNotHeldError(_CodedError):
+    """Raised when revoking a role the account does not hold."""
+
+    CODE = "role_not_held"
+
+
+class TooManyError(_CodedError):
+    """Raised when a bounded list (role holders, multisig members) would overflow."""
+
+    CODE = "limit_reached"
+
+
 class TxNotApplicable(LedgerError):
     """Raised when a transaction must never be in a block (wrong nonce, unauthorized...).
 

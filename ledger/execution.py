@@ -23,6 +23,7 @@ from ledger.accounts import (
     put_account_record,
 )
 from ledger.accounts import get_balance as get_account_balance
+from ledger.assets import AssetsModule
 from ledger.auth import validate_authorization
 from ledger.errors import (
     CorruptStateError,
@@ -35,8 +36,13 @@ from ledger.errors import (
     UnknownTxTypeError,
     WrongChainError,
 )
+from ledger.governance import GovernanceModule
 from ledger.interface import OK, BlockContext, Event, LedgerModule, TxHandler, TxResult
 from ledger.keys import CHAIN_PARAMS_KEY, VALIDATOR_SET_KEY
+from ledger.multisig import MultisigModule
+from ledger.recovery import RecoveryModule
+from ledger.registry import RegistryModule
+from ledger.roles import RolesModule
 from ledger.state import Overlay, StateReader
 
 __all__ = ["OK", "BlockContext", "Event", "Ledger", "TxResult", "default_modules"]
@@ -44,7 +50,8 @@ __all__ = ["OK", "BlockContext", "Event", "Ledger", "TxResult", "default_modules
 
 def default_modules() -> list[LedgerModule]:
     """The modules of a govchain node, in genesis order."""
-    return [AccountsModule()]
+    return [RecoveryModule(), AccountsModule(), MultisigModule(), AssetsModule(), RegistryModule(),
+            RolesModule(), GovernanceModule()]
 
 
 class Ledger:
@@ -92,7 +99,7 @@ class Ledger:
         """
         self.validate_fields(tx)
         record = self._get_sender_record(view, tx)
-        validate_authorization(record, tx)
+        validate_authorization(view, record, tx)
         if tx.nonce < expected_nonce:
             raise NonceTooLowError(
                 f"nonce {tx.nonce} of {tx.sender.hex()} is used or pending; "
@@ -151,7 +158,7 @@ class Ledger:
             raise WrongChainError(f"transaction is for chain {tx.chain_id!r}, "
                                   f"the block is on {ctx.chain_id!r}")
         record = self._get_sender_record(view, tx)
-        validate_authorization(record, tx)
+        validate_authorization(view, record, tx)
         if tx.nonce < record.nonce:
             raise NonceTooLowError(
                 f"nonce {tx.nonce} of {tx.sender.hex()} is used; the next is {record.nonce}")

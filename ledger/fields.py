@@ -60,3 +60,71 @@ def expect_amount(fields: Mapping[str, Any], name: str) -> int:
     if not 0 < value <= MAX_AMOUNT:
         raise InvalidAmountError(f"{name} must be between 1 and {MAX_AMOUNT}, got {value}")
     return value
+
+
+NAME_PATTERN = ASSET_PATTERN
+"""A namespace name or role scope follows the asset symbol rule (never contains '/')."""
+
+
+def validate_field_names_optional(fields: Mapping[str, Any], required: frozenset[str],
+                                  optional: frozenset[str]) -> None:
+    """Raise unless `fields` has every `required` name and no name outside both sets."""
+    for name in sorted(required):
+        if name not in fields:
+            raise MalformedFieldsError(name, "is missing")
+    unknown = sorted(set(fields) - required - optional)
+    if unknown:
+        raise MalformedFieldsError(
+            unknown[0], f"is not a field; expected {sorted(required | optional)}")
+
+
+def expect_int(fields: Mapping[str, Any], name: str, lo: int, hi: int) -> int:
+    value = fields[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise MalformedFieldsError(name, f"expected a whole number in [{lo}, {hi}]")
+    return value
+
+
+def expect_bool(fields: Mapping[str, Any], name: str) -> bool:
+    value = fields[name]
+    if not isinstance(value, bool):
+        raise MalformedFieldsError(name, "expected true or false")
+    return value
+
+
+def expect_text(fields: Mapping[str, Any], name: str, max_len: int, *,
+                pattern: re.Pattern[str] | None = None) -> str:
+    value = fields[name]
+    if not isinstance(value, str) or len(value) > max_len:
+        raise MalformedFieldsError(name, f"expected text of at most {max_len} characters")
+    if pattern is not None and pattern.fullmatch(value) is None:
+        raise MalformedFieldsError(name, f"must match {pattern.pattern}")
+    return value
+
+
+def expect_bytes(fields: Mapping[str, Any], name: str, *, size: int | None = None,
+                 max_size: int | None = None) -> bytes:
+    value = fields[name]
+    if not isinstance(value, bytes):
+        raise MalformedFieldsError(name, "expected bytes")
+    if size is not None and len(value) != size:
+        raise MalformedFieldsError(name, f"expected {size} bytes, got {len(value)}")
+    if max_size is not None and len(value) > max_size:
+        raise MalformedFieldsError(name, f"expected at most {max_size} bytes")
+    return value
+
+
+def expect_public_key(fields: Mapping[str, Any], name: str) -> bytes:
+    return expect_bytes(fields, name, size=32)
+
+
+def expect_name(fields: Mapping[str, Any], name: str) -> str:
+    """A namespace or scope name: the asset symbol rule."""
+    return expect_text(fields, name, 32, pattern=NAME_PATTERN)
+
+
+def expect_map(fields: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = fields[name]
+    if not isinstance(value, dict):
+        raise MalformedFieldsError(name, "expected a map")
+    return value

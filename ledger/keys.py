@@ -36,3 +36,88 @@ def get_balance_prefix(address: bytes) -> bytes:
     """The prefix of every balance key of `address`."""
     assert len(address) == ADDRESS_SIZE
     return BALANCE_PREFIX + address + b"/"
+
+
+# Government ledger tables. Symbols and namespace names exclude "/", record keys
+# exclude "\x00", public keys and addresses have fixed sizes: no two keys collide.
+
+ASSET_PREFIX = b"asset/v1/"
+"""asset/v1/<symbol> -> asset record (name, decimals, reserve_backed, supply, reserve...)."""
+ATTESTATION_PREFIX = b"attest/v1/"
+"""attest/v1/<symbol>/<index 8 BE> -> reserve attestation, index from 0."""
+FREEZE_PREFIX = b"frozen/v1/"
+"""frozen/v1/<address 20>/<symbol> -> height frozen at (absent: not frozen)."""
+ROLE_PREFIX = b"role/v1/"
+"""role/v1/<role>/<scope> -> sorted list of holder addresses."""
+ACCOUNT_ROLES_PREFIX = b"acctroles/v1/"
+"""acctroles/v1/<address 20> -> sorted list of [role, scope] the account holds."""
+MULTISIG_PREFIX = b"msig/v1/"
+"""msig/v1/<address 20> -> multisig policy {"threshold", "members"}."""
+NAMESPACE_PREFIX = b"ns/v1/"
+"""ns/v1/<name> -> namespace record."""
+RECORD_PREFIX = b"rec/v1/"
+"""rec/v1/<namespace>/<key> -> the current version of a registry record."""
+RECORD_VERSION_PREFIX = b"recver/v1/"
+"""recver/v1/<namespace>/<key>\\x00<version 4 BE> -> every version, from 1."""
+PROPOSAL_PREFIX = b"proposal/v1/"
+"""proposal/v1/<id 8 BE> -> governance proposal, ids from 1."""
+PROPOSAL_COUNT_KEY = b"proposals/v1"
+"""proposals/v1 -> the number of proposals made (the last id)."""
+CANDIDATE_PREFIX = b"candidate/v1/"
+"""candidate/v1/<public key 32> -> {"height", "name"}: the key proved possession."""
+VALIDATOR_SET_BASE_KEY = b"valsetbase/v1"
+"""valsetbase/v1 -> [height, validator set certifying that height]: the set before the
+changes made at that height, to bound how much one height may change."""
+
+
+def get_asset_key(symbol: str) -> bytes:
+    return ASSET_PREFIX + symbol.encode()
+
+
+def get_attestation_key(symbol: str, index: int) -> bytes:
+    return ATTESTATION_PREFIX + symbol.encode() + b"/" + index.to_bytes(8, "big")
+
+
+def get_freeze_key(address: bytes, symbol: str) -> bytes:
+    assert len(address) == ADDRESS_SIZE
+    return FREEZE_PREFIX + address + b"/" + symbol.encode()
+
+
+def get_role_key(role: str, scope: str) -> bytes:
+    assert "/" not in role and "/" not in scope
+    return ROLE_PREFIX + role.encode() + b"/" + scope.encode()
+
+
+def get_account_roles_key(address: bytes) -> bytes:
+    assert len(address) == ADDRESS_SIZE
+    return ACCOUNT_ROLES_PREFIX + address
+
+
+def get_multisig_key(address: bytes) -> bytes:
+    assert len(address) == ADDRESS_SIZE
+    return MULTISIG_PREFIX + address
+
+
+def get_namespace_key(name: str) -> bytes:
+    return NAMESPACE_PREFIX + name.encode()
+
+
+def get_record_key(namespace: str, key: str) -> bytes:
+    """The state key of a record's current version (what a record proof proves)."""
+    assert "/" not in namespace and "\x00" not in key
+    return RECORD_PREFIX + namespace.encode() + b"/" + key.encode()
+
+
+def get_record_version_key(namespace: str, key: str, version: int) -> bytes:
+    assert "/" not in namespace and "\x00" not in key
+    return (RECORD_VERSION_PREFIX + namespace.encode() + b"/" + key.encode() + b"\x00"
+            + version.to_bytes(4, "big"))
+
+
+def get_proposal_key(proposal_id: int) -> bytes:
+    return PROPOSAL_PREFIX + proposal_id.to_bytes(8, "big")
+
+
+def get_candidate_key(public_key: bytes) -> bytes:
+    assert len(public_key) == 32
+    return CANDIDATE_PREFIX + public_key

@@ -8,7 +8,11 @@ atomic write batch.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
+
+from chain import codec
+from chain.errors import ChainError
+from ledger.errors import CorruptStateError
 
 
 class StateReader(Protocol):
@@ -69,3 +73,19 @@ class Overlay:
 
     def __len__(self) -> int:
         return len(self._writes)
+
+
+def get_value(view: StateReader, key: bytes, what: str) -> Any:
+    """The decoded canonical value at `key`, or None when absent; CorruptStateError if bad."""
+    data = view.get(key)
+    if data is None:
+        return None
+    try:
+        return codec.decode(data)
+    except ChainError as e:
+        raise CorruptStateError(f"the {what} at {key!r} does not decode: {e}") from e
+
+
+def put_value(view: Overlay, key: bytes, value: Any) -> None:
+    """Write `value` canonically encoded at `key`."""
+    view.put(key, codec.encode(value))

@@ -107,6 +107,8 @@ class NodeApi:
         self.max_batch = max_batch
 
     def register(self, dispatcher: RpcDispatcher) -> None:
+        from node.api_ledger import register_ledger_methods  # it imports this module
+
         r = dispatcher.register
         r("node_status", self.node_status, (), "Chain id, heights, head, peers, version")
         r("tx_submit", self.tx_submit, ("tx", "wait", "timeout_s"),
@@ -122,6 +124,7 @@ class NodeApi:
           "Recorded equivocation evidence (conflicting votes)")
         r("state_account", self.state_account, ("address",),
           "Balances, nonce and the next nonce to use (counting pending txs)")
+        register_ledger_methods(dispatcher, self.node)  # state_asset, state_record...
         r("rpc_discover", self.make_discover(dispatcher), (), "List the methods")
 
     async def node_status(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from chain.crypto import KeyPair
 from chain.errors import ChainError
 from chain.genesis import ChainParams, Genesis, GenesisAccount
 from chain.vote import Validator, ValidatorSet
+from node.cli_ledger import add_dev_ledger, add_ledger_commands
 from node.client import Client, RpcClientError
 from node.config import NodeConfig, init_home, read_key_file, write_key_file
 from node.errors import NodeError
@@ -99,12 +100,14 @@ def cmd_genesis_new(args: argparse.Namespace) -> int:
             write_key_file(path, keys[-1])
     funded: dict[bytes, int] = {}
     accounts = []
+    account_keys = []
     for i in range(args.accounts):
         path = out_dir / f"account{i}_key.json"
         key = read_key_file(path) if path.exists() else KeyPair.generate()
         if not path.exists():
             write_key_file(path, key)
         funded[key.address] = args.balance
+        account_keys.append(key)
         accounts.append({"address": key.address.hex(), "key_file": str(path)})
     for text in args.fund or []:
         address, _, amount = text.partition("=")
@@ -112,6 +115,8 @@ def cmd_genesis_new(args: argparse.Namespace) -> int:
     params = ChainParams(**json.loads(args.params)) if args.params else ChainParams()
     genesis = build_genesis(args.chain_id, keys, [f"validator-{i}" for i in range(len(keys))],
                             funded, params)
+    if account_keys and not args.plain:
+        genesis = add_dev_ledger(genesis, account_keys, args.balance)
     genesis_path = out_dir / "genesis.json"
     genesis_path.write_text(genesis.to_json())
     _print({"genesis": str(genesis_path), "genesis_hash": genesis.hash.hex(),
@@ -207,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fund", action="append", metavar="ADDRESS=AMOUNT")
     p.add_argument("--params", help="JSON object of chain parameters to override")
     p.add_argument("--out-dir", required=True, help="folder for genesis.json and key files")
+    p.add_argument("--plain", action="store_true",
+                   help="no dev ledger (stablecoin KGS, registry, treasury; docs/ledger.md)")
     p.set_defaults(func=cmd_genesis_new)
 
     p = sub.add_parser("init", help="create a node home from a genesis and keys")
@@ -244,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rpc", default=DEFAULT_RPC)
     p.set_defaults(func=cmd_query)
 
+    add_ledger_commands(sub)  # ledger tx types, queries, verify-record (node/cli_ledger.py)
     try:
         from devnet.cli import add_devnet_parser
     except ImportError:  # pragma: no cover - devnet is part of the distribution

@@ -116,6 +116,7 @@ class Node:
             self.store.commit_genesis(view.changes(), home.genesis.validator_set)
         self.executor = BlockExecutor(self.store, self.ledger, self.chain_id, self.params)
         self.state = self.executor.state
+        self.params = self.ledger.get_chain_params(self.state)  # governance may change them
         self.verifier = SignatureVerifier(home.config.verify_threads)
         # Account nonces of the committed state, read once per height (cleared on commit).
         self._nonces: dict[Address, int] = {}
@@ -280,6 +281,8 @@ class Node:
             executed.result_values(), executed.next_validator_set, executed.prepared)
         self.executor.clear()
         self._nonces.clear()
+        self.params = self.core.params = self.executor.params = \
+            self.ledger.get_chain_params(self.state)
         self.mempool.update_after_commit(block.txs)
         log.info("final block %d %s... txs=%d round=%d", block.height, block.hash.hex()[:12],
                  len(block.txs), certificate.round)

@@ -11,3 +11,4 @@ from tests.ledger.ledger_fixtures import World, make_world
 def world() -> World:
     """A ledger and the committed state right after the standard test genesis."""
     return make_world()
+from tests.ledger.app_fixtures import app  # noqa: F401,E402

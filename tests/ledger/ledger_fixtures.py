@@ -15,8 +15,10 @@ from ledger.state import Overlay
 CHAIN_ID = "test-chain"
 KEYS = [KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(6)]
 ALICE, BOB, CAROL, DAVE = KEYS[0], KEYS[1], KEYS[2], KEYS[3]
+VALIDATOR_KEYS = [KeyPair.from_seed(bytes([50 + i]) * 32) for i in range(2)]
+"""The genesis validators; kept apart from KEYS since each validator gets an account."""
 CTX = BlockContext(CHAIN_ID, height=1, timestamp_ms=1_700_000_000_000,
-                   proposer=PublicKey(KEYS[5].public_key))
+                   proposer=PublicKey(VALIDATOR_KEYS[1].public_key))
 
 
 def make_genesis(**overrides: Any) -> Genesis:
@@ -24,8 +26,8 @@ def make_genesis(**overrides: Any) -> Genesis:
     values: dict[str, Any] = {
         "chain_id": CHAIN_ID,
         "genesis_time_ms": 1_600_000_000_000,
-        "validator_set": ValidatorSet((Validator(KEYS[4].public_key, "ministry-a"),
-                                       Validator(KEYS[5].public_key, "ministry-b"))),
+        "validator_set": ValidatorSet((Validator(VALIDATOR_KEYS[0].public_key, "ministry-a"),
+                                       Validator(VALIDATOR_KEYS[1].public_key, "ministry-b"))),
         "accounts": (GenesisAccount(ALICE.address, {"GOV": 1000, "EUR": 50}),
                      GenesisAccount(BOB.address, {"GOV": 200}),
                      GenesisAccount(CAROL.address, {"GOV": 0})),

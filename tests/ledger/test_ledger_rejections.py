@@ -136,13 +136,13 @@ def test_invalid_unknown_account_read(world: World) -> None:
 
 
 def test_invalid_unknown_tx_type_at_admission(world: World) -> None:
-    tx = make_transaction(CHAIN_ID, ALICE, 0, "mint", {"amount": 5})
+    tx = make_transaction(CHAIN_ID, ALICE, 0, "teleport", {"amount": 5})
     error = assert_refused_at_admission(world, tx, "unknown_tx_type")
-    assert "'mint'" in error.message and "transfer" in error.message
+    assert "'teleport'" in error.message and "transfer" in error.message
 
 
 def test_invalid_unknown_tx_type_at_execution_consumes_nonce(world: World) -> None:
-    tx = make_transaction(CHAIN_ID, ALICE, 0, "mint", {"amount": 5})
+    tx = make_transaction(CHAIN_ID, ALICE, 0, "teleport", {"amount": 5})
     assert_rule_failure(world, tx, "unknown_tx_type")
 
 
