@@ -116,7 +116,8 @@ class Node:
             self.store.commit_genesis(view.changes(), home.genesis.validator_set)
         self.executor = BlockExecutor(self.store, self.ledger, self.chain_id, self.params)
         self.state = self.executor.state
-        self.params = self.ledger.get_chain_params(self.state)  # governance may change them
+        # Governance may have changed them since genesis.
+        self.params = self.executor.params = self.ledger.get_chain_params(self.state)
         self.verifier = SignatureVerifier(home.config.verify_threads)
         # Account nonces of the committed state, read once per height (cleared on commit).
         self._nonces: dict[Address, int] = {}
