@@ -130,8 +130,15 @@ def get_env_name(key: str) -> str:
     return ENV_PREFIX + key.upper()
 
 
-def parse_setting(key: str, text: str) -> Any:
+def parse_setting(key: str, text: str, where: str = "flag") -> Any:
     """A setting's value from the text of an environment variable or a flag."""
+    try:
+        return _parse_setting(key, text)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e.message}") from e
+
+
+def _parse_setting(key: str, text: str) -> Any:
     default = getattr(NodeConfig(), key)
     if isinstance(default, bool):
         lowered = text.strip().lower()
@@ -220,7 +227,7 @@ def load_config_with_sources(
     for key in names:
         text = environ.get(get_env_name(key))
         if text is not None:
-            setattr(config, key, parse_setting(key, text))
+            setattr(config, key, parse_setting(key, text, f"env {get_env_name(key)}"))
             sources[key] = SOURCE_ENV
     for key, value in (overrides or {}).items():
         if key not in names:
@@ -244,12 +251,17 @@ def load_config(home: Path, *, env: Mapping[str, str] | None = None,
 def render_config(config: NodeConfig) -> str:
     """The TOML text of `config`, one documented key per line."""
     docs = get_setting_docs()
-    lines = ["# govchain node configuration; every key is optional. Defaults, environment",
-             "# variables and flags: `govchain config show --home DIR` and docs/operator.md."]
+    defaults = NodeConfig()
+    lines = ["# govchain node configuration. Every key is optional: a commented-out key",
+             "# shows its default. Environment variables GOVCHAIN_<KEY> and `govchain run`",
+             "# flags override this file; `govchain config show --home DIR` prints the",
+             "# effective values and their sources (docs/operator.md)."]
     for f in dataclasses.fields(NodeConfig):
         value = getattr(config, f.name)
+        lines.append("")
         lines.append(f"# {docs.get(f.name, '')}")
-        lines.append(f"{f.name} = {json.dumps(value)}")
+        comment = "# " if value == getattr(defaults, f.name) else ""
+        lines.append(f"{comment}{f.name} = {json.dumps(value)}")
     return "\n".join(lines) + "\n"
 
 
