@@ -13,6 +13,7 @@ into a new home. Nothing here writes to the audited database.
 from __future__ import annotations
 
 import gzip
+import shutil
 import struct
 import tempfile
 import time
@@ -321,25 +322,44 @@ def import_chain(home: Path, in_path: Path, *, progress: Progress | None = None
                  ) -> ReplayReport:
     """Rebuild HOME's database from an export file, verifying every block as audit does.
 
-    HOME must have been created by `govchain init` with the same genesis; its database
-    must be empty (or at height 0).
+    HOME must have been created by `govchain init` with the same genesis, and hold no
+    blocks yet. The database is built in HOME/data.import and moved to HOME/data only
+    once every block has verified: a failed import leaves HOME as it was.
     """
     genesis = read_genesis(home / GENESIS_FILE)
-    store = ChainStore.open(str(home / DATA_DIR), genesis)
+    data = home / DATA_DIR
+    if (data / "CURRENT").exists():
+        existing = ChainStore.open(str(data), genesis)
+        try:
+            height = existing.head_height if existing.is_initialized else 0
+        finally:
+            existing.close()
+        if height > 0:
+            raise NodeError(f"{data} already holds blocks up to {height}; import into a "
+                            "fresh home")
+    building = home / (DATA_DIR + ".import")
+    if building.exists():
+        shutil.rmtree(building)
     try:
-        if store.is_initialized and store.head_height > 0:
-            raise NodeError(f"{home / DATA_DIR} already holds blocks up to "
-                            f"{store.head_height}; import into a fresh home")
-        replayer = Replayer(genesis, store)
-        with gzip.open(in_path, "rb") as inp:
-            try:
-                seconds = _run(replayer, _read_export(inp, genesis), 0, progress, None)
-            except (OSError, EOFError) as e:
-                raise ExportFormatError(f"cannot read {in_path}: {e}") from e
-        return ReplayReport(replayer.blocks, replayer.txs, seconds, store.head_height,
-                            store.head_state_root.hex())
-    finally:
-        store.close()
+        store = ChainStore.open(str(building), genesis)
+        try:
+            replayer = Replayer(genesis, store)
+            with gzip.open(in_path, "rb") as inp:
+                try:
+                    seconds = _run(replayer, _read_export(inp, genesis), 0, progress, None)
+                except (OSError, EOFError) as e:
+                    raise ExportFormatError(f"cannot read {in_path}: {e}") from e
+            report = ReplayReport(replayer.blocks, replayer.txs, seconds, store.head_height,
+                                  store.head_state_root.hex())
+        finally:
+            store.close()
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    if data.exists():
+        shutil.rmtree(data)
+    building.rename(data)
+    return report
 
 
 def snapshot_offline(home: Path, out: Path) -> dict[str, Any]:
