@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -237,5 +237,3 @@ def parse_exposition(text: str) -> dict[str, list[tuple[dict[str, str], float]]]
         samples.setdefault(name, []).append((labels, float(value)))
     return samples
 
-
-MetricsRenderer = Callable[[], str]
