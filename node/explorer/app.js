@@ -6,7 +6,6 @@
 
 const POLL_MS = 1000;
 const RECENT_BLOCKS = 10;
-const LOCALES = { en: "en-GB", ru: "ru-RU", ky: "ky-KG" };
 const METHOD_NOT_FOUND = -32601;
 
 const state = {
@@ -53,7 +52,13 @@ function el(tag, attrs, ...children) {
 
 const short = (hex) => (hex && hex.length > 16 ? `${hex.slice(0, 8)}…${hex.slice(-6)}` : hex);
 const link = (href, text, cls) => el("a", { href, class: cls || "mono" }, text);
-const formatTime = (ms) => new Date(ms).toLocaleString(LOCALES[state.lang] || "en-GB");
+// One unambiguous format in every language (browsers lack Kyrgyz date names).
+const pad = (n) => String(n).padStart(2, "0");
+const formatTime = (ms) => {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+};
 
 function validatorName(publicKey) {
   const found = state.validators.find((v) => v.public_key === publicKey);
@@ -181,7 +186,9 @@ async function refreshChart() {
 function renderChart() {
   const box = document.getElementById("chart");
   const points = state.chartPoints;
-  document.getElementById("chart-missing").hidden = !!(points && points.length);
+  const available = !!(points && points.length);
+  document.getElementById("chart-missing").hidden = available;
+  document.getElementById("chart-legend").hidden = !available;
   if (!points || !points.length) { box.replaceChildren(); return; }
   const width = 640, height = 180, pad = 24;
   const values = points.flatMap((p) => [p.supply, p.reserve]).filter((v) => v !== null);
