@@ -1,4 +1,5 @@
-"""The `govchain` command line: keys, genesis, init, run, tx, query and devnet.
+"""The `govchain` command line: genesis, init, run, tx, query, devnet, and the operator's
+keys, config, audit, export, import and snapshot (node.operator_cli).
 
 Each subcommand is a short function over the SDK or the node home. Errors print one
 line naming what is wrong and exit non-zero; a traceback means a bug in govchain.
@@ -21,6 +22,14 @@ from node.cli_ledger import add_dev_ledger, add_ledger_commands
 from node.client import Client, RpcClientError
 from node.config import NodeConfig, init_home, read_key_file, write_key_file
 from node.errors import NodeError
+from node.operator_cli import (
+    add_init_flags,
+    add_operator_parsers,
+    add_run_flags,
+    get_init_passphrase,
+    get_passphrase_source,
+    get_run_overrides,
+)
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 DEV_ASSET = "GOV"
@@ -55,23 +64,6 @@ def _parse_address(text: str) -> bytes:
 
 
 # ------------------------------------------------------------------ keys, genesis, init
-
-
-def cmd_keys_new(args: argparse.Namespace) -> int:
-    key = KeyPair.generate()
-    out = Path(args.out)
-    if out.exists():
-        raise CliError(f"{out} exists; refusing to overwrite a key file")
-    write_key_file(out, key)
-    _print({"file": str(out), "public_key": key.public_key.hex(),
-            "address": key.address.hex()}, args.json)
-    return 0
-
-
-def cmd_keys_show(args: argparse.Namespace) -> int:
-    key = read_key_file(Path(args.file))
-    _print({"public_key": key.public_key.hex(), "address": key.address.hex()}, args.json)
-    return 0
 
 
 def build_genesis(chain_id: str, validator_keys: list[KeyPair], names: list[str],
@@ -134,15 +126,21 @@ def cmd_init(args: argparse.Namespace) -> int:
         genesis_text = Path(args.genesis).read_text()
     except OSError as e:
         raise CliError(f"cannot read genesis {args.genesis}: {e}") from e
-    init_home(Path(args.home), genesis_text, config, key)
-    _print({"home": args.home, "validator": key.public_key.hex() if key else None}, args.json)
+    passphrase = get_init_passphrase(args)
+    init_home(Path(args.home), genesis_text, config, key, passphrase=passphrase,
+              kdf_cost=args.kdf_cost)
+    if passphrase is None and not args.json:
+        print("note: keys written UNENCRYPTED (dev keys); for a real network use "
+              "--passphrase-file or --encrypt (docs/operator.md)", file=sys.stderr)
+    _print({"home": args.home, "validator": key.public_key.hex() if key else None,
+            "keys_encrypted": passphrase is not None}, args.json)
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from node.runner import run_node  # imported late: it pulls in every layer
 
-    return run_node(Path(args.home))
+    return run_node(Path(args.home), get_run_overrides(args), get_passphrase_source(args))
 
 
 # ------------------------------------------------------------------ tx and query
@@ -193,14 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    keys = sub.add_parser("keys", help="create and inspect ed25519 key files")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    p = keys_sub.add_parser("new", help="create a key file")
-    p.add_argument("--out", required=True, help="path of the new key file")
-    p.set_defaults(func=cmd_keys_new)
-    p = keys_sub.add_parser("show", help="print a key file's public key and address")
-    p.add_argument("file")
-    p.set_defaults(func=cmd_keys_show)
+    add_operator_parsers(sub)
 
     genesis = sub.add_parser("genesis", help="create a genesis document")
     genesis_sub = genesis.add_subparsers(dest="genesis_command", required=True)
@@ -226,10 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peer", action="append", metavar="HOST:PORT")
     p.add_argument("--no-peer-exchange", action="store_true",
                    help="dial only the configured peers (devnet partitions need this)")
+    add_init_flags(p)
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("run", help="run a node")
     p.add_argument("--home", required=True)
+    add_run_flags(p)
     p.set_defaults(func=cmd_run)
 
     tx = sub.add_parser("tx", help="sign and submit transactions")

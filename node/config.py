@@ -6,15 +6,22 @@
     HOME/node_key.json      the p2p identity key
     HOME/data/              LevelDB
 
-Unknown keys and bad values are refused at start, naming the key.
+Each setting comes from, in rising priority: its default, the file, an environment
+variable GOVCHAIN_<KEY> and a `govchain run` flag. Unknown keys and bad values are
+refused at start, naming the key. Key files are encrypted (node.keystore) or, on
+devnets, plaintext and flagged as insecure.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import itertools
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,12 +30,22 @@ from chain.crypto import KeyPair
 from chain.errors import ChainError
 from chain.genesis import Genesis
 from node.errors import ConfigError
+from node.keystore import (
+    DEFAULT_KDF_COST,
+    PassphraseSource,
+    load_key_file,
+    write_encrypted_key_file,
+)
 
 CONFIG_FILE = "config.toml"
 GENESIS_FILE = "genesis.json"
 VALIDATOR_KEY_FILE = "validator_key.json"
 NODE_KEY_FILE = "node_key.json"
 DATA_DIR = "data"
+ENV_PREFIX = "GOVCHAIN_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("human", "json")
+PRUNING_MODES = ("head-state-only",)
 
 
 @dataclass(slots=True)
@@ -61,6 +78,20 @@ class NodeConfig:
     """DEBUG, INFO, WARNING or ERROR."""
     verify_threads: int = 0
     """Signature verification threads; 0 means one per core."""
+    log_format: str = "human"
+    """Log lines as "human" text or "json" objects (one per line, for log shippers)."""
+    metrics_enabled: bool = True
+    """Serve Prometheus metrics at /metrics on the RPC address."""
+    explorer_enabled: bool = True
+    """Serve the block explorer page at /explorer/ on the RPC address."""
+    max_blocks_behind: int = 2
+    """/ready answers 503 while the best peer's height is more than this above ours."""
+    ready_min_peers: int = 1
+    """/ready answers 503 with fewer peers connected (a node with no `peers` needs none)."""
+    key_passphrase_file: str = ""
+    """File holding the passphrase of encrypted key files ("" = flag, env or prompt)."""
+    pruning: str = "head-state-only"
+    """The only mode: no historical state is kept (state at head); blocks are never pruned."""
 
     @property
     def rpc_host_port(self) -> tuple[str, int]:
@@ -78,8 +109,104 @@ def split_host_port(value: str, key: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def load_config(home: Path) -> NodeConfig:
-    """Read HOME/config.toml, refusing unknown keys and values of the wrong type."""
+SOURCE_DEFAULT, SOURCE_FILE, SOURCE_ENV, SOURCE_FLAG = "default", "file", "env", "flag"
+
+
+def get_setting_docs() -> dict[str, str]:
+    """Each NodeConfig key's docstring (the line under it in the class body)."""
+    tree = ast.parse(inspect.getsource(NodeConfig))
+    class_def = tree.body[0]
+    assert isinstance(class_def, ast.ClassDef)
+    docs: dict[str, str] = {}
+    for item, following in itertools.pairwise(class_def.body):
+        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and \
+                isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+            docs[item.target.id] = " ".join(str(following.value.value).split())
+    return docs
+
+
+def get_env_name(key: str) -> str:
+    """The environment variable that overrides `key`, e.g. GOVCHAIN_RPC_LISTEN."""
+    return ENV_PREFIX + key.upper()
+
+
+def parse_setting(key: str, text: str, where: str = "flag") -> Any:
+    """A setting's value from the text of an environment variable or a flag."""
+    try:
+        return _parse_setting(key, text)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e.message}") from e
+
+
+def _parse_setting(key: str, text: str) -> Any:
+    default = getattr(NodeConfig(), key)
+    if isinstance(default, bool):
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"config key {key!r} must be true or false, got {text!r}")
+    if isinstance(default, int):
+        try:
+            return int(text.strip())
+        except ValueError as e:
+            raise ConfigError(f"config key {key!r} must be an integer, got {text!r}") from e
+    if isinstance(default, list):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def _check_type(key: str, value: Any, where: str) -> None:
+    default = getattr(NodeConfig(), key)
+    if type(value) is not type(default):
+        raise ConfigError(f"{where}: config key {key!r} must be a {type(default).__name__}")
+    if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: config key {key!r} must be a list of strings")
+
+
+def validate_config(config: NodeConfig, sources: Mapping[str, str] | None = None) -> None:
+    """Refuse values that are of the right type but meaningless, naming the key."""
+    def fail(key: str, what: str) -> None:
+        source = (sources or {}).get(key, SOURCE_DEFAULT)
+        raise ConfigError(f"config key {key!r} (from {source}) {what}, "
+                          f"got {getattr(config, key)!r}")
+
+    for key in ("rpc_listen", "p2p_listen"):
+        try:
+            split_host_port(getattr(config, key), key)
+        except ConfigError:
+            fail(key, "must be host:port")
+    for peer in config.peers:
+        try:
+            split_host_port(peer, "peers")
+        except ConfigError:
+            fail("peers", f"must hold host:port entries ({peer!r} is not)")
+    if config.log_level not in LOG_LEVELS:
+        fail("log_level", "must be one of " + ", ".join(LOG_LEVELS))
+    if config.log_format not in LOG_FORMATS:
+        fail("log_format", "must be one of " + ", ".join(LOG_FORMATS))
+    if config.pruning not in PRUNING_MODES:
+        fail("pruning", "must be one of " + ", ".join(PRUNING_MODES))
+    for key in ("mempool_max_txs", "mempool_max_bytes", "mempool_max_per_sender",
+                "mempool_tx_ttl_s", "rpc_max_body_bytes", "rpc_max_batch"):
+        if getattr(config, key) < 1:
+            fail(key, "must be at least 1")
+    for key in ("verify_threads", "max_blocks_behind", "ready_min_peers"):
+        if getattr(config, key) < 0:
+            fail(key, "must not be negative")
+    if not config.moniker.strip():
+        fail("moniker", "must not be empty")
+
+
+def load_config_with_sources(
+        home: Path, *, env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None) -> tuple[NodeConfig, dict[str, str]]:
+    """The effective config and where each value came from (default/file/env/flag).
+
+    `env` defaults to os.environ; `overrides` are `govchain run` flags (strings are
+    parsed like environment values).
+    """
     path = home / CONFIG_FILE
     try:
         doc = tomllib.loads(path.read_text())
@@ -88,33 +215,70 @@ def load_config(home: Path) -> NodeConfig:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path} is not valid TOML: {e}") from e
     config = NodeConfig()
-    fields = {f.name: f for f in dataclasses.fields(NodeConfig)}
+    names = [f.name for f in dataclasses.fields(NodeConfig)]
+    sources = dict.fromkeys(names, SOURCE_DEFAULT)
     for key, value in doc.items():
-        if key not in fields:
+        if key not in names:
             raise ConfigError(f"{path}: unknown config key {key!r}")
-        default = getattr(config, key)
-        if type(value) is not type(default):
-            raise ConfigError(f"{path}: config key {key!r} must be a {type(default).__name__}")
+        _check_type(key, value, str(path))
         setattr(config, key, value)
-    config.rpc_host_port  # noqa: B018  (validates)
-    config.p2p_host_port  # noqa: B018
-    if config.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"{path}: config key 'log_level' must be DEBUG, INFO, WARNING or ERROR")
-    return config
+        sources[key] = SOURCE_FILE
+    environ = os.environ if env is None else env
+    for key in names:
+        text = environ.get(get_env_name(key))
+        if text is not None:
+            setattr(config, key, parse_setting(key, text, f"env {get_env_name(key)}"))
+            sources[key] = SOURCE_ENV
+    for key, value in (overrides or {}).items():
+        if key not in names:
+            raise ConfigError(f"unknown config key {key!r} in a flag")
+        value = parse_setting(key, value) if isinstance(value, str) and \
+            not isinstance(getattr(config, key), str) else value
+        _check_type(key, value, "flag")
+        setattr(config, key, value)
+        sources[key] = SOURCE_FLAG
+    validate_config(config, sources)
+    return config, sources
+
+
+def load_config(home: Path, *, env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> NodeConfig:
+    """Read HOME/config.toml with env and flag overrides, refusing unknown keys and values
+    of the wrong type."""
+    return load_config_with_sources(home, env=env, overrides=overrides)[0]
 
 
 def render_config(config: NodeConfig) -> str:
     """The TOML text of `config`, one documented key per line."""
-    lines = ["# govchain node configuration; every key is optional (defaults shown by",
-             "# `govchain config show`)."]
+    docs = get_setting_docs()
+    defaults = NodeConfig()
+    lines = ["# govchain node configuration. Every key is optional: a commented-out key",
+             "# shows its default. Environment variables GOVCHAIN_<KEY> and `govchain run`",
+             "# flags override this file; `govchain config show --home DIR` prints the",
+             "# effective values and their sources (docs/operator.md)."]
     for f in dataclasses.fields(NodeConfig):
         value = getattr(config, f.name)
-        lines.append(f"{f.name} = {json.dumps(value)}")
+        lines.append("")
+        lines.append(f"# {docs.get(f.name, '')}")
+        comment = "# " if value == getattr(defaults, f.name) else ""
+        lines.append(f"{comment}{f.name} = {json.dumps(value)}")
     return "\n".join(lines) + "\n"
 
 
+def render_settings_table() -> str:
+    """The Markdown table of settings in docs/operator.md (checked by a test)."""
+    docs = get_setting_docs()
+    defaults = NodeConfig()
+    rows = ["| key | default | environment | meaning |", "|---|---|---|---|"]
+    for f in dataclasses.fields(NodeConfig):
+        default = json.dumps(getattr(defaults, f.name))
+        rows.append(f"| `{f.name}` | `{default}` | `{get_env_name(f.name)}` | "
+                    f"{docs.get(f.name, '')} |")
+    return "\n".join(rows) + "\n"
+
+
 def write_key_file(path: Path, key: KeyPair) -> None:
-    """Write a key file readable only by its owner."""
+    """Write a PLAINTEXT key file readable only by its owner (devnets and tests only)."""
     doc = {"public_key": key.public_key.hex(), "secret_seed": key.seed.hex()}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -122,18 +286,9 @@ def write_key_file(path: Path, key: KeyPair) -> None:
         f.write("\n")
 
 
-def read_key_file(path: Path | str) -> KeyPair:
-    path = Path(path)
-    try:
-        doc: Any = json.loads(path.read_text())
-        key = KeyPair.from_seed(bytes.fromhex(doc["secret_seed"]))
-    except FileNotFoundError as e:
-        raise ConfigError(f"key file {path} is missing") from e
-    except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"key file {path} is not a govchain key file") from e
-    if "public_key" in doc and doc["public_key"] != key.public_key.hex():
-        raise ConfigError(f"key file {path}: public_key does not match the secret seed")
-    return key
+def read_key_file(path: Path | str, passphrase: PassphraseSource | None = None) -> KeyPair:
+    """A key from a plaintext or encrypted key file (unlocked from env, file or prompt)."""
+    return load_key_file(Path(path), passphrase or PassphraseSource()).key
 
 
 def read_genesis(path: Path) -> Genesis:
@@ -159,34 +314,58 @@ class NodeHome:
     """The consensus key, or None for a full node."""
     node_key: KeyPair
     """The p2p identity key."""
+    insecure_key_files: tuple[str, ...] = ()
+    """Key files read in plaintext (dev keys): logged as a warning at start."""
+    sources: dict[str, str] = field(default_factory=dict)
+    """Where each config value came from: default, file, env or flag."""
 
     @property
     def data_dir(self) -> Path:
         return self.path / DATA_DIR
 
     @classmethod
-    def load(cls, home: Path) -> NodeHome:
+    def load(cls, home: Path, *, env: Mapping[str, str] | None = None,
+             overrides: Mapping[str, Any] | None = None,
+             passphrase: PassphraseSource | None = None) -> NodeHome:
+        """Load a home; encrypted keys are unlocked from `passphrase`, else from the
+        config's key_passphrase_file, the environment or a prompt."""
         if not home.is_dir():
             raise ConfigError(f"node home {home} does not exist: run `govchain init` first")
+        config, sources = load_config_with_sources(home, env=env, overrides=overrides)
+        if passphrase is None:
+            passphrase = PassphraseSource(file=config.key_passphrase_file or None, env=env)
         validator_path = home / VALIDATOR_KEY_FILE
+        validator = load_key_file(validator_path, passphrase) if validator_path.exists() \
+            else None
+        node_key = load_key_file(home / NODE_KEY_FILE, passphrase)
+        insecure = tuple(str(path) for path, loaded in ((validator_path, validator),
+                                                        (home / NODE_KEY_FILE, node_key))
+                         if loaded is not None and not loaded.encrypted)
         return cls(
-            path=home,
-            config=load_config(home),
-            genesis=read_genesis(home / GENESIS_FILE),
-            validator_key=read_key_file(validator_path) if validator_path.exists() else None,
-            node_key=read_key_file(home / NODE_KEY_FILE),
-        )
+            path=home, config=config, genesis=read_genesis(home / GENESIS_FILE),
+            validator_key=validator.key if validator else None, node_key=node_key.key,
+            insecure_key_files=insecure, sources=sources)
 
 
 def init_home(home: Path, genesis_text: str, config: NodeConfig,
-              validator_key: KeyPair | None) -> None:
-    """Create a node home; refuses to overwrite an existing one."""
+              validator_key: KeyPair | None, *, passphrase: bytes | None = None,
+              kdf_cost: str = DEFAULT_KDF_COST) -> None:
+    """Create a node home; refuses to overwrite an existing one.
+
+    With `passphrase` both keys are written encrypted; without, in plaintext (devnets and
+    tests: the node logs them as insecure dev keys at every start).
+    """
     if (home / CONFIG_FILE).exists():
         raise ConfigError(f"{home} already holds a node home; choose another --home")
     Genesis.from_json(genesis_text)  # refuse a bad genesis before writing anything
     home.mkdir(parents=True, exist_ok=True)
     (home / GENESIS_FILE).write_text(genesis_text)
     (home / CONFIG_FILE).write_text(render_config(config))
-    write_key_file(home / NODE_KEY_FILE, KeyPair.generate())
+    keys = [(home / NODE_KEY_FILE, KeyPair.generate())]
     if validator_key is not None:
-        write_key_file(home / VALIDATOR_KEY_FILE, validator_key)
+        keys.append((home / VALIDATOR_KEY_FILE, validator_key))
+    for path, key in keys:
+        if passphrase is None:
+            write_key_file(path, key)
+        else:
+            write_encrypted_key_file(path, key, passphrase, kdf_cost)

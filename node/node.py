@@ -141,6 +141,8 @@ class Node:
         self.broadcast_message: Callable[[Proposal | Vote], None] = lambda message: None
         self.broadcast_txs: Callable[[list[Transaction]], None] = lambda txs: None
         self.on_evidence: Callable[[Vote, Vote], None] = lambda a, b: None
+        self.on_admission: Callable[[list[MempoolError | None]], None] = lambda errors: None
+        """Told each admission batch's verdicts (metrics)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -340,6 +342,7 @@ class Node:
         """Admit `txs` to the mempool; one error (or None) per tx, in order."""
         verdicts = await self.verifier.verify(txs)
         errors = [self._admit(tx, ok) for tx, ok in zip(txs, verdicts, strict=True)]
+        self.on_admission(errors)
         if relay:
             self.broadcast_txs([tx for tx, e in zip(txs, errors, strict=True) if e is None])
         self._signal_txs_available()

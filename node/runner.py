@@ -10,16 +10,19 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
+from node import logs
 from node.api import NodeApi
 from node.config import NodeHome
 from node.errors import NodeError
+from node.keystore import PassphraseSource
 from node.network import NodeNetwork
 from node.node import Node
+from node.operator_http import add_operator_routes
 from node.rpc import RpcDispatcher, make_rpc_handler
 from storage.errors import StorageError
 
@@ -27,11 +30,8 @@ log = logging.getLogger("govchain")
 DISPATCHER_KEY = web.AppKey("dispatcher", RpcDispatcher)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+def setup_logging(level: str, log_format: str = "human") -> None:
+    logs.setup_logging(level, log_format)
 
 
 def build_http_app(node: Node, api: NodeApi) -> web.Application:
@@ -55,6 +55,7 @@ class NodeService:
     def __init__(self, home: NodeHome) -> None:
         self.home = home
         self.node = Node(home)
+        logs.set_log_context(lambda: (self.node.core.height, self.node.core.round))
         self.network = NodeNetwork(self.node)
         self.api = NodeApi(self.node, peers=self.network.peer_list,
                            max_batch=home.config.rpc_max_batch)
@@ -71,6 +72,7 @@ class NodeService:
     async def start(self) -> None:
         app = build_http_app(self.node, self.api)
         self.api_dispatcher = app[DISPATCHER_KEY]
+        add_operator_routes(app, self)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         host, port = self.home.config.rpc_host_port
@@ -125,9 +127,13 @@ async def serve(home: NodeHome, stop: asyncio.Event) -> None:
         raise NodeError("a node task failed; see the error above")
 
 
-def run_node(home_path: Path) -> int:
-    home = NodeHome.load(home_path)
-    setup_logging(home.config.log_level)
+def run_node(home_path: Path, overrides: dict[str, Any] | None = None,
+             passphrase: PassphraseSource | None = None) -> int:
+    home = NodeHome.load(home_path, overrides=overrides, passphrase=passphrase)
+    setup_logging(home.config.log_level, home.config.log_format)
+    for path in home.insecure_key_files:
+        log.warning("INSECURE DEV KEY: %s is not encrypted; for a real network encrypt it "
+                    "with `govchain keys import` (docs/operator.md)", path)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -32,6 +32,7 @@ from storage.errors import (
     SchemaVersionError,
     StalePreparedStateError,
     StateRootMismatchError,
+    StorageError,
     UnknownHeightError,
 )
 from storage.kv import KVStore, MemoryStore, PlyvelStore, WriteBatch
@@ -121,6 +122,14 @@ class ChainStore:
     def close(self) -> None:
         with self._lock:
             self._kv.close()
+
+    def write_snapshot(self, path: str) -> int:
+        """Copy the database as of one committed block into a new directory `path`
+        (blocks are committed in one batch, so a snapshot is never between two);
+        returns the number of keys copied."""
+        if not isinstance(self._kv, PlyvelStore):
+            raise StorageError("only a LevelDB store can be snapshotted")
+        return self._kv.copy_snapshot_to(path)
 
     # -- identity and genesis -------------------------------------------------
 

@@ -141,6 +141,31 @@ class PlyvelStore:
                 f"writing to the database in {self.path} failed: {e}; check free disk "
                 "space and permissions, then restart the node") from e
 
+    def copy_snapshot_to(self, path: str, batch_bytes: int = 4 * 1024 * 1024) -> int:
+        """Copy a consistent point-in-time view of every key into a new database at
+        `path` (which must not exist) while writes go on; returns the keys copied."""
+        copied = 0
+        target = plyvel.DB(path, create_if_missing=True, error_if_exists=True)
+        try:
+            snapshot = self._db.snapshot()
+            try:
+                wb = target.write_batch()
+                size = 0
+                with snapshot.iterator() as it:
+                    for key, value in it:
+                        wb.put(key, value)
+                        copied += 1
+                        size += len(key) + len(value)
+                        if size >= batch_bytes:
+                            wb.write()
+                            wb, size = target.write_batch(), 0
+                wb.write()
+            finally:
+                snapshot.close()
+        finally:
+            target.close()
+        return copied
+
     def close(self) -> None:
         self._db.close()
 

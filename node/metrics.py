@@ -1,0 +1,239 @@
+"""Prometheus metrics of a node, in the text exposition format (version 0.0.4).
+
+The exposition is small enough to write here rather than depend on prometheus-client:
+counters and histograms are updated by hooks on the node (commit, admission, block
+execution); gauges are read from the node when /metrics is scraped. Nothing here
+changes node state.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from chain.vote import CommitCertificate
+from node import __version__
+from node.errors import MempoolError
+from node.execution import ExecutedBlock
+
+if TYPE_CHECKING:
+    from node.runner import NodeService
+
+Labels = tuple[tuple[str, str], ...]
+
+EXECUTION_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+ROUND_BUCKETS = (1, 2, 3, 5, 10)
+
+
+def escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def format_labels(labels: Labels) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{escape_label(v)}"' for k, v in labels) + "}"
+
+
+def format_value(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+class Family:
+    """One metric name with its help, type and labelled samples."""
+
+    def __init__(self, name: str, kind: str, help_text: str) -> None:
+        self.name = name
+        self.kind = kind
+        self.help = help_text
+        self.values: dict[Labels, float] = {}
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        self.values[key] = self.values.get(key, 0.0) + amount
+
+    def set(self, value: float, **labels: str) -> None:
+        self.values[tuple(sorted(labels.items()))] = value
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} {self.kind}"
+        for labels, value in sorted(self.values.items()):
+            yield f"{self.name}{format_labels(labels)} {format_value(value)}"
+
+
+class Histogram:
+    """A Prometheus histogram without labels."""
+
+    def __init__(self, name: str, help_text: str, buckets: Iterable[float]) -> None:
+        self.name = name
+        self.help = help_text
+        self.buckets = tuple(buckets)
+        self.counts = [0] * len(self.buckets)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        for i, bound in enumerate(self.buckets):
+            if value <= bound:
+                self.counts[i] += 1
+        self.count += 1
+        self.sum += value
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} histogram"
+        for bound, count in zip(self.buckets, self.counts, strict=True):
+            yield f'{self.name}_bucket{{le="{format_value(bound)}"}} {count}'
+        yield f'{self.name}_bucket{{le="+Inf"}} {self.count}'
+        yield f"{self.name}_sum {format_value(self.sum)}"
+        yield f"{self.name}_count {self.count}"
+
+
+def get_dir_size_bytes(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:  # a LevelDB file compacted away while we walk
+                continue
+    return total
+
+
+class NodeMetrics:
+    """Counters fed by node hooks, plus gauges read at scrape time."""
+
+    def __init__(self, service: NodeService) -> None:
+        self.service = service
+        node = service.node
+        self.tx_admitted = Family("govchain_tx_admitted_total", "counter",
+                                  "Transactions admitted to the mempool.")
+        self.tx_rejected = Family("govchain_tx_rejected_total", "counter",
+                                  "Transactions refused at admission, by reason code.")
+        self.txs_final = Family("govchain_txs_final_total", "counter",
+                                "Transactions in final blocks committed by this node.")
+        self.proposer_misses = Family(
+            "govchain_proposer_misses_total", "counter",
+            "Rounds whose proposer's block was not finalized, by that proposer.")
+        self.missed_certificates = Family(
+            "govchain_validator_missed_certificates_total", "counter",
+            "Final blocks whose commit certificate lacks this validator's signature.")
+        self.last_signed = Family(
+            "govchain_validator_last_signed_height", "gauge",
+            "Latest height whose commit certificate holds this validator's signature.")
+        self.rounds = Histogram("govchain_block_rounds", "Rounds needed to finalize a height.",
+                                ROUND_BUCKETS)
+        self.execution = Histogram("govchain_block_execution_seconds",
+                                   "Time to build or re-execute one block.",
+                                   EXECUTION_BUCKETS_S)
+        node.add_commit_listener(self.on_commit)
+        node.on_admission = self.on_admission
+        node.executor.on_executed = self.execution.observe
+
+    def on_admission(self, errors: list[MempoolError | None]) -> None:
+        for error in errors:
+            if error is None:
+                self.tx_admitted.inc()
+            else:
+                self.tx_rejected.inc(code=error.code)
+
+    def on_commit(self, executed: ExecutedBlock, certificate: CommitCertificate) -> None:
+        block = executed.block
+        height = block.height
+        validator_set = self.service.node.store.get_validator_set(height)
+        self.rounds.observe(certificate.round + 1)
+        self.txs_final.inc(len(block.txs))
+        for round_ in range(certificate.round):
+            proposer = validator_set.get_proposer(height, round_)
+            self.proposer_misses.inc(validator=proposer.hex())
+        signers = {key for key, _ in certificate.signatures}
+        for validator in validator_set.validators:
+            key = validator.public_key.hex()
+            if validator.public_key in signers:
+                self.last_signed.set(height, validator=key, name=validator.name)
+            else:
+                self.missed_certificates.inc(validator=key, name=validator.name)
+
+    def _gauges(self) -> list[Family]:
+        service = self.service
+        node = service.node
+        store = node.store
+        head = store.head_block()
+        head_time_ms = head.header.timestamp_ms if head else node.genesis.genesis_time_ms
+        counters = service.network.p2p.counters()
+
+        def gauge(name: str, help_text: str, value: float, kind: str = "gauge",
+                  **labels: str) -> Family:
+            family = Family(name, kind, help_text)
+            family.set(value, **labels)
+            return family
+
+        p2p_bytes = Family("govchain_p2p_bytes_total", "counter",
+                           "Bytes of p2p traffic since start, by direction.")
+        p2p_bytes.set(counters.bytes_in, direction="in")
+        p2p_bytes.set(counters.bytes_out, direction="out")
+        rpc = Family("govchain_rpc_requests_total", "counter",
+                     "JSON-RPC calls by method and status (ok or an error reason).")
+        for (method, status), count in service.api_dispatcher.calls_by_method.items():
+            rpc.set(count, method=method, status=status)
+        return [
+            gauge("govchain_build_info", "Node version and chain.", 1, version=__version__,
+                  chain_id=node.chain_id, moniker=node.home.config.moniker),
+            gauge("govchain_height", "Height of the latest block this node committed.",
+                  store.head_height),
+            gauge("govchain_finalized_height",
+                  "Latest final height (equal to the height: every committed block is final).",
+                  store.head_height),
+            gauge("govchain_consensus_height", "Height consensus is working on.",
+                  node.core.height),
+            gauge("govchain_consensus_round", "Round of the height in progress.",
+                  node.core.round),
+            gauge("govchain_head_age_seconds", "Seconds since the head block's timestamp.",
+                  max(0.0, time.time() - head_time_ms / 1000)),
+            gauge("govchain_is_validator", "1 when this node holds a validator key.",
+                  1 if node.core.is_validator else 0),
+            gauge("govchain_peers", "Connected peers.", len(service.network.peer_list())),
+            gauge("govchain_mempool_txs", "Transactions waiting in the mempool.",
+                  len(node.mempool)),
+            gauge("govchain_mempool_bytes", "Bytes of transactions waiting in the mempool.",
+                  node.mempool.size_bytes),
+            gauge("govchain_storage_bytes", "Size of the data directory on disk.",
+                  get_dir_size_bytes(node.home.data_dir)),
+            p2p_bytes, rpc,
+        ]
+
+    def render(self) -> str:
+        families: list[Family | Histogram] = [
+            *self._gauges(), self.tx_admitted, self.tx_rejected, self.txs_final,
+            self.proposer_misses, self.missed_certificates, self.last_signed, self.rounds,
+            self.execution]
+        lines: list[str] = []
+        for family in families:
+            lines.extend(family.render())
+        return "\n".join(lines) + "\n"
+
+
+def parse_exposition(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Samples of a text exposition by metric name (tests and `govchain` tooling)."""
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, label_text = head.partition("{")
+        labels: dict[str, str] = {}
+        for part in filter(None, label_text.rstrip("}").split('",')):
+            key, _, raw = part.partition("=")
+            labels[key] = raw.strip('"')
+        samples.setdefault(name, []).append((labels, float(value)))
+    return samples
+

@@ -1,0 +1,373 @@
+"""Replaying a chain from genesis: audit, export and import.
+
+`Replayer` applies blocks to a store of its own and trusts nothing it is given: each
+block's commit certificate is checked against the validator set of its height (as
+derived by the replay itself), every transaction signature is verified, every
+transaction re-executed, and the tx root, state root and next validator set checked
+(node.execution). The first failure stops the replay as an `AuditMismatch` naming
+the height and what differs. Audit replays the node's own database into a temporary
+one and then compares the final state entry by entry; import replays an export file
+into a new home. Nothing here writes to the audited database.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import struct
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from chain import codec
+from chain.block import Block
+from chain.crypto import is_valid_signature
+from chain.errors import ChainError
+from chain.genesis import Genesis
+from chain.vote import CommitCertificate, validate_certificate
+from ledger.execution import Ledger, default_modules
+from ledger.state import Overlay
+from node.config import DATA_DIR, GENESIS_FILE, read_genesis
+from node.errors import NodeError
+from node.execution import BlockExecutor, InvalidBlockError
+from storage.chain_store import ChainStore
+from storage.errors import StorageError
+
+EXPORT_MAGIC = b"GOVCHAIN-EXPORT\n"
+EXPORT_VERSION = 1
+EXPORT_FORMAT = "govchain-export"
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+Progress = Callable[[int, int, int, float], None]
+"""Told (height, target height, txs so far, seconds so far) about once a second."""
+
+
+class AuditMismatch(NodeError):
+    """Raised when a replayed block, certificate, result or state entry differs."""
+
+    code = "audit_mismatch"
+
+    def __init__(self, height: int, what: str) -> None:
+        super().__init__(f"height {height}: {what}")
+        self.height = height
+        self.what = what
+
+
+class ExportFormatError(NodeError):
+    """Raised when an export file is not one this node reads, or is cut short."""
+
+    code = "export_format"
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """What a replay went through."""
+
+    blocks: int
+    """Blocks replayed."""
+    txs: int
+    """Transactions re-executed."""
+    seconds: float
+    """Wall time of the replay."""
+    head_height: int
+    """Height reached."""
+    state_root: str
+    """State root after the last block (hex)."""
+
+    @property
+    def txs_per_s(self) -> float:
+        return self.txs / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"blocks": self.blocks, "txs": self.txs, "seconds": round(self.seconds, 3),
+                "tx_per_s": round(self.txs_per_s, 1), "head_height": self.head_height,
+                "state_root": self.state_root}
+
+
+class _EmptyState:
+    def get(self, key: bytes) -> bytes | None:
+        return None
+
+
+class Replayer:
+    """Applies blocks one by one to `store`, verifying everything first."""
+
+    def __init__(self, genesis: Genesis, store: ChainStore) -> None:
+        self.genesis = genesis
+        self.store = store
+        self.ledger = Ledger(default_modules())
+        self.last_written: dict[bytes, int] = {}
+        """The height at which each state key was last written by the replay."""
+        if not store.is_initialized:
+            view = Overlay(_EmptyState())
+            self.ledger.apply_genesis(view, genesis)
+            changes = view.changes()
+            store.commit_genesis(changes, genesis.validator_set)
+            self.last_written.update(dict.fromkeys(changes, 0))
+        self.executor = BlockExecutor(store, self.ledger, genesis.chain_id)
+        self.blocks = 0
+        self.txs = 0
+
+    def apply(self, block: Block, certificate: CommitCertificate) -> list[tuple[str, str]]:
+        """Verify and commit `block`; return its (code, message) per transaction."""
+        height = self.store.head_height + 1
+        if block.height != height:
+            raise AuditMismatch(height, f"the next block is numbered {block.height}")
+        try:
+            validate_certificate(certificate, self.store.get_validator_set(height),
+                                 self.genesis.chain_id, height=height, block_hash=block.hash)
+        except ChainError as e:
+            raise AuditMismatch(height, f"commit certificate: {e.message}") from e
+        for index, tx in enumerate(block.txs):
+            message = tx.signing_bytes
+            if not tx.signatures or not all(is_valid_signature(s.public_key, message, s.signature)
+                                            for s in tx.signatures):
+                raise AuditMismatch(height, f"transaction {index} ({tx.hash.hex()}) has a bad "
+                                            "signature")
+        try:
+            executed = self.executor.execute(block)
+        except InvalidBlockError as e:
+            raise AuditMismatch(height, e.message) from e
+        self.store.commit_block(block, certificate, executed.changes, executed.result_values(),
+                                executed.next_validator_set, executed.prepared)
+        self.executor.clear()
+        self.last_written.update(dict.fromkeys(executed.changes, height))
+        self.blocks += 1
+        self.txs += len(block.txs)
+        return [(r.code, r.message) for r in executed.results]
+
+
+def _run(replayer: Replayer, items: Iterator[tuple[Block, CommitCertificate, Any]],
+         target_height: int, progress: Progress | None,
+         check_results: Callable[[Block, Any, list[tuple[str, str]]], None] | None
+         ) -> float:
+    started = time.monotonic()
+    last_report = started
+    for block, certificate, extra in items:
+        results = replayer.apply(block, certificate)
+        if check_results is not None:
+            check_results(block, extra, results)
+        now = time.monotonic()
+        if progress is not None and now - last_report >= 1.0:
+            last_report = now
+            progress(block.height, target_height, replayer.txs, now - started)
+    return time.monotonic() - started
+
+
+# ------------------------------------------------------------------ audit
+
+
+def _stored_blocks(source: ChainStore) -> Iterator[tuple[Block, CommitCertificate, Any]]:
+    for height in range(1, source.head_height + 1):
+        try:
+            block = source.get_block(height)
+            certificate = source.get_certificate(height)
+        except StorageError as e:
+            raise AuditMismatch(height, f"stored data does not decode: {e}") from e
+        if block is None or certificate is None:
+            raise AuditMismatch(height, "the block or its certificate is missing")
+        yield block, certificate, source
+
+
+def _check_stored_results(block: Block, source: Any, results: list[tuple[str, str]]) -> None:
+    for index, (tx, (code, _)) in enumerate(zip(block.txs, results, strict=True)):
+        record = source.get_tx(tx.hash)
+        if record is None or (record.height, record.index) != (block.height, index):
+            raise AuditMismatch(block.height, f"transaction {index} ({tx.hash.hex()}) is not "
+                                              "indexed at its place")
+        if record.code != code:
+            raise AuditMismatch(block.height, f"transaction {index} ({tx.hash.hex()}): the "
+                                              f"stored result is {record.code!r}, re-execution "
+                                              f"gives {code!r}")
+
+
+def _compare_state(source: ChainStore, replayer: Replayer) -> None:
+    """Raise AuditMismatch at the first state key whose stored value differs."""
+    head = source.head_height
+    stored = source.iterate_state(b"")
+    replayed = replayer.store.iterate_state(b"")
+    end: tuple[bytes, bytes] = (b"", b"")
+    a, b = next(stored, end), next(replayed, end)
+    while a is not end or b is not end:
+        if a == b:
+            a, b = next(stored, end), next(replayed, end)
+            continue
+        if b is end or (a is not end and a[0] < b[0]):
+            key, what = a[0], "is in the stored state but not in the replayed state"
+        elif a is end or b[0] < a[0]:
+            key, what = b[0], "is missing from the stored state"
+        else:
+            key, what = a[0], "stored value differs from the replayed value"
+        written = replayer.last_written.get(key)
+        when = f"last written at height {written}" if written is not None \
+            else "never written by any block"
+        raise AuditMismatch(head, f"state entry {key.hex()} ({when}): {what}")
+    if source.head_state_root != replayer.store.head_state_root:
+        raise AuditMismatch(head, "the stored state tree root differs from the replayed one")
+
+
+def audit(home: Path, data_dir: Path | None = None, *, progress: Progress | None = None,
+          work_dir: Path | None = None) -> ReplayReport:
+    """Replay the chain in HOME's database (or `data_dir`, e.g. a snapshot) from genesis
+    into a temporary database; raise AuditMismatch at the first difference."""
+    genesis = read_genesis(home / GENESIS_FILE)
+    data = data_dir or home / DATA_DIR
+    if not (data / "CURRENT").exists():
+        raise NodeError(f"{data} is not a LevelDB data directory")
+    source = ChainStore.open(str(data), genesis)
+    try:
+        with tempfile.TemporaryDirectory(prefix="govchain-audit-", dir=work_dir) as tmp:
+            target = ChainStore.open(str(Path(tmp) / "replay"), genesis)
+            try:
+                replayer = Replayer(genesis, target)
+                seconds = _run(replayer, _stored_blocks(source), source.head_height, progress,
+                               _check_stored_results)
+                _compare_state(source, replayer)
+                return ReplayReport(replayer.blocks, replayer.txs, seconds, target.head_height,
+                                    target.head_state_root.hex())
+            finally:
+                target.close()
+    finally:
+        source.close()
+
+
+# ------------------------------------------------------------------ export and import
+
+
+def _write_frame(out: BinaryIO | gzip.GzipFile, value: Any) -> None:
+    data = codec.encode(value)
+    out.write(struct.pack(">I", len(data)))
+    out.write(data)
+
+
+def _read_frame(inp: BinaryIO | gzip.GzipFile) -> Any:
+    head = inp.read(4)
+    if len(head) != 4:
+        raise ExportFormatError("the export file ends early (no end record): it is truncated")
+    (size,) = struct.unpack(">I", head)
+    if size > MAX_FRAME_BYTES:
+        raise ExportFormatError(f"a record of {size} bytes is larger than any block")
+    data = inp.read(size)
+    if len(data) != size:
+        raise ExportFormatError("the export file ends inside a record: it is truncated")
+    try:
+        return codec.decode(data, max_size=MAX_FRAME_BYTES)
+    except ChainError as e:
+        raise ExportFormatError(f"a record does not decode: {e.message}") from e
+
+
+def export_chain(home: Path, out_path: Path, data_dir: Path | None = None) -> dict[str, Any]:
+    """Write blocks and certificates 1..head of HOME's database to a gzip export file."""
+    genesis = read_genesis(home / GENESIS_FILE)
+    source = ChainStore.open(str(data_dir or home / DATA_DIR), genesis)
+    try:
+        head = source.head_height
+        tmp = out_path.with_name(out_path.name + ".part")
+        with gzip.open(tmp, "wb") as out:
+            out.write(EXPORT_MAGIC)
+            _write_frame(out, {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
+                               "chain_id": genesis.chain_id, "genesis": genesis.to_json(),
+                               "genesis_hash": genesis.hash, "head_height": head})
+            for height in range(1, head + 1):
+                block, certificate = source.get_block(height), source.get_certificate(height)
+                if block is None or certificate is None:
+                    raise NodeError(f"block {height} or its certificate is missing: run "
+                                    "`govchain audit` on this home")
+                _write_frame(out, [height, block.encoded, certificate.encoded])
+            _write_frame(out, ["end", head, source.head_hash])
+        tmp.replace(out_path)
+        return {"file": str(out_path), "blocks": head, "head_hash": source.head_hash.hex(),
+                "state_root": source.head_state_root.hex(), "bytes": out_path.stat().st_size}
+    finally:
+        source.close()
+
+
+def _read_export(inp: BinaryIO | gzip.GzipFile, genesis: Genesis
+                 ) -> Iterator[tuple[Block, CommitCertificate, Any]]:
+    if inp.read(len(EXPORT_MAGIC)) != EXPORT_MAGIC:
+        raise ExportFormatError("not a govchain export file")
+    header = _read_frame(inp)
+    if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
+        raise ExportFormatError("not a govchain export file")
+    if header.get("version") != EXPORT_VERSION:
+        raise ExportFormatError(f"export format version {header.get('version')} is not "
+                                f"read by this node (it reads {EXPORT_VERSION})")
+    if header.get("genesis_hash") != genesis.hash:
+        raise ExportFormatError("the export is of another chain than this home's genesis "
+                                f"({header.get('chain_id')!r})")
+    count = 0
+    while True:
+        frame = _read_frame(inp)
+        if isinstance(frame, list | tuple) and frame and frame[0] == "end":
+            if len(frame) != 3 or frame[1] != count:
+                raise ExportFormatError(f"the end record names {frame[1:2]} blocks, the file "
+                                        f"holds {count}")
+            return
+        try:
+            height, block_bytes, cert_bytes = codec.expect_tuple(frame, 3, "export record")
+            block = Block.decode(block_bytes)
+            certificate = CommitCertificate.decode(cert_bytes)
+        except (ChainError, TypeError) as e:
+            raise AuditMismatch(count + 1, f"the exported block does not decode: {e}") from e
+        if height != block.height:
+            raise AuditMismatch(count + 1, f"record {height} holds block {block.height}")
+        count += 1
+        yield block, certificate, None
+
+
+def import_chain(home: Path, in_path: Path, *, progress: Progress | None = None
+                 ) -> ReplayReport:
+    """Rebuild HOME's database from an export file, verifying every block as audit does.
+
+    HOME must have been created by `govchain init` with the same genesis, and hold no
+    blocks yet. The database is built in HOME/data.import and moved to HOME/data only
+    once every block has verified: a failed import leaves HOME as it was.
+    """
+    genesis = read_genesis(home / GENESIS_FILE)
+    data = home / DATA_DIR
+    if (data / "CURRENT").exists():
+        existing = ChainStore.open(str(data), genesis)
+        try:
+            height = existing.head_height if existing.is_initialized else 0
+        finally:
+            existing.close()
+        if height > 0:
+            raise NodeError(f"{data} already holds blocks up to {height}; import into a "
+                            "fresh home")
+    building = home / (DATA_DIR + ".import")
+    if building.exists():
+        shutil.rmtree(building)
+    try:
+        store = ChainStore.open(str(building), genesis)
+        try:
+            replayer = Replayer(genesis, store)
+            with gzip.open(in_path, "rb") as inp:
+                try:
+                    seconds = _run(replayer, _read_export(inp, genesis), 0, progress, None)
+                except (OSError, EOFError) as e:
+                    raise ExportFormatError(f"cannot read {in_path}: {e}") from e
+            report = ReplayReport(replayer.blocks, replayer.txs, seconds, store.head_height,
+                                  store.head_state_root.hex())
+        finally:
+            store.close()
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    if data.exists():
+        shutil.rmtree(data)
+    building.rename(data)
+    return report
+
+
+def snapshot_offline(home: Path, out: Path) -> dict[str, Any]:
+    """Copy a stopped node's database to `out` (a running node: /admin/snapshot)."""
+    genesis = read_genesis(home / GENESIS_FILE)
+    store = ChainStore.open(str(home / DATA_DIR), genesis)
+    try:
+        keys = store.write_snapshot(str(out))
+        return {"path": str(out), "height": store.head_height, "keys": keys}
+    finally:
+        store.close()

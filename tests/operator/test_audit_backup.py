@@ -1,0 +1,213 @@
+"""Audit (replay from genesis), export/import and snapshots over a real LevelDB chain."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import plyvel
+import pytest
+
+from chain import codec
+from chain.block import BlockHeader
+from node import cli
+from node.config import DATA_DIR, read_genesis
+from node.replay import (
+    AuditMismatch,
+    ExportFormatError,
+    audit,
+    export_chain,
+    import_chain,
+    snapshot_offline,
+)
+from storage import schema
+from storage.chain_store import ChainStore
+from tests.node.conftest import make_genesis, make_home
+from tests.operator.chain_builder import VALIDATOR, build_chain
+
+
+@pytest.fixture(scope="module")
+def chain_home(tmp_path_factory) -> Path:
+    import asyncio
+
+    path = tmp_path_factory.mktemp("chain") / "home"
+    asyncio.run(build_chain(path))
+    return path
+
+
+def copy_home(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def head_of(home: Path) -> tuple[int, str]:
+    store = ChainStore.open(str(home / DATA_DIR), read_genesis(home / "genesis.json"))
+    try:
+        return store.head_height, store.head_state_root.hex()
+    finally:
+        store.close()
+
+
+def state_items(home: Path) -> list[tuple[bytes, bytes]]:
+    store = ChainStore.open(str(home / DATA_DIR), read_genesis(home / "genesis.json"))
+    try:
+        return list(store.iterate_state(b""))
+    finally:
+        store.close()
+
+
+def block_with_txs(home: Path) -> int:
+    db = plyvel.DB(str(home / DATA_DIR))
+    try:
+        for key, _ in db.iterator(prefix=schema.TX_RECORD):
+            return int.from_bytes(key[1:1 + schema.HEIGHT_SIZE], "big")
+    finally:
+        db.close()
+    raise AssertionError("no transactions in the chain")
+
+
+def test_audit_passes_on_a_healthy_chain(chain_home: Path) -> None:
+    report = audit(chain_home)
+    height, root = head_of(chain_home)
+    assert report.blocks == height >= 6
+    assert report.txs == 20
+    assert report.state_root == root
+
+
+def test_audit_cli_summary(chain_home: Path, capsys) -> None:
+    assert cli.main(["--json", "audit", "--home", str(chain_home)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["result"] == "OK" and doc["txs"] == 20 and doc["tx_per_s"] > 0
+
+
+def test_audit_pinpoints_a_removed_transaction(chain_home: Path, tmp_path: Path) -> None:
+    home = copy_home(chain_home, tmp_path / "copy")
+    height = block_with_txs(home)
+    db = plyvel.DB(str(home / DATA_DIR))
+    db.delete(schema.tx_record_key(height, 0))
+    db.close()
+    with pytest.raises(AuditMismatch) as e:
+        audit(home)
+    assert e.value.height == height
+    assert "tx_root" in e.value.what
+
+
+def test_audit_pinpoints_a_rewritten_header(chain_home: Path, tmp_path: Path) -> None:
+    home = copy_home(chain_home, tmp_path / "copy")
+    db = plyvel.DB(str(home / DATA_DIR))
+    # Block 3's time moved by one millisecond: its certificate no longer certifies it.
+    header = BlockHeader.decode(db.get(schema.block_header_key(3)))
+    forged = dataclasses.replace(header, timestamp_ms=header.timestamp_ms + 1)
+    db.put(schema.block_header_key(3), forged.encoded)
+    db.close()
+    with pytest.raises(AuditMismatch) as e:
+        audit(home)
+    assert e.value.height == 3
+    assert "certificate" in e.value.what
+
+
+def test_audit_pinpoints_a_forged_certificate(chain_home: Path, tmp_path: Path) -> None:
+    home = copy_home(chain_home, tmp_path / "copy")
+    db = plyvel.DB(str(home / DATA_DIR))
+    db.put(schema.certificate_key(4), db.get(schema.certificate_key(5)))
+    db.close()
+    with pytest.raises(AuditMismatch) as e:
+        audit(home)
+    assert e.value.height == 4 and "commit certificate" in e.value.what
+
+
+def test_audit_pinpoints_a_corrupted_state_entry(chain_home: Path, tmp_path: Path,
+                                                 capsys) -> None:
+    home = copy_home(chain_home, tmp_path / "copy")
+    items = state_items(home)
+    key, value = next((k, v) for k, v in items if v)  # some account or balance entry
+    db = plyvel.DB(str(home / DATA_DIR))
+    db.put(schema.state_key(key), value + b"\x00")
+    db.close()
+    with pytest.raises(AuditMismatch) as e:
+        audit(home)
+    assert e.value.height == head_of(chain_home)[0]
+    assert key.hex() in e.value.what and "differs" in e.value.what
+    assert "last written at height" in e.value.what
+    assert cli.main(["--json", "audit", "--home", str(home)]) == 2
+    assert json.loads(capsys.readouterr().out)["result"] == "MISMATCH"
+
+
+def test_export_then_import_gives_identical_state(chain_home: Path, tmp_path: Path,
+                                                  capsys) -> None:
+    out = tmp_path / "chain.export"
+    info = export_chain(chain_home, out)
+    assert info["blocks"] == head_of(chain_home)[0]
+    genesis = read_genesis(chain_home / "genesis.json")
+    new_home = make_home(tmp_path / "restored", genesis, None).path
+    assert cli.main(["--json", "import", "--home", str(new_home), "--in", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["result"] == "OK" and report["txs"] == 20
+    assert head_of(new_home) == head_of(chain_home)
+    assert state_items(new_home) == state_items(chain_home)
+    audit(new_home)  # the rebuilt database audits clean too
+
+
+def test_invalid_import_of_a_tampered_export_leaves_the_home_unchanged(
+        chain_home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "chain.export"
+    export_chain(chain_home, out)
+    with gzip.open(out, "rb") as f:
+        data = bytearray(f.read())
+    # Flip a byte inside the last block record's certificate signatures.
+    data[-200] ^= 0x01
+    tampered = tmp_path / "tampered.export"
+    with gzip.open(tampered, "wb") as f:
+        f.write(bytes(data))
+    genesis = read_genesis(chain_home / "genesis.json")
+    new_home = make_home(tmp_path / "restored", genesis, None).path
+    with pytest.raises((AuditMismatch, ExportFormatError)):
+        import_chain(new_home, tampered)
+    assert not (new_home / DATA_DIR).exists()
+    assert not (new_home / "data.import").exists()
+
+
+def test_invalid_import_of_a_truncated_export(chain_home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "chain.export"
+    export_chain(chain_home, out)
+    with gzip.open(out, "rb") as f:
+        data = f.read()
+    cut = tmp_path / "cut.export"
+    with gzip.open(cut, "wb") as f:
+        f.write(data[: len(data) // 2])
+    new_home = make_home(tmp_path / "restored", read_genesis(chain_home / "genesis.json"),
+                         None).path
+    with pytest.raises(ExportFormatError, match=r"truncated|ends"):
+        import_chain(new_home, cut)
+    assert not (new_home / DATA_DIR).exists()
+
+
+def test_invalid_import_of_another_chain(chain_home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "chain.export"
+    export_chain(chain_home, out)
+    other = make_genesis([VALIDATOR])
+    other_home = make_home(tmp_path / "other", other, None).path
+    with pytest.raises(ExportFormatError, match="another chain"):
+        import_chain(other_home, out)
+    assert not (other_home / DATA_DIR).exists()
+
+
+def test_export_format_is_versioned(chain_home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "chain.export"
+    export_chain(chain_home, out)
+    with gzip.open(out, "rb") as f:
+        assert f.read(16) == b"GOVCHAIN-EXPORT\n"
+        size = int.from_bytes(f.read(4), "big")
+        header = codec.decode(f.read(size))
+    assert header["format"] == "govchain-export" and header["version"] == 1
+
+
+def test_offline_snapshot_audits_clean(chain_home: Path, tmp_path: Path) -> None:
+    home = copy_home(chain_home, tmp_path / "copy")
+    result = snapshot_offline(home, tmp_path / "snap")
+    assert result["height"] == head_of(chain_home)[0]
+    report = audit(home, tmp_path / "snap")
+    assert report.blocks == result["height"]
