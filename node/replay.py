@@ -107,7 +107,8 @@ class Replayer:
             changes = view.changes()
             store.commit_genesis(changes, genesis.validator_set)
             self.last_written.update(dict.fromkeys(changes, 0))
-        self.executor = BlockExecutor(store, self.ledger, genesis.chain_id)
+        self.executor = BlockExecutor(store, self.ledger, genesis.chain_id, genesis.params)
+        self.executor.params = self.ledger.get_chain_params(self.executor.state)
         self.blocks = 0
         self.txs = 0
 
@@ -134,6 +135,7 @@ class Replayer:
         self.store.commit_block(block, certificate, executed.changes, executed.result_values(),
                                 executed.next_validator_set, executed.prepared)
         self.executor.clear()
+        self.executor.params = self.ledger.get_chain_params(self.executor.state)
         self.last_written.update(dict.fromkeys(executed.changes, height))
         self.blocks += 1
         self.txs += len(block.txs)
