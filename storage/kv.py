@@ -123,8 +123,16 @@ class PlyvelStore:
         low, high = _scan_bounds(prefix, start, reverse)
         if high is not None and low >= high:
             return
-        # plyvel mishandles a reverse scan with start=b"" when b"" is the only key.
-        with self._db.iterator(start=low or None, stop=high, reverse=reverse) as it:
+        if reverse:
+            # plyvel's reverse scan with a `start` bound misses the lower bound key when it
+            # is the only key at or above it, so bound below by hand.
+            with self._db.iterator(stop=high, reverse=True) as it:
+                for key, value in it:
+                    if key < low:
+                        return
+                    yield key, value
+            return
+        with self._db.iterator(start=low or None, stop=high) as it:
             yield from it
 
     def write(self, batch: WriteBatch, *, sync: bool = True) -> None:

@@ -66,14 +66,23 @@ def processes() -> Iterator[ProcessSet]:
 # ------------------------------------------------------------------ keys, genesis, init
 
 
+def new_key_args(tmp_path: Path, key_file: Path) -> list[str]:
+    """`keys new` with an encrypted key, unlocked by a passphrase file (fast KDF)."""
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("correct horse battery staple\n")
+    return ["keys", "new", "--out", str(key_file), "--passphrase-file", str(passphrase),
+            "--kdf-cost", "test"]
+
+
 def test_keys_new_then_show_round_trip(tmp_path: Path) -> None:
     key_file = tmp_path / "alice.json"
-    created = cli_json("keys", "new", "--out", str(key_file))
+    created = cli_json(*new_key_args(tmp_path, key_file))
     assert created["file"] == str(key_file)
     assert len(created["public_key"]) == 64 and len(created["address"]) == 40
     assert key_file.stat().st_mode & 0o077 == 0, "a key file is readable by its owner only"
     shown = cli_json("keys", "show", str(key_file))
-    assert shown == {"public_key": created["public_key"], "address": created["address"]}
+    assert (shown["public_key"], shown["address"]) == (created["public_key"], created["address"])
+    assert shown["encrypted"] is True
     plain = run_cli("keys", "show", str(key_file))
     assert plain.returncode == 0
     assert created["address"] in plain.stdout and not plain.stdout.lstrip().startswith("{")
@@ -81,9 +90,9 @@ def test_keys_new_then_show_round_trip(tmp_path: Path) -> None:
 
 def test_invalid_keys_new_refuses_to_overwrite(tmp_path: Path) -> None:
     key_file = tmp_path / "alice.json"
-    cli_json("keys", "new", "--out", str(key_file))
+    cli_json(*new_key_args(tmp_path, key_file))
     before = key_file.read_bytes()
-    assert_one_line_error(run_cli("keys", "new", "--out", str(key_file)), "refusing to overwrite")
+    assert_one_line_error(run_cli(*new_key_args(tmp_path, key_file)), "refusing to overwrite")
     assert key_file.read_bytes() == before
 
 
@@ -91,7 +100,7 @@ def test_invalid_keys_show_missing_or_bad_file(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("keys", "show", str(tmp_path / "none.json")), "missing")
     bad = tmp_path / "bad.json"
     bad.write_text('{"secret_seed": "zz"}')
-    assert_one_line_error(run_cli("keys", "show", str(bad)), "not a govchain key file")
+    assert_one_line_error(run_cli("keys", "show", str(bad)), "names no public_key")
 
 
 def test_genesis_new_writes_files_and_prints_json(tmp_path: Path) -> None:
