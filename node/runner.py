@@ -18,13 +18,16 @@ from aiohttp import web
 from node.api import NodeApi
 from node.config import NodeHome
 from node.errors import NodeError
+from node.gateway import Gateway
 from node.network import NodeNetwork
 from node.node import Node
 from node.rpc import RpcDispatcher, make_rpc_handler
+from p2p.network import P2PNetwork
 from storage.errors import StorageError
 
 log = logging.getLogger("govchain")
 DISPATCHER_KEY = web.AppKey("dispatcher", RpcDispatcher)
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
 
 
 def setup_logging(level: str) -> None:
@@ -34,12 +37,16 @@ def setup_logging(level: str) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def build_http_app(node: Node, api: NodeApi) -> web.Application:
+def build_http_app(node: Node, api: NodeApi, p2p: P2PNetwork | None = None) -> web.Application:
     config = node.home.config
     dispatcher = RpcDispatcher(max_batch=config.rpc_max_batch)
     api.register(dispatcher)
+    gateway = Gateway(node, dispatcher, p2p)  # limits, admin methods, /ws
     app = web.Application(client_max_size=config.rpc_max_body_bytes)
-    app.router.add_post("/rpc", make_rpc_handler(dispatcher, config.rpc_max_body_bytes))
+    app.router.add_post("/rpc", make_rpc_handler(dispatcher, config.rpc_max_body_bytes,
+                                                 gateway.guard.admit))
+    gateway.install(app)
+    app[GATEWAY_KEY] = gateway
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "height": node.store.head_height})
@@ -69,8 +76,9 @@ class NodeService:
         return f"http://{self.home.config.rpc_host_port[0]}:{self.rpc_port}"
 
     async def start(self) -> None:
-        app = build_http_app(self.node, self.api)
+        app = build_http_app(self.node, self.api, self.network.p2p)
         self.api_dispatcher = app[DISPATCHER_KEY]
+        self.gateway = app[GATEWAY_KEY]
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         host, port = self.home.config.rpc_host_port
