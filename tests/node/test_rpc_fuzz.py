@@ -141,7 +141,7 @@ def get(connection: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
 
 
 def call(connection, method: str, **params: Any) -> Any:
-    status, body = post(connection, json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
+    _status, body = post(connection, json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
                                                 "params": params}).encode())
     return json.loads(body)["result"]
 
@@ -189,7 +189,7 @@ def requests(methods: dict[str, dict[str, Any]]) -> st.SearchStrategy[tuple[Any,
 
 
 def test_fuzz_every_answer_is_well_formed_and_state_unchanged(fuzz_node):
-    host, port, connection = fuzz_node
+    _host, _port, connection = fuzz_node
     document = call(connection, "rpc_discover")
     methods = {m["name"]: m for m in document["methods"]}
     assert all(not m.get("x-undocumented") for m in methods.values())
