@@ -72,7 +72,7 @@ async def _has_block(running) -> bool:
 
 
 async def test_invalid_cli_errors_are_one_line(single_node, capsys):
-    code, out, err = await run_cli(capsys, "rpc", "tx_get", '{"hash": "zz"}', "--rpc",
+    code, _out, err = await run_cli(capsys, "rpc", "tx_get", '{"hash": "zz"}', "--rpc",
                                    single_node.service.rpc_url)
     assert code == 1 and err.strip().startswith("govchain: error: invalid_params")
 
