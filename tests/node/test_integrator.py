@@ -287,3 +287,19 @@ async def test_sdk_tutorial_runs_against_a_real_node(tmp_path, single_node):
     scope: dict = {}
     await asyncio.to_thread(exec, compile(code, "docs/sdk.md", "exec"), scope)
     assert scope["result"]["status"] == "final"
+
+
+async def test_nonce_gap_never_blocks_forever_it_expires_with_a_reason(tmp_path):
+    running = await start_node(tmp_path, mempool_tx_ttl_s=1)
+    try:
+        stuck = transfer(1)
+        assert (await running.client.submit(stuck))["status"] == "pending"
+        result = await running.client.submit(stuck, wait="final", timeout_s=10)
+        assert (result["status"], result["code"], result["where"]) == \
+            ("rejected", "expired", "expiry")
+        account = await running.client.call("state_account", address=ALICE.address.hex())
+        assert account["next_nonce"] == 0 and account["pending"] == 0
+        assert (await running.client.submit(transfer(0), wait="final"))["status"] == "final"
+    finally:
+        await running.client.close()
+        await running.service.stop()
