@@ -18,8 +18,10 @@ from chain.tx import Transaction
 from chain.vote import CommitCertificate
 from ledger.errors import LedgerError
 from node import __version__
+from node import api_specs as specs
 from node.errors import MempoolError
 from node.node import Node
+from node.openrpc import build_document
 from node.rpc import (
     BUSY,
     NOT_FOUND,
@@ -110,22 +112,31 @@ class NodeApi:
         from node.api_ledger import register_ledger_methods  # it imports this module
 
         r = dispatcher.register
-        r("node_status", self.node_status, (), "Chain id, heights, head, peers, version")
+        r("node_status", self.node_status, (), "Chain id, heights, head, peers, version",
+          spec=specs.NODE_STATUS)
         r("tx_submit", self.tx_submit, ("tx", "wait", "timeout_s"),
-          "Submit one signed transaction (hex); optionally wait until final")
+          "Submit one signed transaction (hex); optionally wait until final",
+          spec=specs.TX_SUBMIT)
         r("tx_submit_batch", self.tx_submit_batch, ("txs",),
-          "Submit many signed transactions; one result per transaction")
-        r("tx_get", self.tx_get, ("hash",), "A transaction's status and result")
+          "Submit many signed transactions; one result per transaction",
+          spec=specs.TX_SUBMIT_BATCH)
+        r("tx_get", self.tx_get, ("hash",), "A transaction's status and result",
+          spec=specs.TX_GET)
         r("chain_block", self.chain_block, ("height", "hash", "full"),
-          "A final block with its commit certificate (latest by default)")
+          "A final block with its commit certificate (latest by default)",
+          spec=specs.CHAIN_BLOCK)
         r("chain_validators", self.chain_validators, ("height",),
-          "The validator set that certifies a height")
+          "The validator set that certifies a height", spec=specs.CHAIN_VALIDATORS)
         r("chain_evidence", self.chain_evidence, (),
-          "Recorded equivocation evidence (conflicting votes)")
+          "Recorded equivocation evidence (conflicting votes)", spec=specs.CHAIN_EVIDENCE)
         r("state_account", self.state_account, ("address",),
-          "Balances, nonce and the next nonce to use (counting pending txs)")
+          "Balances, nonce and the next nonce to use (counting pending txs)",
+          spec=specs.STATE_ACCOUNT)
+        r("state_proof", self.state_proof, ("key",),
+          "A state value with its proof against the head's state root", spec=specs.STATE_PROOF)
         register_ledger_methods(dispatcher, self.node)  # state_asset, state_record...
-        r("rpc_discover", self.make_discover(dispatcher), (), "List the methods")
+        r("rpc_discover", self.make_discover(dispatcher), (),
+          "The OpenRPC document of every method", spec=specs.RPC_DISCOVER)
 
     async def node_status(self, params: dict[str, Any]) -> dict[str, Any]:
         node = self.node
@@ -244,11 +255,17 @@ class NodeApi:
             raise RpcError(NOT_FOUND, e.code, e.message) from e
         return {**to_json(account), "address": address.hex()}
 
+    async def state_proof(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = parse_hex(params.get("key"), "key")
+        if not 0 < len(key) <= 256:
+            raise invalid_params("key must be 1 to 256 bytes")
+        store = self.node.store
+        proof = store.get_state_proof(key)
+        value = store.get_state(key)
+        return {"height": proof.height, "key": key.hex(),
+                "value": value.hex() if value is not None else None, "proof": proof.to_json()}
+
     def make_discover(self, dispatcher: RpcDispatcher) -> Any:
         async def rpc_discover(params: dict[str, Any]) -> dict[str, Any]:
-            return {"openrpc": "1.2.6", "info": {"title": "govchain", "version": __version__},
-                    "methods": [{"name": m.name, "summary": m.summary,
-                                 "params": [{"name": p} for p in m.params]}
-                                for m in sorted(dispatcher.methods.values(),
-                                                key=lambda m: m.name)]}
+            return build_document(dispatcher.methods.values(), __version__)
         return rpc_discover

@@ -19,6 +19,7 @@ from chain.errors import ChainError
 from chain.genesis import ChainParams, Genesis, GenesisAccount
 from chain.vote import Validator, ValidatorSet
 from node.cli_ledger import add_dev_ledger, add_ledger_commands
+from node.cli_sdk import add_json_everywhere, add_sdk_commands, render, submit_and_show
 from node.client import Client, RpcClientError
 from node.config import NodeConfig, init_home, read_key_file, write_key_file
 from node.errors import NodeError
@@ -40,17 +41,7 @@ class CliError(Exception):
 
 
 def _print(doc: Any, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(doc, indent=2, sort_keys=True))
-        return
-    if isinstance(doc, dict):
-        width = max((len(str(k)) for k in doc), default=0)
-        for key, value in doc.items():
-            if isinstance(value, dict | list):
-                value = json.dumps(value)
-            print(f"{str(key).ljust(width)}  {value}")
-    else:
-        print(doc)
+    render(doc, as_json)
 
 
 def _parse_address(text: str) -> bytes:
@@ -150,12 +141,9 @@ def cmd_tx_transfer(args: argparse.Namespace) -> int:
     client = Client(args.rpc)
     key = read_key_file(Path(args.key))
     to = _parse_address(args.to)
-    if not args.json and args.wait:
-        print("submitted; waiting for finality ...", file=sys.stderr)
-    result = client.transfer(key, to, args.amount, args.asset, nonce=args.nonce,
-                             wait="final" if args.wait else None)
-    _print(result, args.json)
-    return 0 if result.get("status") != "rejected" else 1
+    tx = client.build(key, "transfer", {"to": to, "asset": args.asset, "amount": args.amount},
+                      nonce=args.nonce)
+    return submit_and_show(client, tx, wait=args.wait, as_json=args.json)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -237,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="return once admitted instead of waiting for finality")
     p.add_argument("--rpc", default=DEFAULT_RPC)
     p.set_defaults(func=cmd_tx_transfer)
+    add_sdk_commands(sub, tx_sub)  # tx build/sign/send-file/status, subscribe, admin, rpc
 
     p = sub.add_parser("query", help="read chain state over RPC")
     p.add_argument("what", choices=["status", "block", "tx", "account", "validators"])
@@ -251,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_devnet_parser(sub)
+    add_json_everywhere(parser)
     return parser
 
 

@@ -4,6 +4,7 @@
     HOME/genesis.json       the chain's genesis document
     HOME/validator_key.json the consensus key (absent on a full node)
     HOME/node_key.json      the p2p identity key
+    HOME/admin_token        the bearer token of admin RPC methods
     HOME/data/              LevelDB
 
 Each setting comes from, in rising priority: its default, the file, an environment
@@ -20,6 +21,7 @@ import inspect
 import itertools
 import json
 import os
+import secrets
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ CONFIG_FILE = "config.toml"
 GENESIS_FILE = "genesis.json"
 VALIDATOR_KEY_FILE = "validator_key.json"
 NODE_KEY_FILE = "node_key.json"
+ADMIN_TOKEN_FILE = "admin_token"
 DATA_DIR = "data"
 ENV_PREFIX = "GOVCHAIN_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -74,6 +77,20 @@ class NodeConfig:
     """Largest accepted JSON-RPC request body."""
     rpc_max_batch: int = 10_000
     """Most calls in one JSON-RPC batch, or transactions in one tx_submit_batch."""
+    rpc_rate_limit_per_s: float = 500.0
+    """Requests per second allowed per client address (token bucket); 0 turns it off."""
+    rpc_rate_burst: int = 1000
+    """Requests a client may make at once before the rate limit applies."""
+    rpc_admin_allow_local: bool = True
+    """Admin methods answer to 127.0.0.1/::1 without the token; false: token always."""
+    ws_max_connections: int = 256
+    """Most WebSocket clients at once."""
+    ws_max_subscriptions: int = 32
+    """Most subscriptions per WebSocket client."""
+    ws_queue_max: int = 1024
+    """Notifications queued per WebSocket client before it is told it lagged."""
+    ws_ping_interval_s: float = 15.0
+    """Ping each WebSocket client this often; one with no pong is closed."""
     log_level: str = "INFO"
     """DEBUG, INFO, WARNING or ERROR."""
     verify_threads: int = 0
@@ -291,6 +308,21 @@ def read_key_file(path: Path | str, passphrase: PassphraseSource | None = None) 
     return load_key_file(Path(path), passphrase or PassphraseSource()).key
 
 
+def ensure_admin_token(home: Path) -> str:
+    """The admin token of `home`, created (owner-only file) if it is missing."""
+    path = home / ADMIN_TOKEN_FILE
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        token = ""
+    if not token:
+        token = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+    return token
+
+
 def read_genesis(path: Path) -> Genesis:
     try:
         return Genesis.from_json(path.read_text())
@@ -362,6 +394,7 @@ def init_home(home: Path, genesis_text: str, config: NodeConfig,
     (home / GENESIS_FILE).write_text(genesis_text)
     (home / CONFIG_FILE).write_text(render_config(config))
     keys = [(home / NODE_KEY_FILE, KeyPair.generate())]
+    ensure_admin_token(home)
     if validator_key is not None:
         keys.append((home / VALIDATOR_KEY_FILE, validator_key))
     for path, key in keys:

@@ -138,6 +138,7 @@ class Node:
         self._final_waiters: dict[Hash32, list[asyncio.Future[None]]] = {}
         self._commit_listeners: list[Callable[[ExecutedBlock, CommitCertificate], None]] = []
         self._txs_signalled_height = -1
+        self._next_expiry_at = 0.0
         self.broadcast_message: Callable[[Proposal | Vote], None] = lambda message: None
         self.broadcast_txs: Callable[[list[Transaction]], None] = lambda txs: None
         self.on_evidence: Callable[[Vote, Vote], None] = lambda a, b: None
@@ -287,10 +288,11 @@ class Node:
         self.params = self.core.params = self.executor.params = \
             self.ledger.get_chain_params(self.state)
         self.mempool.update_after_commit(block.txs)
+        self._expire_mempool()
         log.info("final block %d %s... txs=%d round=%d", block.height, block.hash.hex()[:12],
                  len(block.txs), certificate.round)
-        for tx in block.txs:
-            self._resolve_waiters(tx.hash)
+        for tx_hash in [h for h in self._final_waiters if h not in self.mempool]:
+            self._resolve_waiters(tx_hash)  # final, or evicted because its nonce was used
         for listener in self._commit_listeners:
             listener(executed, certificate)
         self._txs_signalled_height = -1
@@ -376,12 +378,22 @@ class Node:
         except LedgerError as e:
             raise MempoolError(e.code, e.message) from e
 
-    async def run_maintenance(self, interval_s: float = 5.0) -> None:
-        """Periodic upkeep off the driver: drop expired transactions."""
-        while True:
-            await asyncio.sleep(interval_s)
-            for tx_hash in self.mempool.expire():
+    def _expire_mempool(self) -> None:
+        """Drop txs pending longer than the TTL, at most once a second (on commits)."""
+        now = time.monotonic()
+        if now < self._next_expiry_at:
+            return
+        self._next_expiry_at = now + 1.0
+        if self.mempool.expire(now):
+            for tx_hash in [h for h in self._final_waiters if h not in self.mempool]:
                 self._resolve_waiters(tx_hash)
+
+    def flush_mempool(self) -> int:
+        """Drop every pending tx (admin); each reports rejected, where eviction."""
+        count = self.mempool.flush()
+        for tx_hash in list(self._final_waiters):
+            self._resolve_waiters(tx_hash)
+        return count
 
     def is_recently_seen(self, tx_hash: Hash32) -> bool:
         """True for a tx that is final or that this node refused for good (its bytes are

@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from node.openrpc import MethodSpec
+
 log = logging.getLogger("govchain.rpc")
 
 PARSE_ERROR = -32700
@@ -66,6 +68,26 @@ class Method:
     """Parameter names in order, so positional params map onto names."""
     summary: str
     """One line for rpc_discover."""
+    spec: MethodSpec | None = None
+    """Params and result schemas and errors, for rpc_discover (node/openrpc.py)."""
+
+    @property
+    def is_admin(self) -> bool:
+        return self.spec is not None and self.spec.admin
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """Who is calling, as far as the transport knows."""
+
+    remote: str | None = None
+    """The client's IP address."""
+    is_admin: bool = False
+    """True when the caller may use admin methods (localhost or the admin token)."""
+
+
+Admit = Callable[[web.Request], CallContext]
+"""Checks a request before its body is read (rate limit, admin auth); raises RpcError."""
 
 
 class RpcDispatcher:
@@ -77,10 +99,12 @@ class RpcDispatcher:
         self.calls_by_method: dict[tuple[str, str], int] = {}
 
     def register(self, name: str, handler: Handler, params: tuple[str, ...],
-                 summary: str) -> None:
-        self.methods[name] = Method(name, handler, params, summary)
+                 summary: str, *, spec: MethodSpec | None = None) -> None:
+        if spec is not None:
+            assert tuple(p.name for p in spec.params) == params, f"{name}: spec params differ"
+        self.methods[name] = Method(name, handler, params, summary, spec)
 
-    async def handle_body(self, body: bytes) -> Any:
+    async def handle_body(self, body: bytes, context: CallContext | None = None) -> Any:
         """The response document for a request body (None for only notifications)."""
         try:
             doc = json.loads(body)
@@ -95,12 +119,13 @@ class RpcDispatcher:
                 return _error_response(None, RpcError(
                     TOO_LARGE, "batch_too_large",
                     f"batch of {len(doc)} calls exceeds the limit of {self.max_batch}"))
-            responses = [await self.handle_call(call) for call in doc]
+            responses = [await self.handle_call(call, context) for call in doc]
             answered = [r for r in responses if r is not None]
             return answered or None
-        return await self.handle_call(doc)
+        return await self.handle_call(doc, context)
 
-    async def handle_call(self, call: Any) -> dict[str, Any] | None:
+    async def handle_call(self, call: Any, context: CallContext | None = None
+                          ) -> dict[str, Any] | None:
         if not isinstance(call, dict) or call.get("jsonrpc") != "2.0" or \
                 not isinstance(call.get("method"), str):
             call_id = call.get("id") if isinstance(call, dict) else None
@@ -120,6 +145,10 @@ class RpcDispatcher:
             if method is None:
                 raise RpcError(METHOD_NOT_FOUND, "method_not_found",
                                f"method {name!r} does not exist; rpc_discover lists them")
+            if method.is_admin and not (context is not None and context.is_admin):
+                raise RpcError(UNAUTHORIZED, "unauthorized",
+                               f"{name} is an admin method: call it from localhost or send "
+                               "the node's admin token (Authorization: Bearer <token>)")
             params = _named_params(method, call.get("params"))
             result = await method.handler(params)
         except RpcError as e:
@@ -145,28 +174,44 @@ def _is_valid_id(call_id: Any) -> bool:
 
 def _named_params(method: Method, params: Any) -> dict[str, Any]:
     if params is None:
-        return {}
+        params = {}
     if isinstance(params, dict):
         unknown = set(params) - set(method.params)
         if unknown:
             raise invalid_params(f"{method.name} has no parameter {sorted(unknown)[0]!r}; "
                                  f"it takes {list(method.params)}")
-        return params
-    if isinstance(params, list):
+        named = params
+    elif isinstance(params, list):
         if len(params) > len(method.params):
             raise invalid_params(f"{method.name} takes at most {len(method.params)} "
                                  "positional parameters")
-        return dict(zip(method.params, params, strict=False))
-    raise invalid_params("params must be an object or an array")
+        named = dict(zip(method.params, params, strict=False))
+    else:
+        raise invalid_params("params must be an object or an array")
+    if method.spec is not None:
+        for param in method.spec.params:
+            if param.required and named.get(param.name) is None:
+                raise invalid_params(f"{method.name} needs `{param.name}`: {param.description}")
+    return named
 
 
 def _error_response(call_id: Any, error: RpcError) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": call_id, "error": error.to_json()}
 
 
-def make_rpc_handler(dispatcher: RpcDispatcher, max_body_bytes: int
+HTTP_STATUS = {RATE_LIMITED: 429, UNAUTHORIZED: 403, BUSY: 503}
+
+
+def make_rpc_handler(dispatcher: RpcDispatcher, max_body_bytes: int, admit: Admit | None = None
                      ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
+        context = CallContext(remote=request.remote)
+        if admit is not None:
+            try:
+                context = admit(request)
+            except RpcError as e:
+                return _json_response(_error_response(None, e),
+                                      status=HTTP_STATUS.get(e.code, 400))
         if request.content_length is not None and request.content_length > max_body_bytes:
             return _json_response(_error_response(None, RpcError(
                 TOO_LARGE, "body_too_large",
@@ -184,7 +229,7 @@ def make_rpc_handler(dispatcher: RpcDispatcher, max_body_bytes: int
             return _json_response(_error_response(None, RpcError(
                 TOO_LARGE, "body_too_large",
                 f"request body exceeds the limit of {max_body_bytes} bytes")), status=413)
-        result = await dispatcher.handle_body(body)
+        result = await dispatcher.handle_body(body, context)
         if result is None:
             return web.Response(status=204)
         return _json_response(result)

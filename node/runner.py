@@ -19,27 +19,34 @@ from node import logs
 from node.api import NodeApi
 from node.config import NodeHome
 from node.errors import NodeError
+from node.gateway import Gateway
 from node.keystore import PassphraseSource
 from node.network import NodeNetwork
 from node.node import Node
 from node.operator_http import add_operator_routes
 from node.rpc import RpcDispatcher, make_rpc_handler
+from p2p.network import P2PNetwork
 from storage.errors import StorageError
 
 log = logging.getLogger("govchain")
 DISPATCHER_KEY = web.AppKey("dispatcher", RpcDispatcher)
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
 
 
 def setup_logging(level: str, log_format: str = "human") -> None:
     logs.setup_logging(level, log_format)
 
 
-def build_http_app(node: Node, api: NodeApi) -> web.Application:
+def build_http_app(node: Node, api: NodeApi, p2p: P2PNetwork | None = None) -> web.Application:
     config = node.home.config
     dispatcher = RpcDispatcher(max_batch=config.rpc_max_batch)
     api.register(dispatcher)
+    gateway = Gateway(node, dispatcher, p2p)  # limits, admin methods, /ws
     app = web.Application(client_max_size=config.rpc_max_body_bytes)
-    app.router.add_post("/rpc", make_rpc_handler(dispatcher, config.rpc_max_body_bytes))
+    app.router.add_post("/rpc", make_rpc_handler(dispatcher, config.rpc_max_body_bytes,
+                                                 gateway.guard.admit))
+    gateway.install(app)
+    app[GATEWAY_KEY] = gateway
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "height": node.store.head_height})
@@ -70,9 +77,10 @@ class NodeService:
         return f"http://{self.home.config.rpc_host_port[0]}:{self.rpc_port}"
 
     async def start(self) -> None:
-        app = build_http_app(self.node, self.api)
+        app = build_http_app(self.node, self.api, self.network.p2p)
         self.api_dispatcher = app[DISPATCHER_KEY]
         add_operator_routes(app, self)
+        self.gateway = app[GATEWAY_KEY]
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         host, port = self.home.config.rpc_host_port
@@ -86,7 +94,6 @@ class NodeService:
                  self.home.validator_key is not None)
         await self.network.prepare_consensus()
         self._tasks = [asyncio.create_task(self.node.run(), name="driver"),
-                       asyncio.create_task(self.node.run_maintenance(), name="maintenance"),
                        *self.network.create_tasks()]
         for task in self._tasks:
             task.add_done_callback(self._on_task_done)

@@ -671,6 +671,17 @@ class P2PNetwork:
         except Exception:
             log.exception("p2p peer callback failed")
 
+    def disconnect(self, peer_id: str, reason: str = "disconnected by the operator") -> bool:
+        """Close the session with `peer_id`; False if it is not connected.
+
+        A static peer is dialled again by its dial loop; a discovered one is not.
+        """
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return False
+        self._disconnect(peer, reason)
+        return True
+
     def _disconnect(self, peer: _Peer, reason: str) -> None:
         """Ask a peer's session to end; the read loop sees the close and cleans up."""
         if peer.closing_reason is not None:

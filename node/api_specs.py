@@ -1,0 +1,122 @@
+"""The MethodSpec (params, result, errors) of each public method in node/api.py.
+
+Kept beside the methods' registration so that rpc_discover, docs and the schema-driven
+fuzz test read one description. Changing a method's params means changing its spec.
+"""
+
+from __future__ import annotations
+
+from node.openrpc import (
+    ADDRESS,
+    ANY_OBJECT,
+    HASH,
+    HEIGHT,
+    HEX,
+    NONCE,
+    MethodSpec,
+    Param,
+    array,
+    nullable,
+    obj,
+)
+from node.rpc import BUSY, NOT_FOUND, TOO_LARGE, TX_REJECTED
+
+EVENT = obj({"kind": {"type": "string"}, "attributes": ANY_OBJECT}, ["kind", "attributes"])
+
+TX_STATUS = {
+    "type": "object",
+    "description": "pending (waiting_for says why, or null when ready), final (height, "
+                   "index, code ok, events), rejected (code, message, where: admission, "
+                   "eviction, expiry or execution) or unknown",
+    "properties": {
+        "hash": HASH,
+        "status": {"enum": ["pending", "final", "rejected", "unknown"]},
+        "waiting_for": nullable({"type": "string"}),
+        "height": HEIGHT, "index": NONCE,
+        "code": {"type": "string"}, "message": {"type": "string"},
+        "where": {"enum": ["admission", "eviction", "expiry", "execution"]},
+        "events": array(EVENT),
+    },
+    "required": ["hash", "status"],
+}
+
+SIGNATURE = obj({"public_key": HEX, "signature": HEX})
+CERTIFICATE = nullable(obj({"height": HEIGHT, "round": NONCE, "block_hash": HASH,
+                            "signatures": array(obj({"validator": HEX, "signature": HEX})),
+                            "encoded": HEX}))
+BLOCK = obj({
+    "hash": HASH, "height": HEIGHT, "round": NONCE, "timestamp_ms": NONCE, "prev_hash": HASH,
+    "proposer": HEX, "tx_root": HASH, "state_root": HASH, "validator_set_hash": HASH,
+    "next_validator_set_hash": HASH, "header": HEX,
+    "txs": {"type": "array", "description": "tx hashes, or whole txs when full is true"},
+    "certificate": CERTIFICATE,
+}, ["hash", "height", "header", "txs", "certificate"])
+
+NODE_STATUS = MethodSpec(
+    params=(),
+    result=obj({"chain_id": {"type": "string"}, "genesis_hash": HASH, "height": NONCE,
+                "head_hash": HASH, "head_time_ms": NONCE, "finalized_height": NONCE,
+                "consensus": ANY_OBJECT, "node_id": HEX, "moniker": {"type": "string"},
+                "is_validator": {"type": "boolean"}, "validator_key": nullable(HEX),
+                "peers": NONCE, "mempool_size": NONCE, "version": {"type": "string"}},
+               ["chain_id", "height", "finalized_height"]),
+    tags=("node",))
+
+TX_SUBMIT = MethodSpec(
+    params=(Param("tx", HEX, "the signed transaction, canonical msgpack as hex", True),
+            Param("wait", {"enum": ["final"]},
+                  'absent: answer once admitted; "final": answer once final or rejected'),
+            Param("timeout_s", {"type": "number", "exclusiveMinimum": 0, "maximum": 120},
+                  "how long wait=final may take (default 30); then the status is pending")),
+    result=TX_STATUS, errors=(TX_REJECTED, BUSY),
+    description="Admits a transaction to the mempool and relays it. Submitting the same "
+                "transaction again is harmless and answers its current status.",
+    tags=("tx",))
+
+TX_SUBMIT_BATCH = MethodSpec(
+    params=(Param("txs", array(HEX), "signed transactions as hex", True),),
+    result=array({"oneOf": [obj({"hash": HASH, "status": {"enum": ["pending"]}}),
+                            obj({"error": ANY_OBJECT})]}),
+    errors=(TOO_LARGE,),
+    description="One answer per transaction, in order: {hash, status} or {hash?, error}.",
+    tags=("tx",))
+
+TX_GET = MethodSpec(
+    params=(Param("hash", HASH, "the transaction hash", True),),
+    result=TX_STATUS, tags=("tx",))
+
+CHAIN_BLOCK = MethodSpec(
+    params=(Param("height", HEIGHT, "height of the block (default: the latest)"),
+            Param("hash", HASH, "hash of the block (instead of height)"),
+            Param("full", {"type": "boolean"}, "whole transactions instead of hashes")),
+    result=BLOCK, errors=(NOT_FOUND,), tags=("chain",))
+
+CHAIN_VALIDATORS = MethodSpec(
+    params=(Param("height", HEIGHT, "the height certified (default: the next one)"),),
+    result=obj({"height": HEIGHT, "hash": HASH, "quorum": NONCE, "max_faulty": NONCE,
+                "validators": array(obj({"public_key": HEX, "name": {"type": "string"}}))},
+               ["height", "hash", "quorum", "validators"]),
+    tags=("chain",))
+
+CHAIN_EVIDENCE = MethodSpec(params=(), result=array({}), tags=("chain",))
+
+STATE_ACCOUNT = MethodSpec(
+    params=(Param("address", ADDRESS, "the account address", True),),
+    result=obj({"address": ADDRESS, "nonce": NONCE, "next_nonce": NONCE, "pending": NONCE,
+                "balances": {"type": "object", "additionalProperties": NONCE}},
+               ["address", "nonce", "next_nonce", "balances"]),
+    errors=(NOT_FOUND,),
+    description="nonce counts executed transactions; next_nonce also counts this node's "
+                "pending ones without a gap: use it for the next transaction.",
+    tags=("state",))
+
+STATE_PROOF = MethodSpec(
+    params=(Param("key", HEX, "a raw state key (e.g. ledger.keys.get_account_key)", True),),
+    result=obj({"height": NONCE, "key": HEX, "value": nullable(HEX), "proof": ANY_OBJECT},
+               ["height", "key", "value", "proof"]),
+    description="The value of a state key at the head and a proof against the state root "
+                "of the head block's header; verify it with node.sdk.proof.",
+    tags=("state",))
+
+RPC_DISCOVER = MethodSpec(params=(), result=ANY_OBJECT,
+                          description="This OpenRPC document.", tags=("rpc",))
