@@ -260,8 +260,8 @@ def run_ledger_query(client: Client, what: str, ref: str | None,
     if what == "proposal":
         return client.call("state_proposal", id=int(need("a proposal id")))
     if what == "proposals":
-        params: dict[str, Any] = {"status": ref} if ref else {}
-        return client.call("state_proposals", **params)
+        filters: dict[str, Any] = {"status": ref} if ref else {}
+        return client.call("state_proposals", **filters)
     if what == "roles":
         return client.call("state_roles", address=need("an address"))
     raise LedgerCliError(f"unknown query {what!r}")
