@@ -20,6 +20,7 @@ from chain.tx import Transaction
 from ledger.governance import sign_acceptance
 from node.client import Client
 from node.config import read_key_file
+from node.sdk.tx import load_tx_file, save_tx_file
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 BYTES_FIELDS = frozenset({"to", "account", "address", "issuer", "public_key", "report_hash",
@@ -63,16 +64,14 @@ def decode_json_fields(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_tx_file(path: Path, tx: Transaction) -> dict[str, Any]:
-    doc = {"tx": tx.encoded.hex(), "type": tx.tx_type, "sender": tx.sender.hex(), "nonce": tx.nonce,
-           "signers": [s.public_key.hex() for s in tx.signatures]}
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    """Write a tx file in the SDK's format (node.sdk.tx), for offline co-signing."""
+    save_tx_file(path, tx)
     return {"file": str(path), "signatures": len(tx.signatures), "type": tx.tx_type}
 
 
 def read_tx_file(path: Path) -> Transaction:
     try:
-        doc = json.loads(path.read_text())
-        return Transaction.decode(bytes.fromhex(doc["tx"]))
+        return load_tx_file(path)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise LedgerCliError(f"{path} is not a govchain transaction file: {e}") from e
 
@@ -218,22 +217,6 @@ def _make_tx_command(tx_type: str, build: Callable[[argparse.Namespace], dict[st
     return run
 
 
-def cmd_tx_sign(args: argparse.Namespace) -> int:
-    if not args.add_signature:
-        raise LedgerCliError("tx sign needs --add-signature (it co-signs a tx file)")
-    path = Path(args.file)
-    tx = read_tx_file(path).with_signature(read_key_file(Path(args.key)))
-    _print(write_tx_file(Path(args.out or path), tx), args.json)
-    return 0
-
-
-def cmd_tx_submit(args: argparse.Namespace) -> int:
-    tx = read_tx_file(Path(args.file))
-    result = Client(args.rpc).submit(tx, wait="final" if args.wait else None)
-    _print(result, args.json)
-    return 1 if result.get("status") == "rejected" else 0
-
-
 # ------------------------------------------------------------------ queries
 
 
@@ -319,17 +302,8 @@ def add_ledger_commands(sub: Any) -> None:
         p = tx_sub.add_parser(name, help=summary)
         _add_tx_arguments(name, p)
         p.set_defaults(func=_make_tx_command(tx_type, build))
-    p = tx_sub.add_parser("sign", help="co-sign a transaction file (multisig, offline)")
-    p.add_argument("file")
-    p.add_argument("--add-signature", action="store_true", required=True)
-    p.add_argument("--key", required=True)
-    p.add_argument("--out", help="write here instead of updating the file")
-    p.set_defaults(func=cmd_tx_sign)
-    p = tx_sub.add_parser("submit", help="submit a transaction file")
-    p.add_argument("file")
-    p.add_argument("--no-wait", dest="wait", action="store_false")
-    p.add_argument("--rpc", default=DEFAULT_RPC)
-    p.set_defaults(func=cmd_tx_submit)
+    # `tx sign` (offline co-signing) and `tx send-file` / `tx submit` are the SDK's
+    # (node/cli_sdk.py), over the same tx file format.
 
     query = sub.choices["query"]
     what = next(a for a in query._actions if a.dest == "what")

@@ -24,6 +24,7 @@ from node.sdk import (
     load_key,
     load_tx_file,
     save_tx_file,
+    sign_tx,
     tx_to_json,
 )
 
@@ -164,8 +165,12 @@ def cmd_tx_build(args: argparse.Namespace) -> int:
 
 
 def cmd_tx_sign(args: argparse.Namespace) -> int:
-    tx = add_signature_to_file(args.file, load_key(args.key))
-    render({"file": args.file, "hash": tx.hash.hex(),
+    if args.out:
+        tx = sign_tx(load_tx_file(args.file), load_key(args.key))
+        save_tx_file(args.out, tx)
+    else:
+        tx = add_signature_to_file(args.file, load_key(args.key))
+    render({"file": args.out or args.file, "hash": tx.hash.hex(),
             "signers": ["0x" + k.hex() for k in tx.signer_keys]}, args.json)
     return 0
 
@@ -274,12 +279,15 @@ def add_sdk_commands(sub: Any, tx_sub: Any) -> None:
     rpc_arg(p)
     p.set_defaults(func=cmd_tx_build)
 
-    p = tx_sub.add_parser("sign", help="add a signature to a tx file (offline)")
+    p = tx_sub.add_parser("sign", help="add a signature to a tx file (offline, multisig)")
     p.add_argument("file")
     p.add_argument("--key", required=True)
+    p.add_argument("--add-signature", action="store_true",
+                   help="accepted for clarity: signing always adds to the ones there")
+    p.add_argument("--out", help="write the co-signed tx here instead of updating the file")
     p.set_defaults(func=cmd_tx_sign)
 
-    p = tx_sub.add_parser("send-file", help="submit a signed tx file")
+    p = tx_sub.add_parser("send-file", aliases=["submit"], help="submit a signed tx file")
     p.add_argument("file")
     p.add_argument("--no-wait", dest="wait", action="store_false")
     p.add_argument("--timeout", type=float, default=60.0)
