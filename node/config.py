@@ -61,6 +61,23 @@ class NodeConfig:
     """DEBUG, INFO, WARNING or ERROR."""
     verify_threads: int = 0
     """Signature verification threads; 0 means one per core."""
+    p2p_tls: bool = True
+    """Encrypt node-to-node links with TLS bound to the node keys (docs/p2p.md); every
+    node of a network must agree, since a TLS node does not speak plain WebSocket."""
+    p2p_closed: bool = False
+    """Admit only peers whose key is in the validator set or in `p2p_allowed_peers`.
+    A validator then uses its validator key as its p2p identity."""
+    p2p_allowed_peers: list[str] = field(default_factory=list)
+    """Hex public keys of the (non-validator) nodes admitted to a closed network."""
+    p2p_max_peers: int = 32
+    """Most connected peers."""
+    p2p_max_inbound_per_host: int = 16
+    """Most inbound connections from one IP address (loopback included)."""
+    rpc_tls_cert: str = ""
+    """PEM certificate (chain) of the RPC server; with `rpc_tls_key` the RPC serves
+    https only. A relative path is taken from the node home."""
+    rpc_tls_key: str = ""
+    """PEM private key of `rpc_tls_cert`."""
 
     @property
     def rpc_host_port(self) -> tuple[str, int]:
@@ -98,6 +115,16 @@ def load_config(home: Path) -> NodeConfig:
         setattr(config, key, value)
     config.rpc_host_port  # noqa: B018  (validates)
     config.p2p_host_port  # noqa: B018
+    for text in config.p2p_allowed_peers:
+        try:
+            valid = isinstance(text, str) and len(bytes.fromhex(text)) == 32
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ConfigError(f"{path}: config key 'p2p_allowed_peers': {text!r} is not "
+                              "a node key (64 hex digits)")
+    if bool(config.rpc_tls_cert) != bool(config.rpc_tls_key):
+        raise ConfigError(f"{path}: set both rpc_tls_cert and rpc_tls_key, or neither")
     if config.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"{path}: config key 'log_level' must be DEBUG, INFO, WARNING or ERROR")
     return config
@@ -186,6 +213,10 @@ def init_home(home: Path, genesis_text: str, config: NodeConfig,
     Genesis.from_json(genesis_text)  # refuse a bad genesis before writing anything
     (home / GENESIS_FILE).write_text(genesis_text)
     (home / CONFIG_FILE).write_text(render_config(config))
-    write_key_file(home / NODE_KEY_FILE, KeyPair.generate())
+    node_key = KeyPair.generate()
+    write_key_file(home / NODE_KEY_FILE, node_key)
+    if config.p2p_tls:
+        from node.tls import ensure_p2p_certificate
+        ensure_p2p_certificate(home, node_key.public_key.hex())
     if validator_key is not None:
         write_key_file(home / VALIDATOR_KEY_FILE, validator_key)
