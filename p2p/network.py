@@ -585,8 +585,14 @@ class P2PNetwork:
             raise PeerBannedError(f"node key {peer_id[:16]} is banned")
         if peer_id in self._peers or peer_id in self._handshaking:
             raise DuplicatePeerError(f"node {peer_id[:16]} is already connected")
-        if len(self._peers) + len(self._handshaking) >= self._config.max_peers:
+        if len(self._peers) + len(self._handshaking) >= self._config.max_peers \
+                and not self._is_static_key(peer_id):
+            # Static peers (our validators) always get in: strangers that fill every
+            # slot must not cut a node off from the peers it was configured with.
             raise TooManyPeersError(f"already {self._config.max_peers} peers")
+
+    def _is_static_key(self, peer_id: str) -> bool:
+        return any(self._address_keys.get(address) == peer_id for address in self._static_peers)
 
     @staticmethod
     def _compute_listen_address(hello: Hello, address: str, dialed: str | None) -> str:

@@ -51,7 +51,8 @@ class P2PConfig:
     """Limits and timings of the p2p network. Defaults suit a production validator."""
 
     max_peers: int = 32
-    """Most connected peers (inbound and outbound); more are refused in the handshake."""
+    """Most connected peers (inbound and outbound); more are refused in the handshake,
+    except static peers (known by the key they answered with when dialed)."""
     allowed_keys: frozenset[bytes] | None = None
     """Node public keys allowed to connect (closed network); None allows any key."""
     advertise_address: str | None = None
