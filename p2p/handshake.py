@@ -1,8 +1,9 @@
 """The authenticated handshake: HELLO both ways, then AUTH both ways.
 
 Each side proves its node key by signing both nonces (so a recorded AUTH cannot be
-replayed on another connection) and checks chain id, genesis hash and protocol
-version. The pure parts (build, validate, sign, verify) do no I/O; `run_handshake`
+replayed on another connection) and, over TLS, the server certificate's fingerprint
+(so a man in the middle that terminates TLS is refused), and checks chain id, genesis
+hash and protocol version. The pure parts (build, validate, sign, verify) do no I/O; `run_handshake`
 drives them over any FrameChannel, with one deadline for the whole exchange.
 """
 

@@ -495,10 +495,13 @@ class P2PNetwork:
             return web.Response(status=503, text="too many connections from this address")
         self._inbound_by_host[host] += 1
         self._pending_inbound += 1
-        pending = [True]
+        released = False
 
         def release_pending() -> None:
-            if pending.pop() if pending else False:
+            """Free the pending-handshake slot, once (after the handshake, or here)."""
+            nonlocal released
+            if not released:
+                released = True
                 self._pending_inbound -= 1
 
         try:
