@@ -109,6 +109,23 @@ class NodeConfig:
     """File holding the passphrase of encrypted key files ("" = flag, env or prompt)."""
     pruning: str = "head-state-only"
     """The only mode: no historical state is kept (state at head); blocks are never pruned."""
+    p2p_tls: bool = True
+    """Encrypt node-to-node links with TLS bound to the node keys (docs/p2p.md); every
+    node of a network must agree, since a TLS node does not speak plain WebSocket."""
+    p2p_closed: bool = False
+    """Admit only peers whose key is in the validator set or in `p2p_allowed_peers`.
+    A validator then uses its validator key as its p2p identity."""
+    p2p_allowed_peers: list[str] = field(default_factory=list)
+    """Hex public keys of the (non-validator) nodes admitted to a closed network."""
+    p2p_max_peers: int = 32
+    """Most connected peers."""
+    p2p_max_inbound_per_host: int = 16
+    """Most inbound connections from one IP address (loopback included)."""
+    rpc_tls_cert: str = ""
+    """PEM certificate (chain) of the RPC server; with `rpc_tls_key` the RPC serves
+    https only. A relative path is taken from the node home."""
+    rpc_tls_key: str = ""
+    """PEM private key of `rpc_tls_cert`."""
 
     @property
     def rpc_host_port(self) -> tuple[str, int]:
@@ -199,6 +216,15 @@ def validate_config(config: NodeConfig, sources: Mapping[str, str] | None = None
             split_host_port(peer, "peers")
         except ConfigError:
             fail("peers", f"must hold host:port entries ({peer!r} is not)")
+    for text in config.p2p_allowed_peers:
+        try:
+            valid = isinstance(text, str) and len(bytes.fromhex(text)) == 32
+        except ValueError:
+            valid = False
+        if not valid:
+            fail("p2p_allowed_peers", f"must hold node keys of 64 hex digits ({text!r} is not)")
+    if bool(config.rpc_tls_cert) != bool(config.rpc_tls_key):
+        fail("rpc_tls_cert", "needs rpc_tls_key too (set both, or neither)")
     if config.log_level not in LOG_LEVELS:
         fail("log_level", "must be one of " + ", ".join(LOG_LEVELS))
     if config.log_format not in LOG_FORMATS:
@@ -393,8 +419,12 @@ def init_home(home: Path, genesis_text: str, config: NodeConfig,
     home.mkdir(parents=True, exist_ok=True)
     (home / GENESIS_FILE).write_text(genesis_text)
     (home / CONFIG_FILE).write_text(render_config(config))
-    keys = [(home / NODE_KEY_FILE, KeyPair.generate())]
+    node_key = KeyPair.generate()
+    keys = [(home / NODE_KEY_FILE, node_key)]
     ensure_admin_token(home)
+    if config.p2p_tls:
+        from node.tls import ensure_p2p_certificate
+        ensure_p2p_certificate(home, node_key.public_key.hex())
     if validator_key is not None:
         keys.append((home / VALIDATOR_KEY_FILE, validator_key))
     for path, key in keys:

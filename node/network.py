@@ -24,9 +24,16 @@ from consensus.core import is_valid_proposal_signature
 from consensus.events import ProposalReceived, VoteReceived
 from node.clock import now_ms
 from node.node import Node, SyncedBlock
+from node.tls import build_p2p_tls, ensure_p2p_certificate
 from p2p.frames import MessageType
 from p2p.network import P2PNetwork
-from p2p.peers import P2PConfig, PeerInfo, Verdict
+from p2p.peers import (
+    PENALTY_BAD_BLOCK,
+    PENALTY_WITHHELD_BLOCKS,
+    P2PConfig,
+    PeerInfo,
+    Verdict,
+)
 
 log = logging.getLogger("govchain.net")
 
@@ -39,6 +46,7 @@ TXS_BATCH = 1024
 STATUS_INTERVAL_S = 1.0
 SYNC_POLL_S = 0.2
 GUARD_PROBE_S = 3.0
+SYNC_TIMEOUT_S = 10.0
 
 
 class NodeNetwork:
@@ -48,12 +56,26 @@ class NodeNetwork:
         self.node = node
         config = node.home.config
         host, port = config.p2p_host_port
+        p2p_key = node.home.node_key
+        if config.p2p_closed and node.home.validator_key is not None:
+            # Admission by validator-set membership needs the key the set names.
+            p2p_key = node.home.validator_key
+        tls = None
+        if config.p2p_tls:
+            tls = build_p2p_tls(*ensure_p2p_certificate(node.home.path,
+                                                        p2p_key.public_key.hex()))
+        self._allowed_peers = frozenset(bytes.fromhex(k) for k in config.p2p_allowed_peers)
         self.p2p = P2PNetwork(
-            node.home.node_key, node.chain_id, node.genesis.hash, host, port,
+            p2p_key, node.chain_id, node.genesis.hash, host, port,
             list(config.peers), self.on_message, handle_request=self.on_request,
             on_peer_connected=self.on_peer_connected,
             is_validator=node.home.validator_key is not None,
-            config=P2PConfig(peer_exchange=config.peer_exchange))
+            config=P2PConfig(peer_exchange=config.peer_exchange,
+                             max_peers=config.p2p_max_peers,
+                             max_inbound_per_host=config.p2p_max_inbound_per_host),
+            server_ssl=tls.server if tls else None, client_ssl=tls.client if tls else None,
+            tls_fingerprint=tls.fingerprint if tls else None,
+            admission=self.is_admitted if config.p2p_closed else None)
         node.broadcast_message = self.broadcast_consensus
         node.broadcast_txs = self.broadcast_txs
         node.add_commit_listener(lambda executed, cert: self.broadcast_status())
@@ -69,6 +91,13 @@ class NodeNetwork:
 
     def peer_list(self) -> list[PeerInfo]:
         return self.p2p.peers()
+
+    def is_admitted(self, node_key: bytes) -> bool:
+        """Closed network: a key of the next height's validator set or of the allow-list."""
+        if node_key in self._allowed_peers:
+            return True
+        validator_set = self.node.store.get_validator_set(self.node.store.head_height + 1)
+        return any(v.public_key == node_key for v in validator_set.validators)
 
     async def prepare_consensus(self) -> None:
         """Before the driver starts: catch up, and arm the double-sign guard if needed."""
@@ -234,33 +263,50 @@ class NodeNetwork:
             await self._sync_once()
 
     async def _sync_once(self) -> None:
+        """Fetch blocks from peers ahead of us, highest first; a peer that fails (times
+        out, answers nothing although it claimed to be ahead, sends a bad block) is
+        penalized and skipped for this pass, and the next peer ahead is asked."""
+        failed: set[str] = set()
         while True:
             head = self.node.store.head_height
-            ahead = [p for p in self.p2p.peers() if (p.status_height or 0) > head]
+            ahead = sorted((p for p in self.p2p.peers()
+                            if (p.status_height or 0) > head and p.node_id not in failed),
+                           key=lambda p: p.status_height or 0, reverse=True)
             if not ahead:
                 return
-            peer = max(ahead, key=lambda p: p.status_height or 0)
+            peer_id = ahead[0].node_id
+            if not await self._sync_from(peer_id, head):
+                failed.add(peer_id)
+
+    async def _sync_from(self, peer_id: str, head: int) -> bool:
+        """One GET_BLOCKS from `peer_id`; True if our head moved forward."""
+        try:
+            _, items = await self.p2p.request(peer_id, MessageType.GET_BLOCKS,
+                                              [head + 1, SYNC_BATCH], timeout_s=SYNC_TIMEOUT_S)
+        except Exception as e:  # a peer failing a request is that peer's problem
+            log.info("sync from %s... failed: %s", peer_id[:12], e)
+            return False
+        if not items:
+            if self.node.store.head_height == head:
+                self.p2p.penalize(peer_id, PENALTY_WITHHELD_BLOCKS,
+                                  f"claimed to be ahead of {head} but sent no block")
+            return self.node.store.head_height > head
+        for block_bytes, cert_bytes in items:
             try:
-                _, items = await self.p2p.request(peer.node_id, MessageType.GET_BLOCKS,
-                                                  [head + 1, SYNC_BATCH], timeout_s=10.0)
-            except Exception as e:  # a peer failing a request is that peer's problem
-                log.info("sync from %s... failed: %s", peer.node_id[:12], e)
-                return
-            if not items:
-                return
-            for block_bytes, cert_bytes in items:
-                try:
-                    block = Block.decode(_as_bytes(block_bytes))
-                    cert = CommitCertificate.decode(_as_bytes(cert_bytes))
-                except ChainError as e:
-                    log.warning("peer %s... sent a malformed block: %s", peer.node_id[:12], e)
-                    return
-                if block.height <= self.node.store.head_height:
-                    continue
-                done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-                self.node.enqueue(SyncedBlock(block, cert, done))
-                if not await done:
-                    return
+                block = Block.decode(_as_bytes(block_bytes))
+                cert = CommitCertificate.decode(_as_bytes(cert_bytes))
+            except (ChainError, TypeError) as e:
+                self.p2p.penalize(peer_id, PENALTY_BAD_BLOCK, f"sent a malformed block: {e}")
+                break
+            if block.height <= self.node.store.head_height:
+                continue
+            done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            self.node.enqueue(SyncedBlock(block, cert, done))
+            if not await done:
+                self.p2p.penalize(peer_id, PENALTY_BAD_BLOCK,
+                                  f"sent block {block.height} that fails its certificate")
+                break
+        return self.node.store.head_height > head
 
 
 def _as_bytes(payload: Any) -> bytes:

@@ -25,6 +25,7 @@ from node.network import NodeNetwork
 from node.node import Node
 from node.operator_http import add_operator_routes
 from node.rpc import RpcDispatcher, make_rpc_handler
+from node.tls import build_rpc_ssl_context
 from p2p.network import P2PNetwork
 from storage.errors import StorageError
 
@@ -74,7 +75,8 @@ class NodeService:
 
     @property
     def rpc_url(self) -> str:
-        return f"http://{self.home.config.rpc_host_port[0]}:{self.rpc_port}"
+        scheme = "https" if self.home.config.rpc_tls_cert else "http"
+        return f"{scheme}://{self.home.config.rpc_host_port[0]}:{self.rpc_port}"
 
     async def start(self) -> None:
         app = build_http_app(self.node, self.api, self.network.p2p)
@@ -84,7 +86,9 @@ class NodeService:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         host, port = self.home.config.rpc_host_port
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=build_rpc_ssl_context(
+            self.home.path / config.rpc_tls_cert, self.home.path / config.rpc_tls_key)
+            if (config := self.home.config).rpc_tls_cert else None)
         await site.start()
         self.rpc_port = self._runner.addresses[0][1]
         await self.network.start()

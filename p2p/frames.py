@@ -18,7 +18,7 @@ from chain.crypto import compute_hash
 from chain.errors import MalformedError, TooLargeError
 from p2p.errors import MalformedFrameError, OversizedFrameError, UnknownMessageTypeError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: AUTH signs the TLS channel binding
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -1,14 +1,16 @@
 """The authenticated handshake: HELLO both ways, then AUTH both ways.
 
 Each side proves its node key by signing both nonces (so a recorded AUTH cannot be
-replayed on another connection) and checks chain id, genesis hash and protocol
-version. The pure parts (build, validate, sign, verify) do no I/O; `run_handshake`
+replayed on another connection) and, over TLS, the server certificate's fingerprint
+(so a man in the middle that terminates TLS is refused), and checks chain id, genesis
+hash and protocol version. The pure parts (build, validate, sign, verify) do no I/O; `run_handshake`
 drives them over any FrameChannel, with one deadline for the whole exchange.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -100,25 +102,44 @@ def validate_hello(local: Hello, peer: Hello) -> None:
         raise SelfConnectionError("the peer echoed our nonce")
 
 
-def compute_auth_message(chain_id: str, own: Hello, other: Hello) -> bytes:
-    """The bytes that the owner of `own` signs: both nonces, genesis and both keys."""
+def compute_certificate_binding(ssl_object: Any) -> bytes:
+    """The TLS channel binding of a connection: SHA-256 of the server certificate (DER)
+    as this end saw it. Raises HandshakeError when there is no TLS certificate.
+
+    `tls-unique` does not exist in TLS 1.3 and Python's ssl module cannot export
+    keying material, so the binding is the server certificate: a man in the middle
+    that terminates TLS shows its own certificate, and the two ends then sign
+    different bindings and refuse each other's AUTH.
+    """
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        raise BadHandshakeSignatureError("TLS link without a server certificate")
+    return hashlib.sha256(der).digest()
+
+
+def compute_auth_message(chain_id: str, own: Hello, other: Hello,
+                         channel_binding: bytes = b"") -> bytes:
+    """The bytes that the owner of `own` signs: both nonces, genesis, both keys and the
+    channel binding (the TLS server certificate's SHA-256, or b"" in plain text)."""
     return signing_bytes(DOMAIN_HANDSHAKE, chain_id,
                          [own.nonce, other.nonce, own.genesis_hash, own.node_key,
-                          other.node_key])
+                          other.node_key, channel_binding])
 
 
-def sign_auth(key: KeyPair, local: Hello, peer: Hello) -> bytes:
+def sign_auth(key: KeyPair, local: Hello, peer: Hello, channel_binding: bytes = b"") -> bytes:
     """Our AUTH signature for this connection."""
     assert key.public_key == local.node_key
-    return key.sign(compute_auth_message(local.chain_id, local, peer))
+    return key.sign(compute_auth_message(local.chain_id, local, peer, channel_binding))
 
 
-def verify_auth(local: Hello, peer: Hello, signature: bytes) -> None:
+def verify_auth(local: Hello, peer: Hello, signature: bytes,
+                channel_binding: bytes = b"") -> None:
     """Raise BadHandshakeSignatureError unless the peer signed this connection."""
-    message = compute_auth_message(local.chain_id, peer, local)
+    message = compute_auth_message(local.chain_id, peer, local, channel_binding)
     if not is_valid_signature(peer.node_key, message, signature):
         raise BadHandshakeSignatureError(
-            f"peer {peer.node_key.hex()[:16]} sent an AUTH signature that does not verify")
+            f"peer {peer.node_key.hex()[:16]} sent an AUTH signature that does not verify"
+            + (" over this TLS link (a man in the middle?)" if channel_binding else ""))
 
 
 # ---------------------------------------------------------------- I/O
@@ -154,7 +175,8 @@ async def _refuse(channel: FrameChannel, error: HandshakeError) -> None:
 
 
 async def run_handshake(channel: FrameChannel, key: KeyPair, local: Hello,
-                        check_peer: Callable[[Hello], None], timeout_s: float) -> Hello:
+                        check_peer: Callable[[Hello], None], timeout_s: float,
+                        channel_binding: bytes = b"") -> Hello:
     """Run the handshake; return the peer's proven HELLO.
 
     `check_peer` applies the node's policy (ban, allow-list, duplicates, capacity)
@@ -172,10 +194,11 @@ async def run_handshake(channel: FrameChannel, key: KeyPair, local: Hello,
             except HandshakeError as e:
                 await _refuse(channel, e)
                 raise
-            await channel.send(encode_frame(MessageType.AUTH, 0, sign_auth(key, local, peer)))
+            await channel.send(encode_frame(MessageType.AUTH, 0,
+                                            sign_auth(key, local, peer, channel_binding)))
             signature = await _receive(channel, MessageType.AUTH)
             try:
-                verify_auth(local, peer, signature)
+                verify_auth(local, peer, signature, channel_binding)
             except HandshakeError as e:
                 await _refuse(channel, e)
                 raise

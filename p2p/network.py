@@ -58,7 +58,7 @@ from p2p.frames import (
     decode_frame,
     encode_frame,
 )
-from p2p.handshake import Hello, build_hello, run_handshake
+from p2p.handshake import Hello, build_hello, compute_certificate_binding, run_handshake
 from p2p.peers import (
     PENALTY_BAD_RESPONSE,
     PENALTY_MALFORMED_FRAME,
@@ -184,7 +184,18 @@ class P2PNetwork:
         config: P2PConfig | None = None,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
+        tls_fingerprint: bytes | None = None,
+        admission: Callable[[bytes], bool] | None = None,
     ) -> None:
+        """`server_ssl`/`client_ssl` turn TLS on (both or neither); `tls_fingerprint`
+        is the SHA-256 of our certificate (DER), required with `server_ssl`: each side
+        signs the server certificate's fingerprint in the handshake, so a man in the
+        middle that terminates TLS is refused. `admission(node_key)` is the node's
+        extra policy (closed network): False refuses the key as not allowed."""
+        if (server_ssl is None) != (client_ssl is None):
+            raise ValueError("TLS needs both server_ssl and client_ssl, or neither")
+        if server_ssl is not None and (tls_fingerprint is None or len(tls_fingerprint) != 32):
+            raise ValueError("server_ssl needs the 32-byte SHA-256 tls_fingerprint")
         for address in static_peers:
             parse_address(address)
         self._key = node_key
@@ -201,6 +212,10 @@ class P2PNetwork:
         self._config = config or P2PConfig()
         self._server_ssl = server_ssl
         self._client_ssl = client_ssl
+        self._tls_fingerprint = tls_fingerprint or b""
+        self._admission = admission
+        self._pending_inbound = 0
+        self._inbound_by_host: Counter[str] = Counter()
 
         self._peers: dict[str, _Peer] = {}
         self._handshaking: set[str] = set()
@@ -314,6 +329,13 @@ class P2PNetwork:
     def is_banned(self, node_id: str) -> bool:
         """Whether `node_id` (hex) is currently banned."""
         return self._bans.is_banned(node_id, time.monotonic())
+
+    def penalize(self, peer_id: str, points: float, reason: str) -> None:
+        """Lower a connected peer's score for a fault the node found (e.g. during sync);
+        the peer is banned when its score reaches `ban_score`. No-op if it is gone."""
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            self._penalize(peer, points, reason)
 
     def _peer_info(self, peer: _Peer, now: float) -> PeerInfo:
         return PeerInfo(
@@ -448,7 +470,11 @@ class P2PNetwork:
             raise ConnectError(f"cannot connect to {address}: {e!r}") from e
         channel = _WebSocketChannel(ws, self._config.send_timeout_s)
         try:
-            return await self._handshake(channel, Direction.OUTBOUND, address, address)
+            binding = b""
+            if self._client_ssl is not None:
+                binding = compute_certificate_binding(ws.get_extra_info("ssl_object"))
+            return await self._handshake(channel, Direction.OUTBOUND, address, address,
+                                         binding)
         except BaseException:
             await channel.close(self._config.close_timeout_s)
             raise
@@ -456,28 +482,62 @@ class P2PNetwork:
     async def _on_websocket_request(self, request: web.Request) -> web.StreamResponse:
         if not self._running:
             return web.Response(status=503, text="node stopping")
-        ws = web.WebSocketResponse(max_msg_size=_WS_MAX_MESSAGE, compress=False,
-                                   timeout=self._config.close_timeout_s)
-        await ws.prepare(request)
         peername = request.transport.get_extra_info("peername") if request.transport else None
-        address = format_address(peername[0], peername[1]) if peername else "unknown"
-        task = self._spawn(self._serve_inbound(ws, address), f"inbound {address}")
-        await asyncio.wait({task})
-        return ws
+        host = str(peername[0]) if peername else "unknown"
+        address = format_address(host, peername[1]) if peername else "unknown"
+        if self._pending_inbound >= self._config.max_pending_handshakes:
+            log.warning("refused connection from %s: %d handshakes already pending",
+                        address, self._pending_inbound)
+            return web.Response(status=503, text="too many pending handshakes")
+        if self._inbound_by_host[host] >= self._config.max_inbound_per_host:
+            log.warning("refused connection from %s: %d connections from that host",
+                        address, self._inbound_by_host[host])
+            return web.Response(status=503, text="too many connections from this address")
+        self._inbound_by_host[host] += 1
+        self._pending_inbound += 1
+        released = False
 
-    async def _serve_inbound(self, ws: web.WebSocketResponse, address: str) -> None:
+        def release_pending() -> None:
+            """Free the pending-handshake slot, once (after the handshake, or here)."""
+            nonlocal released
+            if not released:
+                released = True
+                self._pending_inbound -= 1
+
+        try:
+            ws = web.WebSocketResponse(max_msg_size=_WS_MAX_MESSAGE, compress=False,
+                                       timeout=self._config.close_timeout_s)
+            await ws.prepare(request)
+            task = self._spawn(self._serve_inbound(ws, address, release_pending),
+                               f"inbound {address}")
+            await asyncio.wait({task})
+            return ws
+        finally:
+            release_pending()
+            self._inbound_by_host[host] -= 1
+            if self._inbound_by_host[host] <= 0:
+                del self._inbound_by_host[host]
+
+    async def _serve_inbound(self, ws: web.WebSocketResponse, address: str,
+                             release_pending: Callable[[], None]) -> None:
         channel = _WebSocketChannel(ws, self._config.send_timeout_s)
         try:
-            peer = await self._handshake(channel, Direction.INBOUND, address, None)
+            peer = await self._handshake(channel, Direction.INBOUND, address, None,
+                                         self._tls_fingerprint)
         except (P2PError, *_NETWORK_ERRORS) as e:
             self._log_handshake_failure(address, e)
             await channel.close(self._config.close_timeout_s)
             return
+        finally:
+            release_pending()
         await self._run_peer(peer)
 
     async def _handshake(self, channel: _WebSocketChannel, direction: Direction,
-                         address: str, dialed: str | None) -> _Peer:
-        """Run the handshake and register the peer; no await after the handshake."""
+                         address: str, dialed: str | None, channel_binding: bytes) -> _Peer:
+        """Run the handshake and register the peer; no await after the handshake.
+
+        `channel_binding` is the server certificate's fingerprint under TLS (b"" in
+        plain text); both sides sign it, so it must be the same at both ends."""
         local = build_hello(self._key, self._chain_id, self._genesis_hash,
                             self.listen_address, self._is_validator)
         reserved: list[str] = []
@@ -494,7 +554,8 @@ class P2PNetwork:
 
         try:
             hello = await run_handshake(channel, self._key, local, check_peer,
-                                        self._config.handshake_timeout_s)
+                                        self._config.handshake_timeout_s,
+                                        channel_binding=channel_binding)
         except ConnectionClosedError as e:
             raise ConnectError(f"{address} closed the connection in the handshake") from e
         finally:
@@ -520,12 +581,21 @@ class P2PNetwork:
         allowed = self._config.allowed_keys
         if allowed is not None and bytes.fromhex(peer_id) not in allowed:
             raise PeerNotAllowedError(f"node key {peer_id[:16]} is not in the allow-list")
+        if self._admission is not None and not self._admission(bytes.fromhex(peer_id)):
+            raise PeerNotAllowedError(
+                f"node key {peer_id[:16]} is neither a validator nor in the allow-list")
         if self._bans.is_banned(peer_id, time.monotonic()):
             raise PeerBannedError(f"node key {peer_id[:16]} is banned")
         if peer_id in self._peers or peer_id in self._handshaking:
             raise DuplicatePeerError(f"node {peer_id[:16]} is already connected")
-        if len(self._peers) + len(self._handshaking) >= self._config.max_peers:
+        if len(self._peers) + len(self._handshaking) >= self._config.max_peers \
+                and not self._is_static_key(peer_id):
+            # Static peers (our validators) always get in: strangers that fill every
+            # slot must not cut a node off from the peers it was configured with.
             raise TooManyPeersError(f"already {self._config.max_peers} peers")
+
+    def _is_static_key(self, peer_id: str) -> bool:
+        return any(self._address_keys.get(address) == peer_id for address in self._static_peers)
 
     @staticmethod
     def _compute_listen_address(hello: Hello, address: str, dialed: str | None) -> str:

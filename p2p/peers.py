@@ -39,6 +39,11 @@ PENALTY_REJECTED_MESSAGE = 20
 PENALTY_REQUEST_TIMEOUT = 10
 PENALTY_RATE_LIMITED = 10
 PENALTY_BAD_RESPONSE = 25
+PENALTY_WITHHELD_BLOCKS = 5
+"""A peer that says it is ahead but answers GET_BLOCKS with nothing (it may have just
+restarted, so the penalty is small; a peer that keeps doing it is banned in time)."""
+PENALTY_BAD_BLOCK = 25
+"""A synced block that fails its certificate or does not decode."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +51,8 @@ class P2PConfig:
     """Limits and timings of the p2p network. Defaults suit a production validator."""
 
     max_peers: int = 32
-    """Most connected peers (inbound and outbound); more are refused in the handshake."""
+    """Most connected peers (inbound and outbound); more are refused in the handshake,
+    except static peers (known by the key they answered with when dialed)."""
     allowed_keys: frozenset[bytes] | None = None
     """Node public keys allowed to connect (closed network); None allows any key."""
     advertise_address: str | None = None
@@ -89,6 +95,13 @@ class P2PConfig:
     """A discovered (not static) address is forgotten after this many failed dials."""
     max_inbound_requests: int = 16
     """Requests from one peer answered concurrently; more are refused as busy."""
+    max_pending_handshakes: int = 64
+    """Inbound connections still in the handshake; more are refused with HTTP 503
+    before any frame is read (a flood of silent connections costs one slot each,
+    for at most `handshake_timeout_s`)."""
+    max_inbound_per_host: int = 16
+    """Inbound connections (in the handshake or established) from one IP address;
+    more are refused with HTTP 503. Loopback counts like any other address."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,9 @@ from chain.tx import make_transaction
 from chain.vote import Proposal, Vote, VoteKind
 from p2p.errors import HandshakeError, WrongGenesisError
 from p2p.frames import MessageType
-from p2p.network import P2PNetwork
 from p2p.peers import Verdict
 from tests.node.conftest import ACCOUNT_KEYS, CHAIN_ID, VALIDATOR_KEYS, wait_for
+from tests.node.peer_kit import make_peer
 
 
 async def heights(nodes) -> list[int]:
@@ -54,14 +54,7 @@ async def test_tx_submitted_anywhere_is_final_everywhere(network4):
 
 
 async def _peer(genesis_hash: bytes, chain_id: str = CHAIN_ID):
-    received: list = []
-
-    async def handler(peer_id, msg_type, payload):
-        received.append((msg_type, payload))
-        return Verdict.IGNORE
-
-    return P2PNetwork(KeyPair.generate(), chain_id, genesis_hash, "127.0.0.1", 0, [],
-                      handler), received
+    return make_peer(genesis_hash, chain_id=chain_id)
 
 
 async def test_invalid_peer_of_another_genesis_refused(network4):
