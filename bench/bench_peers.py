@@ -44,7 +44,7 @@ from bench.peers.load import Measurement, measure, median_summary, split_lanes
 Step = Callable[[], Awaitable[Measurement]]
 
 
-def govchain_steps(args: argparse.Namespace) -> list[tuple[str, Step]]:
+def govchain_steps(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Step]]:
     senders = make_keys(args.senders, salt=2)
     print(f"pre-signing {args.txs} govchain transfers from {args.senders} senders ...",
           flush=True)
@@ -52,7 +52,7 @@ def govchain_steps(args: argparse.Namespace) -> list[tuple[str, Step]]:
     nodes = f"{args.govchain_nodes} node{'s' if args.govchain_nodes > 1 else ''}"
 
     async def run(label: str, method: str, lanes: list[list[Any]]) -> Measurement:
-        network = GovchainNetwork(args.govchain_nodes, senders, args.log_level)
+        network = GovchainNetwork(args.govchain_nodes, senders, args.log_level, workdir)
         try:
             await network.start()
             follower = await GovchainFollower.create(network.clients[0])
@@ -137,8 +137,8 @@ def print_table(summaries: list[dict[str, Any]], govchain_count: int) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="govchain-peerbench-"))
-    print(f"presigned loads, peer configs and logs in {workdir}", flush=True)
-    steps = [] if args.no_govchain else govchain_steps(args)
+    print(f"presigned loads, node homes, peer configs and logs in {workdir}", flush=True)
+    steps = [] if args.no_govchain else govchain_steps(args, workdir)
     govchain_count = len(steps)
     steps += peer_steps(args, workdir)
     results: dict[str, list[Measurement]] = {label: [] for label, _ in steps}

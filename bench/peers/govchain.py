@@ -34,12 +34,13 @@ def batch_units(txs: list[Transaction], batch: int) -> list[Unit]:
 
 
 class GovchainNetwork:
-    """`count` validator nodes on 127.0.0.1 in a fresh temporary folder."""
+    """`count` validator nodes on 127.0.0.1 with homes in a new folder under `parent`."""
 
-    def __init__(self, count: int, senders: list[KeyPair], log_level: str) -> None:
+    def __init__(self, count: int, senders: list[KeyPair], log_level: str,
+                 parent: Path) -> None:
         validators = make_keys(count, salt=1)
         genesis = make_genesis(CHAIN_ID, validators, senders, ChainParams())
-        self.workdir = Path(tempfile.mkdtemp(prefix="govchain-peerbench-"))
+        self.workdir = Path(tempfile.mkdtemp(prefix="govchain-", dir=parent))
         p2p_ports = [free_port() for _ in range(count)]
         self.nodes: list[NodeProcess] = [
             init_node(self.workdir, f"node{i}", genesis, validators[i],
