@@ -85,7 +85,6 @@ def peer_steps(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Step]
     steps = []
     for name in names:
         spec = eth.PEERS[name]
-        print(f"pre-signing {args.txs} transfers for chain id {spec.chain_id} ...", flush=True)
         load = eth.presign(eth_python, spec.chain_id, args.txs, args.senders, workdir)
         label = f"{spec.package} {eth.package_version(spec.package)}, {spec.mode}"
 
@@ -115,17 +114,19 @@ def print_measurement(m: Measurement) -> None:
     refused = f", {m.refused} refused (first: {m.first_refusal})" if m.refused else ""
     print(f"  {m.label}: {m.tx_per_s:,.0f} tx/s ({m.final}/{m.offered} in {m.seconds:.2f} s),"
           f" p50 {m.p50_s:.3f} s, p99 {m.p99_s:.3f} s, {m.blocks} blocks,"
-          f" peak RSS {m.peak_rss_mb:.0f} MiB{refused}{note}", flush=True)
+          f" peak RSS {m.peak_rss_mb:.0f} MiB, load generator {m.client_cpu:.0%} of a core"
+          f"{refused}{note}", flush=True)
 
 
 def print_table(summaries: list[dict[str, Any]], govchain_count: int) -> None:
     runs = summaries[0]["runs"]
     print(f"\n{'medians of ' + str(runs) + ' runs' if runs > 1 else 'one run'}:")
-    print(f"{'chain, mode':<48} {'tx/s':>8} {'p50 s':>7} {'p99 s':>7} {'RSS MiB':>8}")
+    print(f"{'chain, mode':<48} {'tx/s':>8} {'p50 s':>7} {'p99 s':>7} {'RSS MiB':>8}"
+          f" {'gen CPU':>8}")
     for s in summaries:
         flag = " (incomplete)" if s["timed_out"] or s["refused"] else ""
         print(f"{s['label']:<48} {s['tx_per_s']:>8,.0f} {s['p50_s']:>7.3f} {s['p99_s']:>7.3f}"
-              f" {s['peak_rss_mb']:>8.0f}{flag}")
+              f" {s['peak_rss_mb']:>8.0f} {s['client_cpu']:>8.0%}{flag}")
     ours, peers = summaries[:govchain_count], summaries[govchain_count:]
     if peers:
         print("\nratio of tx/s (govchain / peer):")

@@ -110,6 +110,7 @@ class EthLoad:
 def presign(eth_python: str, chain_id: int, txs: int, senders: int, workdir: Path) -> EthLoad:
     out = workdir / f"eth-{chain_id}-{txs}-{senders}.json"
     if not out.exists():
+        print(f"pre-signing {txs} transfers for chain id {chain_id} ...", flush=True)
         subprocess.run([eth_python, str(PRESIGN), "--chain-id", str(chain_id), "--txs",
                         str(txs), "--senders", str(senders), "--out", str(out)],
                        check=True, timeout=1800)

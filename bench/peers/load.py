@@ -10,6 +10,7 @@ asserts, only measures.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -50,6 +51,9 @@ class Measurement:
     first_refusal: str | None = None
     timed_out: bool = False
     peak_rss_mb: float = 0.0
+    client_cpu: float = 0.0
+    """CPU time of this benchmark process (the load generator) over wall time: 1.0 is
+    one core busy. Near 1.0, the figure may be the generator's limit, not the chain's."""
 
     @property
     def tx_per_s(self) -> float:
@@ -69,7 +73,8 @@ class Measurement:
                 "p50_s": round(self.p50_s, 4), "p99_s": round(self.p99_s, 4),
                 "blocks": self.blocks, "refused": self.refused,
                 "first_refusal": self.first_refusal, "timed_out": self.timed_out,
-                "peak_rss_mb": round(self.peak_rss_mb, 1)}
+                "peak_rss_mb": round(self.peak_rss_mb, 1),
+                "client_cpu": round(self.client_cpu, 2)}
 
 
 def split_lanes(units: Sequence[Unit], lanes: int) -> list[list[Unit]]:
@@ -86,6 +91,7 @@ async def measure(label: str, lanes: list[list[Unit]], send: Send, follower: Fol
     submitted_at: dict[str, float] = {}
     final_at: dict[str, float] = {}
     submitting = True
+    cpu0 = sum(os.times()[:2])
     t0 = time.monotonic()
     deadline = t0 + max_seconds
 
@@ -125,6 +131,7 @@ async def measure(label: str, lanes: list[list[Unit]], send: Send, follower: Fol
     result.final = len(final_at)
     result.seconds = (max(final_at.values()) if final_at else time.monotonic()) - t0
     result.latencies = [final_at[h] - submitted_at[h] for h in final_at]
+    result.client_cpu = (sum(os.times()[:2]) - cpu0) / max(time.monotonic() - t0, 1e-9)
     return result
 
 
@@ -139,5 +146,6 @@ def median_summary(runs: Sequence[Measurement]) -> dict[str, Any]:
             "offered": runs[0].offered,
             "blocks": statistics.median(r.blocks for r in runs),
             "peak_rss_mb": statistics.median(r.peak_rss_mb for r in runs),
+            "client_cpu": statistics.median(r.client_cpu for r in runs),
             "refused": sum(r.refused for r in runs),
             "timed_out": any(r.timed_out for r in runs)}
