@@ -26,6 +26,7 @@ from ledger.registry import (
     get_record_history,
 )
 from ledger.roles import get_account_roles, get_role_holders
+from node import api_specs as specs
 from node.api import parse_hex, parse_int, to_json
 from node.node import Node
 from node.rpc import NOT_FOUND, RpcDispatcher, RpcError, invalid_params
@@ -39,20 +40,23 @@ def register_ledger_methods(dispatcher: RpcDispatcher, node: Node) -> None:
     api = LedgerApi(node)
     r = dispatcher.register
     r("state_asset", api.state_asset, ("asset", "holder"),
-      "An asset: supply, reserve, roles, latest attestation; a holder's balance")
+      "An asset: supply, reserve, roles, latest attestation; a holder's balance",
+      spec=specs.STATE_ASSET)
     r("state_attestations", api.state_attestations, ("asset", "start", "limit"),
-      "Reserve attestations of an asset, oldest first")
+      "Reserve attestations of an asset, oldest first", spec=specs.STATE_ATTESTATIONS)
     r("state_record", api.state_record, ("namespace", "key", "proof"),
-      "A registry record's current version; with proof: state proof, header, certificate")
+      "A registry record's current version; with proof: state proof, header, certificate",
+      spec=specs.STATE_RECORD)
     r("state_record_history", api.state_record_history, ("namespace", "key", "start", "limit"),
-      "Every version of a registry record, oldest first")
+      "Every version of a registry record, oldest first", spec=specs.STATE_RECORD_HISTORY)
     r("state_namespace", api.state_namespace, ("namespace",),
-      "A registry namespace: limits, record count, writers")
-    r("state_proposal", api.state_proposal, ("id",), "A governance proposal")
+      "A registry namespace: limits, record count, writers", spec=specs.STATE_NAMESPACE)
+    r("state_proposal", api.state_proposal, ("id",), "A governance proposal",
+      spec=specs.STATE_PROPOSAL)
     r("state_proposals", api.state_proposals, ("status", "start", "limit"),
-      "Governance proposals, newest first")
+      "Governance proposals, newest first", spec=specs.STATE_PROPOSALS)
     r("state_roles", api.state_roles, ("address", "role", "scope"),
-      "The roles of an account, or the holders of a role in a scope")
+      "The roles of an account, or the holders of a role in a scope", spec=specs.STATE_ROLES)
 
 
 def _parse_name(params: dict[str, Any], name: str) -> str:

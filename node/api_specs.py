@@ -120,3 +120,62 @@ STATE_PROOF = MethodSpec(
 
 RPC_DISCOVER = MethodSpec(params=(), result=ANY_OBJECT,
                           description="This OpenRPC document.", tags=("rpc",))
+
+
+# ---------------------------------------------------------------- ledger reads (api_ledger)
+
+NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,32}$"}
+RECORD_KEY = {"type": "string", "minLength": 1, "maxLength": 128}
+START = {"type": "integer", "minimum": 0}
+LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
+
+STATE_ASSET = MethodSpec(
+    params=(Param("asset", NAME, "the asset symbol, e.g. KGS", True),
+            Param("holder", ADDRESS, "an account whose balance and freeze state to add")),
+    result=ANY_OBJECT, errors=(NOT_FOUND,),
+    description="Supply, attested reserve, decimals, roles and the latest attestation of "
+                "an asset (docs/ledger.md).", tags=("ledger",))
+STATE_ATTESTATIONS = MethodSpec(
+    params=(Param("asset", NAME, "the asset symbol", True),
+            Param("start", START, "index of the first attestation (default 0)"),
+            Param("limit", LIMIT, "most attestations to return (default 100)")),
+    result=obj({"asset": {"type": "string"}, "attestations": {"type": "array"}},
+               ["asset", "attestations"]),
+    errors=(NOT_FOUND,), tags=("ledger",))
+STATE_RECORD = MethodSpec(
+    params=(Param("namespace", NAME, "the registry namespace", True),
+            Param("key", RECORD_KEY, "the record key", True),
+            Param("proof", {"type": "boolean"},
+                  "add a state proof, the head header and its commit certificate")),
+    result=obj({"namespace": {"type": "string"}, "key": {"type": "string"}, "height": NONCE,
+                "record": ANY_OBJECT, "state_key": HEX, "value": HEX, "proof": ANY_OBJECT},
+               ["namespace", "key", "height", "record"]),
+    errors=(NOT_FOUND,),
+    description="Verify the proof without trusting the node: `govchain verify-record` or "
+                "node.ledger_sdk.verify_record.", tags=("ledger",))
+STATE_RECORD_HISTORY = MethodSpec(
+    params=(Param("namespace", NAME, "the registry namespace", True),
+            Param("key", RECORD_KEY, "the record key", True),
+            Param("start", {"type": "integer", "minimum": 1}, "first version (default 1)"),
+            Param("limit", LIMIT, "most versions to return (default 100)")),
+    result=obj({"namespace": {"type": "string"}, "key": {"type": "string"},
+                "versions": {"type": "array"}}, ["namespace", "key", "versions"]),
+    errors=(NOT_FOUND,), tags=("ledger",))
+STATE_NAMESPACE = MethodSpec(
+    params=(Param("namespace", NAME, "the registry namespace", True),),
+    result=ANY_OBJECT, errors=(NOT_FOUND,), tags=("ledger",))
+STATE_PROPOSAL = MethodSpec(
+    params=(Param("id", {"type": "integer", "minimum": 1}, "the proposal id", True),),
+    result=ANY_OBJECT, errors=(NOT_FOUND,), tags=("ledger",))
+STATE_PROPOSALS = MethodSpec(
+    params=(Param("status", {"enum": ["open", "passed", "failed", "expired"]},
+                  "only proposals in this state"),
+            Param("start", START, "the newest proposal id to consider (default: the last)"),
+            Param("limit", LIMIT, "most proposals to return (default 100)")),
+    result=obj({"count": NONCE, "proposals": {"type": "array"}}, ["count", "proposals"]),
+    tags=("ledger",))
+STATE_ROLES = MethodSpec(
+    params=(Param("address", ADDRESS, "list this account's roles"),
+            Param("role", {"type": "string"}, "or: list the holders of this role"),
+            Param("scope", {"type": "string"}, "the role's scope (an asset or a namespace)")),
+    result=ANY_OBJECT, tags=("ledger",))
