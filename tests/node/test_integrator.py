@@ -225,8 +225,12 @@ async def test_invalid_admin_from_localhost_needs_token_when_configured(tmp_path
 
 async def test_admin_peers_and_remove_on_network(network4):
     client = network4[0].client
-    peers = await client.call("admin_peers")
-    assert len(peers) == 3
+
+    async def all_connected():
+        found = await client.call("admin_peers")
+        return found if len(found) == 3 else None
+
+    peers = await wait_for(all_connected, 10, "three peers connected")
     victim = peers[0]["node_id"]
     assert (await client.call("admin_peer_remove", node_id=victim)) == {"disconnected": True}
     await wait_for(lambda: _peer_gone(network4[0], victim), 10, "peer disconnected")
