@@ -281,6 +281,15 @@ class P2PNetwork:
         if self._config.peer_exchange:
             self._spawn(self._peer_exchange_loop(), "peer exchange")
 
+    def add_static_peer(self, address: str) -> None:
+        """Dial `address` now and keep redialing it like a configured static peer."""
+        parse_address(address)
+        if address in self._static_peers or address in self._self_addresses:
+            return
+        self._static_peers.append(address)
+        if self._running:
+            self._spawn(self._dial_static(address), f"dial {address}")
+
     async def stop(self) -> None:
         """Close every connection, cancel and await every task, close the server."""
         if not self._running:

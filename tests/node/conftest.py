@@ -64,18 +64,28 @@ VALIDATOR_KEYS = [KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(7)]
 
 
 async def start_network(tmp_path: Path, count: int, **config: object) -> list[RunningNode]:
-    """`count` validators on 127.0.0.1, each dialling all the others."""
+    """`count` validators on 127.0.0.1, each dialling all the others.
+
+    Nodes listen on ports the OS picks, and learn each other's ports once all listen,
+    so no port is chosen ahead of time (another socket could take it meanwhile).
+    """
     keys = VALIDATOR_KEYS[:count]
     genesis = make_genesis(keys)
-    ports = [free_port() for _ in range(count)]
     services = []
     for i, key in enumerate(keys):
-        home = make_home(tmp_path / f"node{i}", genesis, key,
-                         peers=[f"127.0.0.1:{p}" for j, p in enumerate(ports) if j != i],
-                         p2p_listen=f"127.0.0.1:{ports[i]}", peer_exchange=False, **config)
+        home = make_home(tmp_path / f"node{i}", genesis, key, peer_exchange=False, **config)
         services.append(NodeService(home))
     await asyncio.gather(*(service.start() for service in services))
+    for service in services:
+        connect_to(service, services)
     return [RunningNode(service, AsyncClient(service.rpc_url)) for service in services]
+
+
+def connect_to(service: NodeService, others: list[NodeService]) -> None:
+    """Make `service` dial every other running node (e.g. after a restart)."""
+    for other in others:
+        if other is not service and other.network.p2p.bound_port:
+            service.network.p2p.add_static_peer(f"127.0.0.1:{other.network.p2p.bound_port}")
 
 
 async def stop_network(nodes: list[RunningNode]) -> None:

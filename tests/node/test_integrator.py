@@ -40,6 +40,7 @@ from tests.node.conftest import (
     CHAIN_ID,
     VALIDATOR_KEYS,
     RunningNode,
+    connect_to,
     free_port,
     make_genesis,
     start_network,
@@ -80,6 +81,7 @@ async def test_blocks_subscription_resumes_across_node_restart(tmp_path):
         _set_config(home_path, rpc_listen=f"127.0.0.1:{port}")
         service = NodeService(NodeHome.load(home_path))
         await service.start()
+        connect_to(service, [n.service for n in nodes[:3]])
         client = AsyncClient(service.rpc_url)
         subscription = client.subscribe("blocks", from_height=1, reconnect_timeout_s=30)
         heights: list[int] = []
@@ -98,6 +100,7 @@ async def test_blocks_subscription_resumes_across_node_restart(tmp_path):
         await asyncio.sleep(0.5)  # blocks keep coming on the other three meanwhile
         restarted = NodeService(NodeHome.load(home_path))
         await restarted.start()
+        connect_to(restarted, [n.service for n in nodes[:3]])
         restart_height[0] = restarted.node.store.head_height
         await asyncio.wait_for(consumer, 60)
         await subscription.close()
