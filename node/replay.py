@@ -13,11 +13,13 @@ into a new home. Nothing here writes to the audited database.
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -107,13 +109,22 @@ class Replayer:
             changes = view.changes()
             store.commit_genesis(changes, genesis.validator_set)
             self.last_written.update(dict.fromkeys(changes, 0))
+        self.pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2,
+                                       thread_name_prefix="replay-verify")
+        """Signature verification runs here, off the GIL (pynacl releases it)."""
         self.executor = BlockExecutor(store, self.ledger, genesis.chain_id, genesis.params)
         self.executor.params = self.ledger.get_chain_params(self.executor.state)
         self.blocks = 0
         self.txs = 0
 
-    def apply(self, block: Block, certificate: CommitCertificate) -> list[tuple[str, str]]:
-        """Verify and commit `block`; return its (code, message) per transaction."""
+    def apply(self, block: Block, certificate: CommitCertificate,
+              signatures: SignatureCheck | None = None) -> list[tuple[str, str]]:
+        """Verify and commit `block`; return its (code, message) per transaction.
+
+        `signatures` is the verdict of `check_signatures(block)` started earlier (so that
+        verification of one block overlaps the execution of the one before); without it,
+        the signatures are checked here.
+        """
         height = self.store.head_height + 1
         if block.height != height:
             raise AuditMismatch(height, f"the next block is numbered {block.height}")
@@ -122,12 +133,10 @@ class Replayer:
                                  self.genesis.chain_id, height=height, block_hash=block.hash)
         except ChainError as e:
             raise AuditMismatch(height, f"commit certificate: {e.message}") from e
-        for index, tx in enumerate(block.txs):
-            message = tx.signing_bytes
-            if not tx.signatures or not all(is_valid_signature(s.public_key, message, s.signature)
-                                            for s in tx.signatures):
-                raise AuditMismatch(height, f"transaction {index} ({tx.hash.hex()}) has a bad "
-                                            "signature")
+        bad = (signatures or check_signatures(block, self.pool)).first_bad()
+        if bad is not None:
+            raise AuditMismatch(height, f"transaction {bad} ({block.txs[bad].hash.hex()}) has "
+                                        "a bad signature")
         try:
             executed = self.executor.execute(block)
         except InvalidBlockError as e:
@@ -142,14 +151,62 @@ class Replayer:
         return [(r.code, r.message) for r in executed.results]
 
 
+class SignatureCheck:
+    """Signature verification of one block's transactions, running in a thread pool."""
+
+    def __init__(self, futures: list[tuple[int, Future[list[bool]]]]) -> None:
+        self._futures = futures
+
+    def first_bad(self) -> int | None:
+        """Index of the first transaction with a bad signature, or None."""
+        for offset, future in self._futures:
+            verdicts = future.result()
+            if not all(verdicts):
+                return offset + verdicts.index(False)
+        return None
+
+
+def check_signatures(block: Block, pool: ThreadPoolExecutor,
+                     chunk: int = 512) -> SignatureCheck:
+    """Start verifying every signature of `block` in `pool`."""
+    return SignatureCheck([(i, pool.submit(_verify_chunk, block.txs[i:i + chunk]))
+                           for i in range(0, len(block.txs), chunk)])
+
+
+def _verify_chunk(txs: tuple[Any, ...]) -> list[bool]:
+    verdicts = []
+    for tx in txs:
+        message = tx.signing_bytes
+        verdicts.append(bool(tx.signatures) and all(
+            is_valid_signature(s.public_key, message, s.signature) for s in tx.signatures))
+    return verdicts
+
+
 def _run(replayer: Replayer, items: Iterator[tuple[Block, CommitCertificate, Any]],
          target_height: int, progress: Progress | None,
          check_results: Callable[[Block, Any, list[tuple[str, str]]], None] | None
          ) -> float:
     started = time.monotonic()
     last_report = started
-    for block, certificate, extra in items:
-        results = replayer.apply(block, certificate)
+    try:
+        return _run_pipelined(replayer, items, target_height, progress, check_results,
+                              started, last_report)
+    finally:
+        replayer.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_pipelined(replayer: Replayer, items: Iterator[tuple[Block, CommitCertificate, Any]],
+                   target_height: int, progress: Progress | None,
+                   check_results: Callable[[Block, Any, list[tuple[str, str]]], None] | None,
+                   started: float, last_report: float) -> float:
+    # One block ahead: its signatures are verified while the current one executes.
+    upcoming = next(items, None)
+    upcoming_check = check_signatures(upcoming[0], replayer.pool) if upcoming else None
+    while upcoming is not None:
+        (block, certificate, extra), check = upcoming, upcoming_check
+        upcoming = next(items, None)
+        upcoming_check = check_signatures(upcoming[0], replayer.pool) if upcoming else None
+        results = replayer.apply(block, certificate, check)
         if check_results is not None:
             check_results(block, extra, results)
         now = time.monotonic()
@@ -175,14 +232,18 @@ def _stored_blocks(source: ChainStore) -> Iterator[tuple[Block, CommitCertificat
 
 
 def _check_stored_results(block: Block, source: Any, results: list[tuple[str, str]]) -> None:
-    for index, (tx, (code, _)) in enumerate(zip(block.txs, results, strict=True)):
-        record = source.get_tx(tx.hash)
-        if record is None or (record.height, record.index) != (block.height, index):
+    stored_codes = source.get_block_result_codes(block.height)
+    if len(stored_codes) != len(block.txs):
+        raise AuditMismatch(block.height, f"{len(stored_codes)} tx records are stored for "
+                                          f"{len(block.txs)} transactions")
+    for index, (tx, (code, _), stored) in enumerate(zip(block.txs, results, stored_codes,
+                                                         strict=True)):
+        if source.get_tx_location(tx.hash) != (block.height, index):
             raise AuditMismatch(block.height, f"transaction {index} ({tx.hash.hex()}) is not "
                                               "indexed at its place")
-        if record.code != code:
+        if stored != code:
             raise AuditMismatch(block.height, f"transaction {index} ({tx.hash.hex()}): the "
-                                              f"stored result is {record.code!r}, re-execution "
+                                              f"stored result is {stored!r}, re-execution "
                                               f"gives {code!r}")
 
 

@@ -384,6 +384,22 @@ class ChainStore:
         return None if raw is None else self._decode(
             CommitCertificate.decode, raw, "certificate", height)
 
+    def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        """(height, index) of a committed transaction, without reading the transaction."""
+        location = self._kv.get(schema.tx_hash_key(tx_hash))
+        return None if location is None else schema.decode_tx_location(location)
+
+    def get_block_result_codes(self, height: int) -> list[str]:
+        """The stored result code of each transaction of block `height`, in order."""
+        codes = []
+        for _, raw in self._kv.iterate(schema.tx_record_prefix(height)):
+            try:
+                codes.append(str(codec.decode(raw)[1]))
+            except (ChainError, IndexError) as e:
+                raise CorruptionError(f"a tx record of block {height} does not decode: {e}") \
+                    from e
+        return codes
+
     def get_tx(self, tx_hash: bytes) -> TxRecord | None:
         """The committed transaction with `tx_hash` and its result, or None."""
         location = self._kv.get(schema.tx_hash_key(tx_hash))
