@@ -130,6 +130,12 @@ class ConsensusState:
         return (self.key is not None and self.validator_set is not None
                 and self.validator_set.is_member(self.key.public_key))
 
+    def lift_double_sign_guard(self) -> None:
+        """End the wiped-node guard: the shell calls this once the network has finalized
+        the height it was deciding when this validator restarted, since every signature
+        the validator could have made before losing its sign state is at or below it."""
+        self._guard_active = False
+
     # ------------------------------------------------------------ the transition
 
     def process_event(self, event: Event) -> list[Effect]:

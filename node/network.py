@@ -108,7 +108,7 @@ class NodeNetwork:
             heights = [p.status_height for p in self.p2p.peers() if p.status_height is not None]
             if heights:
                 if max(heights) > 0:
-                    self.node.arm_double_sign_guard()
+                    self.node.arm_double_sign_guard(max(heights))
                 return
             await asyncio.sleep(0.1)
 

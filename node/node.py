@@ -126,6 +126,7 @@ class Node:
             max_txs=home.config.mempool_max_txs, max_bytes=home.config.mempool_max_bytes,
             max_per_sender=home.config.mempool_max_per_sender,
             ttl_s=home.config.mempool_tx_ttl_s)
+        self._guard_until_height = 0
         self._sign_state = decode_sign_state(self.store.load_sign_state(),
                                              self.store.load_sign_lock())
         self._persisted_lock = ((self._sign_state.height, self._sign_state.locked_round,
@@ -151,16 +152,21 @@ class Node:
         """True when this validator has no record of what it signed."""
         return self.home.validator_key is not None and self._sign_state is None
 
-    def arm_double_sign_guard(self) -> None:
+    def arm_double_sign_guard(self, network_height: int) -> None:
         """Restart the core in guarded mode: it signs only once it has watched the network.
 
         Called before `run` when the validator has no sign state but the network is
-        already past genesis, i.e. its data directory was lost (docs/consensus.md).
+        already past genesis (its data directory was lost, or it is a new validator).
+        Any signature it could have made before is at a height the network had not yet
+        finalized, so at most `network_height + 1`: once that height is final here, the
+        guard is lifted (docs/consensus.md).
         """
         log.warning("no record of earlier signatures and the chain is past genesis: this "
-                    "validator will watch the network before it signs again")
+                    "validator will watch the network until height %d is final before it "
+                    "signs freely again", network_height + 1)
         self.core = ConsensusState(self.chain_id, self.home.validator_key, self.params, None,
                                    fresh_start=True)
+        self._guard_until_height = network_height + 1
 
     async def run(self) -> None:
         """The driver: start at head + 1, then apply events until cancelled."""
@@ -284,6 +290,10 @@ class Node:
             self.store.commit_block, block, certificate, executed.changes,
             executed.result_values(), executed.next_validator_set, executed.prepared)
         self.executor.clear()
+        if block.height >= self._guard_until_height > 0:
+            self.core.lift_double_sign_guard()
+            self._guard_until_height = 0
+            log.info("height %d is final: this validator signs freely again", block.height)
         self._nonces.clear()
         self.params = self.core.params = self.executor.params = \
             self.ledger.get_chain_params(self.state)
