@@ -28,11 +28,6 @@ from node.replay import audit
 from storage.chain_store import ChainStore
 
 
-class _Empty:
-    def get(self, key: bytes) -> bytes | None:
-        return None
-
-
 def build_chain(home: Path, blocks: int, txs_per_block: int, senders: int) -> int:
     validator = make_keys(1, salt=1)[0]
     keys = make_keys(senders, salt=2)
@@ -41,7 +36,7 @@ def build_chain(home: Path, blocks: int, txs_per_block: int, senders: int) -> in
     init_home(home, genesis.to_json(), NodeConfig(), validator)
     store = ChainStore.open(str(home / DATA_DIR), genesis)
     ledger = Ledger(default_modules())
-    view = Overlay(_Empty())
+    view = Overlay({})  # genesis applies over an empty state
     ledger.apply_genesis(view, genesis)
     store.commit_genesis(view.changes(), genesis.validator_set)
     executor = BlockExecutor(store, ledger, genesis.chain_id, params)

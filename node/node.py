@@ -111,7 +111,7 @@ class Node:
         self.store = ChainStore.open(str(home.data_dir), home.genesis)
         self.ledger = Ledger(default_modules())
         if not self.store.is_initialized:
-            view = Overlay(_EmptyState())
+            view = Overlay({})  # genesis applies over an empty state
             self.ledger.apply_genesis(view, home.genesis)
             self.store.commit_genesis(view.changes(), home.genesis.validator_set)
         self.executor = BlockExecutor(self.store, self.ledger, self.chain_id, self.params)
@@ -484,11 +484,6 @@ def _describe(item: object) -> str:
     if isinstance(item, ProposalReceived):
         return f"{name}(r{item.proposal.round} {item.proposal.block.hash.hex()[:8]})"
     return name
-
-
-class _EmptyState:
-    def get(self, key: bytes) -> bytes | None:
-        return None
 
 
 __all__ = ["NIL", "Node", "SyncedBlock"]

@@ -89,10 +89,6 @@ class ReplayReport:
                 "state_root": self.state_root}
 
 
-class _EmptyState:
-    def get(self, key: bytes) -> bytes | None:
-        return None
-
 
 class Replayer:
     """Applies blocks one by one to `store`, verifying everything first."""
@@ -104,7 +100,7 @@ class Replayer:
         self.last_written: dict[bytes, int] = {}
         """The height at which each state key was last written by the replay."""
         if not store.is_initialized:
-            view = Overlay(_EmptyState())
+            view = Overlay({})  # genesis applies over an empty state
             self.ledger.apply_genesis(view, genesis)
             changes = view.changes()
             store.commit_genesis(changes, genesis.validator_set)
