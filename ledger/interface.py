@@ -54,7 +54,8 @@ class Event:
     """Its details; values are bytes, text or integers only."""
 
     def to_value(self) -> list[Any]:
-        return [self.kind, self.attributes]
+        # Keys in canonical order, so that encoding a stored result needs no re-sorting.
+        return [self.kind, dict(sorted(self.attributes.items()))]
 
     @classmethod
     def from_value(cls, value: Any) -> Event:
