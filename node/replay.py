@@ -34,6 +34,7 @@ from node.config import DATA_DIR, GENESIS_FILE, read_genesis
 from node.errors import NodeError
 from node.execution import BlockExecutor, InvalidBlockError
 from storage.chain_store import ChainStore
+from storage.damage import find_damage
 from storage.errors import CorruptionError, StorageError
 
 EXPORT_MAGIC = b"GOVCHAIN-EXPORT\n"
@@ -239,7 +240,8 @@ def audit(home: Path, data_dir: Path | None = None, *, progress: Progress | None
     try:
         source = ChainStore.open(str(data), genesis)
     except CorruptionError as e:
-        raise AuditDamage(e.message) from e
+        where = [line for line in find_damage(str(data)) if line != e.message]
+        raise AuditDamage("; ".join([e.message, *where])) from e
     try:
         with tempfile.TemporaryDirectory(prefix="govchain-audit-", dir=work_dir) as tmp:
             target = ChainStore.open(str(Path(tmp) / "replay"), genesis)

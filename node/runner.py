@@ -129,9 +129,9 @@ class NodeService:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # A task that failed was reported by _on_task_done; its error must not cut the
+        # shutdown short (the database is still closed last).
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         await self.network.stop()
         if self._runner is not None:

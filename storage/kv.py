@@ -117,20 +117,23 @@ class PlyvelStore:
                                  write_buffer_size=32 * 1024 * 1024,
                                  lru_cache_size=64 * 1024 * 1024, bloom_filter_bits=10)
         except plyvel.CorruptionError as e:
+            notes = "".join(f"; LevelDB's LOG: {line}" for line in _corruption_notes(path))
             raise CorruptionError(
-                f"the database in {path} is corrupt ({_text(e)}); restore it from a backup "
-                "or move it aside and resync from peers (docs/reliability.md, "
+                f"the database in {path} is corrupt ({get_error_text(e)}{notes}); restore "
+                "it from a backup or move it aside and resync from peers (docs/reliability.md, "
                 "\"Storage faults\")") from e
         except plyvel.IOError as e:
-            if "lock" in _text(e).lower():
+            if "lock" in get_error_text(e).lower():
                 raise DataDirLockedError(
-                    f"the database in {path} is in use by another process ({_text(e)}); stop "
-                    "the other node using this data directory, or choose another one") from e
-            if NO_SPACE in _text(e):
+                    f"the database in {path} is in use by another process "
+                    f"({get_error_text(e)}); stop the other node using this data directory, "
+                    "or choose another one") from e
+            if NO_SPACE in get_error_text(e):
                 raise DiskFullError(
                     f"cannot open the database in {path}: {describe_disk(path)} is full; "
                     "free space on it or move the data directory to a bigger disk") from e
-            raise StorageError(f"cannot open the database in {path}: {_text(e)}") from e
+            raise StorageError(
+                f"cannot open the database in {path}: {get_error_text(e)}") from e
 
     def get(self, key: bytes) -> bytes | None:
         try:
@@ -177,7 +180,7 @@ class PlyvelStore:
 
     def _failed(self, doing: str, e: plyvel.Error) -> StorageError:
         """The typed error for a failed read or write, told to `on_failure` first."""
-        text = _text(e)
+        text = get_error_text(e)
         error: StorageError
         if isinstance(e, plyvel.CorruptionError):
             error = CorruptionError(
@@ -227,15 +230,26 @@ class PlyvelStore:
         self._db.close()
 
 
-def _text(e: Exception) -> str:
+def get_error_text(e: Exception) -> str:
     """plyvel's message (it carries bytes) as text."""
     arg = e.args[0] if e.args else e
     return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
 
 
+def _corruption_notes(path: str, limit: int = 3) -> list[str]:
+    """What LevelDB's own LOG (rewritten at each open) says about corruption it met:
+    it names the damaged file, which LevelDB's error does not."""
+    try:
+        with open(os.path.join(path, "LOG"), errors="replace") as f:
+            lines = [line.split(" ", 2)[-1].strip() for line in f if "Corruption" in line]
+    except OSError:
+        return []
+    return lines[:limit]
+
+
 def describe_disk(path: str) -> str:
     """'the disk holding PATH (mounted at M, F of T bytes free)', as far as is known."""
-    mount = os.path.abspath(path)
+    mount = os.path.realpath(path)
     while not os.path.ismount(mount) and mount != os.path.dirname(mount):
         mount = os.path.dirname(mount)
     try:
