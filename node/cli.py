@@ -31,6 +31,7 @@ from node.operator_cli import (
     get_passphrase_source,
     get_run_overrides,
 )
+from storage.errors import StorageError
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 DEV_ASSET = "GOV"
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: int = args.func(args)
         return result
-    except (CliError, NodeError, ChainError) as e:
+    except (CliError, NodeError, ChainError, StorageError) as e:
         print(f"govchain: error: {getattr(e, 'message', e)}", file=sys.stderr)
     except RpcClientError as e:
         print(f"govchain: error: {e.reason}: {e.message}", file=sys.stderr)

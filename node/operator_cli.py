@@ -229,7 +229,7 @@ def cmd_keys_change_passphrase(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from node.replay import AuditMismatch, audit
+    from node.replay import AuditDamage, AuditMismatch, audit
 
     print(f"auditing {args.data or Path(args.home) / 'data'} from genesis ...", file=sys.stderr)
     try:
@@ -237,6 +237,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
                        progress=None if args.json else _progress)
     except AuditMismatch as e:
         _print({"result": "MISMATCH", "height": e.height, "what": e.what}, args.json)
+        return 2
+    except AuditDamage as e:
+        _print({"result": "DAMAGED", "what": e.message}, args.json)
         return 2
     _print({"result": "OK", **report.to_json()}, args.json)
     return 0

@@ -36,7 +36,8 @@ from node.config import DATA_DIR, GENESIS_FILE, read_genesis
 from node.errors import NodeError
 from node.execution import BlockExecutor, InvalidBlockError
 from storage.chain_store import ChainStore
-from storage.errors import StorageError
+from storage.damage import find_damage
+from storage.errors import CorruptionError, StorageError
 
 EXPORT_MAGIC = b"GOVCHAIN-EXPORT\n"
 EXPORT_VERSION = 1
@@ -56,6 +57,12 @@ class AuditMismatch(NodeError):
         super().__init__(f"height {height}: {what}")
         self.height = height
         self.what = what
+
+
+class AuditDamage(NodeError):
+    """Raised when the audited database cannot be opened because a file is damaged."""
+
+    code = "audit_damage"
 
 
 class ExportFormatError(NodeError):
@@ -221,20 +228,24 @@ def _stored_blocks(source: ChainStore) -> Iterator[tuple[Block, CommitCertificat
             block = source.get_block(height)
             certificate = source.get_certificate(height)
         except StorageError as e:
-            raise AuditMismatch(height, f"stored data does not decode: {e}") from e
+            raise AuditMismatch(height, f"stored data cannot be read: {e}") from e
         if block is None or certificate is None:
             raise AuditMismatch(height, "the block or its certificate is missing")
         yield block, certificate, source
 
 
 def _check_stored_results(block: Block, source: Any, results: list[tuple[str, str]]) -> None:
-    stored_codes = source.get_block_result_codes(block.height)
+    try:
+        stored_codes = source.get_block_result_codes(block.height)
+        locations = [source.get_tx_location(tx.hash) for tx in block.txs]
+    except StorageError as e:
+        raise AuditMismatch(block.height, f"the tx records cannot be read: {e}") from e
     if len(stored_codes) != len(block.txs):
         raise AuditMismatch(block.height, f"{len(stored_codes)} tx records are stored for "
                                           f"{len(block.txs)} transactions")
-    for index, (tx, (code, _), stored) in enumerate(zip(block.txs, results, stored_codes,
-                                                         strict=True)):
-        if source.get_tx_location(tx.hash) != (block.height, index):
+    for index, (tx, (code, _), stored, location) in enumerate(
+            zip(block.txs, results, stored_codes, locations, strict=True)):
+        if location != (block.height, index):
             raise AuditMismatch(block.height, f"transaction {index} ({tx.hash.hex()}) is not "
                                               "indexed at its place")
         if stored != code:
@@ -245,6 +256,13 @@ def _check_stored_results(block: Block, source: Any, results: list[tuple[str, st
 
 def _compare_state(source: ChainStore, replayer: Replayer) -> None:
     """Raise AuditMismatch at the first state key whose stored value differs."""
+    try:
+        _compare_state_entries(source, replayer)
+    except StorageError as e:
+        raise AuditMismatch(source.head_height, f"the stored state cannot be read: {e}") from e
+
+
+def _compare_state_entries(source: ChainStore, replayer: Replayer) -> None:
     head = source.head_height
     stored = source.iterate_state(b"")
     replayed = replayer.store.iterate_state(b"")
@@ -276,7 +294,11 @@ def audit(home: Path, data_dir: Path | None = None, *, progress: Progress | None
     data = data_dir or home / DATA_DIR
     if not (data / "CURRENT").exists():
         raise NodeError(f"{data} is not a LevelDB data directory")
-    source = ChainStore.open(str(data), genesis)
+    try:
+        source = ChainStore.open(str(data), genesis)
+    except CorruptionError as e:
+        where = [line for line in find_damage(str(data)) if line != e.message]
+        raise AuditDamage("; ".join([e.message, *where])) from e
     try:
         with tempfile.TemporaryDirectory(prefix="govchain-audit-", dir=work_dir) as tmp:
             target = ChainStore.open(str(Path(tmp) / "replay"), genesis)

@@ -72,6 +72,10 @@ class NodeService:
         self.rpc_port = 0
         self.failed = asyncio.Event()
         """Set when a node task dies of an error: the process must stop."""
+        self.storage_failure: StorageError | None = None
+        """The first failed read or write of the database: the node stops on it."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.node.store.set_failure_listener(self._on_storage_failure)
 
     @property
     def rpc_url(self) -> str:
@@ -79,6 +83,7 @@ class NodeService:
         return f"{scheme}://{self.home.config.rpc_host_port[0]}:{self.rpc_port}"
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         app = build_http_app(self.node, self.api, self.network.p2p)
         self.api_dispatcher = app[DISPATCHER_KEY]
         add_operator_routes(app, self)
@@ -102,17 +107,31 @@ class NodeService:
         for task in self._tasks:
             task.add_done_callback(self._on_task_done)
 
+    def _on_storage_failure(self, error: StorageError) -> None:
+        """Called from any thread: stop rather than serve or take more on a failed disk."""
+        if self.storage_failure is None:
+            self.storage_failure = error
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                self._loop.call_soon_threadsafe(self.failed.set)
+
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task %s failed", task.get_name(), exc_info=task.exception())
-            self.failed.set()
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        if isinstance(error, StorageError):
+            # Reported once, without a traceback, by whoever stops the process.
+            self.storage_failure = self.storage_failure or error
+        else:
+            log.error("task %s failed", task.get_name(), exc_info=error)
+        self.failed.set()
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # A task that failed was reported by _on_task_done; its error must not cut the
+        # shutdown short (the database is still closed last).
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         await self.network.stop()
         if self._runner is not None:
@@ -134,6 +153,8 @@ async def serve(home: NodeHome, stop: asyncio.Event) -> None:
     finally:
         await service.stop()
         log.info("stopped")
+    if service.storage_failure is not None:
+        raise service.storage_failure
     if service.failed.is_set():
         raise NodeError("a node task failed; see the error above")
 

@@ -96,6 +96,7 @@ class ChainStore:
         # Recently committed blocks, already decoded: sync, RPC and subscribers read the
         # newest blocks most, and rebuilding a block decodes every transaction.
         self._recent_blocks: OrderedDict[int, Block] = OrderedDict()
+        self._on_failure: Callable[[StorageError], None] | None = None
         if self.is_initialized:
             self._head = self._load_head()
             if self._tree.root != self._head.state_root:
@@ -122,6 +123,19 @@ class ChainStore:
     def close(self) -> None:
         with self._lock:
             self._kv.close()
+
+    def set_failure_listener(self, listener: Callable[[StorageError], None]) -> None:
+        """Tell `listener` of every failed read or write and of every damaged record
+        found, from whichever thread met it, before the error is raised."""
+        self._on_failure = listener
+        if isinstance(self._kv, PlyvelStore):
+            self._kv.on_failure = listener
+
+    def _damaged(self, message: str) -> CorruptionError:
+        error = CorruptionError(message)
+        if self._on_failure is not None:
+            self._on_failure(error)
+        return error
 
     def write_snapshot(self, path: str) -> int:
         """Copy the database as of one committed block into a new directory `path`
@@ -408,7 +422,7 @@ class ChainStore:
         height, index = schema.decode_tx_location(location)
         raw = self._kv.get(schema.tx_record_key(height, index))
         if raw is None:
-            raise CorruptionError(
+            raise self._damaged(
                 f"tx {tx_hash.hex()} is indexed at block {height} index {index} but its record "
                 f"is missing in {self.location}; restore from a backup or resync from peers")
         return self._decode_tx_record(raw, height, index)
@@ -436,7 +450,7 @@ class ChainStore:
         try:
             return decode(raw)
         except ChainError as e:
-            raise CorruptionError(
+            raise self._damaged(
                 f"the stored {what} of height {height} in {self.location} does not decode "
                 f"({e.message}); restore from a backup or resync from peers") from e
 

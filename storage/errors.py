@@ -29,6 +29,12 @@ class CorruptionError(StorageError):
     code = "corruption"
 
 
+class DiskFullError(StorageError):
+    """Raised when a write fails because the disk holding the database is full."""
+
+    code = "disk_full"
+
+
 class SchemaVersionError(StorageError):
     """Raised when the database was written by an incompatible storage schema."""
 

@@ -7,12 +7,18 @@ dict for the pure simulation only. Writes happen only through an atomic
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import errno
+import os
+import shutil
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
 import plyvel
 
-from storage.errors import CorruptionError, DataDirLockedError, StorageError
+from storage.errors import CorruptionError, DataDirLockedError, DiskFullError, StorageError
+
+NO_SPACE = os.strerror(errno.ENOSPC)
+"""The text LevelDB puts in an IOError when the disk is full."""
 
 
 class KVStore(Protocol):
@@ -95,44 +101,69 @@ def _scan_bounds(prefix: bytes, start: bytes | None,
 
 
 class PlyvelStore:
-    """LevelDB through plyvel: one database directory, synced batches."""
+    """LevelDB through plyvel: one database directory, synced batches.
+
+    Every read verifies LevelDB's block checksums, so a damaged file raises
+    CorruptionError instead of returning wrong bytes. A failed read or write is also
+    told to `on_failure` (the node stops on it: a disk that failed once is not
+    trusted to serve or take more data).
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.on_failure: Callable[[StorageError], None] | None = None
         try:
             self._db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True,
                                  write_buffer_size=32 * 1024 * 1024,
                                  lru_cache_size=64 * 1024 * 1024, bloom_filter_bits=10)
         except plyvel.CorruptionError as e:
+            notes = "".join(f"; LevelDB's LOG: {line}" for line in _corruption_notes(path))
             raise CorruptionError(
-                f"the database in {path} is corrupt ({e}); restore it from a backup or "
-                "move it aside and resync from peers") from e
+                f"the database in {path} is corrupt ({get_error_text(e)}{notes}); restore "
+                "it from a backup or move it aside and resync from peers (docs/reliability.md, "
+                "\"Storage faults\")") from e
         except plyvel.IOError as e:
-            if "lock" in str(e).lower():
+            if "lock" in get_error_text(e).lower():
                 raise DataDirLockedError(
-                    f"the database in {path} is in use by another process ({e}); stop the "
-                    "other node using this data directory, or choose another one") from e
-            raise StorageError(f"cannot open the database in {path}: {e}") from e
+                    f"the database in {path} is in use by another process "
+                    f"({get_error_text(e)}); stop the other node using this data directory, "
+                    "or choose another one") from e
+            if NO_SPACE in get_error_text(e):
+                raise DiskFullError(
+                    f"cannot open the database in {path}: {describe_disk(path)} is full; "
+                    "free space on it or move the data directory to a bigger disk") from e
+            raise StorageError(
+                f"cannot open the database in {path}: {get_error_text(e)}") from e
 
     def get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self._db.get(key)
+        try:
+            value: bytes | None = self._db.get(key, verify_checksums=True)
+        except plyvel.Error as e:
+            raise self._failed("reading from", e) from e
         return value
 
     def iterate(self, prefix: bytes, *, start: bytes | None = None,
                 reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        try:
+            yield from self._iterate(prefix, start, reverse)
+        except plyvel.Error as e:
+            raise self._failed("reading from", e) from e
+
+    def _iterate(self, prefix: bytes, start: bytes | None,
+                 reverse: bool) -> Iterator[tuple[bytes, bytes]]:
         low, high = _scan_bounds(prefix, start, reverse)
         if high is not None and low >= high:
             return
         if reverse:
             # plyvel's reverse scan with a `start` bound misses the lower bound key when it
             # is the only key at or above it, so bound below by hand.
-            with self._db.iterator(stop=high, reverse=True) as it:
+            with self._db.iterator(stop=high, reverse=True, verify_checksums=True) as it:
                 for key, value in it:
                     if key < low:
                         return
                     yield key, value
             return
-        with self._db.iterator(start=low or None, stop=high) as it:
+        with self._db.iterator(start=low or None, stop=high, verify_checksums=True) as it:
             yield from it
 
     def write(self, batch: WriteBatch, *, sync: bool = True) -> None:
@@ -145,9 +176,30 @@ class PlyvelStore:
         try:
             wb.write()
         except plyvel.Error as e:
-            raise StorageError(
-                f"writing to the database in {self.path} failed: {e}; check free disk "
-                "space and permissions, then restart the node") from e
+            raise self._failed("writing to", e) from e
+
+    def _failed(self, doing: str, e: plyvel.Error) -> StorageError:
+        """The typed error for a failed read or write, told to `on_failure` first."""
+        text = get_error_text(e)
+        error: StorageError
+        if isinstance(e, plyvel.CorruptionError):
+            error = CorruptionError(
+                f"{doing} the database in {self.path} failed: it is corrupt ({text}); stop "
+                "the node, run `govchain audit`, then restore the data directory from a "
+                "backup or resync it from peers (docs/reliability.md, \"Storage faults\")")
+        elif NO_SPACE in text:
+            error = DiskFullError(
+                f"{doing} the database in {self.path} failed: {describe_disk(self.path)} is "
+                "full. Nothing half-written is kept: the database stays at its last "
+                "committed block. Free space on that disk (or move the data directory to a "
+                "bigger one), then restart the node")
+        else:
+            error = StorageError(
+                f"{doing} the database in {self.path} failed: {text}; check the disk and "
+                "its permissions (the system log may say more), then restart the node")
+        if self.on_failure is not None:
+            self.on_failure(error)
+        return error
 
     def copy_snapshot_to(self, path: str, batch_bytes: int = 4 * 1024 * 1024) -> int:
         """Copy a consistent point-in-time view of every key into a new database at
@@ -176,6 +228,36 @@ class PlyvelStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def get_error_text(e: Exception) -> str:
+    """plyvel's message (it carries bytes) as text."""
+    arg = e.args[0] if e.args else e
+    return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
+
+
+def _corruption_notes(path: str, limit: int = 3) -> list[str]:
+    """What LevelDB's own LOG (rewritten at each open) says about corruption it met:
+    it names the damaged file, which LevelDB's error does not."""
+    try:
+        with open(os.path.join(path, "LOG"), errors="replace") as f:
+            lines = [line.split(" ", 2)[-1].strip() for line in f if "Corruption" in line]
+    except OSError:
+        return []
+    return lines[:limit]
+
+
+def describe_disk(path: str) -> str:
+    """'the disk holding PATH (mounted at M, F of T bytes free)', as far as is known."""
+    mount = os.path.realpath(path)
+    while not os.path.ismount(mount) and mount != os.path.dirname(mount):
+        mount = os.path.dirname(mount)
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError:
+        return f"the disk holding {path} (mounted at {mount})"
+    return (f"the disk holding {path} (mounted at {mount}, {usage.free:,} of "
+            f"{usage.total:,} bytes free)")
 
 
 class MemoryStore:
