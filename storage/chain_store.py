@@ -40,6 +40,10 @@ from storage.proof import StateProof
 from storage.state_tree import PreparedState, StateTree
 
 RECENT_BLOCKS = 64
+RECENT_TXS = 20_000
+"""The decoded-block cache keeps at most RECENT_BLOCKS blocks and, beyond the head
+block, at most RECENT_TXS transactions: a decoded transaction costs a few KiB, and 64
+full blocks would be 640,000 of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,7 @@ class ChainStore:
         # Recently committed blocks, already decoded: sync, RPC and subscribers read the
         # newest blocks most, and rebuilding a block decodes every transaction.
         self._recent_blocks: OrderedDict[int, Block] = OrderedDict()
+        self._recent_txs = 0
         self._on_failure: Callable[[StorageError], None] | None = None
         if self.is_initialized:
             self._head = self._load_head()
@@ -306,11 +311,17 @@ class ChainStore:
 
             self._tree.on_committed(prepared)
             self._head_block = block
-            self._recent_blocks[block.height] = block
-            while len(self._recent_blocks) > RECENT_BLOCKS:
-                self._recent_blocks.popitem(last=False)
+            self._remember_block(block)
             self._head = Head(block.height, block.hash, block.header.timestamp_ms,
                               block.header.state_root)
+
+    def _remember_block(self, block: Block) -> None:
+        self._recent_blocks[block.height] = block
+        self._recent_txs += len(block.txs)
+        while len(self._recent_blocks) > 1 and (len(self._recent_blocks) > RECENT_BLOCKS
+                                                or self._recent_txs > RECENT_TXS):
+            _, oldest = self._recent_blocks.popitem(last=False)
+            self._recent_txs -= len(oldest.txs)
 
     def _validate_extends_head(self, block: Block, head: Head) -> None:
         if block.height != head.height + 1:

@@ -292,3 +292,20 @@ def test_memory_store_behaves_the_same() -> None:
     assert s.get_block(1) == block
     assert s.get_state(b"acct/alice") == b"1"
     assert s.get_tx(block.txs[0].hash) is not None
+
+
+def test_decoded_block_cache_is_bounded_by_transactions(store: ChainStore,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression: the cache was bounded in blocks only, so under load (large blocks) a
+    # node held up to 64 full blocks of decoded transactions and its memory kept growing.
+    import storage.chain_store as chain_store
+
+    monkeypatch.setattr(chain_store, "RECENT_TXS", 25)
+    for height in range(1, 6):
+        commit(store, {b"k": bytes([height])}, make_txs(10, nonce_base=10 * height))
+    cached = store._recent_blocks
+    assert list(cached) == [4, 5] and store._recent_txs == 20
+    assert store.get_block(1) is not None and store.get_block(1).txs == \
+        make_txs(10, nonce_base=10)  # older blocks are read from the database
+    commit(store, {b"k": b"big"}, make_txs(40, nonce_base=100))  # larger than the bound
+    assert list(cached) == [6] and store._recent_txs == 40  # the head block stays
