@@ -27,22 +27,10 @@ from bench.common import (
     make_keys,
     percentile,
     presign_transfers,
+    wait_ready,
 )
 from chain.genesis import ChainParams
 from node.client import AsyncClient, RpcClientError
-
-
-async def wait_ready(clients: list[AsyncClient], deadline_s: float) -> None:
-    deadline = time.monotonic() + deadline_s
-    for client in clients:
-        while True:
-            try:
-                await client.call("node_status")
-                break
-            except RpcClientError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -3,6 +3,7 @@ node processes, and the figures every benchmark prints."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from chain.crypto import KeyPair
 from chain.genesis import ChainParams, Genesis, GenesisAccount
 from chain.tx import Transaction, make_transaction
 from chain.vote import Validator, ValidatorSet
+from node.client import AsyncClient, RpcClientError
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSET = "GOV"
@@ -115,6 +117,20 @@ def init_node(workdir: Path, name: str, genesis: Genesis, key: KeyPair | None,
     (home / "config.toml").write_text((home / "config.toml").read_text().replace(
         'log_level = "INFO"', f'log_level = "{log_level}"'))
     return NodeProcess(name, home, f"http://127.0.0.1:{rpc_port}", p2p_port)
+
+
+async def wait_ready(clients: list[AsyncClient], deadline_s: float) -> None:
+    """Return once every node answers node_status; raise at the deadline."""
+    deadline = time.monotonic() + deadline_s
+    for client in clients:
+        while True:
+            try:
+                await client.call("node_status")
+                break
+            except RpcClientError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
 
 
 def percentile(values: list[float], q: float) -> float:

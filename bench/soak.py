@@ -35,6 +35,7 @@ from bench.common import (
     make_genesis,
     make_keys,
     percentile,
+    wait_ready,
 )
 from chain.crypto import KeyPair
 from chain.genesis import ChainParams
@@ -131,19 +132,6 @@ def read_rss_mib(process: NodeProcess) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-async def wait_ready(clients: list[AsyncClient], deadline_s: float) -> None:
-    deadline = time.monotonic() + deadline_s
-    for client in clients:
-        while True:
-            try:
-                await client.call("node_status")
-                break
-            except RpcClientError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
 
 
 def start_network(args: argparse.Namespace, workdir: Path) -> tuple[list[NodeProcess], Any]:
