@@ -290,6 +290,7 @@ class Node:
             self.store.commit_block, block, certificate, executed.changes,
             executed.result_values(), executed.next_validator_set, executed.prepared)
         self.executor.clear()
+        self.verifier.forget_final(block.txs)
         if block.height >= self._guard_until_height > 0:
             self.core.lift_double_sign_guard()
             self._guard_until_height = 0
@@ -354,6 +355,9 @@ class Node:
         """Admit `txs` to the mempool; one error (or None) per tx, in order."""
         verdicts = await self.verifier.verify(txs)
         errors = [self._admit(tx, ok) for tx, ok in zip(txs, verdicts, strict=True)]
+        for tx, error in zip(txs, errors, strict=True):
+            if error is not None or tx.hash not in self.mempool:
+                self.verifier.forget(tx.hash)  # refused, or already final: not on its way
         self.on_admission(errors)
         if relay:
             self.broadcast_txs([tx for tx, e in zip(txs, errors, strict=True) if e is None])

@@ -48,6 +48,17 @@ class SignatureVerifier:
     def forget(self, tx_hash: Hash32) -> None:
         self._verified.pop(tx_hash, None)
 
+    def forget_final(self, txs: Sequence[Transaction]) -> None:
+        """Drop the verdicts of `txs`, now final: no block or peer can bring them again
+        as new, so the cache holds only transactions still on their way (bounded by the
+        mempool, plus what a peer gossips before its block)."""
+        verified = self._verified
+        for tx in txs:
+            verified.pop(tx.hash, None)
+
+    def __len__(self) -> int:
+        return len(self._verified)
+
     async def verify(self, txs: Sequence[Transaction]) -> list[bool]:
         """Verdicts for `txs` in order; cached ones cost nothing."""
         verdicts: list[bool | None] = [True if self.is_known_valid(tx.hash) else None
