@@ -309,3 +309,42 @@ def test_decoded_block_cache_is_bounded_by_transactions(store: ChainStore,
         make_txs(10, nonce_base=10)  # older blocks are read from the database
     commit(store, {b"k": b"big"}, make_txs(40, nonce_base=100))  # larger than the bound
     assert list(cached) == [6] and store._recent_txs == 40  # the head block stays
+
+
+def test_state_reads_follow_every_commit(store: ChainStore,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # Committed state is served from memory once read; a commit must never leave a stale
+    # value behind, including for deleted keys and keys that did not exist.
+    import storage.chain_store as chain_store
+
+    monkeypatch.setattr(chain_store, "STATE_CACHE_ENTRIES", 4)
+    assert store.get_state(b"acct/alice") == b"100"
+    assert store.get_state(b"acct/dave") is None
+    commit(store, {b"acct/alice": b"90", b"acct/dave": b"5", b"acct/bob": None})
+    assert store.get_state(b"acct/alice") == b"90"
+    assert store.get_state(b"acct/dave") == b"5"
+    assert store.get_state(b"acct/bob") is None
+    for i in range(10):  # more keys than the cache holds: it stays bounded
+        assert store.get_state(b"acct/x%d" % i) is None
+        assert len(store._state_cache) <= 4
+    assert store.get_state(b"acct/alice") == b"90"  # read again from the database
+    assert store.get_state(b"param/x") == b"1"
+
+
+def test_a_read_racing_a_commit_does_not_cache_the_old_value(
+        store: ChainStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A reader thread fetches a value from the database just before a block commits a
+    # new one; the old value must not land in the cache after the commit's update.
+    kv = store._kv
+    real_get = kv.get
+
+    def get_then_commit(key: bytes) -> bytes | None:
+        value = real_get(key)
+        monkeypatch.setattr(kv, "get", real_get)
+        commit(store, {b"acct/alice": b"1"})  # lands between the read and the fill
+        return value
+
+    store._state_cache.clear()  # genesis filled it: make the next read go to the database
+    monkeypatch.setattr(kv, "get", get_then_commit)
+    assert store.get_state(b"acct/alice") == b"100"  # the reader saw the old state
+    assert store.get_state(b"acct/alice") == b"1"  # but nothing stale was kept
