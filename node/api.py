@@ -208,7 +208,7 @@ class NodeApi:
         errors = await self.node.submit_txs(txs)
         for i, tx, error in zip(positions, txs, errors, strict=True):
             answers[i] = ({"hash": tx.hash.hex(),
-                           "status": self.node.get_tx_status(tx.hash)["status"]}
+                           "status": self.node.get_admitted_status(tx.hash)}
                           if error is None
                           else {"hash": tx.hash.hex(),
                                 "error": rejection_error(tx.hash, error).to_json()})

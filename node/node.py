@@ -373,7 +373,9 @@ class Node:
             if not signature_ok:
                 raise MempoolError("bad_signature", "a signature does not verify over the "
                                    "transaction's signing bytes")
-            if self.store.get_tx(tx.hash) is not None:
+            if tx.hash in self.mempool:
+                return None  # already pending: idempotent
+            if self.store.get_tx_location(tx.hash) is not None:
                 return None  # already final: idempotent
             self.mempool.add(tx, check=self._check_admission)
         except MempoolError as e:
@@ -440,6 +442,13 @@ class Node:
                     del self._final_waiters[tx_hash]
 
     # ------------------------------------------------------------------ reads
+
+    def get_admitted_status(self, tx_hash: Hash32) -> str:
+        """The status of a transaction admission just accepted: pending, or final when
+        it was already committed (submitting it again is idempotent)."""
+        if tx_hash in self.mempool:
+            return "pending"
+        return str(self.get_tx_status(tx_hash)["status"])
 
     def get_tx_status(self, tx_hash: Hash32) -> dict[str, Any]:
         record = self.store.get_tx(tx_hash)
