@@ -24,6 +24,7 @@ MAX_DEPTH = 16
 
 _NoneType = type(None)
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_LEAF_TYPES = frozenset({bytes, str, bool, _NoneType})
 
 
 def _is_ready(value: Value, depth: int = 0) -> bool:
@@ -31,31 +32,47 @@ def _is_ready(value: Value, depth: int = 0) -> bool:
 
     Raises MalformedError for a value with no canonical form. Returns False when a map's
     keys are not in order (encode then sorts them; decode refuses). Text keys sort by
-    code point, which is the order of their UTF-8 bytes.
+    code point, which is the order of their UTF-8 bytes. Leaves inside arrays and maps
+    are checked inline: this runs on every decode and encode.
     """
     if depth > MAX_DEPTH:
         raise MalformedError("value nests deeper than 16 levels")
     kind = type(value)
-    if kind is int:
-        if not _INT_MIN <= value <= _INT_MAX:
-            raise MalformedError("integer outside the 64-bit range")
-        return True
-    if kind is bytes or kind is str or kind is bool or kind is _NoneType:
-        return True
     if kind is tuple or kind is list:
-        ready = True
-        for item in value:
-            ready = _is_ready(item, depth + 1) and ready
-        return ready
-    if kind is dict:
+        items = value
+    elif kind is dict:
         keys = list(value)
         for key in keys:
             if type(key) is not str:
                 raise MalformedError(f"map key {key!r} is not text")
         ready = keys == sorted(keys)
-        for item in value.values():
-            ready = _is_ready(item, depth + 1) and ready
-        return ready
+        items = value.values()
+    elif kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise MalformedError("integer outside the 64-bit range")
+        return True
+    elif kind in _LEAF_TYPES:
+        return True
+    else:
+        return _is_ready_other(value, depth)
+    if kind is not dict:
+        ready = True
+    if depth >= MAX_DEPTH and items:
+        raise MalformedError("value nests deeper than 16 levels")
+    for item in items:
+        item_kind = type(item)
+        if item_kind in _LEAF_TYPES:
+            continue
+        if item_kind is int:
+            if not _INT_MIN <= item <= _INT_MAX:
+                raise MalformedError("integer outside the 64-bit range")
+            continue
+        ready = _is_ready(item, depth + 1) and ready
+    return ready
+
+
+def _is_ready_other(value: Value, depth: int) -> bool:
+    """_is_ready for anything but the builtin types: never ready as it is."""
     if isinstance(value, Mapping):
         _is_ready(dict(value), depth)
         return False
