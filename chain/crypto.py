@@ -7,6 +7,7 @@ another. Never sign raw payloads.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import NewType
@@ -45,6 +46,7 @@ def signing_bytes(domain: str, chain_id: str, payload: codec.Value) -> bytes:
     return codec.encode([domain, chain_id, payload])
 
 
+@functools.lru_cache(maxsize=1 << 16)  # checked for every transaction's signer
 def compute_address(public_key: bytes) -> Address:
     """The account address of a single ed25519 key."""
     return Address(compute_hash(b"govchain/address/ed25519\x00" + public_key)[:ADDRESS_SIZE])

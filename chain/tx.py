@@ -65,6 +65,9 @@ class Transaction:
 
     @cached_property
     def signing_bytes(self) -> bytes:
+        encoded = self.__dict__.get("encoded")
+        if encoded is not None:
+            return _signing_bytes_from_encoding(self.chain_id, encoded, len(self.signatures))
         return signing_bytes(DOMAIN_TX, self.chain_id, self.body())
 
     @cached_property
@@ -105,7 +108,9 @@ class Transaction:
         keys = [s.public_key for s in signatures]
         if keys != sorted(set(keys)):
             raise MalformedError("tx signatures must be sorted by public key, one per key")
-        return cls(
+        # Set the frozen fields directly: the checks above are __init__'s whole work.
+        tx = object.__new__(cls)
+        tx.__dict__.update(
             chain_id=codec.expect_str(chain_id, "tx chain_id", max_len=64),
             sender=Address(codec.expect_bytes(sender, "tx sender", size=ADDRESS_SIZE)),
             nonce=codec.expect_int(nonce, "tx nonce"),
@@ -113,6 +118,31 @@ class Transaction:
             fields=codec.expect_map(fields, "tx fields"),
             signatures=signatures,
         )
+        return tx
+
+
+_SIGNATURE_ENCODED_SIZE = 1 + (2 + PUBLIC_KEY_SIZE) + (2 + SIGNATURE_SIZE)
+"""One encoded [public_key, signature]: fixarray(2), bin8(32), bin8(64)."""
+
+_signing_prefixes: dict[str, bytes] = {}
+
+
+def _signing_bytes_from_encoding(chain_id: str, encoded: bytes, signature_count: int) -> bytes:
+    """signing_bytes(DOMAIN_TX, chain_id, body) cut from the canonical encoding of the
+    whole transaction instead of encoding the body again: the body is the encoding's
+    first five items, and the signatures (its last item) have a fixed size each."""
+    prefix = _signing_prefixes.get(chain_id)
+    if prefix is None:
+        # fixarray(3), the domain, the chain id; drop the encoded placeholder 0.
+        prefix = codec.encode([DOMAIN_TX, chain_id, 0])[:-1]
+        if len(_signing_prefixes) < 64:
+            _signing_prefixes[chain_id] = prefix
+    if signature_count > 15:  # longer array header; rare enough to encode again
+        sigs_size = len(codec.encode([[bytes(PUBLIC_KEY_SIZE), bytes(SIGNATURE_SIZE)]]
+                                     * signature_count))
+    else:
+        sigs_size = 1 + _SIGNATURE_ENCODED_SIZE * signature_count
+    return prefix + b"\x95" + encoded[1:len(encoded) - sigs_size]
 
 
 def _expect_sig_list(value: Any) -> tuple[Any, ...]:

@@ -24,7 +24,13 @@ from chain.errors import (
     TooLargeError,
     WrongChainError,
 )
-from chain.tx import Transaction, make_transaction, validate_chain_id, validate_signatures
+from chain.tx import (
+    Signature,
+    Transaction,
+    make_transaction,
+    validate_chain_id,
+    validate_signatures,
+)
 from chain.vote import (
     CommitCertificate,
     Proposal,
@@ -58,6 +64,24 @@ def test_tx_round_trip_and_hash():
 def test_tx_round_trip_property(nonce, amount):
     tx = transfer(nonce=nonce, amount=amount)
     assert Transaction.decode(tx.encoded).encoded == tx.encoded
+
+
+@given(chain_id=st.text(max_size=64), nonce=st.integers(0, 2**64 - 1),
+       memo=st.text(max_size=300), signers=st.integers(0, 20))
+@settings(max_examples=60, deadline=None)
+def test_signing_bytes_cut_from_the_encoding_match_the_body(chain_id, nonce, memo, signers):
+    # A decoded transaction takes its signing bytes from its own encoding (no second
+    # encode); they must be exactly those of the body, for any signature count.
+    keys = sorted((KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(signers)),
+                  key=lambda k: k.public_key)
+    tx = Transaction(chain_id, KEYS[0].address, nonce, "transfer",
+                     {"to": KEYS[1].address, "memo": memo, "amount": 1},
+                     tuple(Signature(k.public_key, bytes(64)) for k in keys))
+    expected = signing_bytes(DOMAIN_TX, chain_id, tx.body())
+    decoded = Transaction.decode(tx.encoded)
+    assert decoded.signing_bytes == expected
+    assert Transaction(chain_id, tx.sender, nonce, "transfer", tx.fields).signing_bytes == \
+        expected
 
 
 def test_invalid_tx_signature_rejected():
