@@ -43,7 +43,7 @@ class AccountRecord:
     """The assets it holds a non-zero balance of, sorted: lists balances without a scan."""
 
     def to_value(self) -> dict[str, Any]:
-        return {"nonce": self.nonce, "assets": self.assets}
+        return {"assets": self.assets, "nonce": self.nonce}  # canonical key order
 
     @classmethod
     def from_value(cls, value: Any) -> AccountRecord:
@@ -58,19 +58,39 @@ class AccountRecord:
 EMPTY_ACCOUNT = AccountRecord(nonce=0, assets=())
 
 
+_RECORD_MEMO_SIZE = 65_536
+_decoded_records: dict[bytes, AccountRecord] = {}
+"""Encoded account record -> the record: a memo of a pure function (the bytes say
+everything), filled by both directions. An account's record is read at admission and
+in every block that touches it, usually as the bytes this process just encoded."""
+
+
+def _memo_record(data: bytes, record: AccountRecord) -> None:
+    if len(_decoded_records) >= _RECORD_MEMO_SIZE:
+        _decoded_records.clear()
+    _decoded_records[data] = record
+
+
 def get_account_record(view: StateReader, address: bytes) -> AccountRecord | None:
     """The account record of `address`, or None if the account does not exist."""
     data = view.get(get_account_key(address))
     if data is None:
         return None
+    record = _decoded_records.get(data)
+    if record is not None:
+        return record
     try:
-        return AccountRecord.from_value(codec.decode(data))
+        record = AccountRecord.from_value(codec.decode(data))
     except ChainError as e:
         raise CorruptStateError(f"account {address.hex()} does not decode: {e}") from e
+    _memo_record(data, record)
+    return record
 
 
 def put_account_record(view: Overlay, address: bytes, record: AccountRecord) -> None:
-    view.put(get_account_key(address), codec.encode(record.to_value()))
+    data = codec.encode(record.to_value())
+    _memo_record(data, record)
+    view.put(get_account_key(address), data)
 
 
 def get_balance(view: StateReader, address: bytes, asset: str) -> int:
@@ -153,7 +173,7 @@ def apply_transfer(view: Overlay, ctx: BlockContext, tx: Transaction) -> list[Ev
     apply_debit(view, tx.sender, asset, amount)
     apply_credit(view, to, asset, amount)
     return [Event("transferred",
-                  {"from": tx.sender, "to": to, "asset": asset, "amount": amount})]
+                  {"amount": amount, "asset": asset, "from": tx.sender, "to": to})]
 
 
 def validate_genesis_accounts(genesis: Genesis) -> None:

@@ -22,7 +22,7 @@ ASSET_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 
 def validate_field_names(fields: Mapping[str, Any], names: frozenset[str]) -> None:
     """Raise unless `fields` has exactly the field names `names`."""
-    if len(fields) == len(names) and all(name in fields for name in names):
+    if fields.keys() == names:
         return
     for name in sorted(names):
         if name not in fields:

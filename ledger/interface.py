@@ -54,8 +54,13 @@ class Event:
     """Its details; values are bytes, text or integers only."""
 
     def to_value(self) -> list[Any]:
-        # Keys in canonical order, so that encoding a stored result needs no re-sorting.
-        return [self.kind, dict(sorted(self.attributes.items()))]
+        # Keys in canonical order, so that encoding a stored result needs no re-sorting;
+        # modules write them in that order already (the attributes are never mutated).
+        attributes = self.attributes
+        keys = list(attributes)
+        if keys == sorted(keys):
+            return [self.kind, attributes]
+        return [self.kind, {key: attributes[key] for key in sorted(keys)}]
 
     @classmethod
     def from_value(cls, value: Any) -> Event:
