@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from pathlib import Path
@@ -159,6 +160,20 @@ async def serve(home: NodeHome, stop: asyncio.Event) -> None:
         raise NodeError("a node task failed; see the error above")
 
 
+GC_THRESHOLDS = (50_000, 20, 20)
+"""The cyclic collector's thresholds in a node process. The default (700, 10, 10) runs a
+young collection every 700 container allocations, about every 30 transactions under
+load; the node's objects rarely form cycles, and at 50,000 the collector's share of a
+loaded node drops from about a tenth to noise (docs/performance.md)."""
+
+
+def tune_garbage_collector() -> None:
+    """Freeze what start-up allocated (never scanned again) and collect less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_node(home_path: Path, overrides: dict[str, Any] | None = None,
              passphrase: PassphraseSource | None = None) -> int:
     home = NodeHome.load(home_path, overrides=overrides, passphrase=passphrase)
@@ -166,6 +181,8 @@ def run_node(home_path: Path, overrides: dict[str, Any] | None = None,
     for path in home.insecure_key_files:
         log.warning("INSECURE DEV KEY: %s is not encrypted; for a real network encrypt it "
                     "with `govchain keys import` (docs/operator.md)", path)
+
+    tune_garbage_collector()
 
     async def main() -> None:
         stop = asyncio.Event()
