@@ -25,6 +25,7 @@ from ledger.state import Overlay
 from node.config import DATA_DIR, NodeConfig, init_home
 from node.execution import BlockExecutor
 from node.replay import audit
+from node.runner import tune_garbage_collector
 from storage.chain_store import ChainStore
 
 
@@ -71,6 +72,7 @@ def main() -> None:
     total = build_chain(home, args.blocks, args.txs, args.senders)
     print(f"built {args.blocks} blocks, {total} transfers in {time.monotonic() - started:.1f} s"
           f" ({home})")
+    tune_garbage_collector()  # as `govchain audit` does
     report = audit(home)
     print(f"audit: {report.blocks} blocks, {report.txs} txs in {report.seconds:.2f} s = "
           f"{report.txs / report.seconds:,.0f} tx/s")

@@ -230,6 +230,9 @@ def cmd_keys_change_passphrase(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from node.replay import AuditDamage, AuditMismatch, audit
+    from node.runner import tune_garbage_collector
+
+    tune_garbage_collector()
 
     print(f"auditing {args.data or Path(args.home) / 'data'} from genesis ...", file=sys.stderr)
     try:
@@ -255,6 +258,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from node.replay import AuditMismatch, import_chain
+    from node.runner import tune_garbage_collector
+
+    tune_garbage_collector()
 
     try:
         report = import_chain(Path(args.home), Path(args.input),

@@ -223,20 +223,22 @@ def _run_pipelined(replayer: Replayer, items: Iterator[tuple[Block, CommitCertif
 
 
 def _stored_blocks(source: ChainStore) -> Iterator[tuple[Block, CommitCertificate, Any]]:
+    """Each stored block with its certificate and (source, its stored result codes)."""
     for height in range(1, source.head_height + 1):
         try:
-            block = source.get_block(height)
+            found = source.get_block_with_result_codes(height)
             certificate = source.get_certificate(height)
         except StorageError as e:
             raise AuditMismatch(height, f"stored data cannot be read: {e}") from e
-        if block is None or certificate is None:
+        if found is None or certificate is None:
             raise AuditMismatch(height, "the block or its certificate is missing")
-        yield block, certificate, source
+        block, codes = found
+        yield block, certificate, (source, codes)
 
 
-def _check_stored_results(block: Block, source: Any, results: list[tuple[str, str]]) -> None:
+def _check_stored_results(block: Block, stored: Any, results: list[tuple[str, str]]) -> None:
+    source, stored_codes = stored
     try:
-        stored_codes = source.get_block_result_codes(block.height)
         locations = [source.get_tx_location(tx.hash) for tx in block.txs]
     except StorageError as e:
         raise AuditMismatch(block.height, f"the tx records cannot be read: {e}") from e

@@ -441,6 +441,20 @@ class ChainStore:
             txs.append(self._decode_tx_record(raw, height, len(txs)).tx)
         return Block(header, tuple(txs))
 
+    def get_block_with_result_codes(self, height: int) -> tuple[Block, list[str]] | None:
+        """The block at `height` and the stored result code of each of its transactions,
+        read in one pass over its records (audit), or None."""
+        header = self.get_block_header(height)
+        if header is None:
+            return None
+        txs: list[Transaction] = []
+        codes: list[str] = []
+        for _, raw in self._kv.iterate(schema.tx_record_prefix(height)):
+            record = self._decode_tx_record(raw, height, len(txs))
+            txs.append(record.tx)
+            codes.append(str(record.code))
+        return Block(header, tuple(txs)), codes
+
     def get_block_by_hash(self, block_hash: bytes) -> Block | None:
         raw = self._kv.get(schema.block_hash_key(block_hash))
         return None if raw is None else self.get_block(schema.decode_height(raw))
@@ -454,17 +468,6 @@ class ChainStore:
         """(height, index) of a committed transaction, without reading the transaction."""
         location = self._kv.get(schema.tx_hash_key(tx_hash))
         return None if location is None else schema.decode_tx_location(location)
-
-    def get_block_result_codes(self, height: int) -> list[str]:
-        """The stored result code of each transaction of block `height`, in order."""
-        codes = []
-        for _, raw in self._kv.iterate(schema.tx_record_prefix(height)):
-            try:
-                codes.append(str(codec.decode(raw)[1]))
-            except (ChainError, IndexError) as e:
-                raise CorruptionError(f"a tx record of block {height} does not decode: {e}") \
-                    from e
-        return codes
 
     def get_tx(self, tx_hash: bytes) -> TxRecord | None:
         """The committed transaction with `tx_hash` and its result, or None."""
