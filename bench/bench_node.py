@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
+    dir_size_bytes,
     free_port,
     init_node,
     make_genesis,
@@ -96,6 +97,7 @@ async def run(args: argparse.Namespace) -> None:
 
             await asyncio.gather(*(send(i, b) for i, b in enumerate(batches)))
 
+        disk_before = dir_size_bytes(nodes[0].home / "data")
         t0 = time.monotonic()
         follower = asyncio.create_task(follow())
         await submit()
@@ -116,6 +118,10 @@ async def run(args: argparse.Namespace) -> None:
               f"{len(final_at) / max(blocks, 1):.0f} tx/block)")
         for node in nodes:
             print(f"peak RSS {node.name}     {node.peak_rss_mb():.0f} MiB")
+        nodes[0].stop()  # closes its database: logs and tables are all on disk
+        disk = dir_size_bytes(nodes[0].home / "data") - disk_before
+        print(f"disk node0         {disk / 2**20:.1f} MiB more, "
+              f"{disk / max(len(final_at), 1):.0f} bytes per final transfer")
     finally:
         for client in clients:
             await client.close()

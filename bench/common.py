@@ -83,17 +83,29 @@ class NodeProcess:
                 self.process.kill()
                 self.process.wait()
 
-    def peak_rss_mb(self) -> float:
+    def memory_mib(self) -> dict[str, float]:
+        """VmRSS (resident now) and VmHWM (peak resident) of the process, in MiB; zeros
+        once it has exited."""
+        found = {"VmRSS": 0.0, "VmHWM": 0.0}
         if not self.process:
-            return 0.0
+            return found
         try:
             text = Path(f"/proc/{self.process.pid}/status").read_text()
         except OSError:
-            return 0.0
+            return found
         for line in text.splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+            name = line.split(":", 1)[0]
+            if name in found:
+                found[name] = int(line.split()[1]) / 1024
+        return found
+
+    def peak_rss_mb(self) -> float:
+        return self.memory_mib()["VmHWM"]
+
+
+def dir_size_bytes(path: Path) -> int:
+    """Bytes of the regular files under `path`."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def init_node(workdir: Path, name: str, genesis: Genesis, key: KeyPair | None,

@@ -122,16 +122,7 @@ class TransferSource:
 
 
 def read_rss_mib(process: NodeProcess) -> float:
-    if process.process is None:
-        return 0.0
-    try:
-        text = Path(f"/proc/{process.process.pid}/status").read_text()
-    except OSError:
-        return 0.0
-    for line in text.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return process.memory_mib()["VmRSS"]
 
 
 def start_network(args: argparse.Namespace, workdir: Path) -> tuple[list[NodeProcess], Any]:
