@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -171,9 +172,23 @@ async def open_browser(binary: str) -> AsyncIterator[DevTools]:
                         await devtools.reader
         finally:
             await session.close()
-            if proc.returncode is None:
-                proc.kill()
+            # Chromium's helpers (renderer, GPU, crash handler) share its process group and
+            # may still write to the profile: stop them all before the profile is removed.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
+            await wait_group_gone(proc.pid, timeout_s=5.0)
+
+
+async def wait_group_gone(pgid: int, timeout_s: float) -> None:
+    """Wait (bounded) until no process of group `pgid` is left to reap."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        await asyncio.sleep(0.05)
 
 
 async def submit_search(devtools: DevTools, text: str) -> None:
