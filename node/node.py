@@ -375,9 +375,15 @@ class Node:
                                    "transaction's signing bytes")
             if tx.hash in self.mempool:
                 return None  # already pending: idempotent
-            if self.store.get_tx_location(tx.hash) is not None:
-                return None  # already final: idempotent
-            self.mempool.add(tx, check=self._check_admission)
+            try:
+                self.mempool.add(tx, check=self._check_admission)
+            except MempoolError as e:
+                # Only a transaction whose nonce is used can be final already: look it
+                # up then, not for every submission.
+                if e.code == "nonce_too_low" and \
+                        self.store.get_tx_location(tx.hash) is not None:
+                    return None  # already final: idempotent
+                raise
         except MempoolError as e:
             if e.code != "mempool_full":
                 self.mempool.record_rejection(tx.hash, Rejection(e.code, e.message, "admission"))
@@ -417,7 +423,7 @@ class Node:
         rejection = self.mempool.get_rejection(tx_hash)
         if rejection is not None and rejection.code in PERMANENT_REJECTIONS:
             return True
-        return self.store.get_tx(tx_hash) is not None
+        return self.store.get_tx_location(tx_hash) is not None
 
     def _resolve_waiters(self, tx_hash: Hash32) -> None:
         for future in self._final_waiters.pop(tx_hash, []):
