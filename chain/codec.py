@@ -127,6 +127,25 @@ def _reject_ext(code: int, data: bytes) -> NoReturn:
     raise MalformedError(f"msgpack extension type {code} is not allowed")
 
 
+def unpack_unchecked(data: bytes) -> Value:
+    """msgpack bytes to a value with decode's unpacking rules but WITHOUT its canonical
+    checks; the caller must check the value's form and that `pack_unchecked(value) ==
+    data` itself (chain.tx does so for the transaction shape). Raises MalformedError."""
+    try:
+        return msgpack.unpackb(data, raw=False, use_list=False, strict_map_key=True,
+                               ext_hook=_reject_ext)
+    except MalformedError:
+        raise
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
+            msgpack.StackError, UnicodeDecodeError) as e:
+        raise MalformedError(f"not valid msgpack: {e}") from e
+
+
+def pack_unchecked(value: Value) -> bytes:
+    """msgpack of a value whose canonical form the caller has checked."""
+    return _pack(value)
+
+
 def decode(data: bytes, *, max_size: int = 16 * 1024 * 1024) -> Value:
     """Decode canonical bytes; arrays come back as tuples, maps as dicts.
 

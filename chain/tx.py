@@ -96,9 +96,12 @@ class Transaction:
         """Decode and check form; raises MalformedError or TooLargeError."""
         if len(data) > max_size:
             raise TooLargeError(f"transaction of {len(data)} bytes exceeds {max_size}")
-        tx = cls.from_value(codec.decode(bytes(data), max_size=max_size))
+        data = bytes(data)
+        tx = _decode_common_shape(cls, data)
+        if tx is None:
+            tx = cls.from_value(codec.decode(data, max_size=max_size))
         # from_value re-encodes identically, so the cached encoding is `data`.
-        tx.__dict__["encoded"] = bytes(data)
+        tx.__dict__["encoded"] = data
         return tx
 
     @classmethod
@@ -119,6 +122,54 @@ class Transaction:
             signatures=signatures,
         )
         return tx
+
+
+_FIELD_LEAF_TYPES = frozenset({bytes, str, int, bool, type(None)})
+
+
+def _decode_common_shape(cls: type[Transaction], data: bytes) -> Transaction | None:
+    """Transaction.decode's fast path for the shape nearly every transaction has: flat
+    fields (text, bytes, integers, booleans, nulls). It checks in one pass what the
+    generic path checks (types, sizes, key order, signature order, and that the bytes
+    are the value's canonical encoding) and returns None, never raising, for anything
+    else, which then takes the generic path and its precise error."""
+    try:
+        value = codec.unpack_unchecked(data)
+    except MalformedError:
+        return None
+    if type(value) is not tuple or len(value) != 6:
+        return None
+    chain_id, sender, nonce, tx_type, fields, sigs = value
+    if not (type(chain_id) is str and len(chain_id) <= 64 and type(sender) is bytes
+            and len(sender) == ADDRESS_SIZE and type(nonce) is int and nonce >= 0
+            and type(tx_type) is str and len(tx_type) <= 64 and type(fields) is dict
+            and type(sigs) is tuple and len(sigs) <= MAX_SIGNATURES):
+        return None
+    for key, item in fields.items():
+        if type(key) is not str or type(item) not in _FIELD_LEAF_TYPES:
+            return None
+    keys = list(fields)
+    if keys != sorted(keys):
+        return None
+    signatures = []
+    for sig in sigs:
+        if not (type(sig) is tuple and len(sig) == 2 and type(sig[0]) is bytes
+                and len(sig[0]) == PUBLIC_KEY_SIZE and type(sig[1]) is bytes
+                and len(sig[1]) == SIGNATURE_SIZE):
+            return None
+        signatures.append(Signature(PublicKey(sig[0]), sig[1]))
+    for i in range(1, len(signatures)):
+        if signatures[i - 1].public_key >= signatures[i].public_key:
+            return None
+    try:
+        if codec.pack_unchecked(value) != data:
+            return None
+    except MalformedError:
+        return None
+    tx = object.__new__(cls)
+    tx.__dict__.update(chain_id=chain_id, sender=Address(sender), nonce=nonce,
+                       tx_type=tx_type, fields=fields, signatures=tuple(signatures))
+    return tx
 
 
 _SIGNATURE_ENCODED_SIZE = 1 + (2 + PUBLIC_KEY_SIZE) + (2 + SIGNATURE_SIZE)

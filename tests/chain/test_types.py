@@ -236,3 +236,74 @@ def test_invalid_certificate_outsider_and_wrong_block():
         validate_certificate(good, VSET, CHAIN, height=1, block_hash=ZERO_HASH)
     with pytest.raises(InvalidCertificateError):
         validate_certificate(good, VSET, "other-chain", height=1, block_hash=block.hash)
+
+
+def _mostly(valid, invalid):
+    """Mostly valid (hypothesis leans to the low draws), so that whole transactions are
+    often valid and both paths' acceptance is exercised, not only their refusals."""
+    return st.integers(0, 7).flatmap(lambda i: invalid if i == 7 else valid)
+
+
+_good_leaf = st.one_of(st.binary(max_size=40), st.text(max_size=8),
+                       st.integers(-2**63, 2**64 - 1), st.booleans(), st.none())
+_field_value = _mostly(_good_leaf, st.one_of(
+    st.floats(allow_nan=False), st.lists(_good_leaf, max_size=2).map(tuple),
+    st.dictionaries(st.text(max_size=3), _good_leaf, max_size=2)))
+_fields = st.dictionaries(_mostly(st.text(max_size=4), st.binary(max_size=2)), _field_value,
+                          max_size=4).map(lambda d: dict(sorted(d.items()))
+                                          if all(isinstance(k, str) for k in d) else d)
+_signature = _mostly(st.tuples(st.binary(min_size=32, max_size=32),
+                               st.binary(min_size=64, max_size=64)),
+                     st.one_of(st.tuples(st.binary(min_size=31, max_size=33),
+                                         st.binary(min_size=63, max_size=65)),
+                               st.tuples(st.binary(min_size=32, max_size=32))))
+_tx_like = st.tuples(
+    _mostly(st.text(max_size=64), st.one_of(st.text(min_size=65, max_size=70),
+                                            st.binary(max_size=4))),
+    _mostly(st.binary(min_size=20, max_size=20), st.one_of(
+        st.binary(min_size=19, max_size=19), st.text(max_size=2))),
+    _mostly(st.integers(0, 2**64 - 1), st.one_of(st.integers(-5, -1), st.booleans(),
+                                                 st.floats(allow_nan=False))),
+    _mostly(st.text(max_size=64), st.text(min_size=65, max_size=70)),
+    _mostly(_fields, st.binary(max_size=2)),
+    st.lists(_signature, max_size=3).map(
+        lambda sigs: tuple(sorted(sigs, key=lambda sig: sig[0]))))
+
+
+def _decode_generic(data: bytes):
+    try:
+        tx = Transaction.from_value(codec.decode(data))
+    except MalformedError:
+        return None
+    tx.__dict__["encoded"] = data
+    return tx
+
+
+@given(value=_tx_like, unsorted=st.booleans(), cut=st.integers(0, 3))
+@settings(max_examples=400, deadline=None)
+def test_fast_transaction_decode_agrees_with_the_generic_path(value, unsorted, cut):
+    # Transaction.decode takes a fast path for flat fields; it must accept exactly what
+    # the generic canonical decode plus from_value accept, and build the same transaction.
+    import msgpack
+
+    packed = msgpack.packb(value, use_bin_type=True)
+    if unsorted and isinstance(value[4], dict):  # maps in insertion (maybe wrong) order
+        packed = msgpack.packb((*value[:4], dict(reversed(value[4].items())), value[5]),
+                               use_bin_type=True)
+    for data in (packed, packed[:len(packed) - cut] if cut else packed + b"\x00"):
+        expected = _decode_generic(data)
+        try:
+            got = Transaction.decode(data)
+        except MalformedError:
+            got = None
+        assert (got is None) == (expected is None), data.hex()
+        if got is not None:
+            assert got == expected and got.encoded == data and got.hash == expected.hash
+
+
+def test_fast_transaction_decode_takes_real_transfers():
+    from chain.tx import _decode_common_shape
+
+    tx = transfer()
+    fast = _decode_common_shape(Transaction, tx.encoded)
+    assert fast == tx and fast.signing_bytes == tx.signing_bytes
