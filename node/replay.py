@@ -237,23 +237,50 @@ def _stored_blocks(source: ChainStore) -> Iterator[tuple[Block, CommitCertificat
 
 
 def _check_stored_results(block: Block, stored: Any, results: list[tuple[str, str]]) -> None:
-    source, stored_codes = stored
-    try:
-        locations = [source.get_tx_location(tx.hash) for tx in block.txs]
-    except StorageError as e:
-        raise AuditMismatch(block.height, f"the tx records cannot be read: {e}") from e
+    """The stored result codes of `block` against the replayed ones. (The tx index is
+    compared whole at the end, in one ordered scan: `_compare_tx_index`.)"""
+    _, stored_codes = stored
     if len(stored_codes) != len(block.txs):
         raise AuditMismatch(block.height, f"{len(stored_codes)} tx records are stored for "
                                           f"{len(block.txs)} transactions")
-    for index, (tx, (code, _), stored, location) in enumerate(
-            zip(block.txs, results, stored_codes, locations, strict=True)):
-        if location != (block.height, index):
-            raise AuditMismatch(block.height, f"transaction {index} ({tx.hash.hex()}) is not "
-                                              "indexed at its place")
+    for index, (tx, (code, _), stored) in enumerate(
+            zip(block.txs, results, stored_codes, strict=True)):
         if stored != code:
             raise AuditMismatch(block.height, f"transaction {index} ({tx.hash.hex()}): the "
                                               f"stored result is {stored!r}, re-execution "
                                               f"gives {code!r}")
+
+
+def _compare_tx_index(source: ChainStore, replayer: Replayer) -> None:
+    """Raise AuditMismatch at the first tx index entry that differs from the index the
+    replay built: a transaction indexed at the wrong place, missing, or indexed but in
+    no block. Both indexes are read in hash order, side by side."""
+    try:
+        _compare_tx_index_entries(source, replayer)
+    except StorageError as e:
+        raise AuditMismatch(source.head_height, f"the tx index cannot be read: {e}") from e
+
+
+def _compare_tx_index_entries(source: ChainStore, replayer: Replayer) -> None:
+    stored = source.iterate_tx_index()
+    replayed = replayer.store.iterate_tx_index()
+    end: tuple[bytes, tuple[int, int]] = (b"", (0, 0))
+    a, b = next(stored, end), next(replayed, end)
+    while a is not end or b is not end:
+        if a == b:
+            a, b = next(stored, end), next(replayed, end)
+            continue
+        if b is end or (a is not end and a[0] < b[0]):
+            height, what = a[1][0], (f"transaction {a[0].hex()} is indexed at height "
+                                     f"{a[1][0]} index {a[1][1]} but is in no block")
+        elif a is end or b[0] < a[0]:
+            height, what = b[1][0], (f"transaction {b[0].hex()} (height {b[1][0]} index "
+                                     f"{b[1][1]}) is missing from the tx index")
+        else:
+            height, what = b[1][0], (f"transaction {a[0].hex()} is indexed at height "
+                                     f"{a[1][0]} index {a[1][1]}, not at its place "
+                                     f"(height {b[1][0]} index {b[1][1]})")
+        raise AuditMismatch(height, what)
 
 
 def _compare_state(source: ChainStore, replayer: Replayer) -> None:
@@ -308,6 +335,7 @@ def audit(home: Path, data_dir: Path | None = None, *, progress: Progress | None
                 replayer = Replayer(genesis, target)
                 seconds = _run(replayer, _stored_blocks(source), source.head_height, progress,
                                _check_stored_results)
+                _compare_tx_index(source, replayer)
                 _compare_state(source, replayer)
                 return ReplayReport(replayer.blocks, replayer.txs, seconds, target.head_height,
                                     target.head_state_root.hex())

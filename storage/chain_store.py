@@ -455,6 +455,14 @@ class ChainStore:
             codes.append(str(record.code))
         return Block(header, tuple(txs)), codes
 
+    def iterate_tx_index(self) -> Iterator[tuple[bytes, tuple[int, int]]]:
+        """(tx hash, (height, index)) of every committed transaction, in hash order."""
+        strip = len(schema.TX_HASH)
+        for key, location in self._kv.iterate(schema.TX_HASH):
+            if len(location) != schema.HEIGHT_SIZE + schema.INDEX_SIZE:
+                raise self._damaged(f"the tx index entry of {key[strip:].hex()} is malformed")
+            yield key[strip:], schema.decode_tx_location(location)
+
     def get_block_by_hash(self, block_hash: bytes) -> Block | None:
         raw = self._kv.get(schema.block_hash_key(block_hash))
         return None if raw is None else self.get_block(schema.decode_height(raw))

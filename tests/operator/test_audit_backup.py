@@ -13,6 +13,7 @@ import pytest
 
 from chain import codec
 from chain.block import BlockHeader
+from chain.tx import Transaction
 from node import cli
 from node.config import DATA_DIR, read_genesis
 from node.replay import (
@@ -117,6 +118,35 @@ def test_audit_pinpoints_a_forged_certificate(chain_home: Path, tmp_path: Path) 
     with pytest.raises(AuditMismatch) as e:
         audit(home)
     assert e.value.height == 4 and "commit certificate" in e.value.what
+
+
+@pytest.mark.parametrize("damage", ["moved", "deleted", "extra"])
+def test_audit_pinpoints_a_damaged_tx_index(chain_home: Path, tmp_path: Path,
+                                            damage: str) -> None:
+    # The tx index (hash -> height, index) is what tx_get reads; the audit compares it
+    # whole with the index the replay builds.
+    home = copy_home(chain_home, tmp_path / "copy")
+    height = block_with_txs(home)
+    db = plyvel.DB(str(home / DATA_DIR))
+    record = db.get(schema.tx_record_key(height, 0))
+    tx_hash = Transaction.decode(codec.decode(record)[0]).hash
+    if damage == "moved":
+        db.put(schema.tx_hash_key(tx_hash), schema.tx_location(height, 7))
+    elif damage == "deleted":
+        db.delete(schema.tx_hash_key(tx_hash))
+    else:
+        db.put(schema.tx_hash_key(bytes(32)), schema.tx_location(height, 0))
+    db.close()
+    with pytest.raises(AuditMismatch) as e:
+        audit(home)
+    assert e.value.height == height
+    expected = {"moved": f"transaction {tx_hash.hex()} is indexed at height {height} "
+                         f"index 7, not at its place (height {height} index 0)",
+                "deleted": f"transaction {tx_hash.hex()} (height {height} index 0) is "
+                           "missing from the tx index",
+                "extra": f"transaction {bytes(32).hex()} is indexed at height {height} "
+                         "index 0 but is in no block"}[damage]
+    assert e.value.what == expected
 
 
 def test_audit_pinpoints_a_corrupted_state_entry(chain_home: Path, tmp_path: Path,
