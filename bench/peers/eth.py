@@ -287,5 +287,12 @@ class EthFollower:
         except (aiohttp.ClientError, EthRpcError, TimeoutError) as e:
             print(f"  follower: {type(e).__name__}: {e}", flush=True)
             return []
-        self.height = heights[-1]
-        return [[normalize_hash(h) for h in block["transactions"]] for block in blocks]
+        # A peer may report a head whose newest blocks it cannot serve yet (null): take
+        # the blocks up to the first missing one and ask for the rest on the next poll.
+        found = []
+        for block in blocks:
+            if block is None:
+                break
+            found.append([normalize_hash(h) for h in block["transactions"]])
+        self.height += len(found)
+        return found

@@ -179,3 +179,28 @@ async def test_ganache_mines_every_presigned_transfer(tmp_path: Path) -> None:
     assert (result.final, result.refused, result.timed_out) == (64, 0, False)
     assert rss > 0
     assert peer.process is not None and peer.process.poll() is not None
+
+
+async def test_eth_follower_waits_for_blocks_the_peer_cannot_serve_yet() -> None:
+    # A peer can report head 3 while block 3 still reads as null: the follower takes
+    # block 2, and block 3 on a later poll (seen with ganache under load).
+    class FakeRpc:
+        def __init__(self) -> None:
+            self.blocks: dict[int, dict | None] = {2: {"transactions": ["0x" + "aa" * 32]},
+                                                   3: None}
+
+        async def call(self, method: str, params: list | None = None) -> str:
+            assert method == "eth_blockNumber"
+            return hex(3)
+
+        async def batch(self, calls: list) -> list:
+            return [self.blocks[int(params[0], 16)] for _, params in calls]
+
+    rpc = FakeRpc()
+    follower = eth.EthFollower(rpc, height=1)  # type: ignore[arg-type]
+    assert await follower.poll() == [["aa" * 32]]
+    assert follower.height == 2
+    rpc.blocks[3] = {"transactions": []}
+    assert await follower.poll() == [[]]
+    assert follower.height == 3
+    assert await follower.poll() == []
