@@ -109,7 +109,10 @@ def dir_size_bytes(path: Path) -> int:
 
 
 def init_node(workdir: Path, name: str, genesis: Genesis, key: KeyPair | None,
-              peers: list[str], p2p_port: int, log_level: str = "WARNING") -> NodeProcess:
+              peers: list[str], p2p_port: int, log_level: str = "WARNING",
+              settings: dict[str, object] | None = None) -> NodeProcess:
+    """`govchain init` a node home, then set `log_level` and any other `settings` (config
+    keys, e.g. rpc_rate_limit_per_s) in its config.toml."""
     genesis_path = workdir / "genesis.json"
     genesis_path.write_text(genesis.to_json())
     rpc_port = free_port()
@@ -126,8 +129,11 @@ def init_node(workdir: Path, name: str, genesis: Genesis, key: KeyPair | None,
         args += ["--peer", peer]
     subprocess.run(args, check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
-    (home / "config.toml").write_text((home / "config.toml").read_text().replace(
-        'log_level = "INFO"', f'log_level = "{log_level}"'))
+    # init writes these keys commented out; set them at the end of the file.
+    lines = [f"{key} = {json.dumps(value)}"
+             for key, value in {"log_level": log_level, **(settings or {})}.items()]
+    with open(home / "config.toml", "a") as config:
+        config.write("\n# Set by the benchmark.\n" + "\n".join(lines) + "\n")
     return NodeProcess(name, home, f"http://127.0.0.1:{rpc_port}", p2p_port)
 
 
