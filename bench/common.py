@@ -66,11 +66,13 @@ class NodeProcess:
     rpc_url: str
     p2p_port: int
     process: subprocess.Popen[bytes] | None = None
+    run_args: tuple[str, ...] = ()
+    """More `govchain run` arguments (e.g. --rpc-listen for a home made elsewhere)."""
 
     def start(self) -> None:
         log = open(self.home / "node.log", "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "node", "run", "--home", str(self.home)],
+            [sys.executable, "-m", "node", "run", "--home", str(self.home), *self.run_args],
             stdout=log, stderr=log, cwd=ROOT, start_new_session=True,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
 

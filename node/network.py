@@ -42,6 +42,10 @@ log = logging.getLogger("govchain.net")
 PEER_FAULTS = frozenset({"bad_signature", "malformed", "wrong_chain", "too_large"})
 
 SYNC_BATCH = 64
+SYNC_ANSWER_BYTES = 8 * 1024 * 1024
+"""Blocks stop being added to a BLOCKS answer past this many bytes (at least one block
+is always sent; a block is at most max_block_bytes plus its header and certificate),
+so that an answer stays under the 16 MiB BLOCKS frame limit."""
 TXS_BATCH = 1024
 STATUS_INTERVAL_S = 1.0
 SYNC_POLL_S = 0.2
@@ -240,10 +244,14 @@ class NodeNetwork:
         if msg_type == MessageType.GET_BLOCKS:
             start, count = int(payload[0]), min(int(payload[1]), SYNC_BATCH)
             items = []
+            size = 0
             for height in range(max(start, 1), min(start + count, store.head_height + 1)):
                 block, cert = store.get_block(height), store.get_certificate(height)
                 if block is None or cert is None:
                     break
+                size += len(block.encoded) + len(cert.encoded)
+                if items and size > SYNC_ANSWER_BYTES:
+                    break  # the frame limit: the peer asks again from where this stops
                 items.append([block.encoded, cert.encoded])
             return MessageType.BLOCKS, items
         if msg_type == MessageType.GET_VOTES:

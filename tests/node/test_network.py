@@ -182,3 +182,20 @@ async def test_equivocation_recorded_as_evidence_and_served(network4):
     evidence = await wait_for(recorded, 10, "evidence of the double vote")
     voters = {vote[4] for pair in evidence for vote in pair}
     assert voters == {cheater.public_key.hex()}
+
+
+async def test_blocks_answers_stay_under_the_frame_limit(network4, monkeypatch):
+    # Regression: a GET_BLOCKS answer took up to 64 blocks whatever their size; 20 blocks
+    # of 5,000 transfers exceed the 16 MiB BLOCKS frame, the answer could not be encoded,
+    # and a lagging node never caught up (found by bench/bench_sync.py). Answers now stop
+    # at a byte budget, always with at least one block, and the syncing side asks again.
+    import node.network as node_network
+    from p2p.frames import MessageType
+
+    await wait_for(lambda: _min_height(network4, 4), 30, "validators at height 4")
+    serving = network4[0].service.network
+    _, items = await serving.on_request("peer", MessageType.GET_BLOCKS, [1, 64])
+    assert len(items) >= 4
+    monkeypatch.setattr(node_network, "SYNC_ANSWER_BYTES", 1)
+    _, items = await serving.on_request("peer", MessageType.GET_BLOCKS, [1, 64])
+    assert len(items) == 1  # over the budget from the first block: one block only
