@@ -243,7 +243,7 @@ class NodeNetwork:
         store = self.node.store
         if msg_type == MessageType.GET_BLOCKS:
             start, count = int(payload[0]), min(int(payload[1]), SYNC_BATCH)
-            items = []
+            items: list[list[bytes]] = []
             size = 0
             for height in range(max(start, 1), min(start + count, store.head_height + 1)):
                 block, cert = store.get_block(height), store.get_certificate(height)
