@@ -146,9 +146,13 @@ def test_governance_adds_and_removes_validators_on_the_devnet(chain: Chain,
 
         auditor, writer = chain.accounts[1], chain.accounts[3]
         head_time = chain.client(1).status()["head_time_ms"]
-        assert chain.send(1, auditor, "attest", {
+        attested = chain.send(1, auditor, "attest", {
             "asset": "KGS", "reserve": DEV_RESERVE * 2, "report_hash": compute_hash(b"audit"),
-            "timestamp_ms": head_time})["code"] == "ok"
+            "timestamp_ms": head_time})
+        assert attested["code"] == "ok"
+        # Final on node 1 first; node 2 commits the same block a moment later.
+        poll(lambda: chain.client(2).status()["height"] >= attested["height"],
+             "node 2 at the attestation's height")
         asset = chain.client(2).call("state_asset", asset="KGS")
         headroom = int(asset["reserve"]) - int(asset["supply"])
         assert headroom > 0, asset
