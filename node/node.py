@@ -355,8 +355,8 @@ class Node:
         """Admit `txs` to the mempool; one error (or None) per tx, in order."""
         verdicts = await self.verifier.verify(txs)
         errors = [self._admit(tx, ok) for tx, ok in zip(txs, verdicts, strict=True)]
-        for tx, error in zip(txs, errors, strict=True):
-            if error is not None or tx.hash not in self.mempool:
+        for tx in txs:
+            if tx.hash not in self.mempool:
                 self.verifier.forget(tx.hash)  # refused, or already final: not on its way
         self.on_admission(errors)
         if relay:

@@ -26,7 +26,6 @@ from typing import Any, BinaryIO
 
 from chain import codec
 from chain.block import Block
-from chain.crypto import is_valid_signature
 from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.vote import CommitCertificate, validate_certificate
@@ -35,6 +34,7 @@ from ledger.state import Overlay
 from node.config import DATA_DIR, GENESIS_FILE, read_genesis
 from node.errors import NodeError
 from node.execution import BlockExecutor, InvalidBlockError
+from node.verifier import verify_batch
 from storage.chain_store import ChainStore
 from storage.damage import find_damage
 from storage.errors import CorruptionError, StorageError
@@ -172,17 +172,8 @@ class SignatureCheck:
 def check_signatures(block: Block, pool: ThreadPoolExecutor,
                      chunk: int = 512) -> SignatureCheck:
     """Start verifying every signature of `block` in `pool`."""
-    return SignatureCheck([(i, pool.submit(_verify_chunk, block.txs[i:i + chunk]))
+    return SignatureCheck([(i, pool.submit(verify_batch, block.txs[i:i + chunk]))
                            for i in range(0, len(block.txs), chunk)])
-
-
-def _verify_chunk(txs: tuple[Any, ...]) -> list[bool]:
-    verdicts = []
-    for tx in txs:
-        message = tx.signing_bytes
-        verdicts.append(bool(tx.signatures) and all(
-            is_valid_signature(s.public_key, message, s.signature) for s in tx.signatures))
-    return verdicts
 
 
 def _run(replayer: Replayer, items: Iterator[tuple[Block, CommitCertificate, Any]],
@@ -261,26 +252,41 @@ def _compare_tx_index(source: ChainStore, replayer: Replayer) -> None:
         raise AuditMismatch(source.head_height, f"the tx index cannot be read: {e}") from e
 
 
-def _compare_tx_index_entries(source: ChainStore, replayer: Replayer) -> None:
-    stored = source.iterate_tx_index()
-    replayed = replayer.store.iterate_tx_index()
-    end: tuple[bytes, tuple[int, int]] = (b"", (0, 0))
-    a, b = next(stored, end), next(replayed, end)
-    while a is not end or b is not end:
+def _first_difference(stored: Iterator[tuple[bytes, Any]], replayed: Iterator[tuple[bytes, Any]]
+                      ) -> tuple[tuple[bytes, Any] | None, tuple[bytes, Any] | None] | None:
+    """Walk two key-ordered (key, value) streams side by side; at the first difference
+    return (stored item, replayed item): (item, None) for a key only stored, (None, item)
+    for a key only replayed, both for a value that differs. None when they are equal."""
+    a, b = next(stored, None), next(replayed, None)
+    while a is not None or b is not None:
         if a == b:
-            a, b = next(stored, end), next(replayed, end)
-            continue
-        if b is end or (a is not end and a[0] < b[0]):
-            height, what = a[1][0], (f"transaction {a[0].hex()} is indexed at height "
-                                     f"{a[1][0]} index {a[1][1]} but is in no block")
-        elif a is end or b[0] < a[0]:
-            height, what = b[1][0], (f"transaction {b[0].hex()} (height {b[1][0]} index "
-                                     f"{b[1][1]}) is missing from the tx index")
+            a, b = next(stored, None), next(replayed, None)
+        elif b is None or (a is not None and a[0] < b[0]):
+            return a, None
+        elif a is None or b[0] < a[0]:
+            return None, b
         else:
-            height, what = b[1][0], (f"transaction {a[0].hex()} is indexed at height "
-                                     f"{a[1][0]} index {a[1][1]}, not at its place "
-                                     f"(height {b[1][0]} index {b[1][1]})")
-        raise AuditMismatch(height, what)
+            return a, b
+    return None
+
+
+def _compare_tx_index_entries(source: ChainStore, replayer: Replayer) -> None:
+    found = _first_difference(source.iterate_tx_index(), replayer.store.iterate_tx_index())
+    if found is None:
+        return
+    a, b = found
+    if b is None:
+        assert a is not None
+        height, what = a[1][0], (f"transaction {a[0].hex()} is indexed at height "
+                                 f"{a[1][0]} index {a[1][1]} but is in no block")
+    elif a is None:
+        height, what = b[1][0], (f"transaction {b[0].hex()} (height {b[1][0]} index "
+                                 f"{b[1][1]}) is missing from the tx index")
+    else:
+        height, what = b[1][0], (f"transaction {a[0].hex()} is indexed at height "
+                                 f"{a[1][0]} index {a[1][1]}, not at its place "
+                                 f"(height {b[1][0]} index {b[1][1]})")
+    raise AuditMismatch(height, what)
 
 
 def _compare_state(source: ChainStore, replayer: Replayer) -> None:
@@ -293,17 +299,13 @@ def _compare_state(source: ChainStore, replayer: Replayer) -> None:
 
 def _compare_state_entries(source: ChainStore, replayer: Replayer) -> None:
     head = source.head_height
-    stored = source.iterate_state(b"")
-    replayed = replayer.store.iterate_state(b"")
-    end: tuple[bytes, bytes] = (b"", b"")
-    a, b = next(stored, end), next(replayed, end)
-    while a is not end or b is not end:
-        if a == b:
-            a, b = next(stored, end), next(replayed, end)
-            continue
-        if b is end or (a is not end and a[0] < b[0]):
+    found = _first_difference(source.iterate_state(b""), replayer.store.iterate_state(b""))
+    if found is not None:
+        a, b = found
+        if b is None:
+            assert a is not None
             key, what = a[0], "is in the stored state but not in the replayed state"
-        elif a is end or b[0] < a[0]:
+        elif a is None:
             key, what = b[0], "is missing from the stored state"
         else:
             key, what = a[0], "stored value differs from the replayed value"

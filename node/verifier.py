@@ -19,7 +19,8 @@ from chain.tx import Transaction
 BATCH_SIZE = 256
 
 
-def _verify_batch(txs: Sequence[Transaction]) -> list[bool]:
+def verify_batch(txs: Sequence[Transaction]) -> list[bool]:
+    """One verdict per transaction: it has signatures and every one verifies."""
     results = []
     for tx in txs:
         message = tx.signing_bytes
@@ -67,7 +68,7 @@ class SignatureVerifier:
         if todo:
             loop = asyncio.get_running_loop()
             chunks = [todo[i:i + BATCH_SIZE] for i in range(0, len(todo), BATCH_SIZE)]
-            futures = [loop.run_in_executor(self._pool, _verify_batch, [txs[i] for i in chunk])
+            futures = [loop.run_in_executor(self._pool, verify_batch, [txs[i] for i in chunk])
                        for chunk in chunks]
             for chunk, result in zip(chunks, await asyncio.gather(*futures), strict=True):
                 for i, ok in zip(chunk, result, strict=True):

@@ -8,13 +8,18 @@ flight (how an integrator with volume submits).
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import NodeProcess, free_port, init_node, make_genesis, make_keys
+from bench.common import (
+    NodeProcess,
+    free_port,
+    init_node,
+    make_genesis,
+    make_keys,
+    wait_ready,
+)
 from bench.peers.load import Unit
 from chain.crypto import KeyPair
 from chain.genesis import ChainParams
@@ -55,16 +60,7 @@ class GovchainNetwork:
     async def start(self, deadline_s: float = 60) -> None:
         for node in self.nodes:
             node.start()
-        deadline = time.monotonic() + deadline_s
-        for client in self.clients:
-            while True:
-                try:
-                    await client.call("node_status")
-                    break
-                except RpcClientError:
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.1)
+        await wait_ready(self.clients, deadline_s)
 
     async def stop(self) -> None:
         for client in self.clients:
