@@ -46,6 +46,8 @@ NODE_KEY_FILE = "node_key.json"
 ADMIN_TOKEN_FILE = "admin_token"
 DATA_DIR = "data"
 ENV_PREFIX = "GOVCHAIN_"
+RENAMED_KEYS = {"verify_threads": "verify_workers"}
+"""Keys an earlier release wrote into config.toml, read under their new names."""
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("human", "json")
 PRUNING_MODES = ("head-state-only",)
@@ -93,8 +95,9 @@ class NodeConfig:
     """Ping each WebSocket client this often; one with no pong is closed."""
     log_level: str = "INFO"
     """DEBUG, INFO, WARNING or ERROR."""
-    verify_threads: int = 0
-    """Signature verification threads; 0 means one per core."""
+    verify_workers: int = 0
+    """Signature verification worker processes; 0 means one per core but one (at least
+    one)."""
     log_format: str = "human"
     """Log lines as "human" text or "json" objects (one per line, for log shippers)."""
     metrics_enabled: bool = True
@@ -235,7 +238,7 @@ def validate_config(config: NodeConfig, sources: Mapping[str, str] | None = None
                 "mempool_tx_ttl_s", "rpc_max_body_bytes", "rpc_max_batch"):
         if getattr(config, key) < 1:
             fail(key, "must be at least 1")
-    for key in ("verify_threads", "max_blocks_behind", "ready_min_peers"):
+    for key in ("verify_workers", "max_blocks_behind", "ready_min_peers"):
         if getattr(config, key) < 0:
             fail(key, "must not be negative")
     if not config.moniker.strip():
@@ -261,6 +264,7 @@ def load_config_with_sources(
     names = [f.name for f in dataclasses.fields(NodeConfig)]
     sources = dict.fromkeys(names, SOURCE_DEFAULT)
     for key, value in doc.items():
+        key = RENAMED_KEYS.get(key, key)
         if key not in names:
             raise ConfigError(f"{path}: unknown config key {key!r}")
         _check_type(key, value, str(path))

@@ -13,13 +13,11 @@ into a new home. Nothing here writes to the audited database.
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,7 +32,7 @@ from ledger.state import Overlay
 from node.config import DATA_DIR, GENESIS_FILE, read_genesis
 from node.errors import NodeError
 from node.execution import BlockExecutor, InvalidBlockError
-from node.verifier import verify_batch
+from node.verifier import SignatureVerifier, VerdictBatch
 from storage.chain_store import ChainStore
 from storage.damage import find_damage
 from storage.errors import CorruptionError, StorageError
@@ -43,6 +41,8 @@ EXPORT_MAGIC = b"GOVCHAIN-EXPORT\n"
 EXPORT_VERSION = 1
 EXPORT_FORMAT = "govchain-export"
 MAX_FRAME_BYTES = 64 * 1024 * 1024
+SIGNATURE_CHUNK = 512
+"""Transactions per message to a signature worker during a replay."""
 
 Progress = Callable[[int, int, int, float], None]
 """Told (height, target height, txs so far, seconds so far) about once a second."""
@@ -112,21 +112,24 @@ class Replayer:
             changes = view.changes()
             store.commit_genesis(changes, genesis.validator_set)
             self.last_written.update(dict.fromkeys(changes, 0))
-        self.pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2,
-                                       thread_name_prefix="replay-verify")
-        """Signature verification runs here, off the GIL (pynacl releases it)."""
+        self.verifier = SignatureVerifier()
+        """Signatures are verified in worker processes (node.verifier)."""
         self.executor = BlockExecutor(store, self.ledger, genesis.chain_id, genesis.params)
         self.executor.params = self.ledger.get_chain_params(self.executor.state)
         self.blocks = 0
         self.txs = 0
 
+    def check_signatures(self, block: Block) -> VerdictBatch:
+        """Start verifying every signature of `block` in the worker processes."""
+        return self.verifier.submit(block.txs, chunk=SIGNATURE_CHUNK)
+
     def apply(self, block: Block, certificate: CommitCertificate,
-              signatures: SignatureCheck | None = None) -> list[tuple[str, str]]:
+              signatures: VerdictBatch | None = None) -> list[tuple[str, str]]:
         """Verify and commit `block`; return its (code, message) per transaction.
 
-        `signatures` is the verdict of `check_signatures(block)` started earlier (so that
-        verification of one block overlaps the execution of the one before); without it,
-        the signatures are checked here.
+        `signatures` is `check_signatures(block)` started earlier (so that verification
+        of one block overlaps the execution of the one before); without it, the
+        signatures are checked here.
         """
         height = self.store.head_height + 1
         if block.height != height:
@@ -136,7 +139,7 @@ class Replayer:
                                  self.genesis.chain_id, height=height, block_hash=block.hash)
         except ChainError as e:
             raise AuditMismatch(height, f"commit certificate: {e.message}") from e
-        bad = (signatures or check_signatures(block, self.pool)).first_bad()
+        bad = (signatures or self.check_signatures(block)).first_bad()
         if bad is not None:
             raise AuditMismatch(height, f"transaction {bad} ({block.txs[bad].hash.hex()}) has "
                                         "a bad signature")
@@ -154,28 +157,6 @@ class Replayer:
         return [(r.code, r.message) for r in executed.results]
 
 
-class SignatureCheck:
-    """Signature verification of one block's transactions, running in a thread pool."""
-
-    def __init__(self, futures: list[tuple[int, Future[list[bool]]]]) -> None:
-        self._futures = futures
-
-    def first_bad(self) -> int | None:
-        """Index of the first transaction with a bad signature, or None."""
-        for offset, future in self._futures:
-            verdicts = future.result()
-            if not all(verdicts):
-                return offset + verdicts.index(False)
-        return None
-
-
-def check_signatures(block: Block, pool: ThreadPoolExecutor,
-                     chunk: int = 512) -> SignatureCheck:
-    """Start verifying every signature of `block` in `pool`."""
-    return SignatureCheck([(i, pool.submit(verify_batch, block.txs[i:i + chunk]))
-                           for i in range(0, len(block.txs), chunk)])
-
-
 def _run(replayer: Replayer, items: Iterator[tuple[Block, CommitCertificate, Any]],
          target_height: int, progress: Progress | None,
          check_results: Callable[[Block, Any, list[tuple[str, str]]], None] | None
@@ -186,7 +167,7 @@ def _run(replayer: Replayer, items: Iterator[tuple[Block, CommitCertificate, Any
         return _run_pipelined(replayer, items, target_height, progress, check_results,
                               started, last_report)
     finally:
-        replayer.pool.shutdown(wait=True, cancel_futures=True)
+        replayer.verifier.close()
 
 
 def _run_pipelined(replayer: Replayer, items: Iterator[tuple[Block, CommitCertificate, Any]],
@@ -195,11 +176,11 @@ def _run_pipelined(replayer: Replayer, items: Iterator[tuple[Block, CommitCertif
                    started: float, last_report: float) -> float:
     # One block ahead: its signatures are verified while the current one executes.
     upcoming = next(items, None)
-    upcoming_check = check_signatures(upcoming[0], replayer.pool) if upcoming else None
+    upcoming_check = replayer.check_signatures(upcoming[0]) if upcoming else None
     while upcoming is not None:
         (block, certificate, extra), check = upcoming, upcoming_check
         upcoming = next(items, None)
-        upcoming_check = check_signatures(upcoming[0], replayer.pool) if upcoming else None
+        upcoming_check = replayer.check_signatures(upcoming[0]) if upcoming else None
         results = replayer.apply(block, certificate, check)
         if check_results is not None:
             check_results(block, extra, results)

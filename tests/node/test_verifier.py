@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from chain.crypto import KeyPair
 from chain.tx import make_transaction
-from node.verifier import SignatureVerifier
+from node.verifier import SignatureVerifier, default_workers
 from tests.node.conftest import ACCOUNT_KEYS, CHAIN_ID
 
 ALICE, BOB = ACCOUNT_KEYS[0], ACCOUNT_KEYS[1]
@@ -18,7 +24,7 @@ def transfer(nonce: int, key: KeyPair = ALICE):
 
 
 async def test_valid_verdicts_are_kept_and_bad_ones_are_not():
-    verifier = SignatureVerifier(threads=2, cache_size=3)
+    verifier = SignatureVerifier(workers=1, cache_size=3)
     try:
         good = [transfer(n) for n in range(4)]
         forged = dataclasses.replace(transfer(9), sender=BOB.address)
@@ -44,3 +50,85 @@ async def test_final_transactions_leave_the_verdict_cache(single_node):
     # Every one is final: the cache holds nothing for them, so at a steady load its size
     # follows the mempool instead of growing to its cap.
     assert len(node.verifier) == 0
+
+
+def wait_until(condition, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) is not running.
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+def test_signatures_are_checked_in_worker_processes_in_order():
+    verifier = SignatureVerifier(workers=2)
+    try:
+        good = [transfer(n) for n in range(600)]
+        unsigned = dataclasses.replace(transfer(700), signatures=())
+        other = dataclasses.replace(transfer(701), signatures=transfer(702).signatures)
+        txs = [*good[:300], unsigned, *good[300:], other]
+        batch = verifier.submit(txs, chunk=128)
+        assert batch.result() == [True] * 300 + [False] + [True] * 300 + [False]
+        assert batch.first_bad() == 300
+        pids = verifier.worker_pids()
+        assert len(pids) == 2 and os.getpid() not in pids
+        assert verifier.verify_now([]) == []
+    finally:
+        verifier.close()
+    assert wait_until(lambda: not any(is_running(pid) for pid in pids))
+    assert default_workers() == max(1, (os.cpu_count() or 2) - 1)
+
+
+async def test_a_killed_worker_is_replaced():
+    verifier = SignatureVerifier(workers=1)
+    try:
+        assert verifier.verify_now([transfer(0)]) == [True]
+        [pid] = verifier.worker_pids()
+        os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: not is_running(pid))
+        # The pool notices the death; the next verification starts a new worker.
+        assert await verifier.verify([transfer(1), transfer(2)]) == [True, True]
+        assert verifier.verify_now([transfer(3)]) == [True]
+        [new_pid] = verifier.worker_pids()
+        assert new_pid != pid
+    finally:
+        verifier.close()
+
+
+def test_workers_exit_when_their_node_is_killed(tmp_path: Path):
+    """A node killed with SIGKILL runs no cleanup; its workers must still go."""
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import time\n"
+        "from chain.crypto import KeyPair\n"
+        "from chain.tx import make_transaction\n"
+        "from node.verifier import SignatureVerifier\n"
+        "if __name__ == '__main__':\n"
+        "    key = KeyPair.from_seed(bytes(32))\n"
+        "    txs = [make_transaction('c', key, n, 'transfer', {}) for n in range(8)]\n"
+        "    verifier = SignatureVerifier(workers=2)\n"
+        "    assert verifier.verify_now(txs, chunk=1) == [True] * 8\n"
+        "    print(*verifier.worker_pids(), flush=True)\n"
+        "    time.sleep(60)\n")
+    root = Path(__file__).resolve().parents[2]
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        assert owner.stdout is not None
+        pids = [int(p) for p in owner.stdout.readline().split()]
+        assert pids and all(is_running(pid) for pid in pids)
+    finally:
+        owner.kill()
+        owner.wait(timeout=10)
+    assert wait_until(lambda: not any(is_running(pid) for pid in pids))
