@@ -299,21 +299,33 @@ class NodeNetwork:
                 self.p2p.penalize(peer_id, PENALTY_WITHHELD_BLOCKS,
                                   f"claimed to be ahead of {head} but sent no block")
             return self.node.store.head_height > head
+        blocks: list[tuple[Block, CommitCertificate]] = []
         for block_bytes, cert_bytes in items:
             try:
-                block = Block.decode(_as_bytes(block_bytes))
-                cert = CommitCertificate.decode(_as_bytes(cert_bytes))
+                blocks.append((Block.decode(_as_bytes(block_bytes)),
+                               CommitCertificate.decode(_as_bytes(cert_bytes))))
             except (ChainError, TypeError) as e:
                 self.p2p.penalize(peer_id, PENALTY_BAD_BLOCK, f"sent a malformed block: {e}")
-                break
-            if block.height <= self.node.store.head_height:
-                continue
-            done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-            self.node.enqueue(SyncedBlock(block, cert, done))
-            if not await done:
-                self.p2p.penalize(peer_id, PENALTY_BAD_BLOCK,
-                                  f"sent block {block.height} that fails its certificate")
-                break
+                break  # the blocks before it are still applied
+        # Every block's signatures go to the verifier now, so the workers check the next
+        # blocks while this one executes.
+        verdicts = [asyncio.ensure_future(self.node.verifier.verify(block.txs))
+                    for block, _ in blocks if block.height > head]
+        try:
+            for (block, cert), block_verdicts in zip(
+                    [b for b in blocks if b[0].height > head], verdicts, strict=True):
+                if block.height <= self.node.store.head_height:
+                    continue
+                done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+                self.node.enqueue(SyncedBlock(block, cert, done, block_verdicts))
+                if not await done:
+                    self.p2p.penalize(peer_id, PENALTY_BAD_BLOCK,
+                                      f"sent block {block.height} that fails its certificate")
+                    break
+        finally:
+            for pending in verdicts:
+                pending.cancel()  # no-op for those done
+            await asyncio.gather(*verdicts, return_exceptions=True)
         return self.node.store.head_height > head
 
 

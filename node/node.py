@@ -62,6 +62,8 @@ class SyncedBlock:
     block: Block
     certificate: CommitCertificate
     done: asyncio.Future[bool]
+    verdicts: asyncio.Future[list[bool]] | None = None
+    """The block's signature verdicts, when their verification was started earlier."""
 
 
 DriverEvent = Event | SyncedBlock
@@ -118,7 +120,7 @@ class Node:
         self.state = self.executor.state
         # Governance may have changed them since genesis.
         self.params = self.executor.params = self.ledger.get_chain_params(self.state)
-        self.verifier = SignatureVerifier(home.config.verify_threads)
+        self.verifier = SignatureVerifier(home.config.verify_workers)
         # Account nonces of the committed state, read once per height (cleared on commit).
         self._nonces: dict[Address, int] = {}
         self.mempool = Mempool(
@@ -170,6 +172,7 @@ class Node:
 
     async def run(self) -> None:
         """The driver: start at head + 1, then apply events until cancelled."""
+        self.verifier.start()
         await self._step(self._start_height_event())
         while True:
             event = await self._events.get()
@@ -324,7 +327,7 @@ class Node:
                                         f"{self.store.head_height}")
             validate_certificate(certificate, self.store.get_validator_set(block.height),
                                  self.chain_id, height=block.height, block_hash=block.hash)
-            verdicts = await self.verifier.verify(block.txs)
+            verdicts = await (item.verdicts or self.verifier.verify(block.txs))
             if not all(verdicts):
                 raise InvalidBlockError("a transaction has a bad signature")
             await asyncio.to_thread(self.executor.execute, block)
