@@ -195,32 +195,49 @@ def _run_pipelined(replayer: Replayer, items: Iterator[tuple[Block, CommitCertif
 
 
 def _stored_blocks(source: ChainStore) -> Iterator[tuple[Block, CommitCertificate, Any]]:
-    """Each stored block with its certificate and (source, its stored result codes)."""
+    """Each stored block with its certificate and the stored bytes of its tx records."""
     for height in range(1, source.head_height + 1):
         try:
-            found = source.get_block_with_result_codes(height)
+            found = source.get_block_with_records(height)
             certificate = source.get_certificate(height)
         except StorageError as e:
             raise AuditMismatch(height, f"stored data cannot be read: {e}") from e
         if found is None or certificate is None:
             raise AuditMismatch(height, "the block or its certificate is missing")
-        block, codes = found
-        yield block, certificate, (source, codes)
+        block, records = found
+        yield block, certificate, records
 
 
-def _check_stored_results(block: Block, stored: Any, results: list[tuple[str, str]]) -> None:
-    """The stored result codes of `block` against the replayed ones. (The tx index is
-    compared whole at the end, in one ordered scan: `_compare_tx_index`.)"""
-    _, stored_codes = stored
-    if len(stored_codes) != len(block.txs):
-        raise AuditMismatch(block.height, f"{len(stored_codes)} tx records are stored for "
+def _check_stored_records(replayed: ChainStore, block: Block, stored: Any) -> None:
+    """The stored tx records of `block` (transaction, result code, message and events)
+    against the ones its replay wrote, byte for byte. (The tx index is compared whole at
+    the end, in one ordered scan: `_compare_tx_index`.)"""
+    if len(stored) != len(block.txs):
+        raise AuditMismatch(block.height, f"{len(stored)} tx records are stored for "
                                           f"{len(block.txs)} transactions")
-    for index, (tx, (code, _), stored) in enumerate(
-            zip(block.txs, results, stored_codes, strict=True)):
-        if stored != code:
-            raise AuditMismatch(block.height, f"transaction {index} ({tx.hash.hex()}): the "
-                                              f"stored result is {stored!r}, re-execution "
-                                              f"gives {code!r}")
+    records = replayed.tx_records(block.height)
+    if records == stored:
+        return
+    index = next(i for i, (a, b) in enumerate(zip(stored, records, strict=True)) if a != b)
+    mine = codec.decode(records[index])
+    try:
+        theirs = codec.unpack_unchecked(stored[index])
+    except ChainError:
+        theirs = None
+    what = f"transaction {index} ({block.txs[index].hash.hex()}): "
+    if not isinstance(theirs, tuple) or len(theirs) != 4:
+        raise AuditMismatch(block.height, what + "the stored record does not decode")
+    if theirs[1] != mine[1]:
+        raise AuditMismatch(block.height, what + f"the stored result is {theirs[1]!r}, "
+                                                 f"re-execution gives {mine[1]!r}")
+    if theirs[2] != mine[2]:
+        raise AuditMismatch(block.height, what + f"the stored result message is "
+                                                 f"{theirs[2]!r}, re-execution gives "
+                                                 f"{mine[2]!r}")
+    if theirs[3] != mine[3]:
+        raise AuditMismatch(block.height, what + "the stored events differ from the ones "
+                                                 "re-execution emits")
+    raise AuditMismatch(block.height, what + "the stored record is not in canonical form")
 
 
 def _compare_tx_index(source: ChainStore, replayer: Replayer) -> None:
@@ -317,7 +334,8 @@ def audit(home: Path, data_dir: Path | None = None, *, progress: Progress | None
             try:
                 replayer = Replayer(genesis, target)
                 seconds = _run(replayer, _stored_blocks(source), source.head_height, progress,
-                               _check_stored_results)
+                               lambda block, stored, _: _check_stored_records(
+                                   target, block, stored))
                 _compare_tx_index(source, replayer)
                 _compare_state(source, replayer)
                 return ReplayReport(replayer.blocks, replayer.txs, seconds, target.head_height,

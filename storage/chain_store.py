@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from chain import codec
 from chain.block import Block, BlockHeader
 from chain.crypto import Hash32, compute_hash
-from chain.errors import ChainError
+from chain.errors import ChainError, MalformedError
 from chain.genesis import Genesis
 from chain.tx import Transaction
 from chain.vote import CommitCertificate, ValidatorSet
@@ -88,6 +88,15 @@ T = TypeVar("T")
 
 TxResult = tuple[str, str, Any]
 """(code, message, events) of one executed transaction."""
+
+
+def _tx_of_record(raw: bytes) -> Transaction:
+    """The transaction of a stored tx record, without the canonical checks of the rest
+    of the record."""
+    record = codec.unpack_unchecked(raw)
+    if not isinstance(record, tuple) or len(record) != 4 or not isinstance(record[0], bytes):
+        raise MalformedError("expected a tx record [tx, code, message, events]")
+    return Transaction.decode(record[0])
 
 
 class ChainStore:
@@ -441,19 +450,23 @@ class ChainStore:
             txs.append(self._decode_tx_record(raw, height, len(txs)).tx)
         return Block(header, tuple(txs))
 
-    def get_block_with_result_codes(self, height: int) -> tuple[Block, list[str]] | None:
-        """The block at `height` and the stored result code of each of its transactions,
-        read in one pass over its records (audit), or None."""
+    def get_block_with_records(self, height: int) -> tuple[Block, list[bytes]] | None:
+        """The block at `height` and the stored bytes of each of its tx records, read in
+        one pass (audit), or None. Only the transactions are decoded and checked: the
+        caller compares the records whole with canonical ones (`tx_records`)."""
         header = self.get_block_header(height)
         if header is None:
             return None
         txs: list[Transaction] = []
-        codes: list[str] = []
+        records: list[bytes] = []
         for _, raw in self._kv.iterate(schema.tx_record_prefix(height)):
-            record = self._decode_tx_record(raw, height, len(txs))
-            txs.append(record.tx)
-            codes.append(str(record.code))
-        return Block(header, tuple(txs)), codes
+            txs.append(self._decode(_tx_of_record, raw, f"tx record {len(txs)}", height))
+            records.append(raw)
+        return Block(header, tuple(txs)), records
+
+    def tx_records(self, height: int) -> list[bytes]:
+        """The stored bytes of the tx records of block `height`, in block order."""
+        return [raw for _, raw in self._kv.iterate(schema.tx_record_prefix(height))]
 
     def iterate_tx_index(self) -> Iterator[tuple[bytes, tuple[int, int]]]:
         """(tx hash, (height, index)) of every committed transaction, in hash order."""

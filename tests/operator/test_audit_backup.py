@@ -96,6 +96,32 @@ def test_audit_pinpoints_a_removed_transaction(chain_home: Path, tmp_path: Path)
     assert "tx_root" in e.value.what
 
 
+@pytest.mark.parametrize("field", ["code", "message", "events"])
+def test_audit_pinpoints_a_rewritten_tx_result(chain_home: Path, tmp_path: Path,
+                                               field: str) -> None:
+    # A tx record holds the transaction and what executing it did (code, message,
+    # events); the audit compares each whole with the record its replay writes.
+    home = copy_home(chain_home, tmp_path / "copy")
+    height = block_with_txs(home)
+    db = plyvel.DB(str(home / DATA_DIR))
+    tx_bytes, code, message, events = codec.decode(db.get(schema.tx_record_key(height, 0)))
+    assert code == "ok" and events, "the first transaction should have succeeded"
+    forged = {"code": [tx_bytes, "insufficient_funds", message, events],
+              "message": [tx_bytes, code, "rewritten", events],
+              "events": [tx_bytes, code, message, events[:-1]]}[field]
+    db.put(schema.tx_record_key(height, 0), codec.encode(forged))
+    db.close()
+    with pytest.raises(AuditMismatch) as e:
+        audit(home)
+    assert e.value.height == height
+    tx_hash = Transaction.decode(tx_bytes).hash.hex()
+    assert e.value.what == f"transaction 0 ({tx_hash}): " + {
+        "code": "the stored result is 'insufficient_funds', re-execution gives 'ok'",
+        "message": f"the stored result message is 'rewritten', re-execution gives "
+                   f"{message!r}",
+        "events": "the stored events differ from the ones re-execution emits"}[field]
+
+
 def test_audit_pinpoints_a_rewritten_header(chain_home: Path, tmp_path: Path) -> None:
     home = copy_home(chain_home, tmp_path / "copy")
     db = plyvel.DB(str(home / DATA_DIR))
