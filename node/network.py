@@ -34,6 +34,7 @@ from p2p.peers import (
     PeerInfo,
     Verdict,
 )
+from storage.chain_store import ChainStore
 
 log = logging.getLogger("govchain.net")
 
@@ -243,16 +244,8 @@ class NodeNetwork:
         store = self.node.store
         if msg_type == MessageType.GET_BLOCKS:
             start, count = int(payload[0]), min(int(payload[1]), SYNC_BATCH)
-            items: list[list[bytes]] = []
-            size = 0
-            for height in range(max(start, 1), min(start + count, store.head_height + 1)):
-                block, cert = store.get_block(height), store.get_certificate(height)
-                if block is None or cert is None:
-                    break
-                size += len(block.encoded) + len(cert.encoded)
-                if items and size > SYNC_ANSWER_BYTES:
-                    break  # the frame limit: the peer asks again from where this stops
-                items.append([block.encoded, cert.encoded])
+            # Read off the event loop: an answer can be megabytes of blocks.
+            items = await asyncio.to_thread(read_blocks_answer, store, start, count)
             return MessageType.BLOCKS, items
         if msg_type == MessageType.GET_VOTES:
             votes = [v.encoded for v in self.node.core.votes_for_height()]
@@ -327,6 +320,22 @@ class NodeNetwork:
                 pending.cancel()  # no-op for those done
             await asyncio.gather(*verdicts, return_exceptions=True)
         return self.node.store.head_height > head
+
+
+def read_blocks_answer(store: ChainStore, start: int, count: int) -> list[list[bytes]]:
+    """[block, certificate] encodings from `start`, at most `count` of them and, past
+    the first, no more than SYNC_ANSWER_BYTES in all."""
+    items: list[list[bytes]] = []
+    size = 0
+    for height in range(max(start, 1), min(start + count, store.head_height + 1)):
+        block, cert = store.get_block_bytes(height), store.get_certificate(height)
+        if block is None or cert is None:
+            break
+        size += len(block) + len(cert.encoded)
+        if items and size > SYNC_ANSWER_BYTES:
+            break  # the frame limit: the peer asks again from where this stops
+        items.append([block, cert.encoded])
+    return items
 
 
 def _as_bytes(payload: Any) -> bytes:

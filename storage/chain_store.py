@@ -90,13 +90,18 @@ TxResult = tuple[str, str, Any]
 """(code, message, events) of one executed transaction."""
 
 
-def _tx_of_record(raw: bytes) -> Transaction:
-    """The transaction of a stored tx record, without the canonical checks of the rest
-    of the record."""
+def _tx_bytes_of_record(raw: bytes) -> bytes:
+    """The transaction bytes of a stored tx record, without the canonical checks of the
+    rest of the record."""
     record = codec.unpack_unchecked(raw)
     if not isinstance(record, tuple) or len(record) != 4 or not isinstance(record[0], bytes):
         raise MalformedError("expected a tx record [tx, code, message, events]")
-    return Transaction.decode(record[0])
+    return record[0]
+
+
+def _tx_of_record(raw: bytes) -> Transaction:
+    """The transaction of a stored tx record, decoded and checked."""
+    return Transaction.decode(_tx_bytes_of_record(raw))
 
 
 class ChainStore:
@@ -449,6 +454,21 @@ class ChainStore:
         for _, raw in self._kv.iterate(schema.tx_record_prefix(height)):
             txs.append(self._decode_tx_record(raw, height, len(txs)).tx)
         return Block(header, tuple(txs))
+
+    def get_block_bytes(self, height: int) -> bytes | None:
+        """The canonical encoding of the block at `height` (what `get_block(height).encoded`
+        gives), or None; built from the stored transaction bytes without decoding the
+        transactions, for serving peers that sync (they check everything themselves)."""
+        recent = self._recent_blocks.get(height)
+        if recent is not None:
+            return recent.encoded
+        header = self.get_block_header(height)
+        if header is None:
+            return None
+        txs = [self._decode(_tx_bytes_of_record, raw, f"tx record {index}", height)
+               for index, (_, raw) in enumerate(
+                   self._kv.iterate(schema.tx_record_prefix(height)))]
+        return codec.encode([header.to_value(), txs])
 
     def get_block_with_records(self, height: int) -> tuple[Block, list[bytes]] | None:
         """The block at `height` and the stored bytes of each of its tx records, read in

@@ -94,6 +94,13 @@ def test_commit_and_reopen(data_dir: str, store: ChainStore) -> None:
         assert reopened.get_block(1) == block1
         assert reopened.get_block(2) == block2
         assert reopened.get_block(3) is None
+        # Served to syncing peers from the stored tx bytes, without decoding them.
+        assert reopened.get_block_bytes(1) == block1.encoded
+        assert reopened.get_block_bytes(2) == block2.encoded
+        assert reopened.get_block_bytes(3) is None
+        block1_again, records = reopened.get_block_with_records(1)
+        assert block1_again == block1 and records == reopened.tx_records(1)
+        assert len(records) == 3
         assert reopened.get_block_by_hash(block1.hash) == block1
         assert reopened.get_block_by_hash(bytes(32)) is None
         cert = reopened.get_certificate(2)
