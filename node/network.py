@@ -280,33 +280,68 @@ class NodeNetwork:
                 failed.add(peer_id)
 
     async def _sync_from(self, peer_id: str, head: int) -> bool:
-        """One GET_BLOCKS from `peer_id`; True if our head moved forward."""
+        """GET_BLOCKS from `peer_id` until it has no more for us or fails, one answer
+        ahead: the next answer is asked for as soon as one arrives, so the peer reads and
+        sends it while this node applies the last. True if our head moved forward."""
+        request: asyncio.Task[tuple[MessageType, Any]] | None = \
+            self._request_blocks(peer_id, head + 1)
         try:
-            _, items = await self.p2p.request(peer_id, MessageType.GET_BLOCKS,
-                                              [head + 1, SYNC_BATCH], timeout_s=SYNC_TIMEOUT_S)
-        except Exception as e:  # a peer failing a request is that peer's problem
-            log.info("sync from %s... failed: %s", peer_id[:12], e)
-            return False
-        if not items:
-            if self.node.store.head_height == head:
-                self.p2p.penalize(peer_id, PENALTY_WITHHELD_BLOCKS,
-                                  f"claimed to be ahead of {head} but sent no block")
-            return self.node.store.head_height > head
+            while request is not None:
+                try:
+                    _, items = await request
+                except Exception as e:  # a peer failing a request is that peer's problem
+                    log.info("sync from %s... failed: %s", peer_id[:12], e)
+                    break
+                request = None
+                if not items:
+                    if self.node.store.head_height == head:
+                        self.p2p.penalize(peer_id, PENALTY_WITHHELD_BLOCKS,
+                                          f"claimed to be ahead of {head} but sent no block")
+                    break
+                blocks, complete = self._decode_blocks(peer_id, items)
+                if complete and blocks and blocks[-1][0].height < self._peer_height(peer_id):
+                    request = self._request_blocks(peer_id, blocks[-1][0].height + 1)
+                if not await self._apply_blocks(peer_id, blocks) or not complete:
+                    break
+        finally:
+            if request is not None:
+                request.cancel()
+                await asyncio.gather(request, return_exceptions=True)
+        return self.node.store.head_height > head
+
+    def _request_blocks(self, peer_id: str, start: int
+                        ) -> asyncio.Task[tuple[MessageType, Any]]:
+        return asyncio.ensure_future(self.p2p.request(
+            peer_id, MessageType.GET_BLOCKS, [start, SYNC_BATCH], timeout_s=SYNC_TIMEOUT_S))
+
+    def _peer_height(self, peer_id: str) -> int:
+        return max((p.status_height or 0 for p in self.p2p.peers() if p.node_id == peer_id),
+                   default=0)
+
+    def _decode_blocks(self, peer_id: str, items: Any
+                       ) -> tuple[list[tuple[Block, CommitCertificate]], bool]:
+        """The blocks of a BLOCKS answer, and whether all of them decoded (a peer that
+        sent a malformed one is penalized; the blocks before it are still applied)."""
         blocks: list[tuple[Block, CommitCertificate]] = []
         for block_bytes, cert_bytes in items:
             try:
                 blocks.append((Block.decode(_as_bytes(block_bytes)),
                                CommitCertificate.decode(_as_bytes(cert_bytes))))
-            except (ChainError, TypeError) as e:
+            except (ChainError, TypeError, ValueError) as e:
                 self.p2p.penalize(peer_id, PENALTY_BAD_BLOCK, f"sent a malformed block: {e}")
-                break  # the blocks before it are still applied
+                return blocks, False
+        return blocks, True
+
+    async def _apply_blocks(self, peer_id: str,
+                            blocks: list[tuple[Block, CommitCertificate]]) -> bool:
+        """Apply `blocks` in order; False once one is rejected (the peer is penalized)."""
+        blocks = [b for b in blocks if b[0].height > self.node.store.head_height]
         # Every block's signatures go to the verifier now, so the workers check the next
         # blocks while this one executes.
         verdicts = [asyncio.ensure_future(self.node.verifier.verify(block.txs))
-                    for block, _ in blocks if block.height > head]
+                    for block, _ in blocks]
         try:
-            for (block, cert), block_verdicts in zip(
-                    [b for b in blocks if b[0].height > head], verdicts, strict=True):
+            for (block, cert), block_verdicts in zip(blocks, verdicts, strict=True):
                 if block.height <= self.node.store.head_height:
                     continue
                 done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -314,12 +349,12 @@ class NodeNetwork:
                 if not await done:
                     self.p2p.penalize(peer_id, PENALTY_BAD_BLOCK,
                                       f"sent block {block.height} that fails its certificate")
-                    break
+                    return False
         finally:
             for pending in verdicts:
                 pending.cancel()  # no-op for those done
             await asyncio.gather(*verdicts, return_exceptions=True)
-        return self.node.store.head_height > head
+        return True
 
 
 def read_blocks_answer(store: ChainStore, start: int, count: int) -> list[list[bytes]]:

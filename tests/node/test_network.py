@@ -199,3 +199,45 @@ async def test_blocks_answers_stay_under_the_frame_limit(network4, monkeypatch):
     monkeypatch.setattr(node_network, "SYNC_ANSWER_BYTES", 1)
     _, items = await serving.on_request("peer", MessageType.GET_BLOCKS, [1, 64])
     assert len(items) == 1  # over the budget from the first block: one block only
+
+
+async def test_a_late_node_syncs_across_many_answers(network4, tmp_path, monkeypatch):
+    # Two blocks per answer, so catching up takes several GET_BLOCKS (the syncing side
+    # asks for the next answer while it applies the last one: each must start where the
+    # last ended, and the blocks be the validators' own).
+    import node.network as node_network
+    from node.runner import NodeService
+    from tests.node.conftest import make_home
+
+    monkeypatch.setattr(node_network, "SYNC_BATCH", 2)
+    await wait_for(lambda: _min_height(network4, 7), 30, "validators at height 7")
+    served: list[int] = []  # the start of each GET_BLOCKS any validator answers
+    for running in network4:
+        network = running.service.network
+
+        def counting(original):
+            async def handle(peer_id, msg_type, payload):
+                if msg_type == node_network.MessageType.GET_BLOCKS:
+                    served.append(int(payload[0]))
+                return await original(peer_id, msg_type, payload)
+            return handle
+
+        network.p2p._handle_request = counting(network.on_request)
+    serving = network4[0].service.network
+    genesis = network4[0].node.genesis
+    peer = f"127.0.0.1:{serving.p2p.bound_port}"
+    home = make_home(tmp_path / "late", genesis, None, peers=[peer])
+    late = NodeService(home)
+    await late.start()
+    try:
+        target = network4[0].node.store.head_height
+
+        async def caught_up() -> bool:
+            return late.node.store.head_height >= target
+
+        await wait_for(caught_up, 30, "the late node catching up")
+        for height in (1, target // 2, target):
+            assert late.node.store.get_block(height) == network4[0].node.store.get_block(height)
+        assert served[:3] == [1, 3, 5]  # each answer continues where the last one ended
+    finally:
+        await late.stop()
