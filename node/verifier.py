@@ -131,6 +131,9 @@ class SignatureVerifier:
         self._pool_lock = threading.Lock()
         self._verified: OrderedDict[Hash32, None] = OrderedDict()
         self._cache_size = cache_size
+        # Transactions asked for during this turn of the event loop, sent together.
+        self._queued: list[tuple[Sequence[Transaction], asyncio.Future[list[bool]]]] = []
+        self._flush_tasks: set[asyncio.Task[None]] = set()
 
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._pool_lock:
@@ -212,12 +215,7 @@ class SignatureVerifier:
                                        for tx in txs]
         todo = [txs[i] for i, v in enumerate(verdicts) if v is None]
         if todo:
-            batch = self.submit(todo)
-            try:
-                results = await batch.wait()
-            except BrokenProcessPool:
-                self._discard(batch.pool)
-                results = await self.submit(todo).wait()
+            results = await self._verify_together(todo)
             fresh = iter(results)
             for i, v in enumerate(verdicts):
                 if v is None:
@@ -227,7 +225,52 @@ class SignatureVerifier:
                         self.remember(txs[i].hash)
         return [bool(v) for v in verdicts]
 
+    def _verify_together(self, txs: Sequence[Transaction]) -> asyncio.Future[list[bool]]:
+        """Verdicts for `txs`, sent to the workers with whatever else is asked for in the
+        same turn of the event loop: many small requests (one transaction per RPC call)
+        make one message to a worker, not one each."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[bool]] = loop.create_future()
+        if not self._queued:
+            loop.call_soon(self._flush)
+        self._queued.append((txs, future))
+        return future
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, []
+        task = asyncio.ensure_future(self._verify_queued(queued))
+        self._flush_tasks.add(task)
+        task.add_done_callback(self._flush_tasks.discard)
+
+    async def _verify_queued(
+            self, queued: list[tuple[Sequence[Transaction], asyncio.Future[list[bool]]]]
+    ) -> None:
+        txs = [tx for part, _ in queued for tx in part]
+        try:
+            batch = self.submit(txs)
+            try:
+                results = await batch.wait()
+            except BrokenProcessPool:
+                self._discard(batch.pool)
+                results = await self.submit(txs).wait()
+        except Exception as e:  # the callers get it
+            for _, future in queued:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        except BaseException:  # cancelled (closing): so are the callers
+            for _, future in queued:
+                future.cancel()
+            raise
+        start = 0
+        for part, future in queued:
+            if not future.done():  # a caller that gave up cancelled its future
+                future.set_result(results[start:start + len(part)])
+            start += len(part)
+
     def close(self) -> None:
+        for task in self._flush_tasks:
+            task.cancel()
         with self._pool_lock:
             pool, self._pool = self._pool, None
         if pool is not None:

@@ -132,3 +132,27 @@ def test_workers_exit_when_their_node_is_killed(tmp_path: Path):
         owner.kill()
         owner.wait(timeout=10)
     assert wait_until(lambda: not any(is_running(pid) for pid in pids))
+
+
+async def test_requests_in_one_loop_turn_share_one_message_to_the_workers():
+    import asyncio
+
+    verifier = SignatureVerifier(workers=1)
+    sent: list[int] = []
+    submit = verifier.submit
+
+    def counting_submit(txs, chunk=256):
+        sent.append(len(txs))
+        return submit(txs, chunk)
+
+    verifier.submit = counting_submit
+    try:
+        forged = dataclasses.replace(transfer(50), sender=BOB.address)
+        requests = [[transfer(n)] for n in range(5)] + [[transfer(5), forged, transfer(6)]]
+        verdicts = await asyncio.gather(*(verifier.verify(r) for r in requests))
+        assert verdicts == [[True]] * 5 + [[True, False, True]]
+        assert sent == [8]  # one message for the six callers
+        assert await verifier.verify([transfer(7)]) == [True]
+        assert sent == [8, 1]
+    finally:
+        verifier.close()
