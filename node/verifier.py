@@ -215,7 +215,8 @@ class SignatureVerifier:
                                        for tx in txs]
         todo = [txs[i] for i, v in enumerate(verdicts) if v is None]
         if todo:
-            results = await self._verify_together(todo)
+            results = await (self._verify_together(todo) if len(todo) < BATCH_SIZE
+                             else self._verify_alone(todo))
             fresh = iter(results)
             for i, v in enumerate(verdicts):
                 if v is None:
@@ -225,10 +226,20 @@ class SignatureVerifier:
                         self.remember(txs[i].hash)
         return [bool(v) for v in verdicts]
 
+    async def _verify_alone(self, txs: Sequence[Transaction]) -> list[bool]:
+        batch = self.submit(txs)
+        try:
+            return await batch.wait()
+        except BrokenProcessPool:
+            self._discard(batch.pool)
+            return await self.submit(txs).wait()
+
     def _verify_together(self, txs: Sequence[Transaction]) -> asyncio.Future[list[bool]]:
-        """Verdicts for `txs`, sent to the workers with whatever else is asked for in the
-        same turn of the event loop: many small requests (one transaction per RPC call)
-        make one message to a worker, not one each."""
+        """Verdicts for `txs` (fewer than BATCH_SIZE), sent to the workers with the other
+        small requests of the same turn of the event loop: many small requests (one
+        transaction per RPC call) make one message to a worker, not one each. Large
+        ones go alone, so that each caller has its verdicts as soon as they are ready
+        (sync asks for a whole answer's blocks at once and applies them in order)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[bool]] = loop.create_future()
         if not self._queued:
@@ -247,12 +258,7 @@ class SignatureVerifier:
     ) -> None:
         txs = [tx for part, _ in queued for tx in part]
         try:
-            batch = self.submit(txs)
-            try:
-                results = await batch.wait()
-            except BrokenProcessPool:
-                self._discard(batch.pool)
-                results = await self.submit(txs).wait()
+            results = await self._verify_alone(txs)
         except Exception as e:  # the callers get it
             for _, future in queued:
                 if not future.done():

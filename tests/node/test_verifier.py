@@ -156,3 +156,21 @@ async def test_requests_in_one_loop_turn_share_one_message_to_the_workers():
         assert sent == [8, 1]
     finally:
         verifier.close()
+
+
+async def test_a_large_request_is_not_held_back_by_a_later_one():
+    # Sync asks for every block of an answer at once and applies them in order: the
+    # first block's verdicts must not wait for the last block's.
+    import asyncio
+
+    verifier = SignatureVerifier(workers=1)
+    try:
+        first = [transfer(n) for n in range(300)]
+        later = [transfer(n) for n in range(300, 2300)]
+        first_task = asyncio.ensure_future(verifier.verify(first))
+        later_task = asyncio.ensure_future(verifier.verify(later))
+        assert await first_task == [True] * 300
+        assert not later_task.done()  # 2,000 more signatures are still being checked
+        assert await later_task == [True] * 2000
+    finally:
+        verifier.close()
