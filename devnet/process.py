@@ -127,6 +127,8 @@ def get_group_members(pgid: int) -> list[int]:
         stat = _read_stat(int(entry.name))
         if stat is not None and stat[1] == pgid and stat[0] not in "ZX":
             members.append(int(entry.name))
+    if not members:
+        _reap(pgid)  # the leader may have exited during the scan: leave no zombie of ours
     return members
 
 
