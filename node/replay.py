@@ -18,6 +18,7 @@ import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -139,7 +140,11 @@ class Replayer:
                                  self.genesis.chain_id, height=height, block_hash=block.hash)
         except ChainError as e:
             raise AuditMismatch(height, f"commit certificate: {e.message}") from e
-        bad = (signatures or self.check_signatures(block)).first_bad()
+        try:
+            bad = (signatures or self.check_signatures(block)).first_bad()
+        except BrokenProcessPool:  # a worker died (killed for memory, say): once more
+            verdicts = self.verifier.verify_now(block.txs, chunk=SIGNATURE_CHUNK)
+            bad = verdicts.index(False) if not all(verdicts) else None
         if bad is not None:
             raise AuditMismatch(height, f"transaction {bad} ({block.txs[bad].hash.hex()}) has "
                                         "a bad signature")

@@ -117,10 +117,6 @@ class VerdictBatch:
                 return offset + verdicts.index(False)
         return None
 
-    def cancel(self) -> None:
-        for _, future in self._futures:
-            future.cancel()
-
 
 class SignatureVerifier:
     """Verifies transaction signatures in worker processes and caches the verdicts."""

@@ -267,3 +267,35 @@ def test_offline_snapshot_audits_clean(chain_home: Path, tmp_path: Path) -> None
     assert result["height"] == head_of(chain_home)[0]
     report = audit(home, tmp_path / "snap")
     assert report.blocks == result["height"]
+
+
+def test_a_replay_survives_a_killed_signature_worker(chain_home: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from node.replay import Replayer, _stored_blocks
+
+    home = copy_home(chain_home, tmp_path / "copy")
+    genesis = read_genesis(home / "genesis.json")
+    source = ChainStore.open(str(home / DATA_DIR), genesis)
+    target = ChainStore.open(str(tmp_path / "replay"), genesis)
+    replayer = Replayer(genesis, target)
+    try:
+        blocks = list(_stored_blocks(source))
+        assert len(blocks) >= 3
+        block, certificate, _ = blocks[0]
+        replayer.apply(block, certificate)
+        # The next block's check is under way when its worker is killed (as the audit
+        # pipelines it); the replay sends it again to a new worker.
+        pending = replayer.check_signatures(blocks[1][0])
+        for pid in replayer.verifier.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        replayer.apply(blocks[1][0], blocks[1][1], pending)
+        for block, certificate, _ in blocks[2:]:
+            replayer.apply(block, certificate)
+        assert target.head_height == source.head_height
+        assert target.head_state_root == source.head_state_root
+    finally:
+        replayer.verifier.close()
+        target.close()
+        source.close()
