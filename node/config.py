@@ -47,7 +47,8 @@ ADMIN_TOKEN_FILE = "admin_token"
 DATA_DIR = "data"
 ENV_PREFIX = "GOVCHAIN_"
 RENAMED_KEYS = {"verify_threads": "verify_workers"}
-"""Keys an earlier release wrote into config.toml, read under their new names."""
+"""Keys an earlier release wrote into config.toml, read under their new names (and
+their GOVCHAIN_ environment variables too)."""
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("human", "json")
 PRUNING_MODES = ("head-state-only",)
@@ -271,10 +272,14 @@ def load_config_with_sources(
         setattr(config, key, value)
         sources[key] = SOURCE_FILE
     environ = os.environ if env is None else env
+    old_names = {new: get_env_name(old) for old, new in RENAMED_KEYS.items()}
     for key in names:
-        text = environ.get(get_env_name(key))
+        env_name = get_env_name(key)
+        if env_name not in environ and key in old_names and old_names[key] in environ:
+            env_name = old_names[key]
+        text = environ.get(env_name)
         if text is not None:
-            setattr(config, key, parse_setting(key, text, f"env {get_env_name(key)}"))
+            setattr(config, key, parse_setting(key, text, f"env {env_name}"))
             sources[key] = SOURCE_ENV
     for key, value in (overrides or {}).items():
         if key not in names:

@@ -99,6 +99,10 @@ def test_old_config_files_still_load(tmp_path: Path) -> None:
     loaded = NodeHome.load(home, env={})
     assert loaded.config.moniker == "old"
     assert loaded.insecure_key_files  # plaintext dev keys are flagged
+    # verify_threads became verify_workers; its variable still counts, the new one first.
+    assert load_config(home, env={"GOVCHAIN_VERIFY_THREADS": "3"}).verify_workers == 3
+    assert load_config(home, env={"GOVCHAIN_VERIFY_THREADS": "3",
+                                  "GOVCHAIN_VERIFY_WORKERS": "2"}).verify_workers == 2
 
 
 def test_docs_table_matches_the_dataclass() -> None:
