@@ -98,7 +98,7 @@ class NodeConfig:
     """DEBUG, INFO, WARNING or ERROR."""
     verify_workers: int = 0
     """Signature verification worker processes; 0 means one per core but one (at least
-    one)."""
+    one). Formerly verify_threads (GOVCHAIN_VERIFY_THREADS), still read."""
     log_format: str = "human"
     """Log lines as "human" text or "json" objects (one per line, for log shippers)."""
     metrics_enabled: bool = True
