@@ -363,6 +363,10 @@ class P2PNetwork:
         seen, so it is not delivered back to our handler when a peer relays it."""
         if msg_type not in GOSSIP_TYPES and msg_type not in DIRECT_TYPES:
             raise ValueError(f"{msg_type.name} cannot be broadcast")
+        if not any(peer_id != exclude for peer_id in self._peers):
+            # Nobody to tell (a single node): skip the encoding. Nothing we did not send
+            # can come back to us as our own gossip.
+            return 0
         data = encode_frame(msg_type, 0, payload)
         if msg_type in GOSSIP_TYPES:
             self._seen.add(compute_gossip_id(msg_type, payload))
