@@ -31,9 +31,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import wait
 
-from chain.crypto import Hash32, is_valid_signature
+from chain.crypto import Hash32
 from chain.errors import ChainError
-from chain.tx import Transaction
+from chain.tx import Transaction, validate_signatures
 
 log = logging.getLogger("govchain.verifier")
 
@@ -55,13 +55,11 @@ def verify_encoded(encoded_txs: Sequence[bytes]) -> list[bool]:
     verdicts = []
     for encoded in encoded_txs:
         try:
-            tx = Transaction.decode(encoded)
+            validate_signatures(Transaction.decode(encoded))
         except ChainError:
             verdicts.append(False)
-            continue
-        message = tx.signing_bytes
-        verdicts.append(bool(tx.signatures) and all(
-            is_valid_signature(s.public_key, message, s.signature) for s in tx.signatures))
+        else:
+            verdicts.append(True)
     return verdicts
 
 
