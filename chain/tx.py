@@ -227,6 +227,30 @@ def validate_signatures(tx: Transaction) -> None:
                 f"signature by {sig.public_key.hex()[:16]}... does not verify")
 
 
+def signatures_verify_encoded(encoded: bytes) -> bool:
+    """validate_signatures(Transaction.decode(encoded)) as a verdict, for `encoded` a
+    transaction's canonical encoding (`tx.encoded` of a decoded or built transaction):
+    it reads only the chain id and the signatures and cuts the signing bytes from the
+    encoding, skipping the form checks `encoded` has passed already. For bytes of
+    unknown form use Transaction.decode; this may be False or True where decode
+    raises."""
+    try:
+        value = codec.unpack_unchecked(encoded)
+    except MalformedError:
+        return False
+    if type(value) is not tuple or len(value) != 6:
+        return False
+    chain_id, sigs = value[0], value[5]
+    if type(chain_id) is not str or type(sigs) is not tuple or not sigs:
+        return False
+    for sig in sigs:
+        if not (type(sig) is tuple and len(sig) == 2 and type(sig[0]) is bytes
+                and type(sig[1]) is bytes):
+            return False
+    message = _signing_bytes_from_encoding(chain_id, encoded, len(sigs))
+    return all(is_valid_signature(key, message, signature) for key, signature in sigs)
+
+
 def make_transaction(chain_id: str, key: KeyPair, nonce: int, tx_type: str,
                      fields: dict[str, Any], sender: Address | None = None) -> Transaction:
     """Build and sign a transaction by `key` (sender defaults to the key's address)."""

@@ -32,8 +32,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import wait
 
 from chain.crypto import Hash32
-from chain.errors import ChainError
-from chain.tx import Transaction, validate_signatures
+from chain.tx import Transaction, signatures_verify_encoded
 
 log = logging.getLogger("govchain.verifier")
 
@@ -47,20 +46,13 @@ def default_workers() -> int:
 
 
 def verify_encoded(encoded_txs: Sequence[bytes]) -> list[bool]:
-    """One verdict per encoded transaction: it decodes, has signatures, and every one
-    verifies (runs in a worker). The node sends the bytes it already holds (each
-    `tx.encoded`) and the worker decodes them again: that costs the node nothing, where
-    cutting out the signing bytes and signatures for the worker cost it 4-5 % of its
-    time."""
-    verdicts = []
-    for encoded in encoded_txs:
-        try:
-            validate_signatures(Transaction.decode(encoded))
-        except ChainError:
-            verdicts.append(False)
-        else:
-            verdicts.append(True)
-    return verdicts
+    """One verdict per transaction: it has signatures and every one verifies (runs in a
+    worker). The node sends the bytes it already holds (each `tx.encoded` of a decoded
+    transaction, so of checked form) and the worker cuts the signing bytes and
+    signatures out of them: that costs the node nothing, where cutting them out for the
+    worker cost it 4-5 % of its time, and the worker only reads what it verifies
+    (a full decode again took it 10-15 % of its time)."""
+    return [signatures_verify_encoded(encoded) for encoded in encoded_txs]
 
 
 def _start_worker() -> None:

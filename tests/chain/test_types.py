@@ -28,6 +28,7 @@ from chain.tx import (
     Signature,
     Transaction,
     make_transaction,
+    signatures_verify_encoded,
     validate_chain_id,
     validate_signatures,
 )
@@ -82,6 +83,44 @@ def test_signing_bytes_cut_from_the_encoding_match_the_body(chain_id, nonce, mem
     assert decoded.signing_bytes == expected
     assert Transaction(chain_id, tx.sender, nonce, "transfer", tx.fields).signing_bytes == \
         expected
+
+
+@given(signers=st.integers(0, 20), forge=st.integers(-1, 19), amount=st.integers(1, 2**40))
+@settings(max_examples=40, deadline=None)
+def test_signature_verdict_from_the_encoding_agrees_with_validate_signatures(
+        signers, forge, amount):
+    # The worker's verdict (read from the encoding alone) must be exactly
+    # validate_signatures's on the decoded transaction: with 0 to 20 signers (array
+    # headers change at 16), and with any one signature forged.
+    keys = sorted((KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(signers)),
+                  key=lambda k: k.public_key)
+    tx = Transaction(CHAIN, KEYS[0].address, 3, "transfer",
+                     {"to": KEYS[1].address, "asset": "GOV", "amount": amount})
+    for key in keys:
+        tx = tx.with_signature(key)
+    if 0 <= forge < len(tx.signatures):
+        sigs = list(tx.signatures)
+        sigs[forge] = Signature(sigs[forge].public_key, bytes(64))
+        tx = Transaction(tx.chain_id, tx.sender, tx.nonce, tx.tx_type, tx.fields, tuple(sigs))
+    decoded = Transaction.decode(tx.encoded)
+    try:
+        validate_signatures(decoded)
+        expected = True
+    except BadSignatureError:
+        expected = False
+    assert signatures_verify_encoded(decoded.encoded) is expected
+    assert expected is (signers > 0 and not 0 <= forge < signers)
+
+
+def test_signature_verdict_from_the_encoding_refuses_other_bytes():
+    tx = transfer()
+    assert signatures_verify_encoded(tx.encoded)
+    forged = Transaction(tx.chain_id, tx.sender, tx.nonce, tx.tx_type,
+                         {**tx.fields, "amount": 6}, tx.signatures)
+    assert not signatures_verify_encoded(forged.encoded)
+    for junk in (b"", b"\xc1", codec.encode([1, 2, 3]), codec.encode(["a"] * 6),
+                 tx.encoded[:-10]):
+        assert not signatures_verify_encoded(junk)
 
 
 def test_invalid_tx_signature_rejected():
