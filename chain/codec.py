@@ -9,6 +9,7 @@ means one value. Never encode with plain msgpack.packb elsewhere.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -108,9 +109,19 @@ def _normalize(value: Value) -> Value:
     return _normalize(_as_builtin(value))
 
 
+_packers = threading.local()
+"""One msgpack Packer per thread: msgpack.packb makes a new one (and its buffer) per
+call, which cost more than packing a small value (0.6 of 0.9 us for an account
+record). A Packer is not safe to share between threads."""
+
+
 def _pack(value: Value) -> bytes:
     try:
-        encoded: bytes = msgpack.packb(value, use_bin_type=True)
+        packer = _packers.packer
+    except AttributeError:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    try:
+        encoded: bytes = packer.pack(value)
     except (OverflowError, ValueError, TypeError, UnicodeEncodeError) as e:
         raise MalformedError(f"value cannot be encoded: {e}") from e
     return encoded
