@@ -6,6 +6,7 @@ form) or InvalidAmountError (a whole number out of range). They never read state
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -40,7 +41,14 @@ def expect_address(fields: Mapping[str, Any], name: str) -> Address:
 
 def is_valid_asset(symbol: object) -> bool:
     """True when `symbol` is text that can name an asset."""
-    return isinstance(symbol, str) and ASSET_PATTERN.fullmatch(symbol) is not None
+    return isinstance(symbol, str) and len(symbol) <= 32 and _is_asset_symbol(symbol)
+
+
+# A chain has few symbols and every transfer names one; only strings of a symbol's
+# length are cached, so the cache stays small whatever transactions send.
+@functools.lru_cache(maxsize=4096)
+def _is_asset_symbol(symbol: str) -> bool:
+    return ASSET_PATTERN.fullmatch(symbol) is not None
 
 
 def expect_asset(fields: Mapping[str, Any], name: str) -> str:
