@@ -191,7 +191,13 @@ class Mempool:
     def expire(self, now: float | None = None) -> list[Hash32]:
         """Drop transactions pending longer than the TTL; return their hashes."""
         deadline = (now if now is not None else time.monotonic()) - self.ttl_s
-        expired = [h for h, e in self._by_hash.items() if e.added_at < deadline]
+        # Entries are in arrival order (added_at never decreases along it): stop at the
+        # first one still in time instead of scanning a full mempool every second.
+        expired = []
+        for tx_hash, entry in self._by_hash.items():
+            if entry.added_at >= deadline:
+                break
+            expired.append(tx_hash)
         for tx_hash in expired:
             self._remove(tx_hash)
             self.record_rejection(tx_hash, Rejection(

@@ -232,6 +232,23 @@ def test_expire_records_expiry(ledger: FakeLedger) -> None:
     assert len(pool) == 0 and pool.size_bytes == 0
 
 
+def test_expire_takes_exactly_the_transactions_older_than_the_ttl(
+        ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Arrivals one second apart, interleaving senders, one readmitted late: expiry
+    # takes those that arrived before the deadline and nothing after, in order.
+    clock = iter(range(100, 200))
+    monkeypatch.setattr("node.mempool.time.monotonic", lambda: float(next(clock)))
+    pool = make_pool(ledger, ttl_s=10.0)
+    txs = [make_tx(sender, nonce) for nonce in range(3) for sender in (ALICE, BOB, CAROL)]
+    for tx in txs:
+        pool.add(tx, check=ledger.check)  # arrive at 100 ... 108
+    pool.expire(now=104.5 + 10.0)  # 100 ... 104 are past the TTL
+    assert [tx.hash in pool for tx in txs] == [False] * 5 + [True] * 4
+    pool.add(txs[0], check=ledger.check)  # again, at 109
+    assert pool.expire(now=107.5 + 10.0) == [txs[5].hash, txs[6].hash, txs[7].hash]
+    assert list(pool._by_hash) == [txs[8].hash, txs[0].hash]
+
+
 def test_readmission_clears_an_old_rejection(ledger: FakeLedger) -> None:
     pool = make_pool(ledger, ttl_s=10.0)
     tx = make_tx(ALICE, 0)
