@@ -124,6 +124,8 @@ class NodeNetwork:
     # ------------------------------------------------------------------ outbound
 
     def broadcast_consensus(self, message: Proposal | Vote) -> None:
+        if not self.p2p.peer_count:
+            return  # a single validator: encoding its proposals (whole blocks) for no one
         if isinstance(message, Vote):
             self.p2p.broadcast(MessageType.VOTE, message.encoded)
         else:

@@ -323,6 +323,11 @@ class P2PNetwork:
 
     # ------------------------------------------------------------ queries
 
+    @property
+    def peer_count(self) -> int:
+        """How many peers are connected now."""
+        return len(self._peers)
+
     def peers(self) -> list[PeerInfo]:
         """A snapshot of every connected peer."""
         now = time.monotonic()

@@ -166,6 +166,7 @@ async def test_broadcast_with_no_one_to_tell_sends_nothing(make_node):
     # The only peer is excluded: nothing is encoded or queued.
     assert b.network.broadcast(MessageType.TX, b"tx-1", exclude=a.node_id) == 0
     alone = await make_node()
+    assert alone.network.peer_count == 0 and (a.network.peer_count, b.network.peer_count) == (1, 1)
     assert alone.network.broadcast(MessageType.VOTE, b"vote-1") == 0
     assert b.network.broadcast(MessageType.TX, b"tx-2") == 1
     await wait_for(lambda: a.recorder.payloads(MessageType.TX) == [b"tx-2"])
