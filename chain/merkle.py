@@ -8,6 +8,7 @@ only the leaf, its index, the tree size and the path.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from chain.crypto import Hash32, compute_hash
@@ -36,10 +37,24 @@ def _root_of_hashes(hashes: Sequence[bytes]) -> Hash32:
 
 
 def compute_root(leaves: Sequence[bytes]) -> Hash32:
-    """The Merkle root of `leaves` (each leaf is hashed with the 0x00 prefix)."""
+    """The Merkle root of `leaves` (each leaf is hashed with the 0x00 prefix).
+
+    Computed level by level, pairing neighbours and carrying an unpaired last node up
+    as it is: the same tree as the split at the largest power of two (`_root_of_hashes`
+    states it that way), without the recursion and the copies of every sub-list, for
+    the tx root of blocks of thousands of transactions.
+    """
     if not leaves:
         return EMPTY_ROOT
-    return _root_of_hashes([compute_leaf_hash(leaf) for leaf in leaves])
+    sha256 = hashlib.sha256
+    level = [sha256(b"\x00" + leaf).digest() for leaf in leaves]
+    while len(level) > 1:
+        paired = [sha256(b"\x01" + level[i] + level[i + 1]).digest()
+                  for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return Hash32(level[0])
 
 
 def compute_proof(leaves: Sequence[bytes], index: int) -> tuple[Hash32, ...]:

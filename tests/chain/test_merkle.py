@@ -32,3 +32,17 @@ def test_proofs_verify_and_tampering_fails(leaves, data):
         if leaves[other] != leaves[index]:
             assert not merkle.is_valid_proof(leaves[index], other, len(leaves), path, root)
         assert not merkle.is_valid_proof(leaves[index], index, len(leaves), path[:-1], root)
+
+
+def _split_root(leaves):
+    """RFC 9162's definition, written out: split at the largest power of two < n."""
+    if len(leaves) == 1:
+        return hashlib.sha256(b"\x00" + leaves[0]).digest()
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return hashlib.sha256(b"\x01" + _split_root(leaves[:k]) + _split_root(leaves[k:])).digest()
+
+
+def test_level_by_level_root_is_the_split_definition_for_every_size_to_300():
+    leaves = [i.to_bytes(2, "big") for i in range(300)]
+    for size in range(1, 301):
+        assert merkle.compute_root(leaves[:size]) == _split_root(leaves[:size]), size
