@@ -66,9 +66,13 @@ def is_running(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # A zombie (exited, not yet reaped by its parent) is not running.
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+    # A zombie (exited, not yet reaped by its parent) is not running; nor is one that
+    # was reaped between the two looks.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # FileNotFoundError, or ProcessLookupError while reading
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_signatures_are_checked_in_worker_processes_in_order():
