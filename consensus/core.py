@@ -263,6 +263,15 @@ class ConsensusState:
             self._guard_floor_round = self._max_round_seen
             return []
         if kind is TimeoutKind.PROPOSE and r == self.round and self.step is Step.PROPOSE:
+            if self._is_validating_proposal():
+                # The round's proposal came in time and its block is being executed.
+                # In Algorithm 1 the upon-rule of line 22 (28) checks valid(v) within
+                # the step, so this timeout cannot overtake it; here validation takes
+                # real time (a large block, a busy machine), and letting the timeout
+                # win made every validator prevote nil on a good block and the height
+                # lose rounds. Prevote when the verdict is in (on_block_validated).
+                self._propose_timeout_waiting = r
+                return []
             # line 57: OnTimeoutPropose -> prevote nil
             self._vote(VoteKind.PREVOTE, NIL, effects)
             self.step = Step.PREVOTE
@@ -309,7 +318,26 @@ class ConsensusState:
         self._validity[event.block_hash] = event.valid
         effects: list[Effect] = []
         self._run_rules(effects)
+        if (self._propose_timeout_waiting == self.round and self.step is Step.PROPOSE
+                and not self._is_validating_proposal()):
+            # The timeout that waited for this verdict, if no rule voted on it: line 57.
+            self._vote(VoteKind.PREVOTE, NIL, effects)
+            self.step = Step.PREVOTE
+            self._run_rules(effects)
         return effects
+
+    def _is_validating_proposal(self) -> bool:
+        """True when this round's proposal would be prevoted by line 22 or 28 but for
+        the verdict on its block, which is being computed."""
+        assert self.validator_set is not None
+        proposal = self._first_proposal(self.round)
+        if proposal is None:
+            return False
+        block_hash = proposal.block.hash
+        if block_hash in self._validity or block_hash not in self._validation_requested:
+            return False
+        return proposal.pol_round == -1 or \
+            self._prevote_count(proposal.pol_round, block_hash) >= self.validator_set.quorum
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -337,6 +365,8 @@ class ConsensusState:
         self._own_votes: dict[tuple[int, VoteKind], Vote] = {}
         self._own_proposals: dict[int, Proposal] = {}
         self._block_requested: set[int] = set()
+        self._propose_timeout_waiting = -1
+        """The round whose propose timeout fired while its proposal was validated."""
         self._block_interval_passed = False
         self._empty_block_due = False
         self._txs_available = False

@@ -193,6 +193,42 @@ def test_proposer_down_prevote_nil_then_next_round_and_next_proposer() -> None:
         *persisted_vote(3, PREVOTE, 1, b.hash), fallback(TimeoutKind.PREVOTE, 1)]
 
 
+def test_propose_timeout_waits_for_the_verdict_on_a_proposal_in_validation() -> None:
+    # The proposal came in time; executing its block takes longer than the timeout.
+    core = started(3)
+    b = block(0, 1)
+    assert core.process_event(ProposalReceived(proposal(b, 0))) == [ValidateBlock(b)]
+    assert core.process_event(TimeoutFired(1, 0, TimeoutKind.PROPOSE)) == []
+    assert core.step is Step.PROPOSE
+    assert core.process_event(BlockValidated(b.hash, True)) == [
+        *persisted_vote(3, PREVOTE, 0, b.hash), fallback(TimeoutKind.PREVOTE, 0)]
+
+
+def test_propose_timeout_that_waited_gives_nil_for_an_invalid_block() -> None:
+    core = started(3)
+    b = block(0, 1)
+    core.process_event(ProposalReceived(proposal(b, 0)))
+    assert core.process_event(TimeoutFired(1, 0, TimeoutKind.PROPOSE)) == []
+    assert core.process_event(BlockValidated(b.hash, False)) == [
+        *persisted_vote(3, PREVOTE, 0, NIL), fallback(TimeoutKind.PREVOTE, 0)]
+
+
+def test_propose_timeout_does_not_wait_for_a_reproposal_without_its_quorum() -> None:
+    # A proposal naming valid round 0 without 2f+1 prevotes of round 0 here cannot be
+    # prevoted whatever its verdict (line 28): the timeout gives nil at once (line 57).
+    core = started(3)
+    core.process_event(TimeoutFired(1, 0, TimeoutKind.PROPOSE))
+    for i in (0, 1, 2):
+        core.process_event(VoteReceived(vote(i, PRECOMMIT, 0, NIL)))
+    core.process_event(TimeoutFired(1, 0, TimeoutKind.PRECOMMIT))
+    assert (core.round, core.step) == (1, Step.PROPOSE)
+    b = block(0, 1)
+    assert core.process_event(ProposalReceived(proposal(b, 1, pol_round=0))) == [ValidateBlock(b)]
+    assert core.process_event(TimeoutFired(1, 1, TimeoutKind.PROPOSE)) == [
+        *persisted_vote(3, PREVOTE, 1, NIL), fallback(TimeoutKind.PREVOTE, 1)]
+    assert core.process_event(BlockValidated(b.hash, True)) == []
+
+
 def test_stale_timeouts_are_ignored() -> None:
     core = started(3)
     assert core.process_event(TimeoutFired(1, 3, TimeoutKind.PROPOSE)) == []

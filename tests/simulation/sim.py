@@ -81,6 +81,9 @@ class Scenario:
     """Restart one crashed validator at heal time with a wiped data directory."""
     restart_at_heal: bool = True
     """Restart every crashed honest validator when the network heals."""
+    max_validate_ms: int = 5
+    """Upper bound of the seeded time a node takes to execute a proposed block; above
+    the propose timeout (1,000 ms) it models blocks slower to execute than the timeout."""
     liveness_heights: int = 3
     """New heights every honest node must commit after healing."""
     liveness_budget_ms: int = 30_000
@@ -196,7 +199,7 @@ class Simulation:
                 self.schedule_core(node, self.rng.randint(0, 5),
                                    BlockBuilt(effect.height, effect.round, block))
             elif isinstance(effect, ValidateBlock):
-                self.schedule_core(node, self.rng.randint(0, 5),
+                self.schedule_core(node, self.rng.randint(0, self.scenario.max_validate_ms),
                                    BlockValidated(effect.block.hash,
                                                   self.is_block_valid(effect.block)))
             elif isinstance(effect, CommitBlock):
@@ -506,7 +509,10 @@ def run_seed(seed: int, **overrides: Any) -> Simulation:
     scenario = Scenario(seed=seed, n=n,
                         byzantine=overrides.pop("byzantine", rng.randint(0, (n - 1) // 3)),
                         drop_rate=rng.choice([0.0, 0.05, 0.2]),
-                        max_delay_ms=rng.choice([10, 40, 150]), **overrides)
+                        max_delay_ms=rng.choice([10, 40, 150]),
+                        max_validate_ms=overrides.pop("max_validate_ms",
+                                                      rng.choice([5, 5, 400, 2_500])),
+                        **overrides)
     sim = Simulation(scenario)
     sim._tx_heights = set()
     sim.run()

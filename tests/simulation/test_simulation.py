@@ -62,6 +62,20 @@ def test_quorum_lost_then_regained_with_a_wiped_validator() -> None:
     assert len(wiped.chain) >= heights_during_outage[0] + 3
 
 
+def test_blocks_slower_to_execute_than_the_propose_timeout_commit_in_round_0() -> None:
+    # No faults; each validator takes up to 2.5 s to execute a proposed block, longer
+    # than the 1 s propose timeout. The timeout must not overtake the verdict on a
+    # proposal that came in time: every height commits in its first round.
+    scenario = Scenario(seed=11, drop_rate=0.0, duplicate_rate=0.0, partitions=False,
+                        crashes=False, chaos_ms=1_000, max_validate_ms=2_500,
+                        liveness_heights=6, liveness_budget_ms=60_000)
+    sim = Simulation(scenario)
+    sim.run()
+    chain = sim.nodes[0].chain
+    assert len(chain) >= 6
+    assert [block.header.round for block, _ in chain] == [0] * len(chain)
+
+
 def test_a_broken_invariant_names_the_seed() -> None:
     sim = Simulation(Scenario(seed=3))
     with pytest.raises(SimulationFailure, match="SIM_SEED=3"):
