@@ -54,6 +54,10 @@ class ExecutedBlock:
         return [(r.code, r.message, [e.to_value() for e in r.events]) for r in self.results]
 
 
+BUILD_CHECK_EVERY = 64
+"""Transactions executed between two looks at the clock while building a block."""
+
+
 class BlockExecutor:
     """Executes blocks on top of the store's head; caches results by block hash."""
 
@@ -80,19 +84,27 @@ class BlockExecutor:
         self._cache.clear()
 
     def build(self, *, height: int, round_: int, txs: list[Transaction], proposer: PublicKey,
-              timestamp_ms: int) -> tuple[ExecutedBlock, list[tuple[Transaction, LedgerError]]]:
+              timestamp_ms: int, max_seconds: float | None = None,
+              ) -> tuple[ExecutedBlock, list[tuple[Transaction, LedgerError]]]:
         """Execute `txs` in order, dropping those that cannot apply, and make the block.
 
-        Returns the executed block and the dropped transactions with their reasons.
+        With `max_seconds`, stops taking transactions once executing them has taken that
+        long (checked every BUILD_CHECK_EVERY): the rest are neither included nor
+        dropped, they wait for the next block. Returns the executed block and the
+        dropped transactions with their reasons.
         """
         started = time.perf_counter()
+        deadline = None if max_seconds is None else started + max_seconds
         validator_set = self.store.get_validator_set(height)
         view = Overlay(self.state)
         ctx = BlockContext(self.chain_id, height, timestamp_ms, proposer)
         included: list[Transaction] = []
         results: list[TxResult] = []
         dropped: list[tuple[Transaction, LedgerError]] = []
-        for tx in txs:
+        for index, tx in enumerate(txs):
+            if (deadline is not None and index % BUILD_CHECK_EVERY == 0 and index
+                    and time.perf_counter() > deadline):
+                break
             try:
                 results.append(self.ledger.apply_tx(view, ctx, tx))
             except TxNotApplicable as e:

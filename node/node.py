@@ -21,7 +21,7 @@ from chain.crypto import Address, Hash32
 from chain.errors import ChainError
 from chain.tx import Transaction, validate_chain_id
 from chain.vote import NIL, CommitCertificate, Proposal, ValidatorSet, Vote, validate_certificate
-from consensus.core import ConsensusState
+from consensus.core import ConsensusState, compute_timeout_ms
 from consensus.events import (
     BlockBuilt,
     BlockValidated,
@@ -37,6 +37,7 @@ from consensus.events import (
     StartHeight,
     Step,
     TimeoutFired,
+    TimeoutKind,
     TxsAvailable,
     ValidateBlock,
     VoteReceived,
@@ -95,6 +96,12 @@ def decode_sign_state(data: bytes | None, lock: bytes | None) -> PersistSignStat
             lock_votes = tuple(Vote.from_value(v) for v in vote_values)
     return PersistSignState(height, round_, Step(step), Hash32(block_hash), locked_round,
                             Hash32(locked_hash), locked_block, lock_votes)
+
+
+BUILD_SHARE_OF_PROPOSE_TIMEOUT = 0.4
+"""A proposer stops adding transactions to its block when executing them has taken this
+share of the round's propose timeout (400 ms of round 0's 1 s by default), leaving the
+rest of the timeout for sending the proposal and for the validators to receive it."""
 
 
 # Refusals that no later state can undo: the same bytes will be refused again.
@@ -258,9 +265,16 @@ class Node:
         assert self.home.validator_key is not None
         txs = self.mempool.reap(self.params.max_block_txs, self.params.max_block_bytes)
         timestamp_ms = max(now_ms(), request.min_timestamp_ms)
+        # The other validators' propose timeout runs while we build: a block that takes
+        # longer to execute than the timeout is prevoted nil by all of them, and the next
+        # round's proposer has even more to build. Stop taking transactions at a share
+        # of the timeout; the rest go in the next block.
+        budget_s = BUILD_SHARE_OF_PROPOSE_TIMEOUT * compute_timeout_ms(
+            self.params, TimeoutKind.PROPOSE, request.round) / 1000
         executed, dropped = await asyncio.to_thread(
             self.executor.build, height=request.height, round_=request.round, txs=txs,
-            proposer=self.home.validator_key.public_key, timestamp_ms=timestamp_ms)
+            proposer=self.home.validator_key.public_key, timestamp_ms=timestamp_ms,
+            max_seconds=budget_s)
         for tx, error in dropped:
             self.mempool.drop_invalid(tx.hash, Rejection(error.code, error.message, "execution"))
             self._resolve_waiters(tx.hash)
