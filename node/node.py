@@ -278,8 +278,11 @@ class Node:
         for tx, error in dropped:
             self.mempool.drop_invalid(tx.hash, Rejection(error.code, error.message, "execution"))
             self._resolve_waiters(tx.hash)
-        log.debug("built block %d round %d with %d txs", request.height, request.round,
-                  len(executed.block.txs))
+        cut = len(txs) - len(executed.block.txs) - len(dropped)
+        log.debug("built block %d round %d with %d txs of %d reaped (%d left for the next "
+                  "block by the %.0f ms budget; %d pending in the mempool)", request.height,
+                  request.round, len(executed.block.txs), len(txs), cut, budget_s * 1000,
+                  len(self.mempool))
         # Answered at once, ahead of queued events: building is part of this step.
         await self._step(BlockBuilt(request.height, request.round, executed.block))
 
