@@ -127,6 +127,13 @@ class Transaction:
 _FIELD_LEAF_TYPES = frozenset({bytes, str, int, bool, type(None)})
 
 
+def _is_signature_pair(value: Any) -> bool:
+    """True when `value` is a decoded [public_key, signature] of the right sizes."""
+    return (type(value) is tuple and len(value) == 2 and type(value[0]) is bytes
+            and len(value[0]) == PUBLIC_KEY_SIZE and type(value[1]) is bytes
+            and len(value[1]) == SIGNATURE_SIZE)
+
+
 def _decode_common_shape(cls: type[Transaction], data: bytes) -> Transaction | None:
     """Transaction.decode's fast path for the shape nearly every transaction has: flat
     fields (text, bytes, integers, booleans, nulls). It checks in one pass what the
@@ -153,9 +160,7 @@ def _decode_common_shape(cls: type[Transaction], data: bytes) -> Transaction | N
         return None
     signatures = []
     for sig in sigs:
-        if not (type(sig) is tuple and len(sig) == 2 and type(sig[0]) is bytes
-                and len(sig[0]) == PUBLIC_KEY_SIZE and type(sig[1]) is bytes
-                and len(sig[1]) == SIGNATURE_SIZE):
+        if not _is_signature_pair(sig):
             return None
         signatures.append(Signature(PublicKey(sig[0]), sig[1]))
     for i in range(1, len(signatures)):
@@ -243,10 +248,8 @@ def signatures_verify_encoded(encoded: bytes) -> bool:
     chain_id, sigs = value[0], value[5]
     if type(chain_id) is not str or type(sigs) is not tuple or not sigs:
         return False
-    for sig in sigs:
-        if not (type(sig) is tuple and len(sig) == 2 and type(sig[0]) is bytes
-                and type(sig[1]) is bytes):
-            return False
+    if not all(_is_signature_pair(sig) for sig in sigs):
+        return False
     message = _signing_bytes_from_encoding(chain_id, encoded, len(sigs))
     return all(is_valid_signature(key, message, signature) for key, signature in sigs)
 
