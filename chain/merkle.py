@@ -14,14 +14,16 @@ from collections.abc import Sequence
 from chain.crypto import Hash32, compute_hash
 
 EMPTY_ROOT = compute_hash(b"")
+_LEAF_TAG = b"\x00"
+_NODE_TAG = b"\x01"
 
 
 def compute_leaf_hash(leaf: bytes) -> Hash32:
-    return compute_hash(b"\x00" + leaf)
+    return compute_hash(_LEAF_TAG + leaf)
 
 
 def compute_node_hash(left: bytes, right: bytes) -> Hash32:
-    return compute_hash(b"\x01" + left + right)
+    return compute_hash(_NODE_TAG + left + right)
 
 
 def _split(size: int) -> int:
@@ -47,9 +49,9 @@ def compute_root(leaves: Sequence[bytes]) -> Hash32:
     if not leaves:
         return EMPTY_ROOT
     sha256 = hashlib.sha256
-    level = [sha256(b"\x00" + leaf).digest() for leaf in leaves]
+    level = [sha256(_LEAF_TAG + leaf).digest() for leaf in leaves]
     while len(level) > 1:
-        paired = [sha256(b"\x01" + level[i] + level[i + 1]).digest()
+        paired = [sha256(_NODE_TAG + level[i] + level[i + 1]).digest()
                   for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             paired.append(level[-1])
