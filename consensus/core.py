@@ -267,9 +267,9 @@ class ConsensusState:
                 # The round's proposal came in time and its block is being executed.
                 # In Algorithm 1 the upon-rule of line 22 (28) checks valid(v) within
                 # the step, so this timeout cannot overtake it; here validation takes
-                # real time (a large block, a busy machine), and letting the timeout
-                # win made every validator prevote nil on a good block and the height
-                # lose rounds. Prevote when the verdict is in (on_block_validated).
+                # real time, and a shell that delivers the timeout first (the node's
+                # does not, the simulation's did) would have us prevote nil on a good
+                # block. Prevote when the verdict is in (on_block_validated).
                 self._propose_timeout_waiting = r
                 return []
             # line 57: OnTimeoutPropose -> prevote nil
