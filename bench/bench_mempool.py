@@ -17,10 +17,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from devnet.ports import get_free_port
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    free_port,
     init_node,
     make_genesis,
     make_keys,
@@ -41,7 +42,7 @@ async def run(args: argparse.Namespace) -> None:
     print(f"pre-signing {args.txs} transfers from {args.senders} senders ...", flush=True)
     txs = presign_transfers(chain_id, senders, args.txs)
     workdir = Path(tempfile.mkdtemp(prefix="govchain-bench-"))
-    node = init_node(workdir, "node0", genesis, validators[0], [], free_port())
+    node = init_node(workdir, "node0", genesis, validators[0], [], get_free_port())
     node.start()
     client = AsyncClient(node.rpc_url, timeout_s=60)
     try:

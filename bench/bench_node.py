@@ -18,11 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from devnet.ports import get_free_port
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     dir_size_bytes,
-    free_port,
     init_node,
     make_genesis,
     make_keys,
@@ -43,7 +44,7 @@ async def run(args: argparse.Namespace) -> None:
     print(f"pre-signing {args.txs} transfers from {args.senders} senders ...", flush=True)
     txs = presign_transfers(chain_id, senders, args.txs)
     workdir = Path(tempfile.mkdtemp(prefix="govchain-bench-"))
-    p2p_ports = [free_port() for _ in range(args.nodes)]
+    p2p_ports = [get_free_port() for _ in range(args.nodes)]
     nodes = [init_node(workdir, f"node{i}", genesis, validators[i],
                        [f"127.0.0.1:{p}" for j, p in enumerate(p2p_ports) if j != i],
                        p2p_ports[i], args.log_level) for i in range(args.nodes)]

@@ -28,9 +28,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from devnet.ports import get_free_port
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port, make_keys, presign_transfers
+from bench.common import make_keys, presign_transfers
 from bench.peers import eth
 from bench.peers.govchain import (
     CHAIN_ID,
@@ -90,7 +92,7 @@ def peer_steps(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Step]
 
         async def run(spec: eth.PeerSpec = spec, load: eth.EthLoad = load,
                       label: str = label) -> Measurement:
-            peer = eth.PeerProcess(spec, load.sender_keys, free_port(), workdir)
+            peer = eth.PeerProcess(spec, load.sender_keys, get_free_port(), workdir)
             rpc = eth.EthRpc(peer.rpc_url)
             try:
                 peer.start()

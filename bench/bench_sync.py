@@ -19,10 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from devnet.ports import get_free_port
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_replay import build_chain
-from bench.common import NodeProcess, free_port, init_node, wait_ready
+from bench.common import NodeProcess, init_node, wait_ready
 from chain.genesis import Genesis
 from node.client import AsyncClient
 
@@ -35,12 +37,12 @@ async def run(args: argparse.Namespace) -> None:
     print(f"built {args.blocks} blocks, {total} transfers in {time.monotonic() - started:.1f} s"
           f" ({workdir})", flush=True)
     genesis = Genesis.from_json((source_home / "genesis.json").read_text())
-    source_p2p, source_rpc = free_port(), free_port()
+    source_p2p, source_rpc = get_free_port(), get_free_port()
     source = NodeProcess("source", source_home, f"http://127.0.0.1:{source_rpc}", source_p2p,
                          run_args=("--rpc-listen", f"127.0.0.1:{source_rpc}", "--p2p-listen",
                                    f"127.0.0.1:{source_p2p}", "--log-level", "WARNING"))
     follower = init_node(workdir, "follower", genesis, None, [f"127.0.0.1:{source_p2p}"],
-                         free_port())
+                         get_free_port())
     source.start()
     clients = [AsyncClient(source.rpc_url, timeout_s=30)]
     try:

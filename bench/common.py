@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,13 @@ from chain.crypto import KeyPair
 from chain.genesis import ChainParams, Genesis, GenesisAccount
 from chain.tx import Transaction, make_transaction
 from chain.vote import Validator, ValidatorSet
+from devnet.ports import get_free_port
 from node.client import AsyncClient, RpcClientError
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSET = "GOV"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_keys(count: int, salt: int) -> list[KeyPair]:
@@ -117,7 +113,7 @@ def init_node(workdir: Path, name: str, genesis: Genesis, key: KeyPair | None,
     keys, e.g. rpc_rate_limit_per_s) in its config.toml."""
     genesis_path = workdir / "genesis.json"
     genesis_path.write_text(genesis.to_json())
-    rpc_port = free_port()
+    rpc_port = get_free_port()
     home = workdir / name
     args = [sys.executable, "-m", "node", "init", "--home", str(home), "--genesis",
             str(genesis_path), "--rpc-listen", f"127.0.0.1:{rpc_port}",

@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devnet.ports import get_free_port
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     ASSET,
     NodeProcess,
-    free_port,
     init_node,
     make_genesis,
     make_keys,
@@ -131,7 +132,7 @@ def start_network(args: argparse.Namespace, workdir: Path) -> tuple[list[NodePro
     params = ChainParams(block_interval_ms=args.block_interval_ms,
                          max_block_txs=args.max_block_txs)
     genesis = make_genesis("govchain-soak", validators, senders, params)
-    p2p_ports = [free_port() for _ in range(args.nodes)]
+    p2p_ports = [get_free_port() for _ in range(args.nodes)]
     nodes = []
     for i in range(args.nodes):
         node = init_node(workdir, f"node{i}", genesis, validators[i],

@@ -57,14 +57,34 @@ def plan_ports(node_count: int, base_port: int) -> PortPlan:
 
 
 def get_free_ports(count: int) -> list[int]:
-    """`count` distinct ports the system reports free now (held together while chosen)."""
+    """`count` distinct ports the system hands out now, each reserved for a server.
+
+    A port merely bound and closed is free again at once, and the kernel may give it
+    to any outgoing connection as its source port before our server binds it (seen:
+    a node's p2p listener failing with "address in use" while its peers dialled).
+    So each port is left in TIME_WAIT: for about a minute the kernel neither hands it
+    out for bind(0) nor picks it as a source port, while a server that sets
+    SO_REUSEADDR (asyncio and aiohttp do) may listen on it.
+    """
     with contextlib.ExitStack() as stack:
         ports = []
         for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((HOST, 0))
-            ports.append(sock.getsockname()[1])
+            listener = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((HOST, 0))
+            listener.listen(1)
+            port = listener.getsockname()[1]
+            client = stack.enter_context(socket.create_connection((HOST, port)))
+            accepted, _ = listener.accept()
+            accepted.close()  # the side that closes first holds TIME_WAIT on `port`
+            client.close()
+            ports.append(port)
     return ports
+
+
+def get_free_port() -> int:
+    """One port as get_free_ports gives them."""
+    return get_free_ports(1)[0]
 
 
 def is_port_free(port: int) -> bool:

@@ -14,7 +14,6 @@ from typing import Any
 
 from bench.common import (
     NodeProcess,
-    free_port,
     init_node,
     make_genesis,
     make_keys,
@@ -24,6 +23,7 @@ from bench.peers.load import Unit
 from chain.crypto import KeyPair
 from chain.genesis import ChainParams
 from chain.tx import Transaction
+from devnet.ports import get_free_port
 from node.client import AsyncClient, RpcClientError
 
 CHAIN_ID = "govchain-bench"
@@ -50,7 +50,7 @@ class GovchainNetwork:
         validators = make_keys(count, salt=1)
         genesis = make_genesis(CHAIN_ID, validators, senders, ChainParams())
         self.workdir = Path(tempfile.mkdtemp(prefix="govchain-", dir=parent))
-        p2p_ports = [free_port() for _ in range(count)]
+        p2p_ports = [get_free_port() for _ in range(count)]
         self.nodes: list[NodeProcess] = [
             init_node(self.workdir, f"node{i}", genesis, validators[i],
                       [f"127.0.0.1:{p}" for j, p in enumerate(p2p_ports) if j != i],

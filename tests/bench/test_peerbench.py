@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.common import free_port, make_keys, presign_transfers
+from bench.common import make_keys, presign_transfers
 from bench.peers import eth
 from bench.peers.govchain import (
     CHAIN_ID,
@@ -21,6 +21,7 @@ from bench.peers.govchain import (
     single_units,
 )
 from bench.peers.load import Measurement, Unit, measure, median_summary, split_lanes
+from devnet.ports import get_free_port
 
 
 def make_units(count: int) -> list[Unit]:
@@ -164,7 +165,7 @@ async def test_ganache_mines_every_presigned_transfer(tmp_path: Path) -> None:
         pytest.skip("ganache is not installed (bench_peers.py installs it on first use)")
     spec = eth.PEERS["ganache"]
     load = eth.presign(eth_python_or_skip(), spec.chain_id, 64, 4, tmp_path)
-    peer = eth.PeerProcess(spec, load.sender_keys, free_port(), tmp_path)
+    peer = eth.PeerProcess(spec, load.sender_keys, get_free_port(), tmp_path)
     rpc = eth.EthRpc(peer.rpc_url)
     try:
         peer.start()

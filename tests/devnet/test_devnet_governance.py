@@ -21,6 +21,7 @@ import pytest
 from chain.crypto import KeyPair, compute_hash
 from chain.genesis import Genesis
 from chain.tx import Transaction
+from devnet.ports import get_free_port
 from ledger.governance import sign_acceptance
 from node.cli_ledger import DEV_RESERVE
 from node.client import Client
@@ -28,7 +29,7 @@ from node.config import read_key_file, write_key_file
 from node.ledger_sdk import verify_record
 from tests.devnet.test_devnet_faults import PARAMS, run_ok
 from tests.devnet.test_devnet_integration import govchain, leftover_processes
-from tests.node.procs import NodeProcess, ProcessSet, free_port, run_cli
+from tests.node.procs import NodeProcess, ProcessSet, run_cli
 
 pytestmark = pytest.mark.slow
 DEADLINE_S = 90.0
@@ -101,7 +102,7 @@ def test_governance_adds_and_removes_validators_on_the_devnet(chain: Chain,
     try:
         key_file = tmp_path / "newcomer_key.json"
         write_key_file(key_file, newcomer)
-        rpc_port = free_port()
+        rpc_port = get_free_port()
         args = ["init", "--home", str(tmp_path / "node4"), "--genesis",
                 str(chain.path / "genesis" / "genesis.json"), "--validator-key", str(key_file),
                 "--rpc-listen", f"127.0.0.1:{rpc_port}", "--p2p-listen", "127.0.0.1:0",

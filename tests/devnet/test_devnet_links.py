@@ -26,6 +26,7 @@ from devnet.links import (
     watch_partition,
 )
 from devnet.manifest import LinkEntry, LinksEntry, Manifest, NodeEntry, write_manifest
+from devnet.ports import get_free_port
 
 HOST = "127.0.0.1"
 DEADLINE_S = 5.0
@@ -230,19 +231,13 @@ def _start_proxy_process(root: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_proxy_process_forwards_cuts_and_stops_on_sigterm(tmp_path: Path) -> None:
     async with echo_server() as node_port:
-        link_port = _free_port()
+        link_port = get_free_port()
         _write_stub_manifest(tmp_path, [LinkEntry("node0", "node1", link_port)],
-                             {"node0": _free_port(), "node1": node_port})
+                             {"node0": get_free_port(), "node1": node_port})
         proc = _start_proxy_process(tmp_path)
         try:
             await poll_until((tmp_path / APPLIED_FILE).exists, timeout_s=15)

@@ -20,7 +20,7 @@ from devnet.manifest import (
     write_manifest,
 )
 from devnet.network import compute_group_cuts, read_tail
-from devnet.ports import get_link_pairs, plan_ports
+from devnet.ports import get_free_ports, get_link_pairs, plan_ports
 
 
 def _manifest(root: Path) -> Manifest:
@@ -100,6 +100,30 @@ def test_free_ports_are_distinct_and_cover_every_link() -> None:
     assert len(plan.links) == len(get_link_pairs(4)) == 12
     assert len(set(ports)) == len(ports)
     assert all(port > 0 for port in ports)
+
+
+def test_free_ports_stay_reserved_until_a_server_takes_them() -> None:
+    reserved = set(get_free_ports(20))
+    handed_out = set()
+    for _ in range(2000):  # neither bind(0) nor outgoing connections may take them
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            handed_out.add(sock.getsockname()[1])
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(256)
+        for _ in range(200):
+            with socket.create_connection(server.getsockname()) as client:
+                handed_out.add(client.getsockname()[1])
+                server.accept()[0].close()
+    assert not reserved & handed_out
+    port = min(reserved)
+    with socket.socket() as server:  # as asyncio and aiohttp bind their servers
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen(1)
+        with socket.create_connection(("127.0.0.1", port)):
+            pass
 
 
 def test_fixed_base_port_layout() -> None:

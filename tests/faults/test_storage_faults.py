@@ -29,7 +29,6 @@ import pytest
 from bench.common import (
     ROOT,
     NodeProcess,
-    free_port,
     init_node,
     make_genesis,
     make_keys,
@@ -37,6 +36,7 @@ from bench.common import (
 )
 from chain.genesis import ChainParams
 from chain.tx import Transaction
+from devnet.ports import get_free_port
 from node.client import Client, RpcClientError
 from storage import schema
 from tests.faults.leveldb_log import batch_puts, read_log_records
@@ -59,7 +59,7 @@ class NodeUnderTest:
         self.genesis = make_genesis("govchain-storage-faults", validators, self.senders,
                                     PARAMS)
         self.proc: NodeProcess = init_node(workdir, "node0", self.genesis, validators[0], [],
-                                           free_port(), log_level="INFO")
+                                           get_free_port(), log_level="INFO")
         self.client = Client(self.proc.rpc_url, timeout_s=10.0)
         self.final: dict[str, tuple[int, int]] = {}
         """tx hash -> (height, index) of every tx seen in a final block."""

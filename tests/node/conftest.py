@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,23 +53,23 @@ class RunningNode:
         return self.service.node
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 VALIDATOR_KEYS = [KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(7)]
 
 
-async def start_network(tmp_path: Path, count: int, **config: object) -> list[RunningNode]:
-    """`count` validators on 127.0.0.1, each dialling all the others.
+async def start_network(tmp_path: Path, count: int, genesis: Genesis | None = None,
+                        **config: object) -> list[RunningNode]:
+    """`count` nodes on 127.0.0.1, each dialling all the others.
+
+    The nodes hold the first `count` VALIDATOR_KEYS; `genesis` defaults to a chain
+    whose validators are exactly those.
 
     Nodes listen on ports the OS picks, and learn each other's ports once all listen,
     so no port is chosen ahead of time (another socket could take it meanwhile).
     """
     keys = VALIDATOR_KEYS[:count]
-    genesis = make_genesis(keys)
+    genesis = genesis or make_genesis(keys)
     services = []
     for i, key in enumerate(keys):
         home = make_home(tmp_path / f"node{i}", genesis, key, peer_exchange=False, **config)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from devnet.ports import get_free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    """A port the OS just handed out on 127.0.0.1 (free unless someone races for it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_cli(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -115,7 +111,7 @@ class ProcessSet:
 
 def init_node(home: Path, genesis: Path, validator_key: Path | None) -> NodeProcess:
     """`govchain init` a home listening on OS-assigned ports; the node is not started."""
-    rpc_port = free_port()
+    rpc_port = get_free_port()
     args = ["init", "--home", str(home), "--genesis", str(genesis),
             "--rpc-listen", f"127.0.0.1:{rpc_port}", "--p2p-listen", "127.0.0.1:0",
             "--no-peer-exchange"]

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.node.procs import NodeProcess, ProcessSet, free_port, init_node, run_cli, wait_for
+from devnet.ports import get_free_port
+from tests.node.procs import NodeProcess, ProcessSet, init_node, run_cli, wait_for
 
 JsonDoc = dict[str, Any]
 
@@ -152,7 +153,7 @@ def test_invalid_init_bad_genesis(tmp_path: Path, genesis_text: str | None,
 
 
 def test_invalid_query_dead_port() -> None:
-    result = run_cli("query", "status", "--rpc", f"http://127.0.0.1:{free_port()}")
+    result = run_cli("query", "status", "--rpc", f"http://127.0.0.1:{get_free_port()}")
     assert_one_line_error(result, "unreachable")
 
 

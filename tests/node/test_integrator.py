@@ -14,6 +14,7 @@ import pytest
 
 from chain import codec
 from chain.crypto import KeyPair
+from devnet.ports import get_free_port
 from ledger.accounts import AccountRecord
 from node.config import ADMIN_TOKEN_FILE, CONFIG_FILE, NodeHome, render_config
 from node.runner import NodeService
@@ -41,7 +42,6 @@ from tests.node.conftest import (
     VALIDATOR_KEYS,
     RunningNode,
     connect_to,
-    free_port,
     make_genesis,
     start_network,
     stop_network,
@@ -70,7 +70,7 @@ async def _final(running: RunningNode, tx_hash: str):
 
 async def test_blocks_subscription_resumes_across_node_restart(tmp_path):
     nodes = await start_network(tmp_path, 4)
-    port = free_port()
+    port = get_free_port()
     watched = nodes[3]
     restarted: NodeService | None = None
     try:

@@ -14,22 +14,19 @@ import asyncio
 import pytest
 
 from chain.crypto import KeyPair, compute_hash
-from chain.genesis import Genesis
 from chain.tx import Transaction
 from ledger.governance import sign_acceptance
 from node.cli_ledger import DEV_RESERVE, add_dev_ledger
-from node.client import AsyncClient, Client
+from node.client import Client
 from node.ledger_sdk import verify_record
-from node.runner import NodeService
 from tests.node.conftest import (
     ACCOUNT_KEYS,
     BALANCE,
     CHAIN_ID,
     VALIDATOR_KEYS,
     RunningNode,
-    free_port,
     make_genesis,
-    make_home,
+    start_network,
     stop_network,
     wait_for,
 )
@@ -38,18 +35,6 @@ pytestmark = pytest.mark.slow
 
 V = VALIDATOR_KEYS[:5]
 ISSUER, AUDITOR, _COMPLIANCE, WRITER = ACCOUNT_KEYS
-
-
-async def start_nodes(tmp_path, genesis: Genesis) -> list[RunningNode]:
-    ports = [free_port() for _ in V]
-    services = []
-    for i, key in enumerate(V):
-        home = make_home(tmp_path / f"node{i}", genesis, key,
-                         peers=[f"127.0.0.1:{p}" for j, p in enumerate(ports) if j != i],
-                         p2p_listen=f"127.0.0.1:{ports[i]}", peer_exchange=False)
-        services.append(NodeService(home))
-    await asyncio.gather(*(s.start() for s in services))
-    return [RunningNode(s, AsyncClient(s.rpc_url)) for s in services]
 
 
 async def send(node: RunningNode, key: KeyPair, tx_type: str, fields: dict) -> dict:
@@ -82,7 +67,7 @@ async def heights(nodes: list[RunningNode]) -> list[int]:
 
 async def test_governance_changes_the_validator_set_while_finalizing(tmp_path):
     genesis = add_dev_ledger(make_genesis(V[:4]), list(ACCOUNT_KEYS), BALANCE)
-    nodes = await start_nodes(tmp_path, genesis)
+    nodes = await start_network(tmp_path, len(V), genesis)
     try:
         await wait_for(lambda: _all_at_least(nodes, 2), 30, "first blocks everywhere")
         newcomer = V[4]
