@@ -127,13 +127,19 @@ def test_free_ports_stay_reserved_until_a_server_takes_them() -> None:
 
 
 def test_fixed_base_port_layout() -> None:
-    with socket.socket() as sock:  # find a free range by asking for one port ...
-        sock.bind(("127.0.0.1", 0))
-        base = sock.getsockname()[1]
-    try:
-        plan = plan_ports(2, base)
-    except DevnetError:
-        pytest.skip("the ports after a free one happen to be taken")
+    for _ in range(50):  # find a free range: ask for one port, take the five after it too
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            base = sock.getsockname()[1]
+        if base > 65535 - 6:
+            continue
+        try:
+            plan = plan_ports(2, base)
+        except DevnetError:
+            continue  # one of the five after it is taken
+        break
+    else:
+        raise AssertionError("no six free ports in a row in 50 tries")
     assert plan.rpc == (base, base + 2)
     assert plan.p2p == (base + 1, base + 3)
     assert plan.links == (base + 4, base + 5)
