@@ -145,6 +145,8 @@ class Node:
         self.started_at = time.monotonic()
         self._events: asyncio.Queue[DriverEvent] = asyncio.Queue()
         self._timers: set[asyncio.TimerHandle] = set()
+        self._decided: tuple[int, float] = (-1, 0.0)
+        """(height, loop time) of the last block this node began to commit."""
         self._final_waiters: dict[Hash32, list[asyncio.Future[None]]] = {}
         self._commit_listeners: list[Callable[[ExecutedBlock, CommitCertificate], None]] = []
         self._txs_signalled_height = -1
@@ -253,12 +255,20 @@ class Node:
     def _schedule(self, effect: ScheduleTimeout) -> None:
         loop = asyncio.get_running_loop()
         event = TimeoutFired(effect.height, effect.round, effect.kind)
+        delay_s = effect.delay_ms / 1000
+        decided_height, decided_at = self._decided
+        if effect.kind is TimeoutKind.BLOCK_INTERVAL and effect.height == decided_height + 1:
+            # The interval runs from the decision, not from the end of this node's
+            # commit (as CometBFT's timeout_commit runs from its CommitTime): a node that
+            # was slow to commit, often the next proposer, does not add the interval on
+            # top of its delay while the others' propose timeouts already run.
+            delay_s = max(0.0, delay_s - (loop.time() - decided_at))
 
         def fire() -> None:
             self._timers.discard(handle)
             self.enqueue(event)
 
-        handle = loop.call_later(effect.delay_ms / 1000, fire)
+        handle = loop.call_later(delay_s, fire)
         self._timers.add(handle)
 
     async def _build_block(self, request: RequestBlock) -> None:
@@ -303,6 +313,7 @@ class Node:
         await self._step(BlockValidated(block.hash, valid))
 
     async def _commit(self, block: Block, certificate: CommitCertificate) -> None:
+        self._decided = (block.height, asyncio.get_running_loop().time())
         executed = self.executor.get_cached(block.hash)
         if executed is None:
             executed = await asyncio.to_thread(self.executor.execute, block)
