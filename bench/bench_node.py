@@ -59,6 +59,7 @@ async def run(args: argparse.Namespace) -> None:
         start_height = (await clients[0].call("node_status"))["height"]
         done = asyncio.Event()
         block_times: list[float] = []
+        decided_rounds: list[int] = []
 
         async def follow() -> None:
             height = start_height + 1
@@ -71,6 +72,7 @@ async def run(args: argparse.Namespace) -> None:
                     continue
                 now = time.monotonic()
                 block_times.append(now)
+                decided_rounds.append(block["certificate"]["round"])
                 for tx_hash in block["txs"]:
                     final_at.setdefault(tx_hash, now)
                 height += 1
@@ -117,6 +119,8 @@ async def run(args: argparse.Namespace) -> None:
         print(f"latency p99        {percentile(latencies, 0.99):.3f} s")
         print(f"blocks             {blocks} ({blocks / max(t_end - t0, 1e-9):.1f}/s, "
               f"{len(final_at) / max(blocks, 1):.0f} tx/block)")
+        late = [r for r in decided_rounds if r > 0]
+        print(f"past round 0       {len(late)} blocks (max round {max(decided_rounds, default=0)})")
         for node in nodes:
             print(f"peak RSS {node.name}     {node.peak_rss_mb():.0f} MiB")
         nodes[0].stop()  # closes its database: logs and tables are all on disk
