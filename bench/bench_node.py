@@ -64,19 +64,21 @@ async def run(args: argparse.Namespace) -> None:
         async def follow() -> None:
             height = start_height + 1
             deadline = time.monotonic() + args.max_seconds
-            while len(final_at) < len(txs) and time.monotonic() < deadline:
-                try:
-                    block = await clients[0].call("chain_block", height=height)
-                except RpcClientError:
-                    await asyncio.sleep(0.02)
-                    continue
-                now = time.monotonic()
-                block_times.append(now)
-                decided_rounds.append(block["certificate"]["round"])
-                for tx_hash in block["txs"]:
-                    final_at.setdefault(tx_hash, now)
-                height += 1
-            done.set()
+            try:
+                while len(final_at) < len(txs) and time.monotonic() < deadline:
+                    try:
+                        block = await clients[0].call("chain_block", height=height)
+                    except RpcClientError:
+                        await asyncio.sleep(0.02)
+                        continue
+                    now = time.monotonic()
+                    block_times.append(now)
+                    decided_rounds.append(block["certificate"]["round"])
+                    for tx_hash in block["txs"]:
+                        final_at.setdefault(tx_hash, now)
+                    height += 1
+            finally:
+                done.set()  # also when following failed: `await follower` re-raises it
 
         async def submit() -> None:
             batches = [txs[i:i + args.batch] for i in range(0, len(txs), args.batch)]
