@@ -257,11 +257,13 @@ class Node:
         event = TimeoutFired(effect.height, effect.round, effect.kind)
         delay_s = effect.delay_ms / 1000
         decided_height, decided_at = self._decided
-        if effect.kind is TimeoutKind.BLOCK_INTERVAL and effect.height == decided_height + 1:
-            # The interval runs from the decision, not from the end of this node's
-            # commit (as CometBFT's timeout_commit runs from its CommitTime): a node that
-            # was slow to commit, often the next proposer, does not add the interval on
-            # top of its delay while the others' propose timeouts already run.
+        if (effect.kind is TimeoutKind.BLOCK_INTERVAL and effect.height == decided_height + 1
+                and self._is_first_proposer(effect.height)):
+            # The proposer counts the interval from its decision, not from the end of
+            # its commit: if it was slow to commit (on oversubscribed cores it often
+            # is), it does not add the whole interval on top of that delay while the
+            # others' propose timeouts run. The others still wait the interval after
+            # their commit before they start those timeouts.
             delay_s = max(0.0, delay_s - (loop.time() - decided_at))
 
         def fire() -> None:
@@ -270,6 +272,12 @@ class Node:
 
         handle = loop.call_later(delay_s, fire)
         self._timers.add(handle)
+
+    def _is_first_proposer(self, height: int) -> bool:
+        """True when this node proposes round 0 of `height` (the core is at `height`)."""
+        key, validator_set = self.home.validator_key, self.core.validator_set
+        return (key is not None and validator_set is not None and self.core.height == height
+                and validator_set.get_proposer(height, 0) == key.public_key)
 
     async def _build_block(self, request: RequestBlock) -> None:
         assert self.home.validator_key is not None
