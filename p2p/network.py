@@ -103,6 +103,10 @@ EXPECTED_RESPONSE = {
 }
 # The WebSocket layer refuses anything bigger than the largest frame outright.
 _WS_MAX_MESSAGE = MAX_FRAME_BYTES + 1024
+# Transaction gossip frames of one peer waiting for admission (its own lane, so that
+# its votes and proposals overtake them); a full lane stops reading from that peer.
+TX_LANE_FRAMES = 16
+_TX_GOSSIP = frozenset({MessageType.TX, MessageType.TXS})
 # Peer-caused errors that are logged briefly instead of with a traceback.
 _NETWORK_ERRORS = (OSError, aiohttp.ClientError, RuntimeError)
 
@@ -162,6 +166,9 @@ class _Peer:
     pending: dict[int, asyncio.Future[tuple[MessageType, Any]]] = field(default_factory=dict)
     request_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     inbound_requests: int = 0
+    tx_lane: asyncio.Queue[tuple[MessageType, Any]] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=TX_LANE_FRAMES))
+    """TX and TXS gossip from this peer, admitted in order by its own task."""
 
 
 class P2PNetwork:
@@ -730,6 +737,7 @@ class P2PNetwork:
         log.info("peer %s connected (%s, %s)", peer.peer_id[:16], peer.direction.value,
                  peer.address)
         writer = self._spawn(self._write_loop(peer), f"writer {peer.peer_id[:16]}")
+        tx_lane = self._spawn(self._tx_lane_loop(peer), f"tx lane {peer.peer_id[:16]}")
         if self._on_peer_connected is not None:
             self._spawn(self._call_callback(self._on_peer_connected(
                 self._peer_info(peer, time.monotonic()))), "on_peer_connected")
@@ -743,6 +751,7 @@ class P2PNetwork:
             if self._peers.get(peer.peer_id) is peer:
                 del self._peers[peer.peer_id]
             writer.cancel()
+            tx_lane.cancel()
             for future in peer.pending.values():
                 if not future.done():
                     future.set_exception(PeerNotConnectedError(
@@ -810,7 +819,18 @@ class P2PNetwork:
             if not peer.bucket.take(time.monotonic()):
                 self._penalize(peer, PENALTY_RATE_LIMITED, "inbound rate limit exceeded")
                 continue
+            if frame.msg_type in _TX_GOSSIP and frame.request_id == 0:
+                # Admitting transactions waits for their signatures to be verified: in
+                # this loop it held up the peer's votes and proposals behind it.
+                await peer.tx_lane.put((frame.msg_type, frame.payload))
+                continue
             await self._dispatch(peer, frame.msg_type, frame.request_id, frame.payload)
+
+    async def _tx_lane_loop(self, peer: _Peer) -> None:
+        """Admit one peer's transaction gossip in arrival order, beside its read loop."""
+        while True:
+            msg_type, payload = await peer.tx_lane.get()
+            await self._on_gossip(peer, msg_type, payload)
 
     def _on_frame_error(self, peer: _Peer, error: FrameError) -> None:
         if isinstance(error, OversizedFrameError):

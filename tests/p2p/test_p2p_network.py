@@ -4,6 +4,7 @@ bans, reconnection and peer exchange. Every wait is bounded."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 
@@ -151,6 +152,31 @@ async def test_gossip_not_relayed_on_ignore_or_reject(make_node):
     n1.recorder.verdict = Verdict.ACCEPT
     n0.network.send(n1.node_id, MessageType.VOTE, b"vote-1")
     await wait_for(lambda: n2.recorder.payloads(MessageType.VOTE) == [b"vote-1"])
+
+
+async def test_votes_overtake_transactions_waiting_for_admission(make_node):
+    a, b = await connected_pair(make_node)
+    vote_seen = asyncio.Event()
+    handled: list[tuple[MessageType, object, bool]] = []
+
+    async def handle(peer_id, msg_type, payload):
+        if msg_type == MessageType.TXS and payload == (b"tx-1",):
+            # Admission of the first batch is still waiting (for its signatures).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(vote_seen.wait(), 2.0)
+        if msg_type == MessageType.VOTE:
+            vote_seen.set()
+        handled.append((msg_type, payload, vote_seen.is_set()))
+        return Verdict.ACCEPT
+
+    a.network._handler = handle
+    for tx in (b"tx-1", b"tx-2", b"tx-3"):
+        b.network.broadcast(MessageType.TXS, [tx])
+    b.network.broadcast(MessageType.VOTE, b"vote-1")
+    await wait_for(lambda: len(handled) == 4, what="all four frames handled")
+    # The vote did not wait behind the transactions; they kept their own order.
+    assert handled[0] == (MessageType.VOTE, b"vote-1", True)
+    assert [payload for _, payload, _ in handled[1:]] == [(b"tx-1",), (b"tx-2",), (b"tx-3",)]
 
 
 async def test_status_updates_peer_info(make_node):
