@@ -17,11 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from devnet.ports import get_free_port
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
+    get_free_port,
     init_node,
     make_genesis,
     make_keys,

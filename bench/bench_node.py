@@ -18,12 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from devnet.ports import get_free_port
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     dir_size_bytes,
+    get_free_port,
     init_node,
     make_genesis,
     make_keys,

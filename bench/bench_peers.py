@@ -28,11 +28,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from devnet.ports import get_free_port
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import make_keys, presign_transfers
+from bench.common import get_free_port, make_keys, presign_transfers
 from bench.peers import eth
 from bench.peers.govchain import (
     CHAIN_ID,

@@ -19,12 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from devnet.ports import get_free_port
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_replay import build_chain
-from bench.common import NodeProcess, init_node, wait_ready
+from bench.common import NodeProcess, get_free_port, init_node, wait_ready
 from chain.genesis import Genesis
 from node.client import AsyncClient
 

@@ -24,8 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 ASSET = "GOV"
 
 
-
-
 def make_keys(count: int, salt: int) -> list[KeyPair]:
     return [KeyPair.from_seed(salt.to_bytes(4, "big") + i.to_bytes(28, "big"))
             for i in range(count)]

@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devnet.ports import get_free_port
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     ASSET,
     NodeProcess,
+    get_free_port,
     init_node,
     make_genesis,
     make_keys,

@@ -231,8 +231,6 @@ def _start_proxy_process(root: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-
-
 async def test_proxy_process_forwards_cuts_and_stops_on_sigterm(tmp_path: Path) -> None:
     async with echo_server() as node_port:
         link_port = get_free_port()

@@ -53,8 +53,6 @@ class RunningNode:
         return self.service.node
 
 
-
-
 VALIDATOR_KEYS = [KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(7)]
 
 

@@ -23,8 +23,6 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 T = TypeVar("T")
 
 
-
-
 def run_cli(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run `govchain ARGS...` to completion and capture its output."""
     return subprocess.run([sys.executable, "-m", "node", *args], cwd=ROOT, env=ENV,
