@@ -90,6 +90,45 @@ TxResult = tuple[str, str, Any]
 """(code, message, events) of one executed transaction."""
 
 
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_ORDERED_EVENT_KEYS: set[tuple[str, ...]] = set()
+"""Key tuples of event attributes seen in canonical (sorted) order; a block's events
+repeat a few shapes, so most events skip the sort."""
+
+
+def encode_tx_record(tx_bytes: bytes, code: str, message: str, events: Any) -> bytes:
+    """`codec.encode([tx_bytes, code, message, events])`, the stored form of a tx record.
+
+    Events of the usual shape, `[kind, {text key: bytes, text or integer}]` with the
+    keys in order, are checked here in one flat pass and packed as they are; anything
+    else takes codec.encode (which sorts keys or raises), so the bytes are the same.
+    The generic walk cost 5 % of a loaded node's time at commit.
+    """
+    if type(tx_bytes) is not bytes or type(code) is not str or type(message) is not str \
+            or type(events) is not list:
+        return codec.encode([tx_bytes, code, message, events])
+    for event in events:
+        if type(event) is not list or len(event) != 2:
+            return codec.encode([tx_bytes, code, message, events])
+        kind, attributes = event
+        if type(kind) is not str or type(attributes) is not dict:
+            return codec.encode([tx_bytes, code, message, events])
+        keys = tuple(attributes)
+        if keys not in _ORDERED_EVENT_KEYS:
+            if any(type(key) is not str for key in keys) or list(keys) != sorted(keys):
+                return codec.encode([tx_bytes, code, message, events])
+            if len(_ORDERED_EVENT_KEYS) < 1024:
+                _ORDERED_EVENT_KEYS.add(keys)
+        for item in attributes.values():
+            kind_of_item = type(item)
+            if kind_of_item is int:
+                if not _INT_MIN <= item <= _INT_MAX:
+                    return codec.encode([tx_bytes, code, message, events])
+            elif kind_of_item is not bytes and kind_of_item is not str:
+                return codec.encode([tx_bytes, code, message, events])
+    return codec.pack_unchecked([tx_bytes, code, message, events])
+
+
 def _tx_bytes_of_record(raw: bytes) -> bytes:
     """The transaction bytes of a stored tx record, without the canonical checks of the
     rest of the record."""
@@ -434,7 +473,7 @@ class ChainStore:
                 zip(block.txs, tx_results, strict=True)):
             batch.put(schema.tx_hash_key(tx.hash), schema.tx_location(height, index))
             batch.put(schema.tx_record_key(height, index),
-                      codec.encode([tx.encoded, code, message, events]))
+                      encode_tx_record(tx.encoded, code, message, events))
 
     # -- reads ------------------------------------------------------------------
 
