@@ -24,7 +24,8 @@ MAX_DEPTH = 16
 
 
 _NoneType = type(None)
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+"""The integers a canonical value may hold (msgpack's int64 and uint64)."""
 _LEAF_TYPES = frozenset({bytes, str, bool, _NoneType})
 
 
@@ -49,7 +50,7 @@ def _is_ready(value: Value, depth: int = 0) -> bool:
         ready = keys == sorted(keys)
         items = value.values()
     elif kind is int:
-        if not _INT_MIN <= value <= _INT_MAX:
+        if not INT_MIN <= value <= INT_MAX:
             raise MalformedError("integer outside the 64-bit range")
         return True
     elif kind in _LEAF_TYPES:
@@ -65,7 +66,7 @@ def _is_ready(value: Value, depth: int = 0) -> bool:
         if item_kind in _LEAF_TYPES:
             continue
         if item_kind is int:
-            if not _INT_MIN <= item <= _INT_MAX:
+            if not INT_MIN <= item <= INT_MAX:
                 raise MalformedError("integer outside the 64-bit range")
             continue
         ready = _is_ready(item, depth + 1) and ready
