@@ -28,7 +28,7 @@ from bench.common import (
     wait_ready,
 )
 from chain.genesis import ChainParams
-from node.client import AsyncClient
+from sdk import AsyncClient
 
 MIB = 1024 * 1024
 

@@ -31,7 +31,7 @@ from bench.common import (
     wait_ready,
 )
 from chain.genesis import ChainParams
-from node.client import AsyncClient, RpcClientError
+from sdk import AsyncClient, RpcClientError
 
 
 async def run(args: argparse.Namespace) -> None:

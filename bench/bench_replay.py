@@ -20,12 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import make_genesis, make_keys, presign_transfers
 from chain.genesis import ChainParams
 from chain.vote import CommitCertificate, Vote, VoteKind
+from cli.service import tune_garbage_collector
 from ledger.execution import Ledger, default_modules
 from ledger.state import Overlay
 from node.config import DATA_DIR, NodeConfig, init_home
 from node.execution import BlockExecutor
-from node.replay import audit
-from node.runner import tune_garbage_collector
+from node.ops.replay import audit
 from storage.chain_store import ChainStore
 
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bench_replay import build_chain
 from bench.common import NodeProcess, get_free_port, init_node, wait_ready
 from chain.genesis import Genesis
-from node.client import AsyncClient
+from sdk import AsyncClient
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -18,7 +18,7 @@ from chain.genesis import ChainParams, Genesis, GenesisAccount
 from chain.tx import Transaction, make_transaction
 from chain.vote import Validator, ValidatorSet
 from devnet.ports import get_free_port
-from node.client import AsyncClient, RpcClientError
+from sdk import AsyncClient, RpcClientError
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSET = "GOV"
@@ -66,7 +66,7 @@ class NodeProcess:
     def start(self) -> None:
         log = open(self.home / "node.log", "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "node", "run", "--home", str(self.home), *self.run_args],
+            [sys.executable, "-m", "cli", "run", "--home", str(self.home), *self.run_args],
             stdout=log, stderr=log, cwd=ROOT, start_new_session=True,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
 
@@ -113,7 +113,7 @@ def init_node(workdir: Path, name: str, genesis: Genesis, key: KeyPair | None,
     genesis_path.write_text(genesis.to_json())
     rpc_port = get_free_port()
     home = workdir / name
-    args = [sys.executable, "-m", "node", "init", "--home", str(home), "--genesis",
+    args = [sys.executable, "-m", "cli", "init", "--home", str(home), "--genesis",
             str(genesis_path), "--rpc-listen", f"127.0.0.1:{rpc_port}",
             "--p2p-listen", f"127.0.0.1:{p2p_port}", "--no-peer-exchange"]
     if key is not None:

@@ -40,7 +40,7 @@ from bench.common import (
 from chain.crypto import KeyPair
 from chain.genesis import ChainParams
 from chain.tx import Transaction, make_transaction
-from node.client import AsyncClient, RpcClientError
+from sdk import AsyncClient, RpcClientError
 
 MIB = 1024 * 1024
 

@@ -3,7 +3,7 @@
 A devnet is a directory: genesis/ (keys and genesis.json from `govchain genesis
 new`), node{i}/ (homes from `govchain init`, each with node.log), the link proxy's
 links.log, partition.json, and the manifest devnet.json. Nodes are driven only
-through the `govchain` CLI (`python -m node ...`) and their JSON-RPC. Commands that
+through the `govchain` CLI (`python -m cli ...`) and their JSON-RPC. Commands that
 start or stop processes hold the devnet's lock, and every wait has a deadline.
 """
 
@@ -79,7 +79,7 @@ class UpOptions:
 
 def run_govchain(*args: str, timeout_s: float = CLI_TIMEOUT_S) -> dict[str, Any]:
     """Run `govchain --json ARGS` to completion and return its JSON output."""
-    argv = process.python_argv("-m", "node", "--json", *args)
+    argv = process.python_argv("-m", "cli", "--json", *args)
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
                               env=process.get_python_env(), stdin=subprocess.DEVNULL)
@@ -225,7 +225,7 @@ def _start_links(manifest: Manifest, report: Report, timeout_s: float = 15.0) ->
 
 
 def _spawn_node(manifest: Manifest, node: NodeEntry, report: Report) -> None:
-    node.pid = process.spawn(process.python_argv("-m", "node", "run", "--home", node.home),
+    node.pid = process.spawn(process.python_argv("-m", "cli", "run", "--home", node.home),
                              Path(node.log), env=process.get_python_env())
     write_manifest(manifest)
     report(f"{node.name}: pid {node.pid}, rpc {node.rpc_url}, log {node.log}")

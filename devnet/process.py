@@ -47,7 +47,7 @@ def spawn(argv: Sequence[str], log_path: Path, *, env: dict[str, str] | None = N
 
 
 def get_python_env() -> dict[str, str]:
-    """The environment for `python -m node` / `python -m devnet.links` children.
+    """The environment for `python -m cli` / `python -m devnet.links` children.
 
     The folder holding the devnet package goes first on PYTHONPATH, so children
     import the same govchain as this process, whatever their working directory.

@@ -31,6 +31,7 @@ from typing import Any
 from chain.crypto import KeyPair
 from chain.errors import ChainError
 from chain.genesis import Genesis
+from chain.keyfile import encode_plain_key
 from node.errors import ConfigError
 from node.keystore import (
     DEFAULT_KDF_COST,
@@ -331,7 +332,7 @@ def render_settings_table() -> str:
 
 def write_key_file(path: Path, key: KeyPair) -> None:
     """Write a PLAINTEXT key file readable only by its owner (devnets and tests only)."""
-    doc = {"public_key": key.public_key.hex(), "secret_seed": key.seed.hex()}
+    doc = encode_plain_key(key)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f, indent=2)

@@ -20,6 +20,7 @@ from chain.block import Block, BlockHeader
 from chain.crypto import Hash32, compute_hash
 from chain.errors import ChainError, MalformedError
 from chain.genesis import Genesis
+from chain.state_proof import StateProof
 from chain.tx import Transaction
 from chain.vote import CommitCertificate, ValidatorSet
 from storage import schema
@@ -37,7 +38,6 @@ from storage.errors import (
     UnknownHeightError,
 )
 from storage.kv import KVStore, MemoryStore, PlyvelStore, WriteBatch
-from storage.proof import StateProof
 from storage.state_tree import PreparedState, StateTree
 
 RECENT_BLOCKS = 64

@@ -3,7 +3,7 @@
 Bucket entries and bucket hashes live in the database; the 131,071 tree nodes above
 them live in memory, rebuilt from the stored bucket hashes at open. `prepare` is
 speculative (it changes nothing); only `on_committed`, called after the batch that
-holds the prepared ops is durable, moves the tree. Hashing rules: storage.proof.
+holds the prepared ops is durable, moves the tree. Hashing rules: chain.state_proof.
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from chain.crypto import Hash32
-from storage import schema
-from storage.errors import CorruptionError, StalePreparedStateError
-from storage.kv import KVStore, WriteBatch
-from storage.proof import (
+from chain.state_proof import (
     BUCKET_BITS,
     BUCKET_COUNT,
     EMPTY_BUCKET_HASH,
@@ -26,6 +23,9 @@ from storage.proof import (
     compute_key_hash,
     get_bucket,
 )
+from storage import schema
+from storage.errors import CorruptionError, StalePreparedStateError
+from storage.kv import KVStore, WriteBatch
 
 # Inlined copy of proof.compute_node_hash for the hot loops; must stay identical.
 _NODE_TAG = b"\x01"

@@ -24,7 +24,7 @@ from chain.crypto import KeyPair
 from chain.genesis import ChainParams
 from chain.tx import Transaction
 from devnet.ports import get_free_port
-from node.client import AsyncClient, RpcClientError
+from sdk import AsyncClient, RpcClientError
 
 CHAIN_ID = "govchain-bench"
 RATE_LIMIT_OFF = {"rpc_rate_limit_per_s": 0.0}

@@ -22,7 +22,7 @@ from chain.genesis import Genesis
 from chain.tx import make_transaction
 from chain.vote import CommitCertificate, validate_certificate
 from devnet.manifest import Manifest, read_manifest
-from node.client import Client, RpcClientError
+from sdk import Client, RpcClientError
 from tests.devnet.test_devnet_integration import govchain, leftover_processes
 
 pytestmark = pytest.mark.slow

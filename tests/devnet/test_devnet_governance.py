@@ -21,12 +21,12 @@ import pytest
 from chain.crypto import KeyPair, compute_hash
 from chain.genesis import Genesis
 from chain.tx import Transaction
+from cli.ledger import DEV_RESERVE
 from devnet.ports import get_free_port
 from ledger.governance import sign_acceptance
-from node.cli_ledger import DEV_RESERVE
-from node.client import Client
 from node.config import read_key_file, write_key_file
-from node.ledger_sdk import verify_record
+from sdk import Client
+from sdk.ledger import verify_record
 from tests.devnet.test_devnet_faults import PARAMS, run_ok
 from tests.devnet.test_devnet_integration import govchain, leftover_processes
 from tests.node.procs import NodeProcess, ProcessSet, run_cli

@@ -25,7 +25,7 @@ PROGRESS_TIMEOUT_S = 120.0
 def govchain(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    return subprocess.run([sys.executable, "-m", "node", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
                           timeout=COMMAND_TIMEOUT_S, env=env, cwd=ROOT, stdin=subprocess.DEVNULL)
 
 

@@ -29,7 +29,7 @@ from chain.crypto import KeyPair
 from chain.genesis import Genesis
 from chain.tx import make_transaction
 from chain.vote import CommitCertificate, validate_certificate
-from node.client import Client, RpcClientError
+from sdk import Client, RpcClientError
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = {"block_interval_ms": 100, "empty_block_interval_ms": 400,
@@ -40,7 +40,7 @@ RECOVERY_BOUND_S = 30.0
 
 def govchain(*args: str, env: dict[str, str] | None = None) -> str:
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    result = subprocess.run([sys.executable, "-m", "node", *args], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True,
                             text=True, timeout=120, cwd=ROOT, env=full_env,
                             stdin=subprocess.DEVNULL)
     if result.returncode != 0:

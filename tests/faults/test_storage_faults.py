@@ -37,7 +37,7 @@ from bench.common import (
 from chain.genesis import ChainParams
 from chain.tx import Transaction
 from devnet.ports import get_free_port
-from node.client import Client, RpcClientError
+from sdk import Client, RpcClientError
 from storage import schema
 from tests.faults.leveldb_log import batch_puts, read_log_records
 
@@ -161,7 +161,7 @@ class NodeUnderTest:
 
 
 def govchain(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True,
                           text=True, timeout=DEADLINE_S, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
 

@@ -151,9 +151,9 @@ class _RpcTarget:
         self._ready = False
 
     def _setup(self) -> None:
-        from node.api import NodeApi
         from node.node import Node
-        from node.rpc import RpcDispatcher
+        from rpc.dispatcher import RpcDispatcher
+        from rpc.methods.chain import NodeApi
         from tests.node.conftest import make_genesis, make_home
 
         self._tmp = tempfile.TemporaryDirectory(prefix="govchain-fuzz-rpc-")

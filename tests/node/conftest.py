@@ -12,9 +12,9 @@ import pytest
 from chain.crypto import KeyPair
 from chain.genesis import ChainParams, Genesis, GenesisAccount
 from chain.vote import Validator, ValidatorSet
-from node.client import AsyncClient
+from cli.service import NodeService
 from node.config import NodeConfig, NodeHome, init_home
-from node.runner import NodeService
+from sdk import AsyncClient
 
 CHAIN_ID = "govchain-test"
 FAST_PARAMS = ChainParams(block_interval_ms=50, empty_block_interval_ms=400,

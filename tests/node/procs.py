@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 def run_cli(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run `govchain ARGS...` to completion and capture its output."""
-    return subprocess.run([sys.executable, "-m", "node", *args], cwd=ROOT, env=ENV,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, env=ENV,
                           capture_output=True, text=True, timeout=timeout_s)
 
 
@@ -65,7 +65,7 @@ class NodeProcess:
         assert self.process is None or self.process.poll() is not None, "already running"
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "node", "run", "--home", str(self.home)],
+                [sys.executable, "-m", "cli", "run", "--home", str(self.home)],
                 stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=ENV,
                 start_new_session=True)
 

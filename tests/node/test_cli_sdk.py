@@ -6,9 +6,9 @@ import asyncio
 import io
 import json
 
-from node.cli import main
-from node.cli_sdk import Progress, render_table
-from node.sdk import save_key
+from cli.main import main
+from cli.sdk import Progress, render_table
+from sdk import save_key
 from tests.node.conftest import CHAIN_ID, wait_for
 from tests.node.test_rpc import ALICE, BOB
 

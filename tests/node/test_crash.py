@@ -22,8 +22,8 @@ import pytest
 from chain.crypto import KeyPair
 from chain.genesis import ChainParams
 from chain.tx import make_transaction
-from node.client import AsyncClient, RpcClientError
 from node.config import write_key_file
+from sdk import AsyncClient, RpcClientError
 from tests.node.conftest import ACCOUNT_KEYS, BALANCE, CHAIN_ID, make_genesis
 from tests.node.procs import NodeProcess, ProcessSet, init_node
 

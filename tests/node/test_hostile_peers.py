@@ -194,7 +194,7 @@ async def test_sync_skips_a_peer_that_withholds_blocks(network4, tmp_path):
 
     liar, _ = make_peer(genesis.hash, handle_request=answer_nothing)
     await liar.start()
-    from node.runner import NodeService
+    from cli.service import NodeService
 
     # The follower first knows only the liar, which claims a height beyond anyone.
     home = make_home(tmp_path / "follower", genesis, None,

@@ -14,11 +14,11 @@ import pytest
 
 from chain import codec
 from chain.crypto import KeyPair
+from cli.service import NodeService
 from devnet.ports import get_free_port
 from ledger.accounts import AccountRecord
 from node.config import ADMIN_TOKEN_FILE, CONFIG_FILE, NodeHome, render_config
-from node.runner import NodeService
-from node.sdk import (
+from sdk import (
     AsyncClient,
     Client,
     RateLimitedError,
@@ -33,8 +33,8 @@ from node.sdk import (
     save_tx_file,
     sign_tx,
 )
-from node.sdk.errors import error_from_json
-from node.sdk.proof import ProofError
+from sdk.errors import error_from_json
+from sdk.proof import ProofError
 from tests.node.conftest import (
     ACCOUNT_KEYS,
     BALANCE,

@@ -15,10 +15,10 @@ import pytest
 
 from chain.crypto import KeyPair, compute_hash
 from chain.tx import Transaction
+from cli.ledger import DEV_RESERVE, add_dev_ledger
 from ledger.governance import sign_acceptance
-from node.cli_ledger import DEV_RESERVE, add_dev_ledger
-from node.client import Client
-from node.ledger_sdk import verify_record
+from sdk import Client
+from sdk.ledger import verify_record
 from tests.node.conftest import (
     ACCOUNT_KEYS,
     BALANCE,

@@ -13,12 +13,12 @@ from chain import codec
 from chain.crypto import KeyPair, compute_hash, compute_multisig_address
 from chain.genesis import Genesis
 from chain.tx import Transaction
-from node.cli import main as cli_main
-from node.cli_ledger import DEV_RESERVE, add_dev_ledger
-from node.client import Client, RpcClientError
+from cli.ledger import DEV_RESERVE, add_dev_ledger
+from cli.main import main as cli_main
+from cli.service import NodeService
 from node.config import write_key_file
-from node.ledger_sdk import LightClient, VerificationError, verify_record, verify_record_answer
-from node.runner import NodeService
+from sdk import Client, RpcClientError
+from sdk.ledger import LightClient, VerificationError, verify_record, verify_record_answer
 from tests.node.conftest import (
     ACCOUNT_KEYS,
     BALANCE,
@@ -45,7 +45,7 @@ async def ledger_node(tmp_path):
     (tmp_path / "genesis.json").write_text(genesis.to_json())
     service = NodeService(make_home(tmp_path / "node0", genesis, VALIDATOR))
     await service.start()
-    from node.client import AsyncClient
+    from sdk import AsyncClient
     client = AsyncClient(service.rpc_url)
     try:
         yield RunningNode(service, client)
@@ -193,7 +193,7 @@ async def test_cli_multisig_offline_signing_and_verify_record(ledger_node, tmp_p
         cli, "tx", "record-put", "--key", keys[0], "--namespace", "licenses",
         "--record-key", "x", "--value", "v", "--rpc", rpc) == 1  # member 0 is no writer
     # member 0 prepares a treasury payment, member 2 co-signs offline, member 0 submits
-    from node.cli_ledger import write_tx_file
+    from cli.ledger import write_tx_file
     treasury_nonce = (await node.client.call("state_account",
                                              address=TREASURY.hex()))["next_nonce"]
     tx = Transaction(CHAIN_ID, TREASURY, treasury_nonce, "transfer",

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from chain.crypto import KeyPair
-from node.runner import NodeService
+from cli.service import NodeService
 from node.tls import build_p2p_tls, create_self_signed_certificate
 from p2p.errors import BadHandshakeSignatureError, HandshakeError, PeerNotAllowedError
 from tests.node.conftest import (

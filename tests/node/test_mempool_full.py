@@ -15,10 +15,10 @@ import pytest
 from chain.crypto import KeyPair
 from chain.genesis import ChainParams
 from chain.tx import make_transaction
-from node.client import AsyncClient
-from node.rpc import BUSY
-from node.runner import NodeService
-from node.sdk.errors import BusyError
+from cli.service import NodeService
+from rpc.dispatcher import BUSY
+from sdk import AsyncClient
+from sdk.errors import BusyError
 from tests.node.conftest import ACCOUNT_KEYS, CHAIN_ID, make_genesis, make_home, wait_for
 
 SMALL_BLOCKS = ChainParams(block_interval_ms=50, empty_block_interval_ms=400,

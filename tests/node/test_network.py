@@ -115,8 +115,8 @@ async def test_invalid_votes_and_proposals_rejected(network4):
 
 
 async def test_full_node_follows_and_serves_rpc(network4, tmp_path):
-    from node.client import AsyncClient
-    from node.runner import NodeService
+    from cli.service import NodeService
+    from sdk import AsyncClient
     from tests.node.conftest import make_home
 
     genesis = network4[0].node.genesis
@@ -189,15 +189,15 @@ async def test_blocks_answers_stay_under_the_frame_limit(network4, monkeypatch):
     # of 5,000 transfers exceed the 16 MiB BLOCKS frame, the answer could not be encoded,
     # and a lagging node never caught up (found by bench/bench_sync.py). Answers now stop
     # at a byte budget, always with at least one block, and the syncing side asks again.
-    import node.network as node_network
+    import node.sync as node_sync
     from p2p.frames import MessageType
 
     await wait_for(lambda: _min_height(network4, 4), 30, "validators at height 4")
     serving = network4[0].service.network
-    _, items = await serving.on_request("peer", MessageType.GET_BLOCKS, [1, 64])
+    _, items = await serving.sync.on_request("peer", MessageType.GET_BLOCKS, [1, 64])
     assert len(items) >= 4
-    monkeypatch.setattr(node_network, "SYNC_ANSWER_BYTES", 1)
-    _, items = await serving.on_request("peer", MessageType.GET_BLOCKS, [1, 64])
+    monkeypatch.setattr(node_sync, "SYNC_ANSWER_BYTES", 1)
+    _, items = await serving.sync.on_request("peer", MessageType.GET_BLOCKS, [1, 64])
     assert len(items) == 1  # over the budget from the first block: one block only
 
 
@@ -205,11 +205,11 @@ async def test_a_late_node_syncs_across_many_answers(network4, tmp_path, monkeyp
     # Two blocks per answer, so catching up takes several GET_BLOCKS (the syncing side
     # asks for the next answer while it applies the last one: each must start where the
     # last ended, and the blocks be the validators' own).
-    import node.network as node_network
-    from node.runner import NodeService
+    import node.sync as node_sync
+    from cli.service import NodeService
     from tests.node.conftest import make_home
 
-    monkeypatch.setattr(node_network, "SYNC_BATCH", 2)
+    monkeypatch.setattr(node_sync, "SYNC_BATCH", 2)
     await wait_for(lambda: _min_height(network4, 7), 30, "validators at height 7")
     served: list[int] = []  # the start of each GET_BLOCKS any validator answers
     for running in network4:
@@ -217,12 +217,12 @@ async def test_a_late_node_syncs_across_many_answers(network4, tmp_path, monkeyp
 
         def counting(original):
             async def handle(peer_id, msg_type, payload):
-                if msg_type == node_network.MessageType.GET_BLOCKS:
+                if msg_type == node_sync.MessageType.GET_BLOCKS:
                     served.append(int(payload[0]))
                 return await original(peer_id, msg_type, payload)
             return handle
 
-        network.p2p._handle_request = counting(network.on_request)
+        network.p2p._handle_request = counting(network.sync.on_request)
     serving = network4[0].service.network
     genesis = network4[0].node.genesis
     peer = f"127.0.0.1:{serving.p2p.bound_port}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.openrpc import GENERIC_ERRORS
+from rpc.openrpc import GENERIC_ERRORS
 
 
 async def test_every_registered_method_is_described(single_node):

@@ -8,11 +8,11 @@ import json
 from chain.crypto import KeyPair
 from chain.genesis import Genesis
 from chain.tx import Transaction
-from node.cli import main as cli_main
-from node.cli_ledger import add_dev_ledger
-from node.client import AsyncClient
+from cli.ledger import add_dev_ledger
+from cli.main import main as cli_main
+from cli.service import NodeService
 from node.config import NodeHome, write_key_file
-from node.runner import NodeService
+from sdk import AsyncClient
 from tests.node.conftest import ACCOUNT_KEYS, BALANCE, CHAIN_ID, make_genesis, make_home, wait_for
 
 OLD = KeyPair.from_seed(b"\x01" * 32)

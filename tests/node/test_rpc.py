@@ -11,7 +11,7 @@ import pytest
 from chain import codec
 from chain.crypto import KeyPair
 from chain.tx import Transaction, make_transaction
-from node.client import RpcClientError
+from sdk import RpcClientError
 from tests.node.conftest import ACCOUNT_KEYS, BALANCE, CHAIN_ID
 
 ALICE, BOB = ACCOUNT_KEYS[0], ACCOUNT_KEYS[1]

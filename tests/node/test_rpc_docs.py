@@ -23,12 +23,12 @@ import pytest
 
 from chain.crypto import KeyPair
 from chain.tx import Transaction, make_transaction
+from cli.ledger import add_dev_ledger
+from cli.service import NodeService
 from ledger.keys import get_account_key
-from node.api import NodeApi
-from node.cli_ledger import add_dev_ledger
-from node.client import AsyncClient
-from node.rpc import RpcDispatcher
-from node.runner import NodeService
+from rpc.dispatcher import RpcDispatcher
+from rpc.methods.chain import NodeApi
+from sdk import AsyncClient
 from tests.node.conftest import (
     ACCOUNT_KEYS,
     BALANCE,

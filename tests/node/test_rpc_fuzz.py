@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chain.crypto import KeyPair
-from node.runner import NodeService
+from cli.service import NodeService
 from tests.node.conftest import make_genesis, make_home
 from tests.node.test_rpc import ALICE, BOB
 

@@ -9,7 +9,7 @@ import plyvel
 import pytest
 
 from chain.crypto import KeyPair
-from node.runner import NodeService
+from cli.service import NodeService
 from storage.errors import CorruptionError, DiskFullError
 from storage.kv import PlyvelStore, WriteBatch
 from tests.node.conftest import make_genesis, make_home, wait_for

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 
 from chain.crypto import KeyPair
-from node.client import AsyncClient
-from node.runner import NodeService
-from node.ws import WsClient
+from cli.service import NodeService
+from rpc.websocket import WsClient
+from sdk import AsyncClient
 from tests.node.conftest import ACCOUNT_KEYS, RunningNode, make_genesis, make_home, wait_for
 from tests.node.test_rpc import ALICE, BOB, transfer
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from chain.crypto import KeyPair
 from chain.tx import Transaction, make_transaction
-from node.client import AsyncClient
-from node.runner import NodeService
+from cli.service import NodeService
+from sdk import AsyncClient
 from tests.node.conftest import ACCOUNT_KEYS, CHAIN_ID, make_genesis, make_home, wait_for
 
 VALIDATOR = KeyPair.from_seed(b"\x01" * 32)

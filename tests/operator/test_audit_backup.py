@@ -14,9 +14,9 @@ import pytest
 from chain import codec
 from chain.block import BlockHeader
 from chain.tx import Transaction
-from node import cli
+from cli import main as cli
 from node.config import DATA_DIR, read_genesis
-from node.replay import (
+from node.ops.replay import (
     AuditMismatch,
     ExportFormatError,
     audit,
@@ -273,7 +273,7 @@ def test_a_replay_survives_a_killed_signature_worker(chain_home: Path, tmp_path:
     import os
     import signal
 
-    from node.replay import Replayer, _stored_blocks
+    from node.ops.replay import Replayer, _stored_blocks
 
     home = copy_home(chain_home, tmp_path / "copy")
     genesis = read_genesis(home / "genesis.json")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chain.crypto import KeyPair
-from node import cli
+from cli import main as cli
 from node.config import (
     CONFIG_FILE,
     NodeConfig,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from devnet.manifest import read_manifest
-from node.metrics import parse_exposition
-from node.replay import audit
+from node.ops.replay import audit
+from rpc.metrics import parse_exposition
 from tests.devnet.test_devnet_integration import devnet_dir, govchain, poll  # noqa: F401
 
 

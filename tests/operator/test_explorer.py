@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from node.operator_http import EXPLORER_DIR
+from rpc.operator import EXPLORER_DIR
 from tests.operator.chain_builder import BOB, transfer
 
 LANGUAGES = ("en", "ru", "ky")

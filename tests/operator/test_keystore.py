@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chain.crypto import KeyPair
-from node import cli
+from cli import main as cli
 from node.config import NODE_KEY_FILE, VALIDATOR_KEY_FILE, NodeConfig, NodeHome, init_home
 from node.keystore import (
     KeystoreError,

@@ -9,10 +9,10 @@ import logging
 import aiohttp
 import pytest
 
+from cli.service import NodeService
 from node import logs
-from node.client import RpcClientError
-from node.metrics import parse_exposition
-from node.runner import NodeService
+from rpc.metrics import parse_exposition
+from sdk import RpcClientError
 from tests.node.conftest import VALIDATOR_KEYS, make_genesis, make_home, wait_for
 from tests.operator.chain_builder import transfer
 
@@ -88,7 +88,7 @@ async def test_not_ready_without_peers_and_metrics_can_be_disabled(tmp_path) -> 
 
 async def test_invalid_admin_snapshot_from_a_non_loopback_address_is_refused(single_node,
                                                                              monkeypatch):
-    from node import operator_http
+    from rpc import operator as operator_http
 
     monkeypatch.setattr(operator_http, "is_loopback", lambda remote: False)
     async with aiohttp.ClientSession() as session, session.post(
@@ -104,7 +104,7 @@ async def test_online_snapshot_is_a_consistent_database(single_node) -> None:
             f"{url}/admin/snapshot", json={"name": "s1"}) as response:
         doc = await response.json()
     assert response.status == 200, doc
-    from node.replay import audit
+    from node.ops.replay import audit
 
     report = audit(single_node.service.home.path, single_node.service.home.path /
                    "snapshots" / "s1")

@@ -17,6 +17,7 @@ from storage_builders import (
 )
 
 from chain.crypto import compute_hash
+from chain.state_proof import compute_state_root, verify_state_proof
 from chain.vote import CommitCertificate
 from storage.chain_store import ChainStore
 from storage.errors import (
@@ -30,7 +31,6 @@ from storage.errors import (
     StorageError,
     UnknownHeightError,
 )
-from storage.proof import compute_state_root, verify_state_proof
 
 GENESIS_STATE = {b"acct/alice": b"100", b"acct/bob": b"50", b"param/x": b"1"}
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from crash_writer import changes_for
 from storage_builders import make_genesis
 
+from chain.state_proof import compute_state_root
 from storage.chain_store import ChainStore
-from storage.proof import compute_state_root
 
 WRITER = Path(__file__).with_name("crash_writer.py")
 ROOT = Path(__file__).resolve().parents[2]

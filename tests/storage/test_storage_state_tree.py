@@ -12,9 +12,7 @@ from hypothesis import strategies as st
 
 from chain.crypto import Hash32
 from chain.errors import MalformedError
-from storage.errors import StalePreparedStateError
-from storage.kv import MemoryStore, WriteBatch
-from storage.proof import (
+from chain.state_proof import (
     EMPTY_BUCKET_HASH,
     StateProof,
     compute_key_hash,
@@ -23,6 +21,8 @@ from storage.proof import (
     get_bucket,
     verify_state_proof,
 )
+from storage.errors import StalePreparedStateError
+from storage.kv import MemoryStore, WriteBatch
 from storage.state_tree import StateTree
 
 keys_st = st.binary(min_size=1, max_size=12)

@@ -14,21 +14,19 @@ import ipaddress
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from node.metrics import NodeMetrics
-
-if TYPE_CHECKING:
-    from node.runner import NodeService
+from rpc.metrics import NodeMetrics
+from rpc.served import ServedNode
 
 EXPLORER_DIR = Path(__file__).parent / "explorer"
 SNAPSHOTS_DIR = "snapshots"
 SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-def compute_readiness(service: NodeService) -> tuple[bool, dict[str, Any]]:
+def compute_readiness(service: ServedNode) -> tuple[bool, dict[str, Any]]:
     """(ready, details) for /ready."""
     config = service.home.config
     head = service.node.store.head_height
@@ -45,12 +43,12 @@ def compute_readiness(service: NodeService) -> tuple[bool, dict[str, Any]]:
                          "peers": len(peers), "reasons": reasons}
 
 
-def get_snapshot_name(service: NodeService) -> str:
+def get_snapshot_name(service: ServedNode) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return f"height-{service.node.store.head_height}-{stamp}"
 
 
-async def write_snapshot(service: NodeService, name: str) -> dict[str, Any]:
+async def write_snapshot(service: ServedNode, name: str) -> dict[str, Any]:
     """Write HOME/snapshots/NAME from a consistent view of the running node's database."""
     if not SNAPSHOT_NAME.match(name):
         raise ValueError(f"snapshot name {name!r}: use letters, digits, '.', '_' and '-'")
@@ -72,7 +70,7 @@ def is_loopback(remote: str | None) -> bool:
         return False
 
 
-def add_operator_routes(app: web.Application, service: NodeService) -> None:
+def add_operator_routes(app: web.Application, service: ServedNode) -> None:
     """Register /ready, /metrics (if enabled), /explorer/ (if enabled), /admin/snapshot."""
     config = service.home.config
 

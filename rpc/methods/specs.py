@@ -6,7 +6,8 @@ fuzz test read one description. Changing a method's params means changing its sp
 
 from __future__ import annotations
 
-from node.openrpc import (
+from rpc.dispatcher import BUSY, NOT_FOUND, TOO_LARGE, TX_REJECTED
+from rpc.openrpc import (
     ADDRESS,
     ANY_OBJECT,
     HASH,
@@ -19,7 +20,6 @@ from node.openrpc import (
     nullable,
     obj,
 )
-from node.rpc import BUSY, NOT_FOUND, TOO_LARGE, TX_REJECTED
 
 EVENT = obj({"kind": {"type": "string"}, "attributes": ANY_OBJECT}, ["kind", "attributes"])
 
@@ -115,7 +115,7 @@ STATE_PROOF = MethodSpec(
     result=obj({"height": NONCE, "key": HEX, "value": nullable(HEX), "proof": ANY_OBJECT},
                ["height", "key", "value", "proof"]),
     description="The value of a state key at the head and a proof against the state root "
-                "of the head block's header; verify it with node.sdk.proof.",
+                "of the head block's header; verify it with sdk.proof.",
     tags=("state",))
 
 RPC_DISCOVER = MethodSpec(params=(), result=ANY_OBJECT,
@@ -152,7 +152,7 @@ STATE_RECORD = MethodSpec(
                ["namespace", "key", "height", "record"]),
     errors=(NOT_FOUND,),
     description="Verify the proof without trusting the node: `govchain verify-record` or "
-                "node.ledger_sdk.verify_record.", tags=("ledger",))
+                "sdk.ledger.verify_record.", tags=("ledger",))
 STATE_RECORD_HISTORY = MethodSpec(
     params=(Param("namespace", NAME, "the registry namespace", True),
             Param("key", RECORD_KEY, "the record key", True),

@@ -18,11 +18,9 @@ from chain.tx import Transaction
 from chain.vote import CommitCertificate
 from ledger.errors import LedgerError
 from node import __version__
-from node import api_specs as specs
 from node.errors import MempoolError
 from node.node import Node
-from node.openrpc import build_document
-from node.rpc import (
+from rpc.dispatcher import (
     BUSY,
     NOT_FOUND,
     TOO_LARGE,
@@ -31,37 +29,12 @@ from node.rpc import (
     RpcError,
     invalid_params,
 )
+from rpc.methods import specs
+from rpc.methods.ledger import register_ledger_methods
+from rpc.openrpc import build_document
+from rpc.params import parse_hex, parse_int, to_json
 
 MAX_WAIT_S = 120.0
-
-
-def parse_hex(value: Any, name: str, *, size: int | None = None) -> bytes:
-    if not isinstance(value, str):
-        raise invalid_params(f"{name} must be a hex string")
-    try:
-        data = bytes.fromhex(value.removeprefix("0x"))
-    except ValueError as e:
-        raise invalid_params(f"{name} is not valid hex") from e
-    if size is not None and len(data) != size:
-        raise invalid_params(f"{name} must be {size} bytes ({2 * size} hex digits)")
-    return data
-
-
-def parse_int(value: Any, name: str, *, lo: int = 0, hi: int = 2**63) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise invalid_params(f"{name} must be an integer in [{lo}, {hi}]")
-    return value
-
-
-def to_json(value: Any) -> Any:
-    """Canonical values as JSON: bytes become hex, tuples lists."""
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_json(v) for k, v in value.items()}
-    return value
 
 
 def tx_json(tx: Transaction) -> dict[str, Any]:
@@ -109,8 +82,6 @@ class NodeApi:
         self.max_batch = max_batch
 
     def register(self, dispatcher: RpcDispatcher) -> None:
-        from node.api_ledger import register_ledger_methods  # it imports this module
-
         r = dispatcher.register
         r("node_status", self.node_status, (), "Chain id, heights, head, peers, version",
           spec=specs.NODE_STATUS)

@@ -12,8 +12,8 @@ from typing import Any
 
 from chain.block import BlockHeader
 from chain.errors import ChainError
+from chain.state_proof import StateProof, verify_state_proof
 from chain.vote import CommitCertificate, ValidatorSet, validate_certificate
-from storage.proof import StateProof, verify_state_proof
 
 
 class ProofError(Exception):

@@ -1,7 +1,7 @@
 """JSON-RPC clients of a node: `Client` (synchronous, standard library) and
 `AsyncClient` (aiohttp, with WebSocket subscriptions that resume after a reconnect).
 
-Both raise the typed exceptions of node.sdk.errors carrying the node's error code
+Both raise the typed exceptions of sdk.errors carrying the node's error code
 and reason, so a caller acts on a rejection without parsing messages.
 """
 
@@ -23,9 +23,9 @@ from chain.crypto import KeyPair
 from chain.tx import Transaction
 from chain.vote import ValidatorSet
 from ledger.keys import get_account_key
-from node.sdk.errors import RpcClientError, UnreachableError, error_from_json, unwrap
-from node.sdk.proof import verify_block, verify_state
-from node.sdk.tx import build_tx, sign_tx
+from sdk.errors import RpcClientError, UnreachableError, error_from_json, unwrap
+from sdk.proof import verify_block, verify_state
+from sdk.tx import build_tx, sign_tx
 
 DONE = ("final", "rejected")
 WAIT_MARGIN_S = 5.0

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from node.config import ADMIN_TOKEN_FILE
-from node.sdk import (
+from sdk import (
     AsyncClient,
     Client,
     add_signature_to_file,

@@ -25,12 +25,9 @@ from aiohttp import WSMsgType, web
 
 from chain.crypto import Hash32
 from chain.vote import CommitCertificate
-from node.api import block_json, parse_hex, parse_int, to_json
 from node.execution import ExecutedBlock
-from node.limits import RequestGuard
 from node.node import Node
-from node.openrpc import ADDRESS, HASH, HEIGHT, MethodSpec, Param, obj
-from node.rpc import (
+from rpc.dispatcher import (
     BUSY,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
@@ -41,6 +38,10 @@ from node.rpc import (
     RpcError,
     invalid_params,
 )
+from rpc.limits import RequestGuard
+from rpc.methods.chain import block_json
+from rpc.openrpc import ADDRESS, HASH, HEIGHT, MethodSpec, Param, obj
+from rpc.params import parse_hex, parse_int, to_json
 
 log = logging.getLogger("govchain.ws")
 

@@ -1,9 +1,8 @@
-"""The node's side of the p2p network: gossip handlers, catch-up and block sync.
+"""The node's side of the p2p network: gossip of transactions, proposals, votes and status.
 
 Handlers decode and check what peers send (signatures, heights, proposer turn, clock
-skew) and enqueue consensus events; they never change chain state. A node that is
-behind fetches blocks with their commit certificates and hands each to the driver,
-which verifies the certificate against the validator set of that height.
+skew) and enqueue consensus events; they never change chain state. Catching up with
+peers that are ahead is node/sync.py's work; this module wakes it.
 """
 
 from __future__ import annotations
@@ -15,26 +14,19 @@ import time
 from typing import Any
 
 from chain import codec
-from chain.block import Block
 from chain.crypto import compute_hash
 from chain.errors import ChainError
 from chain.tx import Transaction
-from chain.vote import CommitCertificate, Proposal, Vote
+from chain.vote import Proposal, Vote
 from consensus.core import is_valid_proposal_signature
 from consensus.events import ProposalReceived, VoteReceived
 from node.clock import now_ms
-from node.node import Node, SyncedBlock
+from node.node import Node
+from node.sync import BlockSync, as_bytes
 from node.tls import build_p2p_tls, ensure_p2p_certificate
 from p2p.frames import MessageType
 from p2p.network import P2PNetwork
-from p2p.peers import (
-    PENALTY_BAD_BLOCK,
-    PENALTY_WITHHELD_BLOCKS,
-    P2PConfig,
-    PeerInfo,
-    Verdict,
-)
-from storage.chain_store import ChainStore
+from p2p.peers import P2PConfig, PeerInfo, Verdict
 
 log = logging.getLogger("govchain.net")
 
@@ -42,16 +34,9 @@ log = logging.getLogger("govchain.net")
 # only what it admitted, and these do not depend on state).
 PEER_FAULTS = frozenset({"bad_signature", "malformed", "wrong_chain", "too_large"})
 
-SYNC_BATCH = 64
-SYNC_ANSWER_BYTES = 8 * 1024 * 1024
-"""Blocks stop being added to a BLOCKS answer past this many bytes (at least one block
-is always sent; a block is at most max_block_bytes plus its header and certificate),
-so that an answer stays under the 16 MiB BLOCKS frame limit."""
 TXS_BATCH = 1024
 STATUS_INTERVAL_S = 1.0
-SYNC_POLL_S = 0.2
 GUARD_PROBE_S = 3.0
-SYNC_TIMEOUT_S = 10.0
 
 
 class NodeNetwork:
@@ -72,7 +57,7 @@ class NodeNetwork:
         self._allowed_peers = frozenset(bytes.fromhex(k) for k in config.p2p_allowed_peers)
         self.p2p = P2PNetwork(
             p2p_key, node.chain_id, node.genesis.hash, host, port,
-            list(config.peers), self.on_message, handle_request=self.on_request,
+            list(config.peers), self.on_message, handle_request=self._on_request,
             on_peer_connected=self.on_peer_connected,
             is_validator=node.home.validator_key is not None,
             config=P2PConfig(peer_exchange=config.peer_exchange,
@@ -84,7 +69,7 @@ class NodeNetwork:
         node.broadcast_message = self.broadcast_consensus
         node.broadcast_txs = self.broadcast_txs
         node.add_commit_listener(lambda executed, cert: self.broadcast_status())
-        self._sync_wakeup = asyncio.Event()
+        self.sync = BlockSync(node, self.p2p)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -119,7 +104,7 @@ class NodeNetwork:
 
     def create_tasks(self) -> list[asyncio.Task[None]]:
         return [asyncio.create_task(self._status_loop(), name="status"),
-                asyncio.create_task(self._sync_loop(), name="sync")]
+                asyncio.create_task(self.sync.run(), name="sync")]
 
     # ------------------------------------------------------------------ outbound
 
@@ -167,13 +152,13 @@ class NodeNetwork:
             if msg_type == MessageType.TXS:
                 return await self._on_txs(peer_id, payload)
             if msg_type == MessageType.VOTE:
-                return self._on_vote(Vote.from_value(codec.decode(_as_bytes(payload))))
+                return self._on_vote(Vote.from_value(codec.decode(as_bytes(payload))))
             if msg_type == MessageType.PROPOSAL:
                 return await self._on_proposal(Proposal.from_value(
-                    codec.decode(_as_bytes(payload)), known_txs=self.node.mempool.get))
+                    codec.decode(as_bytes(payload)), known_txs=self.node.mempool.get))
             if msg_type == MessageType.STATUS:
                 if payload[0] > self.node.store.head_height:
-                    self._sync_wakeup.set()
+                    self.sync.wake()
                 return Verdict.ACCEPT
         except (ChainError, ValueError, TypeError, IndexError) as e:
             log.warning("peer %s... sent a bad %s: %s", peer_id[:12], msg_type.name, e)
@@ -187,7 +172,7 @@ class NodeNetwork:
         # paying for a decode.
         fresh = []
         for payload in payloads:
-            data = _as_bytes(payload)
+            data = as_bytes(payload)
             tx_hash = compute_hash(data)
             if tx_hash in self.node.mempool or self.node.is_recently_seen(tx_hash):
                 continue
@@ -210,7 +195,7 @@ class NodeNetwork:
         height = self._current_height()
         if vote.height != height:
             if vote.height > height:
-                self._sync_wakeup.set()
+                self.sync.wake()
             return Verdict.IGNORE
         validator_set = self.node.store.get_validator_set(height)
         if not validator_set.is_member(vote.validator):
@@ -224,7 +209,7 @@ class NodeNetwork:
         height = self._current_height()
         if proposal.height != height:
             if proposal.height > height:
-                self._sync_wakeup.set()
+                self.sync.wake()
             return Verdict.IGNORE
         validator_set = self.node.store.get_validator_set(height)
         if proposal.block.height != proposal.height:
@@ -241,141 +226,6 @@ class NodeNetwork:
         self.node.enqueue(ProposalReceived(proposal))
         return Verdict.ACCEPT
 
-    async def on_request(self, peer_id: str, msg_type: MessageType,
-                         payload: Any) -> tuple[MessageType, Any] | None:
-        store = self.node.store
-        if msg_type == MessageType.GET_BLOCKS:
-            start, count = int(payload[0]), min(int(payload[1]), SYNC_BATCH)
-            # Read off the event loop: an answer can be megabytes of blocks.
-            items = await asyncio.to_thread(read_blocks_answer, store, start, count)
-            return MessageType.BLOCKS, items
-        if msg_type == MessageType.GET_VOTES:
-            votes = [v.encoded for v in self.node.core.votes_for_height()]
-            return MessageType.VOTES, votes
-        if msg_type == MessageType.GET_STATUS:
-            return MessageType.STATUS, [store.head_height, self.node.core.round]
-        return None
-
-    # ------------------------------------------------------------------ sync
-
-    async def _sync_loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sync_wakeup.wait(), SYNC_POLL_S * 5)
-            self._sync_wakeup.clear()
-            await self._sync_once()
-
-    async def _sync_once(self) -> None:
-        """Fetch blocks from peers ahead of us, highest first; a peer that fails (times
-        out, answers nothing although it claimed to be ahead, sends a bad block) is
-        penalized and skipped for this pass, and the next peer ahead is asked."""
-        failed: set[str] = set()
-        while True:
-            head = self.node.store.head_height
-            ahead = sorted((p for p in self.p2p.peers()
-                            if (p.status_height or 0) > head and p.node_id not in failed),
-                           key=lambda p: p.status_height or 0, reverse=True)
-            if not ahead:
-                return
-            peer_id = ahead[0].node_id
-            if not await self._sync_from(peer_id, head):
-                failed.add(peer_id)
-
-    async def _sync_from(self, peer_id: str, head: int) -> bool:
-        """GET_BLOCKS from `peer_id` until it has no more for us or fails, one answer
-        ahead: the next answer is asked for as soon as one arrives, so the peer reads and
-        sends it while this node applies the last. True if our head moved forward."""
-        request: asyncio.Task[tuple[MessageType, Any]] | None = \
-            self._request_blocks(peer_id, head + 1)
-        try:
-            while request is not None:
-                try:
-                    _, items = await request
-                except Exception as e:  # a peer failing a request is that peer's problem
-                    log.info("sync from %s... failed: %s", peer_id[:12], e)
-                    break
-                request = None
-                if not items:
-                    if self.node.store.head_height == head:
-                        self.p2p.penalize(peer_id, PENALTY_WITHHELD_BLOCKS,
-                                          f"claimed to be ahead of {head} but sent no block")
-                    break
-                blocks, complete = self._decode_blocks(peer_id, items)
-                if complete and blocks and blocks[-1][0].height < self._peer_height(peer_id):
-                    request = self._request_blocks(peer_id, blocks[-1][0].height + 1)
-                if not await self._apply_blocks(peer_id, blocks) or not complete:
-                    break
-        finally:
-            if request is not None:
-                request.cancel()
-                await asyncio.gather(request, return_exceptions=True)
-        return self.node.store.head_height > head
-
-    def _request_blocks(self, peer_id: str, start: int
-                        ) -> asyncio.Task[tuple[MessageType, Any]]:
-        return asyncio.ensure_future(self.p2p.request(
-            peer_id, MessageType.GET_BLOCKS, [start, SYNC_BATCH], timeout_s=SYNC_TIMEOUT_S))
-
-    def _peer_height(self, peer_id: str) -> int:
-        return max((p.status_height or 0 for p in self.p2p.peers() if p.node_id == peer_id),
-                   default=0)
-
-    def _decode_blocks(self, peer_id: str, items: Any
-                       ) -> tuple[list[tuple[Block, CommitCertificate]], bool]:
-        """The blocks of a BLOCKS answer, and whether all of them decoded (a peer that
-        sent a malformed one is penalized; the blocks before it are still applied)."""
-        blocks: list[tuple[Block, CommitCertificate]] = []
-        for block_bytes, cert_bytes in items:
-            try:
-                blocks.append((Block.decode(_as_bytes(block_bytes)),
-                               CommitCertificate.decode(_as_bytes(cert_bytes))))
-            except (ChainError, TypeError, ValueError) as e:
-                self.p2p.penalize(peer_id, PENALTY_BAD_BLOCK, f"sent a malformed block: {e}")
-                return blocks, False
-        return blocks, True
-
-    async def _apply_blocks(self, peer_id: str,
-                            blocks: list[tuple[Block, CommitCertificate]]) -> bool:
-        """Apply `blocks` in order; False once one is rejected (the peer is penalized)."""
-        blocks = [b for b in blocks if b[0].height > self.node.store.head_height]
-        # Every block's signatures go to the verifier now, so the workers check the next
-        # blocks while this one executes.
-        verdicts = [asyncio.ensure_future(self.node.verifier.verify(block.txs))
-                    for block, _ in blocks]
-        try:
-            for (block, cert), block_verdicts in zip(blocks, verdicts, strict=True):
-                if block.height <= self.node.store.head_height:
-                    continue
-                done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-                self.node.enqueue(SyncedBlock(block, cert, done, block_verdicts))
-                if not await done:
-                    self.p2p.penalize(peer_id, PENALTY_BAD_BLOCK,
-                                      f"sent block {block.height} that fails its certificate")
-                    return False
-        finally:
-            for pending in verdicts:
-                pending.cancel()  # no-op for those done
-            await asyncio.gather(*verdicts, return_exceptions=True)
-        return True
-
-
-def read_blocks_answer(store: ChainStore, start: int, count: int) -> list[list[bytes]]:
-    """[block, certificate] encodings from `start`, at most `count` of them and, past
-    the first, no more than SYNC_ANSWER_BYTES in all."""
-    items: list[list[bytes]] = []
-    size = 0
-    for height in range(max(start, 1), min(start + count, store.head_height + 1)):
-        block, cert = store.get_block_bytes(height), store.get_certificate(height)
-        if block is None or cert is None:
-            break
-        size += len(block) + len(cert.encoded)
-        if items and size > SYNC_ANSWER_BYTES:
-            break  # the frame limit: the peer asks again from where this stops
-        items.append([block, cert.encoded])
-    return items
-
-
-def _as_bytes(payload: Any) -> bytes:
-    if not isinstance(payload, bytes):
-        raise TypeError("expected bytes")
-    return payload
+    async def _on_request(self, peer_id: str, msg_type: MessageType,
+                          payload: Any) -> tuple[MessageType, Any] | None:
+        return await self.sync.on_request(peer_id, msg_type, payload)

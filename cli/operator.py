@@ -1,6 +1,6 @@
 """The operator's subcommands: config show, keys, audit, export, import and snapshot.
 
-Registered on the `govchain` parser by node.cli. Each command prints one result
+Registered on the `govchain` parser by cli.main. Each command prints one result
 (a table, or JSON with --json) and exits non-zero with one line on error. No command
 prints or logs a secret key except `keys export`, which exists to do exactly that.
 """
@@ -229,8 +229,8 @@ def cmd_keys_change_passphrase(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from node.replay import AuditDamage, AuditMismatch, audit
-    from node.runner import tune_garbage_collector
+    from cli.service import tune_garbage_collector
+    from node.ops.replay import AuditDamage, AuditMismatch, audit
 
     tune_garbage_collector()
 
@@ -249,7 +249,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from node.replay import export_chain
+    from node.ops.replay import export_chain
 
     _print(export_chain(Path(args.home), Path(args.out),
                         Path(args.data) if args.data else None), args.json)
@@ -257,8 +257,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from node.replay import AuditMismatch, import_chain
-    from node.runner import tune_garbage_collector
+    from cli.service import tune_garbage_collector
+    from node.ops.replay import AuditMismatch, import_chain
 
     tune_garbage_collector()
 
@@ -275,8 +275,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_snapshot(args: argparse.Namespace) -> int:
     """Snapshot the data directory: through the running node's loopback admin endpoint,
     or directly when the node is stopped."""
-    from node.operator_http import SNAPSHOT_NAME, SNAPSHOTS_DIR
-    from node.replay import snapshot_offline
+    from node.ops.replay import snapshot_offline
+    from rpc.operator import SNAPSHOT_NAME, SNAPSHOTS_DIR
     from storage.errors import DataDirLockedError
 
     home = Path(args.home)

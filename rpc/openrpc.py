@@ -7,12 +7,9 @@ module holds no method logic and never touches the node.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from node.rpc import Method
+from typing import Any
 
 OPENRPC_VERSION = "1.2.6"
 
@@ -95,6 +92,29 @@ ERROR_MESSAGES: dict[int, str] = {
     -32005: "timeout: the operation did not finish in time",
     -32006: "unauthorized: admin method from a non-local address without the admin token",
 }
+
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    """A registered RPC method."""
+
+    name: str
+    """Method name, e.g. tx_submit."""
+    handler: Handler
+    """Coroutine taking the params object."""
+    params: tuple[str, ...]
+    """Parameter names in order, so positional params map onto names."""
+    summary: str
+    """One line for rpc_discover."""
+    spec: MethodSpec | None = None
+    """Params and result schemas and errors, for rpc_discover (build_document below)."""
+
+    @property
+    def is_admin(self) -> bool:
+        return self.spec is not None and self.spec.admin
 
 
 def method_document(method: Method) -> dict[str, Any]:

@@ -18,9 +18,9 @@ from chain.crypto import KeyPair
 from chain.genesis import Genesis
 from chain.tx import Transaction
 from ledger.governance import sign_acceptance
-from node.client import Client
 from node.config import read_key_file
-from node.sdk.tx import load_tx_file, save_tx_file
+from sdk import Client
+from sdk.tx import load_tx_file, save_tx_file
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 BYTES_FIELDS = frozenset({"to", "account", "address", "issuer", "public_key", "report_hash",
@@ -64,7 +64,7 @@ def decode_json_fields(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_tx_file(path: Path, tx: Transaction) -> dict[str, Any]:
-    """Write a tx file in the SDK's format (node.sdk.tx), for offline co-signing."""
+    """Write a tx file in the SDK's format (sdk.tx), for offline co-signing."""
     save_tx_file(path, tx)
     return {"file": str(path), "signatures": len(tx.signatures), "type": tx.tx_type}
 
@@ -251,7 +251,7 @@ def run_ledger_query(client: Client, what: str, ref: str | None,
 
 
 def cmd_verify_record(args: argparse.Namespace) -> int:
-    from node.ledger_sdk import VerificationError, verify_record
+    from sdk.ledger import VerificationError, verify_record
 
     genesis = Genesis.from_json(Path(args.genesis).read_text())
     namespace, _, key = args.record.partition("/")
@@ -334,7 +334,7 @@ def add_ledger_commands(sub: Any) -> None:
 def cmd_recovery_export(args: argparse.Namespace) -> int:
     from chain.crypto import PublicKey
     from chain.vote import Validator
-    from node.recovery import export_recovery, write_json
+    from node.ops.recovery import export_recovery, write_json
 
     validators = []
     for text in args.validator or []:
@@ -353,7 +353,7 @@ def cmd_recovery_export(args: argparse.Namespace) -> int:
 
 
 def cmd_recovery_sign(args: argparse.Namespace) -> int:
-    from node.recovery import sign_override, write_json
+    from node.ops.recovery import sign_override, write_json
 
     path = Path(args.override)
     override = sign_override(json.loads(path.read_text()), read_key_file(Path(args.key)))
@@ -363,7 +363,7 @@ def cmd_recovery_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_recovery_verify(args: argparse.Namespace) -> int:
-    from node.recovery import verify_override
+    from node.ops.recovery import verify_override
 
     genesis = Genesis.from_json(Path(args.genesis).read_text())
     report = verify_override(genesis, json.loads(Path(args.override).read_text()),

@@ -13,15 +13,12 @@ import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from chain.vote import CommitCertificate
 from node import __version__
 from node.errors import MempoolError
 from node.execution import ExecutedBlock
-
-if TYPE_CHECKING:
-    from node.runner import NodeService
+from rpc.served import ServedNode
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -112,7 +109,7 @@ def get_dir_size_bytes(path: Path) -> int:
 class NodeMetrics:
     """Counters fed by node hooks, plus gauges read at scrape time."""
 
-    def __init__(self, service: NodeService) -> None:
+    def __init__(self, service: ServedNode) -> None:
         self.service = service
         node = service.node
         self.tx_admitted = Family("govchain_tx_admitted_total", "counter",

@@ -10,10 +10,10 @@ import dataclasses
 from typing import Any
 
 from node.node import Node
-from node.openrpc import HEX, NONCE, MethodSpec, Param, array, obj
-from node.rpc import NOT_FOUND, UNAUTHORIZED, RpcDispatcher, RpcError, invalid_params
 from p2p.errors import P2PError
 from p2p.network import P2PNetwork
+from rpc.dispatcher import NOT_FOUND, UNAUTHORIZED, RpcDispatcher, RpcError, invalid_params
+from rpc.openrpc import HEX, NONCE, MethodSpec, Param, array, obj
 
 PEER = obj({"node_id": HEX, "address": {"type": "string"}, "listen_address": {"type": "string"},
             "direction": {"type": "string"}, "is_validator": {"type": "boolean"},

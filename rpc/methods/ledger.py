@@ -4,7 +4,7 @@ namespaces, proposals and roles (documented in docs/ledger.md).
 Each method reads the committed state through the ledger modules' read functions and
 answers plain JSON (bytes as hex). Nothing here writes state. A record proof carries
 the head header and its commit certificate so a client can check it against the
-genesis and the validator-set changes alone (node.ledger_sdk.verify_record).
+genesis and the validator-set changes alone (sdk.ledger.verify_record).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from chain import codec
 from chain.crypto import compute_address
+from chain.state_proof import verify_state_proof
 from ledger.assets import get_asset_info, get_attestations, get_holder_info
 from ledger.errors import LedgerError
 from ledger.fields import is_valid_asset
@@ -26,11 +27,10 @@ from ledger.registry import (
     get_record_history,
 )
 from ledger.roles import get_account_roles, get_role_holders
-from node import api_specs as specs
-from node.api import parse_hex, parse_int, to_json
 from node.node import Node
-from node.rpc import NOT_FOUND, RpcDispatcher, RpcError, invalid_params
-from storage.proof import verify_state_proof
+from rpc.dispatcher import NOT_FOUND, RpcDispatcher, RpcError, invalid_params
+from rpc.methods import specs
+from rpc.params import parse_hex, parse_int, to_json
 
 MAX_LIST = 1000
 

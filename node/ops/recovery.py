@@ -18,11 +18,11 @@ from typing import Any
 
 from chain.crypto import KeyPair, PublicKey, is_valid_signature, signing_bytes
 from chain.genesis import Genesis
+from chain.state_proof import compute_state_root
 from chain.vote import Validator, ValidatorSet, validate_certificate
 from ledger.execution import Ledger, default_modules
 from node.config import NodeHome
 from storage.chain_store import ChainStore
-from storage.proof import compute_state_root
 
 DOMAIN_GENESIS_OVERRIDE = "govchain/genesis-override/v1"
 """The domain of an operator's signature over a recovery genesis."""

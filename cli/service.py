@@ -16,18 +16,19 @@ from typing import Any
 
 from aiohttp import web
 
+from chain.errors import ChainError
 from node import logs
-from node.api import NodeApi
 from node.config import NodeHome
 from node.errors import NodeError
-from node.gateway import Gateway
+from node.gossip import NodeNetwork
 from node.keystore import PassphraseSource
-from node.network import NodeNetwork
 from node.node import Node
-from node.operator_http import add_operator_routes
-from node.rpc import RpcDispatcher, make_rpc_handler
 from node.tls import build_rpc_ssl_context
 from p2p.network import P2PNetwork
+from rpc.dispatcher import RpcDispatcher, make_rpc_handler
+from rpc.methods.chain import NodeApi
+from rpc.operator import add_operator_routes
+from rpc.server import Gateway
 from storage.errors import StorageError
 
 log = logging.getLogger("govchain")
@@ -193,7 +194,7 @@ def run_node(home_path: Path, overrides: dict[str, Any] | None = None,
 
     try:
         asyncio.run(main())
-    except (NodeError, StorageError) as e:
+    except (NodeError, ChainError, StorageError) as e:
         log.error("%s", e)
         return 1
     except OSError as e:

@@ -18,11 +18,11 @@ from chain.block import BlockHeader
 from chain.crypto import Address, Hash32, KeyPair, PublicKey
 from chain.errors import ChainError
 from chain.genesis import Genesis
+from chain.state_proof import StateProof, verify_state_proof
 from chain.tx import Transaction
 from chain.vote import CommitCertificate, Validator, ValidatorSet, validate_certificate
 from ledger.keys import get_record_key
-from node.client import Client
-from storage.proof import StateProof, verify_state_proof
+from sdk import Client
 
 
 class VerificationError(Exception):

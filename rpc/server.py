@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.admin import AdminApi
 from node.config import ensure_admin_token
-from node.limits import RateLimiter, RequestGuard
 from node.node import Node
-from node.rpc import RpcDispatcher
-from node.ws import SubscriptionHub
 from p2p.network import P2PNetwork
+from rpc.dispatcher import RpcDispatcher
+from rpc.limits import RateLimiter, RequestGuard
+from rpc.methods.admin import AdminApi
+from rpc.websocket import SubscriptionHub
 
 
 class Gateway:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from node.rpc import RATE_LIMITED, CallContext, RpcError
+from rpc.dispatcher import RATE_LIMITED, CallContext, RpcError
 
 LOCALHOST = frozenset({"127.0.0.1", "::1"})
 """Addresses counted as local for admin methods: exactly these, not all of 127/8."""

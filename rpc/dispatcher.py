@@ -1,6 +1,6 @@
 """JSON-RPC 2.0 over HTTP: request parsing, dispatch, batches, limits and typed errors.
 
-This module knows the protocol, not the methods: node.api registers the methods. A
+This module knows the protocol, not the methods: rpc.methods.chain registers the methods. A
 bad request of any kind (invalid JSON, wrong shape, unknown method, bad params, too
 large) gets a well-formed JSON-RPC error and never reaches the node's state.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from node.openrpc import MethodSpec
+from rpc.openrpc import Handler, Method, MethodSpec
 
 log = logging.getLogger("govchain.rpc")
 
@@ -51,29 +51,6 @@ class RpcError(Exception):
 
 def invalid_params(message: str) -> RpcError:
     return RpcError(INVALID_PARAMS, "invalid_params", message)
-
-
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class Method:
-    """A registered RPC method."""
-
-    name: str
-    """Method name, e.g. tx_submit."""
-    handler: Handler
-    """Coroutine taking the params object."""
-    params: tuple[str, ...]
-    """Parameter names in order, so positional params map onto names."""
-    summary: str
-    """One line for rpc_discover."""
-    spec: MethodSpec | None = None
-    """Params and result schemas and errors, for rpc_discover (node/openrpc.py)."""
-
-    @property
-    def is_admin(self) -> bool:
-        return self.spec is not None and self.spec.admin
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
 """The `govchain` command line: genesis, init, run, tx, query, devnet, and the operator's
-keys, config, audit, export, import and snapshot (node.operator_cli).
+keys, config, audit, export, import and snapshot (cli.operator).
 
 Each subcommand is a short function over the SDK or the node home. Errors print one
 line naming what is wrong and exit non-zero; a traceback means a bug in govchain.
@@ -18,12 +18,8 @@ from chain.crypto import KeyPair
 from chain.errors import ChainError
 from chain.genesis import ChainParams, Genesis, GenesisAccount
 from chain.vote import Validator, ValidatorSet
-from node.cli_ledger import add_dev_ledger, add_ledger_commands
-from node.cli_sdk import add_json_everywhere, add_sdk_commands, render, submit_and_show
-from node.client import Client, RpcClientError
-from node.config import NodeConfig, init_home, read_key_file, write_key_file
-from node.errors import NodeError
-from node.operator_cli import (
+from cli.ledger import add_dev_ledger, add_ledger_commands
+from cli.operator import (
     add_init_flags,
     add_operator_parsers,
     add_run_flags,
@@ -31,6 +27,10 @@ from node.operator_cli import (
     get_passphrase_source,
     get_run_overrides,
 )
+from cli.sdk import add_json_everywhere, add_sdk_commands, render, submit_and_show
+from node.config import NodeConfig, init_home, read_key_file, write_key_file
+from node.errors import NodeError
+from sdk import Client, RpcClientError
 from storage.errors import StorageError
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
@@ -130,7 +130,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from node.runner import run_node  # imported late: it pulls in every layer
+    from cli.service import run_node  # imported late: it pulls in every layer
 
     return run_node(Path(args.home), get_run_overrides(args), get_passphrase_source(args))
 

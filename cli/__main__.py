@@ -1,0 +1,5 @@
+"""`python -m cli` is the govchain CLI (the same as the `govchain` command)."""
+
+from cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Operator work on a stopped node's data: audit and replay, export and import, recovery."""
