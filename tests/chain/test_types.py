@@ -13,6 +13,7 @@ from chain.crypto import (
     ZERO_HASH,
     KeyPair,
     compute_address,
+    compute_hash,
     compute_multisig_address,
     is_valid_signature,
     signing_bytes,
@@ -33,6 +34,7 @@ from chain.tx import (
     validate_signatures,
 )
 from chain.vote import (
+    NIL,
     CommitCertificate,
     Proposal,
     Validator,
@@ -64,7 +66,12 @@ def test_tx_round_trip_and_hash():
 @settings(max_examples=50)
 def test_tx_round_trip_property(nonce, amount):
     tx = transfer(nonce=nonce, amount=amount)
-    assert Transaction.decode(tx.encoded).encoded == tx.encoded
+    again = Transaction.decode(tx.encoded)
+    assert again == tx
+    # decode keeps the bytes it was given; encode the decoded fields afresh.
+    fresh = Transaction(again.chain_id, again.sender, again.nonce, again.tx_type, again.fields,
+                        again.signatures)
+    assert fresh.encoded == tx.encoded
 
 
 @given(chain_id=st.text(max_size=64), nonce=st.integers(0, 2**64 - 1),
@@ -201,8 +208,11 @@ def make_block(height=1, txs=()):
 def test_block_round_trip():
     block = make_block(txs=(transfer(), transfer(nonce=1)))
     again = Block.decode(block.encoded)
+    assert again == block
+    assert again.header == block.header and again.txs == block.txs
     assert again.hash == block.hash
-    assert again.txs == block.txs
+    assert Block(again.header, again.txs).encoded == block.encoded
+    assert BlockHeader.decode(block.header.encoded) == block.header
 
 
 def test_invalid_block_header_version_rejected():
@@ -216,9 +226,30 @@ def test_proposal_round_trip_and_signature():
     block = make_block()
     proposer = next(k for k in KEYS if k.public_key == block.header.proposer)
     proposal = Proposal.create(CHAIN, proposer, 1, 0, -1, block)
-    again = Proposal.from_value(codec.decode(codec.encode(proposal.to_value())))
+    encoded = codec.encode(proposal.to_value())
+    again = Proposal.from_value(codec.decode(encoded))
+    assert again == proposal
+    assert codec.encode(again.to_value()) == encoded
     assert again.is_signature_valid(CHAIN)
     assert not again.is_signature_valid("other-chain")
+
+
+@pytest.mark.parametrize("kind", list(VoteKind))
+@pytest.mark.parametrize("block_hash", [NIL, compute_hash(b"block")])
+def test_vote_round_trip(kind, block_hash):
+    vote = Vote.create(CHAIN, KEYS[1], kind, 3, 2, block_hash)
+    again = Vote.from_value(codec.decode(vote.encoded))
+    assert again == vote
+    assert again.encoded == vote.encoded
+    assert again.is_signature_valid(CHAIN)
+
+
+def test_validator_set_round_trip():
+    encoded = codec.encode(VSET.to_value())
+    again = ValidatorSet.from_value(codec.decode(encoded))
+    assert again == VSET
+    assert again.hash == VSET.hash
+    assert codec.encode(again.to_value()) == encoded
 
 
 def test_quorum_maths():
@@ -246,6 +277,8 @@ def test_certificate_valid_and_round_trip():
     block = make_block()
     cert = CommitCertificate.from_votes(precommits(block.hash, KEYS[:3]))
     again = CommitCertificate.decode(cert.encoded)
+    assert again == cert
+    assert again.encoded == cert.encoded
     validate_certificate(again, VSET, CHAIN, height=1, block_hash=block.hash)
 
 
