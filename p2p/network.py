@@ -21,9 +21,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-from aiohttp import web
-
 from chain.crypto import KeyPair
 from p2p.errors import (
     ConnectError,
@@ -49,7 +46,6 @@ from p2p.frames import (
     DIRECT_TYPES,
     GOSSIP_TYPES,
     HANDSHAKE_TYPES,
-    MAX_FRAME_BYTES,
     MAX_PEER_ADDRESSES,
     REQUEST_TYPES,
     RESPONSE_TYPES,
@@ -58,7 +54,7 @@ from p2p.frames import (
     decode_frame,
     encode_frame,
 )
-from p2p.handshake import Hello, build_hello, compute_certificate_binding, run_handshake
+from p2p.handshake import Hello, build_hello, run_handshake
 from p2p.peers import (
     PENALTY_BAD_RESPONSE,
     PENALTY_MALFORMED_FRAME,
@@ -81,6 +77,13 @@ from p2p.peers import (
     is_unspecified_host,
     parse_address,
 )
+from p2p.transport import (
+    NETWORK_ERRORS,
+    InboundSlot,
+    WebSocketChannel,
+    WebSocketClient,
+    WebSocketServer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,49 +104,10 @@ EXPECTED_RESPONSE = {
     MessageType.PEERS_REQUEST: MessageType.PEERS,
     MessageType.PING: MessageType.PONG,
 }
-# The WebSocket layer refuses anything bigger than the largest frame outright.
-_WS_MAX_MESSAGE = MAX_FRAME_BYTES + 1024
 # Transaction gossip frames of one peer waiting for admission (its own lane, so that
 # its votes and proposals overtake them); a full lane stops reading from that peer.
 TX_LANE_FRAMES = 16
 _TX_GOSSIP = frozenset({MessageType.TX, MessageType.TXS})
-# Peer-caused errors that are logged briefly instead of with a traceback.
-_NETWORK_ERRORS = (OSError, aiohttp.ClientError, RuntimeError)
-
-
-class _WebSocketChannel:
-    """A WebSocket (server or client side) as a FrameChannel of binary frames."""
-
-    def __init__(self, ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-                 send_timeout_s: float) -> None:
-        self.ws = ws
-        self._send_timeout_s = send_timeout_s
-
-    async def send(self, data: bytes) -> None:
-        async with asyncio.timeout(self._send_timeout_s):
-            await self.ws.send_bytes(data)
-
-    async def receive(self, timeout_s: float | None = None) -> bytes:
-        msg = await self.ws.receive(timeout=timeout_s)
-        if msg.type == aiohttp.WSMsgType.BINARY:
-            data: bytes = msg.data
-            return data
-        if msg.type == aiohttp.WSMsgType.TEXT:
-            raise MalformedFrameError("text WebSocket message; frames are binary")
-        if msg.type == aiohttp.WSMsgType.ERROR:
-            error = msg.data
-            if isinstance(error, aiohttp.WebSocketError) \
-                    and error.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
-                raise OversizedFrameError(f"WebSocket message too big: {error}")
-            raise ConnectionClosedError(f"WebSocket error: {error}")
-        raise ConnectionClosedError(f"connection closed ({msg.type.name})")
-
-    async def close(self, timeout_s: float) -> None:
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self.ws.close()
-        except (TimeoutError, *_NETWORK_ERRORS) as e:
-            log.debug("closing a WebSocket failed: %s", e)
 
 
 @dataclass(eq=False)
@@ -152,7 +116,7 @@ class _Peer:
 
     peer_id: str
     hello: Hello
-    channel: _WebSocketChannel
+    channel: WebSocketChannel
     direction: Direction
     address: str
     listen_address: str
@@ -217,12 +181,8 @@ class P2PNetwork:
         self._on_peer_disconnected = on_peer_disconnected
         self._is_validator = is_validator
         self._config = config or P2PConfig()
-        self._server_ssl = server_ssl
-        self._client_ssl = client_ssl
         self._tls_fingerprint = tls_fingerprint or b""
         self._admission = admission
-        self._pending_inbound = 0
-        self._inbound_by_host: Counter[str] = Counter()
 
         self._peers: dict[str, _Peer] = {}
         self._handshaking: set[str] = set()
@@ -239,8 +199,9 @@ class P2PNetwork:
         self._messages_in: Counter[str] = Counter()
         self._messages_out: Counter[str] = Counter()
         self._gossip_duplicates = 0
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._server = WebSocketServer(listen_host, listen_port, server_ssl, self._config,
+                                       self._serve_inbound, self._spawn, lambda: self._running)
+        self._client = WebSocketClient(self._config, client_ssl)
         self._bound_port: int | None = None
         self._running = False
 
@@ -269,16 +230,8 @@ class P2PNetwork:
         """Listen, dial the static peers and start peer exchange."""
         assert not self._running, "P2PNetwork.start() called twice"
         self._running = True
-        self._session = aiohttp.ClientSession()
-        app = web.Application(client_max_size=1024)
-        app.router.add_get("/p2p", self._on_websocket_request)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                                     shutdown_timeout=self._config.close_timeout_s)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._listen_host, self._listen_port,
-                           ssl_context=self._server_ssl)
-        await site.start()
-        self._bound_port = int(self._runner.addresses[0][1])
+        await self._client.start()
+        self._bound_port = await self._server.start()
         self._self_addresses.add(format_address(self._listen_host, self._bound_port))
         self._self_addresses.add(self.listen_address)
         log.info("p2p listening on %s as node %s", self.listen_address, self.node_id[:16])
@@ -311,10 +264,8 @@ class P2PNetwork:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
+        await self._server.stop()
+        await self._client.stop()
         log.info("p2p stopped")
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -462,7 +413,7 @@ class P2PNetwork:
             msg_type, data = await peer.send_queue.get()
             try:
                 await peer.channel.send(data)
-            except (TimeoutError, *_NETWORK_ERRORS) as e:
+            except (TimeoutError, *NETWORK_ERRORS) as e:
                 self._disconnect(peer, f"send failed: {e!r}")
                 return
             peer.bytes_out += len(data)
@@ -481,83 +432,33 @@ class P2PNetwork:
         return peer.peer_id
 
     async def _connect(self, address: str) -> _Peer:
-        host, port = parse_address(address)
-        assert self._session is not None, "P2PNetwork.start() has not run"
-        scheme = "wss" if self._client_ssl is not None else "ws"
-        url = f"{scheme}://{format_address(host, port)}/p2p"
+        channel, binding = await self._client.connect(address)
         try:
-            async with asyncio.timeout(self._config.connect_timeout_s):
-                ws = await self._session.ws_connect(
-                    url, max_msg_size=_WS_MAX_MESSAGE, autoping=True,
-                    timeout=aiohttp.ClientWSTimeout(ws_close=self._config.close_timeout_s),
-                    ssl=self._client_ssl if self._client_ssl is not None else True)
-        except (TimeoutError, *_NETWORK_ERRORS) as e:
-            raise ConnectError(f"cannot connect to {address}: {e!r}") from e
-        channel = _WebSocketChannel(ws, self._config.send_timeout_s)
-        try:
-            binding = b""
-            if self._client_ssl is not None:
-                binding = compute_certificate_binding(ws.get_extra_info("ssl_object"))
             return await self._handshake(channel, Direction.OUTBOUND, address, address,
                                          binding)
         except BaseException:
             await channel.close(self._config.close_timeout_s)
             raise
 
-    async def _on_websocket_request(self, request: web.Request) -> web.StreamResponse:
-        if not self._running:
-            return web.Response(status=503, text="node stopping")
-        peername = request.transport.get_extra_info("peername") if request.transport else None
-        host = str(peername[0]) if peername else "unknown"
-        address = format_address(host, peername[1]) if peername else "unknown"
-        if self._pending_inbound >= self._config.max_pending_handshakes:
-            log.warning("refused connection from %s: %d handshakes already pending",
-                        address, self._pending_inbound)
-            return web.Response(status=503, text="too many pending handshakes")
-        if self._inbound_by_host[host] >= self._config.max_inbound_per_host:
-            log.warning("refused connection from %s: %d connections from that host",
-                        address, self._inbound_by_host[host])
-            return web.Response(status=503, text="too many connections from this address")
-        self._inbound_by_host[host] += 1
-        self._pending_inbound += 1
-        released = False
+    @property
+    def _inbound_by_host(self) -> Counter[str]:
+        """Open inbound connections per remote host."""
+        return self._server.limits.by_host
 
-        def release_pending() -> None:
-            """Free the pending-handshake slot, once (after the handshake, or here)."""
-            nonlocal released
-            if not released:
-                released = True
-                self._pending_inbound -= 1
-
-        try:
-            ws = web.WebSocketResponse(max_msg_size=_WS_MAX_MESSAGE, compress=False,
-                                       timeout=self._config.close_timeout_s)
-            await ws.prepare(request)
-            task = self._spawn(self._serve_inbound(ws, address, release_pending),
-                               f"inbound {address}")
-            await asyncio.wait({task})
-            return ws
-        finally:
-            release_pending()
-            self._inbound_by_host[host] -= 1
-            if self._inbound_by_host[host] <= 0:
-                del self._inbound_by_host[host]
-
-    async def _serve_inbound(self, ws: web.WebSocketResponse, address: str,
-                             release_pending: Callable[[], None]) -> None:
-        channel = _WebSocketChannel(ws, self._config.send_timeout_s)
+    async def _serve_inbound(self, channel: WebSocketChannel, address: str,
+                             slot: InboundSlot) -> None:
         try:
             peer = await self._handshake(channel, Direction.INBOUND, address, None,
                                          self._tls_fingerprint)
-        except (P2PError, *_NETWORK_ERRORS) as e:
+        except (P2PError, *NETWORK_ERRORS) as e:
             self._log_handshake_failure(address, e)
             await channel.close(self._config.close_timeout_s)
             return
         finally:
-            release_pending()
+            slot.release_pending()
         await self._run_peer(peer)
 
-    async def _handshake(self, channel: _WebSocketChannel, direction: Direction,
+    async def _handshake(self, channel: WebSocketChannel, direction: Direction,
                          address: str, dialed: str | None, channel_binding: bytes) -> _Peer:
         """Run the handshake and register the peer; no await after the handshake.
 
