@@ -70,6 +70,15 @@ RESPONSE_TYPES = frozenset({
     MessageType.STATUS, MessageType.BLOCKS, MessageType.VOTES, MessageType.PEERS,
     MessageType.PONG, MessageType.ERROR,
 })
+# The answer type of each request (or ERROR).
+EXPECTED_RESPONSE = {
+    MessageType.GET_STATUS: MessageType.STATUS,
+    MessageType.GET_BLOCKS: MessageType.BLOCKS,
+    MessageType.GET_VOTES: MessageType.VOTES,
+    MessageType.PEERS_REQUEST: MessageType.PEERS,
+    MessageType.PING: MessageType.PONG,
+}
+assert set(EXPECTED_RESPONSE) == REQUEST_TYPES
 # Sent with request id 0 after the handshake, outside gossip: delivered, never relayed.
 DIRECT_TYPES = frozenset({MessageType.STATUS, MessageType.PEERS})
 HANDSHAKE_TYPES = frozenset({MessageType.HELLO, MessageType.AUTH, MessageType.ERROR})

@@ -21,6 +21,7 @@ from p2p.errors import ConnectError, ConnectionClosedError, MalformedFrameError,
 from p2p.frames import MAX_FRAME_BYTES
 from p2p.handshake import compute_certificate_binding
 from p2p.peers import P2PConfig, format_address, parse_address
+from p2p.tasks import Spawn
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,6 @@ log = logging.getLogger(__name__)
 WS_MAX_MESSAGE_BYTES = MAX_FRAME_BYTES + 1024
 # Errors of the network itself, logged briefly instead of with a traceback.
 NETWORK_ERRORS = (OSError, aiohttp.ClientError, RuntimeError)
-
-Spawn = Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]]
 
 
 class WebSocketChannel:
