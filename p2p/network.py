@@ -1,6 +1,6 @@
-"""P2PNetwork: the p2p layer as the node sees it. It builds the transport, admission,
-sessions, gossip, routing and scoring, offers one small API over them, and dials
-static and discovered peers (docs/p2p.md has the module map).
+"""P2PNetwork: the p2p layer as the node sees it. A facade that builds the transport,
+admission, sessions, gossip, routing, dialer and scoring, and offers one small API
+over them (docs/p2p.md has the module map).
 
 It moves frames and applies the node's verdicts; it never decodes or validates chain
 objects and never mutates node state. Every task it starts is referenced and is
@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from chain.crypto import KeyPair
-from p2p.admission import Admission, LocalNode, log_handshake_failure
+from p2p.admission import Admission, LocalNode
 from p2p.callbacks import (
     MessageHandler,
     NodeCallbacks,
@@ -28,7 +26,7 @@ from p2p.callbacks import (
     PeerDisconnected,
     RequestHandler,
 )
-from p2p.errors import DuplicatePeerError, HandshakeError, P2PError, SelfConnectionError
+from p2p.dialer import Dialer, PeerExchange
 from p2p.frames import (
     DIRECT_TYPES,
     EXPECTED_RESPONSE,
@@ -94,12 +92,7 @@ class P2PNetwork:
         signs the server certificate's fingerprint in the handshake, so a man in the
         middle that terminates TLS is refused. `admission(node_key)` is the node's
         extra policy (closed network): False refuses the key as not allowed."""
-        if (server_ssl is None) != (client_ssl is None):
-            raise ValueError("TLS needs both server_ssl and client_ssl, or neither")
-        if server_ssl is not None and (tls_fingerprint is None or len(tls_fingerprint) != 32):
-            raise ValueError("server_ssl needs the 32-byte SHA-256 tls_fingerprint")
-        for address in static_peers:
-            parse_address(address)
+        _validate_arguments(static_peers, server_ssl, client_ssl, tls_fingerprint)
         self._key = node_key
         self._listen_host = listen_host
         self._config = config = config or P2PConfig()
@@ -124,10 +117,9 @@ class P2PNetwork:
         self._server = WebSocketServer(listen_host, listen_port, server_ssl, config,
                                        self._serve_inbound, spawn, self._is_running)
         self._client = WebSocketClient(config, client_ssl)
-        self._dialed = dialed
-        self._book = book
-        self._self_addresses: set[str] = set()
-        self._dialing: set[str] = set()
+        self._dialer = Dialer(config, dialed, self._peers, self._scoring, book,
+                              self._open_outbound, self._run_peer, spawn, self._is_running)
+        self._exchange = PeerExchange(config, self._peers, book, self._dialer, self.request)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -156,22 +148,17 @@ class P2PNetwork:
         self._running = True
         await self._client.start()
         self._bound_port = await self._server.start()
-        self._self_addresses.add(format_address(self._listen_host, self._bound_port))
-        self._self_addresses.add(self.listen_address)
+        self._dialer.self_addresses.add(format_address(self._listen_host, self._bound_port))
+        self._dialer.self_addresses.add(self.listen_address)
         log.info("p2p listening on %s as node %s", self.listen_address, self.node_id[:16])
-        for address in self._dialed.static_peers:
-            if address not in self._self_addresses:
-                self._task_set.spawn(self._dial_static(address), f"dial {address}")
+        self._dialer.start()
         if self._config.peer_exchange:
-            self._task_set.spawn(self._peer_exchange_loop(), "peer exchange")
+            self._task_set.spawn(self._exchange.run(), "peer exchange")
 
     def add_static_peer(self, address: str) -> None:
         """Dial `address` now and keep redialing it like a configured static peer."""
         parse_address(address)
-        if address in self._self_addresses or not self._dialed.add_static(address):
-            return
-        if self._running:
-            self._task_set.spawn(self._dial_static(address), f"dial {address}")
+        self._dialer.add_static_peer(address)
 
     async def stop(self) -> None:
         """Close every connection, cancel and await every task, close the server."""
@@ -295,7 +282,7 @@ class P2PNetwork:
             spawn(callbacks.notify(callbacks.on_peer_connected(self._peer_info(session))),
                   "on_peer_connected")
         if self._config.peer_exchange:
-            spawn(self._on_connected_exchange(session.peer_id), "peer exchange")
+            spawn(self._exchange.on_connected(session.peer_id), "peer exchange")
         try:
             await session.run(self._router)
         finally:
@@ -303,85 +290,6 @@ class P2PNetwork:
                 reason = session.closing_reason or "connection closed"
                 spawn(callbacks.notify(callbacks.on_peer_disconnected(session.peer_id, reason)),
                       "on_peer_disconnected")
-
-    # ------------------------------------------------------------ dialing
-
-    async def _dial_static(self, address: str) -> None:
-        """Keep a connection to a static peer: redial with capped exponential backoff."""
-        backoff = self._config.backoff_min_s
-        while self._running:
-            known = self._dialed.get_key(address)
-            if (known is not None and known in self._peers) \
-                    or self._scoring.is_banned(address):
-                await asyncio.sleep(self._config.backoff_max_s)
-                continue
-            try:
-                session = await self._open_outbound(address)
-            except SelfConnectionError:
-                log.info("static peer %s is this node; not dialing it", address)
-                self._self_addresses.add(address)
-                return
-            except P2PError as e:
-                if isinstance(e, DuplicatePeerError | HandshakeError):
-                    log_handshake_failure(address, e)
-                else:
-                    log.debug("dial %s failed: %s", address, e)
-                await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
-                backoff = min(backoff * 2, self._config.backoff_max_s)
-                continue
-            connected_at = time.monotonic()
-            await self._run_peer(session)
-            if time.monotonic() - connected_at > self._config.backoff_max_s:
-                backoff = self._config.backoff_min_s
-            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
-            backoff = min(backoff * 2, self._config.backoff_max_s)
-
-    async def _dial_discovered(self, address: str) -> None:
-        try:
-            await self.connect(address)
-        except SelfConnectionError:
-            self._self_addresses.add(address)
-        except P2PError as e:
-            log.debug("dial of discovered %s failed: %s", address, e)
-            self._book.record_failure(address)
-        finally:
-            self._dialing.discard(address)
-
-    # ------------------------------------------------------------ peer exchange
-
-    async def _peer_exchange_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._config.peer_exchange_interval_s)
-            for peer_id in list(self._peers)[:8]:
-                await self._exchange_peers(peer_id)
-            self._dial_candidates()
-
-    async def _exchange_peers(self, peer_id: str) -> None:
-        try:
-            _, addresses = await self.request(peer_id, MessageType.PEERS_REQUEST, None)
-        except P2PError as e:
-            log.debug("peer exchange with %s failed: %s", peer_id[:16], e)
-            return
-        for address in addresses:
-            self._book.add(address)
-
-    def _dial_candidates(self) -> None:
-        connected = {session.listen_address for session in self._peers.values()}
-        for address in self._book.addresses():
-            if len(self._peers) + len(self._dialing) >= self._config.max_peers:
-                return
-            known = self._dialed.get_key(address)
-            if (address in connected or address in self._dialing
-                    or address in self._self_addresses or self._dialed.is_static(address)
-                    or (known is not None and known in self._peers)
-                    or self._scoring.is_banned(address)):
-                continue
-            self._dialing.add(address)
-            self._task_set.spawn(self._dial_discovered(address), f"dial {address}")
-
-    async def _on_connected_exchange(self, peer_id: str) -> None:
-        await self._exchange_peers(peer_id)
-        self._dial_candidates()
 
     # ------------------------------------------------------------ for tests
 
@@ -412,3 +320,15 @@ class P2PNetwork:
 
     def _disconnect(self, session: PeerSession, reason: str) -> None:
         session.close(reason)
+
+
+def _validate_arguments(static_peers: list[str], server_ssl: ssl.SSLContext | None,
+                        client_ssl: ssl.SSLContext | None,
+                        tls_fingerprint: bytes | None) -> None:
+    """Raise ValueError (or InvalidAddressError) for a network that cannot work."""
+    if (server_ssl is None) != (client_ssl is None):
+        raise ValueError("TLS needs both server_ssl and client_ssl, or neither")
+    if server_ssl is not None and (tls_fingerprint is None or len(tls_fingerprint) != 32):
+        raise ValueError("server_ssl needs the 32-byte SHA-256 tls_fingerprint")
+    for address in static_peers:
+        parse_address(address)
