@@ -1,8 +1,9 @@
 """Gossip: de-duplication of TX, TXS, PROPOSAL and VOTE frames, delivery to the node,
 and relay to every other peer of what the node accepts; also our own broadcasts.
 
-It never decodes a payload and lets the node's verdict alone decide relay, forgetting
-or penalty.
+It never decodes a payload and never encodes a received frame again: the id is the
+hash of the bytes received and the relay sends those bytes. The node's verdict alone
+decides relay, forgetting or penalty.
 """
 
 from __future__ import annotations
@@ -43,23 +44,24 @@ class Gossip:
             return 0
         data = encode_frame(msg_type, 0, payload)
         if msg_type in GOSSIP_TYPES:
-            self.mark_sent(msg_type, payload)
+            self.mark_sent(data)
         return self._table.send_to_all(msg_type, data, exclude)
 
-    def mark_sent(self, msg_type: MessageType, payload: Any) -> None:
-        """Remember gossip we send, so that it is not delivered back to our handler."""
-        self._seen.add(compute_gossip_id(msg_type, payload))
+    def mark_sent(self, data: bytes) -> None:
+        """Remember a gossip frame we send, so that it is not delivered back to our
+        handler when a peer relays it."""
+        self._seen.add(compute_gossip_id(data))
 
     async def on_gossip(self, session: PeerSession, frame: Frame, data: bytes) -> None:
-        """Deliver a gossip frame from `session` once, and relay it if accepted."""
-        gossip_id = compute_gossip_id(frame.msg_type, frame.payload)
+        """Deliver a gossip frame from `session` once, and relay its bytes if accepted."""
+        gossip_id = compute_gossip_id(data)
         if not self._seen.add(gossip_id):
             self.duplicates += 1
             return
         verdict = await self._callbacks.deliver(session.peer_id, frame.msg_type, frame.payload)
         if verdict is Verdict.ACCEPT:
-            relayed = encode_frame(frame.msg_type, 0, frame.payload)
-            self._table.send_to_all(frame.msg_type, relayed, exclude=session.peer_id)
+            # `data` is canonical, so it is exactly what encoding the frame would give.
+            self._table.send_to_all(frame.msg_type, data, exclude=session.peer_id)
         elif verdict is Verdict.IGNORE:
             # Not useful now, maybe later (a vote for a future round): let it in again.
             self._seen.discard(gossip_id)

@@ -226,7 +226,7 @@ class P2PNetwork:
         session = self._peers.get_open(peer_id)
         data = encode_frame(msg_type, 0, payload)
         if msg_type in GOSSIP_TYPES:
-            self._gossip.mark_sent(msg_type, payload)
+            self._gossip.mark_sent(data)
         session.enqueue(msg_type, data)
 
     async def request(self, peer_id: str, msg_type: MessageType, payload: Any,

@@ -164,6 +164,25 @@ async def test_gossip_not_relayed_on_ignore_or_reject(make_node):
     await wait_for(lambda: n2.recorder.payloads(MessageType.VOTE) == [b"marker", b"vote-1"])
 
 
+async def test_gossip_is_relayed_as_the_bytes_received(make_node):
+    a = await make_node()
+    sender, listener = await RawPeer.open(a.address), await RawPeer.open(a.address)
+    try:
+        for raw in (sender, listener):
+            await raw.handshake()
+        await wait_for(lambda: len(a.network.peers()) == 2, what="both raw peers connected")
+        frame = encode_frame(MessageType.TXS, 0, [b"tx-1", b"tx-2"])
+        await sender.send_raw(frame)
+        await sender.send_raw(frame)  # the same bytes again: a duplicate
+        msg = await listener.ws.receive(timeout=5.0)
+        assert msg.data == frame
+        await wait_for(lambda: a.network.counters().gossip_duplicates == 1, what="duplicate")
+        assert a.recorder.payloads(MessageType.TXS) == [(b"tx-1", b"tx-2")]
+    finally:
+        await sender.close()
+        await listener.close()
+
+
 async def test_votes_overtake_transactions_waiting_for_admission(make_node):
     a, b = await connected_pair(make_node)
     vote_seen = asyncio.Event()
