@@ -109,8 +109,8 @@ class P2PNetwork:
         book = AddressBook(config.max_dial_failures)
         dialed = DialedKeys(static_peers)
         self._gossip = Gossip(self._peers, self._callbacks, config.seen_cache_size)
-        self._router = Router(self._gossip, RequestServer(config, self._callbacks, self._peers,
-                                                          spawn), self._callbacks, book)
+        requests = RequestServer(config, self._callbacks, self._peers, spawn)
+        self._router = Router(self._gossip, requests, self._callbacks, book)
         local = LocalNode(node_key, chain_id, genesis_hash, is_validator, tls_fingerprint or b"")
         self._admission = Admission(local, lambda: self.listen_address, context, dialed, book,
                                     admission, self._is_running)
