@@ -70,6 +70,15 @@ RESPONSE_TYPES = frozenset({
     MessageType.STATUS, MessageType.BLOCKS, MessageType.VOTES, MessageType.PEERS,
     MessageType.PONG, MessageType.ERROR,
 })
+# The answer type of each request (or ERROR).
+EXPECTED_RESPONSE = {
+    MessageType.GET_STATUS: MessageType.STATUS,
+    MessageType.GET_BLOCKS: MessageType.BLOCKS,
+    MessageType.GET_VOTES: MessageType.VOTES,
+    MessageType.PEERS_REQUEST: MessageType.PEERS,
+    MessageType.PING: MessageType.PONG,
+}
+assert set(EXPECTED_RESPONSE) == REQUEST_TYPES
 # Sent with request id 0 after the handshake, outside gossip: delivered, never relayed.
 DIRECT_TYPES = frozenset({MessageType.STATUS, MessageType.PEERS})
 HANDSHAKE_TYPES = frozenset({MessageType.HELLO, MessageType.AUTH, MessageType.ERROR})
@@ -291,6 +300,11 @@ def decode_frame(data: bytes) -> Frame:
     return Frame(msg_type=msg_type, request_id=request_id, payload=payload)
 
 
-def compute_gossip_id(msg_type: MessageType, payload: Any) -> bytes:
-    """The de-duplication key of a gossiped message: sha256 of canonical [type, payload]."""
-    return compute_hash(codec.encode([int(msg_type), payload]))
+def compute_gossip_id(data: bytes) -> bytes:
+    """The de-duplication key of a gossip frame: sha256 of its bytes.
+
+    `data` is the frame as received or as we encoded it (request id 0). Frames are
+    canonical (`decode_frame` refuses any other encoding), so one message has one
+    encoding and one id, and the bytes received are hashed without encoding again.
+    """
+    return compute_hash(data)

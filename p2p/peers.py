@@ -1,5 +1,5 @@
 """Peer bookkeeping: configuration, verdicts, peer info, scores, bans, rate limits,
-the gossip "seen" set and the address book.
+the gossip "seen" set, the address book and the keys found at dialed addresses.
 
 Plain data structures with an explicit `now` (monotonic seconds) passed in: no I/O,
 no asyncio, no clock reads, so each rule can be tested on its own. They never touch
@@ -303,3 +303,39 @@ class AddressBook:
 
     def addresses(self) -> list[str]:
         return list(self._failures)
+
+
+class DialedKeys:
+    """Our static peers, and the node key that answered at each address we dialed.
+
+    Only a dial counts: an inbound peer's advertised address is never trusted for it.
+    """
+
+    def __init__(self, static_peers: list[str]) -> None:
+        self._static = list(dict.fromkeys(static_peers))
+        self._keys: dict[str, str] = {}
+
+    @property
+    def static_peers(self) -> list[str]:
+        return list(self._static)
+
+    def add_static(self, address: str) -> bool:
+        """Make `address` a static peer; False if it already was one."""
+        if address in self._static:
+            return False
+        self._static.append(address)
+        return True
+
+    def is_static(self, address: str) -> bool:
+        return address in self._static
+
+    def record(self, address: str, node_id: str) -> None:
+        """`node_id` (hex) answered when we dialed `address`."""
+        self._keys[address] = node_id
+
+    def get_key(self, address: str) -> str | None:
+        return self._keys.get(address)
+
+    def is_static_key(self, node_id: str) -> bool:
+        """Whether `node_id` answered at one of our static peers' addresses."""
+        return any(self._keys.get(address) == node_id for address in self._static)

@@ -34,6 +34,8 @@ class Recorder:
     """A node stand-in: records what the network delivers and answers with a verdict."""
 
     verdict: Verdict = Verdict.ACCEPT
+    verdicts: dict[Any, Verdict] = field(default_factory=dict)
+    """Verdicts for particular payloads, over `verdict`."""
     received: list[tuple[str, MessageType, Any]] = field(default_factory=list)
     connected: list[str] = field(default_factory=list)
     disconnected: list[tuple[str, str]] = field(default_factory=list)
@@ -42,7 +44,7 @@ class Recorder:
 
     async def handle(self, peer_id: str, msg_type: MessageType, payload: Any) -> Verdict:
         self.received.append((peer_id, msg_type, payload))
-        return self.verdict
+        return self.verdicts.get(payload, self.verdict)
 
     async def handle_request(self, peer_id: str, msg_type: MessageType,
                              payload: Any) -> tuple[MessageType, Any] | None:

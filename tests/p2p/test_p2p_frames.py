@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 
 import msgpack
 import pytest
@@ -100,7 +101,22 @@ def test_decode_random_payload_after_valid_header(data):
         decode_frame(bytes.fromhex("930a00") + data)
 
 
+def _gossip_id(msg_type: MessageType, payload: object) -> bytes:
+    return compute_gossip_id(encode_frame(msg_type, 0, payload))
+
+
 def test_gossip_id_depends_on_type_and_payload():
-    assert compute_gossip_id(MessageType.TX, b"a") == compute_gossip_id(MessageType.TX, b"a")
-    assert compute_gossip_id(MessageType.TX, b"a") != compute_gossip_id(MessageType.VOTE, b"a")
-    assert compute_gossip_id(MessageType.TX, b"a") != compute_gossip_id(MessageType.TX, b"b")
+    assert _gossip_id(MessageType.TX, b"a") == _gossip_id(MessageType.TX, b"a")
+    assert _gossip_id(MessageType.TX, b"a") != _gossip_id(MessageType.VOTE, b"a")
+    assert _gossip_id(MessageType.TX, b"a") != _gossip_id(MessageType.TX, b"b")
+    # A list and a tuple payload are one message: one encoding, one id.
+    assert _gossip_id(MessageType.TXS, [b"a", b"b"]) == _gossip_id(MessageType.TXS, (b"a", b"b"))
+
+
+def test_gossip_id_is_the_hash_of_the_frame_as_received():
+    data = bytes.fromhex("930a00c4026162")  # TX b"ab", the golden frame
+    assert compute_gossip_id(data) == hashlib.sha256(data).digest()
+    # What a peer relays is what we received: the id is the same at every hop.
+    frame = decode_frame(data)
+    assert compute_gossip_id(encode_frame(frame.msg_type, 0, frame.payload)) \
+        == compute_gossip_id(data)
