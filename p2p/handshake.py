@@ -26,6 +26,7 @@ from chain.crypto import (
 )
 from p2p.errors import (
     BadHandshakeSignatureError,
+    FrameError,
     HandshakeError,
     HandshakeRefusedError,
     HandshakeTimeoutError,
@@ -156,17 +157,25 @@ class FrameChannel(Protocol):
 
 
 async def _receive(channel: FrameChannel, expected: MessageType) -> Any:
-    frame = decode_frame(await channel.receive())
+    """The payload of the next frame, which must be `expected`; a frame that breaks the
+    rules is refused with an ERROR frame naming what was wrong, then raised."""
+    try:
+        frame = decode_frame(await channel.receive())
+    except FrameError as e:
+        await _refuse(channel, e)
+        raise
     if frame.msg_type == MessageType.ERROR:
         code, message = frame.payload
         raise HandshakeRefusedError(code, message)
     if frame.msg_type != expected:
-        raise MalformedFrameError(
+        error = MalformedFrameError(
             f"expected {expected.name} during the handshake, got {frame.msg_type.name}")
+        await _refuse(channel, error)
+        raise error
     return frame.payload
 
 
-async def _refuse(channel: FrameChannel, error: HandshakeError) -> None:
+async def _refuse(channel: FrameChannel, error: HandshakeError | FrameError) -> None:
     """Tell the peer why we refuse it, best effort: it may have gone already."""
     try:
         await channel.send(encode_frame(MessageType.ERROR, 0, [error.code, error.message[:256]]))

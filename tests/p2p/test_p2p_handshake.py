@@ -141,3 +141,35 @@ async def test_run_handshake_times_out():
     a_end, _ = channel_pair()
     with pytest.raises(HandshakeTimeoutError):
         await run_handshake(a_end, a_key, hello_for(a_key), lambda h: None, 0.05)
+
+
+def _raw_hello(key: KeyPair, **changes) -> bytes:
+    """A HELLO frame's bytes built by hand, so that it may break the frame rules."""
+    from chain import codec
+
+    payload = hello_for(key).to_payload()
+    fields = ["version", "chain_id", "genesis_hash", "node_key", "nonce", "listen_address",
+              "is_validator"]
+    for name, value in changes.items():
+        payload[fields.index(name)] = value
+    return codec.encode([int(MessageType.HELLO), 0, payload])
+
+
+@pytest.mark.parametrize("changes", [
+    {"listen_address": "h" * 300 + ":1"},  # over the listen address bound
+    {"nonce": b"\x01" * 8},                 # a short nonce
+])
+async def test_invalid_hello_frame_is_answered_with_an_error_frame(changes):
+    from p2p.errors import MalformedFrameError
+
+    a_key, b_key = KeyPair.generate(), KeyPair.generate()
+    a_end, b_end = channel_pair()
+    task = asyncio.create_task(run_handshake(a_end, a_key, hello_for(a_key), lambda h: None, 1.0))
+    assert decode_frame(await b_end.receive()).msg_type == MessageType.HELLO
+    await b_end.send(_raw_hello(b_key, **changes))
+    with pytest.raises(MalformedFrameError):
+        await task
+    refusal = decode_frame(await asyncio.wait_for(b_end.receive(), 5))
+    assert refusal.msg_type == MessageType.ERROR
+    assert refusal.payload[0] == "malformed_frame"
+    assert "HELLO" in refusal.payload[1]
