@@ -9,7 +9,7 @@ draw randomness, log or await: the shell turns the returned effects into actions
 from __future__ import annotations
 
 from chain.block import Block
-from chain.crypto import Hash32, KeyPair, PublicKey, is_valid_signature
+from chain.crypto import Hash32, KeyPair, is_valid_signature
 from chain.genesis import ChainParams
 from chain.vote import NIL, CommitCertificate, Proposal, ValidatorSet, Vote, VoteKind
 from consensus.errors import BuiltBlockMismatchError, HeightOrderError, NotStartedError
@@ -33,13 +33,12 @@ from consensus.events import (
     ValidateBlock,
     VoteReceived,
 )
+from consensus.votes import HeightVotes
 
 MAX_ROUND_AHEAD = 10_000
 """Messages for rounds beyond current round + this are ignored (bounded memory)."""
 MAX_PROPOSALS_PER_ROUND = 4
 """Distinct proposals kept per round; an equivocating proposer cannot fill memory."""
-MAX_HASHES_PER_VOTER = 4
-"""Distinct block hashes counted per (validator, round, kind); bounds equivocators."""
 
 _STEP_RANK = {Step.PROPOSE: 1, Step.PREVOTE: 2, Step.PRECOMMIT: 3}
 _VOTE_STEP = {VoteKind.PREVOTE: Step.PREVOTE, VoteKind.PRECOMMIT: Step.PRECOMMIT}
@@ -94,6 +93,8 @@ class ConsensusState:
         self.prev_hash = NIL
         self.prev_timestamp_ms = 0
         self.last_commit_certificate: CommitCertificate | None = None
+        self._height_votes: HeightVotes | None = None
+        """The votes of the current height; None before the first StartHeight."""
         self._reset_height()
 
     # ------------------------------------------------------------ public helpers
@@ -109,9 +110,9 @@ class ConsensusState:
         return tuple(own)
 
     def votes_for_height(self) -> tuple[Vote, ...]:
-        """Every vote counted at the current height (one per validator, round, kind)."""
-        return tuple(v for key in sorted(self._votes) for by_hash in self._votes[key].values()
-                     for v in by_hash.values())
+        """Every vote counted at the current height (one per validator, round, kind and
+        block hash: an equivocator's conflicting votes are all here)."""
+        return () if self._height_votes is None else self._height_votes.get_all_votes()
 
     def proposals_for_height(self) -> tuple[Proposal, ...]:
         """Every proposal kept at the current height."""
@@ -166,6 +167,7 @@ class ConsensusState:
         self.validator_set = event.validator_set
         self.prev_hash = event.prev_hash
         self.prev_timestamp_ms = event.prev_timestamp_ms
+        self._height_votes = HeightVotes(event.validator_set)
         self._reset_height()
         h = self.height
         effects: list[Effect] = [
@@ -329,7 +331,6 @@ class ConsensusState:
     def _is_validating_proposal(self) -> bool:
         """True when this round's proposal would be prevoted by line 22 or 28 but for
         the verdict on its block, which is being computed."""
-        assert self.validator_set is not None
         proposal = self._first_proposal(self.round)
         if proposal is None:
             return False
@@ -337,7 +338,7 @@ class ConsensusState:
         if block_hash in self._validity or block_hash not in self._validation_requested:
             return False
         return proposal.pol_round == -1 or \
-            self._prevote_count(proposal.pol_round, block_hash) >= self.validator_set.quorum
+            self._votes.has_quorum(proposal.pol_round, VoteKind.PREVOTE, block_hash)
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -352,15 +353,6 @@ class ConsensusState:
         self._blocks: dict[Hash32, Block] = {}
         self._validity: dict[Hash32, bool] = {}
         self._validation_requested: set[Hash32] = set()
-        # (round, kind) -> voter -> block hash -> vote. An equivocator's votes count for
-        # each hash it signed (safe: two quorums still share an honest validator), so
-        # that whichever of its votes a node saw first cannot cost the height a quorum.
-        self._votes: dict[tuple[int, VoteKind], dict[PublicKey, dict[Hash32, Vote]]] = {}
-        self._tallies: dict[tuple[int, VoteKind], dict[Hash32, int]] = {}
-        self._precommit_quorums: dict[Hash32, int] = {}
-        self._round_senders: dict[int, set[PublicKey]] = {}
-        self._skip_to_round = -1
-        self._evidence_reported: set[tuple[PublicKey, int, VoteKind]] = set()
         self._fired: set[tuple[str, int]] = set()
         self._own_votes: dict[tuple[int, VoteKind], Vote] = {}
         self._own_proposals: dict[int, Proposal] = {}
@@ -393,38 +385,20 @@ class ConsensusState:
             effects.append(ScheduleTimeout(self.height, 0, TimeoutKind.OBSERVE,
                                            self.params.timeout_propose_ms))
 
-    def _note_sender(self, round_: int, sender: PublicKey) -> None:
-        assert self.validator_set is not None
-        senders = self._round_senders.setdefault(round_, set())
-        senders.add(sender)
-        if round_ > self.round and len(senders) >= self.validator_set.max_faulty + 1:
-            self._skip_to_round = max(self._skip_to_round, round_)
+    @property
+    def _votes(self) -> HeightVotes:
+        assert self._height_votes is not None, "no height started"
+        return self._height_votes
 
     def _add_vote(self, vote: Vote, effects: list[Effect]) -> bool:
-        """Count `vote`; report a validator's first equivocation per (round, kind)."""
-        assert self.validator_set is not None
-        slot_key = (vote.round, vote.kind)
-        voters = self._votes.setdefault(slot_key, {})
-        by_hash = voters.get(vote.validator)
-        if by_hash is None:
-            by_hash = voters[vote.validator] = {}
-            self._note_sender(vote.round, vote.validator)
-        elif vote.block_hash in by_hash:
-            return False  # a duplicate
-        else:
-            evidence_key = (vote.validator, vote.round, vote.kind)
-            if evidence_key not in self._evidence_reported:
-                self._evidence_reported.add(evidence_key)
-                effects.append(RecordEvidence(next(iter(by_hash.values())), vote))
-            if len(by_hash) >= MAX_HASHES_PER_VOTER:
-                return False
-        by_hash[vote.block_hash] = vote
-        tally = self._tallies.setdefault(slot_key, {})
-        tally[vote.block_hash] = tally.get(vote.block_hash, 0) + 1
-        if (vote.kind is VoteKind.PRECOMMIT and vote.block_hash != NIL
-                and tally[vote.block_hash] >= self.validator_set.quorum):
-            self._precommit_quorums.setdefault(vote.block_hash, vote.round)
-        return True
+        """Count `vote`; report a validator's first equivocation per (round, kind).
+
+        False when it changed nothing (a duplicate, or an equivocator over its cap)."""
+        result = self._votes.add_vote(vote)
+        if result.equivocation is not None:
+            effects.append(RecordEvidence(result.equivocation.first,
+                                          result.equivocation.second))
+        return result.is_counted
 
     def _add_proposal(self, proposal: Proposal, effects: list[Effect]) -> bool:
         assert self.validator_set is not None
@@ -432,11 +406,12 @@ class ConsensusState:
         slot = self._proposals.setdefault(proposal.round, {})
         if block_hash in slot:
             return False
-        if len(slot) >= MAX_PROPOSALS_PER_ROUND and block_hash not in self._precommit_quorums:
+        if (len(slot) >= MAX_PROPOSALS_PER_ROUND
+                and not self._votes.has_precommit_quorum(block_hash)):
             return False
         slot[block_hash] = proposal
-        self._note_sender(proposal.round,
-                          self.validator_set.get_proposer(self.height, proposal.round))
+        self._votes.add_sender(proposal.round,
+                               self.validator_set.get_proposer(self.height, proposal.round))
         self._check_block(proposal.block, effects)
         return True
 
@@ -534,12 +509,8 @@ class ConsensusState:
         so that peers which missed them (or restarted) can apply line 28."""
         if proposal.pol_round < 0:
             return []
-        block_hash = proposal.block.hash
-        return self._votes_for(proposal.pol_round, VoteKind.PREVOTE, block_hash)
-
-    def _votes_for(self, round_: int, kind: VoteKind, block_hash: Hash32) -> list[Vote]:
-        voters = self._votes.get((round_, kind), {}).values()
-        return [by_hash[block_hash] for by_hash in voters if block_hash in by_hash]
+        return list(self._votes.get_votes(proposal.pol_round, VoteKind.PREVOTE,
+                                          proposal.block.hash))
 
     def _rebroadcast(self) -> list[Effect]:
         """Re-send our own votes of the latest two rounds we voted in (and our proposal
@@ -584,8 +555,9 @@ class ConsensusState:
         while self.step is not Step.COMMITTED and self.step is not Step.WAIT:
             if self._rule_commit(effects):
                 return
-            if self._skip_to_round > self.round:  # line 55
-                self._start_round(self._skip_to_round, effects)
+            skip_round = self._votes.get_highest_f_plus_one_round()
+            if skip_round > self.round:  # line 55
+                self._start_round(skip_round, effects)
                 continue
             self._rule_schedule_vote_timeouts(effects)
             if not (self._rule_prevote_fresh(effects) or self._rule_prevote_pol(effects)
@@ -595,9 +567,6 @@ class ConsensusState:
     def _first_proposal(self, round_: int) -> Proposal | None:
         slot = self._proposals.get(round_)
         return next(iter(slot.values())) if slot else None
-
-    def _prevote_count(self, round_: int, block_hash: Hash32) -> int:
-        return self._tallies.get((round_, VoteKind.PREVOTE), {}).get(block_hash, 0)
 
     def _rule_prevote_fresh(self, effects: list[Effect]) -> bool:
         """line 22: proposal with vr = -1 in step propose -> prevote it or nil."""
@@ -615,12 +584,11 @@ class ConsensusState:
 
     def _rule_prevote_pol(self, effects: list[Effect]) -> bool:
         """line 28: proposal with 0 <= vr < r and 2f+1 prevotes for it in vr."""
-        assert self.validator_set is not None
         proposal = self._first_proposal(self.round)
         if self.step is not Step.PROPOSE or proposal is None or proposal.pol_round < 0:
             return False
         block_hash, vr = proposal.block.hash, proposal.pol_round
-        if self._prevote_count(vr, block_hash) < self.validator_set.quorum:
+        if not self._votes.has_quorum(vr, VoteKind.PREVOTE, block_hash):
             return False
         valid = self._validity.get(block_hash)
         if valid is None:
@@ -632,16 +600,15 @@ class ConsensusState:
 
     def _rule_schedule_vote_timeouts(self, effects: list[Effect]) -> None:
         """lines 34 and 47: 2f+1 prevotes / precommits for anything -> schedule timeout."""
-        assert self.validator_set is not None
-        r, quorum = self.round, self.validator_set.quorum
+        r = self.round
         if (self.step is Step.PREVOTE and ("prevote", r) not in self._fired
-                and len(self._votes.get((r, VoteKind.PREVOTE), ())) >= quorum):
+                and self._votes.has_quorum_of_any(r, VoteKind.PREVOTE)):
             self._fired.add(("prevote", r))
             effects.append(ScheduleTimeout(self.height, r, TimeoutKind.PREVOTE,
                                            compute_timeout_ms(self.params,
                                                               TimeoutKind.PREVOTE, r)))
         if (("precommit", r) not in self._fired
-                and len(self._votes.get((r, VoteKind.PRECOMMIT), ())) >= quorum):
+                and self._votes.has_quorum_of_any(r, VoteKind.PRECOMMIT)):
             self._fired.add(("precommit", r))
             effects.append(ScheduleTimeout(self.height, r, TimeoutKind.PRECOMMIT,
                                            compute_timeout_ms(self.params,
@@ -649,18 +616,17 @@ class ConsensusState:
 
     def _rule_lock(self, effects: list[Effect]) -> bool:
         """line 36: proposal v and 2f+1 prevotes for v in this round, step >= prevote."""
-        assert self.validator_set is not None
         r = self.round
         if self.step is Step.PROPOSE or ("lock", r) in self._fired:
             return False
         for block_hash, proposal in self._proposals.get(r, {}).items():
-            if (self._prevote_count(r, block_hash) >= self.validator_set.quorum
+            if (self._votes.has_quorum(r, VoteKind.PREVOTE, block_hash)
                     and self._validity.get(block_hash) is True):
                 self._fired.add(("lock", r))
                 if self.step is Step.PREVOTE:
                     self._locked_round, self._locked_hash = r, block_hash
                     self._lock_block = proposal.block
-                    self._lock_votes = tuple(self._votes_for(r, VoteKind.PREVOTE, block_hash))
+                    self._lock_votes = self._votes.get_votes(r, VoteKind.PREVOTE, block_hash)
                     self._vote(VoteKind.PRECOMMIT, block_hash, effects)
                     self.step = Step.PRECOMMIT
                 self._valid_round, self._valid_block = r, proposal.block
@@ -669,9 +635,8 @@ class ConsensusState:
 
     def _rule_precommit_nil(self, effects: list[Effect]) -> bool:
         """line 44: 2f+1 prevotes for nil in step prevote -> precommit nil."""
-        assert self.validator_set is not None
         if (self.step is not Step.PREVOTE
-                or self._prevote_count(self.round, NIL) < self.validator_set.quorum):
+                or not self._votes.has_quorum(self.round, VoteKind.PREVOTE, NIL)):
             return False
         self._vote(VoteKind.PRECOMMIT, NIL, effects)
         self.step = Step.PRECOMMIT
@@ -679,11 +644,11 @@ class ConsensusState:
 
     def _rule_commit(self, effects: list[Effect]) -> bool:
         """line 49: proposal v and 2f+1 precommits for v in some round, valid(v) -> commit."""
-        for block_hash, round_ in self._precommit_quorums.items():
+        for block_hash, round_ in self._votes.get_precommit_quorums():
             block = self._blocks.get(block_hash)
             if block is None or self._validity.get(block_hash) is not True:
                 continue
-            votes = self._votes_for(round_, VoteKind.PRECOMMIT, block_hash)
+            votes = self._votes.get_votes(round_, VoteKind.PRECOMMIT, block_hash)
             certificate = CommitCertificate.from_votes(votes)
             effects.append(CommitBlock(block, certificate))
             self.step = Step.COMMITTED
