@@ -8,6 +8,9 @@ draw randomness, log or await: the shell turns the returned effects into actions
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import Enum
+
 from chain.block import Block
 from chain.crypto import Hash32, KeyPair, is_valid_signature
 from chain.genesis import ChainParams
@@ -39,6 +42,23 @@ MAX_ROUND_AHEAD = 10_000
 """Messages for rounds beyond current round + this are ignored (bounded memory)."""
 MAX_PROPOSALS_PER_ROUND = 4
 """Distinct proposals kept per round; an equivocating proposer cannot fill memory."""
+
+
+class OnceRule(Enum):
+    """The upon-rules of Algorithm 1 that fire only "for the first time" in a round."""
+
+    PREVOTE_TIMEOUT = "line 34"
+    LOCK = "line 36"
+    PRECOMMIT_TIMEOUT = "line 47"
+
+
+@dataclass(frozen=True, slots=True)
+class FiredRule:
+    """A once-per-round rule that has fired, with the round it fired in."""
+
+    rule: OnceRule
+    round: int
+
 
 _STEP_RANK = {Step.PROPOSE: 1, Step.PREVOTE: 2, Step.PRECOMMIT: 3}
 _VOTE_STEP = {VoteKind.PREVOTE: Step.PREVOTE, VoteKind.PRECOMMIT: Step.PRECOMMIT}
@@ -353,7 +373,7 @@ class ConsensusState:
         self._blocks: dict[Hash32, Block] = {}
         self._validity: dict[Hash32, bool] = {}
         self._validation_requested: set[Hash32] = set()
-        self._fired: set[tuple[str, int]] = set()
+        self._fired: set[FiredRule] = set()
         self._own_votes: dict[tuple[int, VoteKind], Vote] = {}
         self._own_proposals: dict[int, Proposal] = {}
         self._block_requested: set[int] = set()
@@ -601,15 +621,17 @@ class ConsensusState:
     def _rule_schedule_vote_timeouts(self, effects: list[Effect]) -> None:
         """lines 34 and 47: 2f+1 prevotes / precommits for anything -> schedule timeout."""
         r = self.round
-        if (self.step is Step.PREVOTE and ("prevote", r) not in self._fired
+        prevote_timeout = FiredRule(OnceRule.PREVOTE_TIMEOUT, r)
+        if (self.step is Step.PREVOTE and prevote_timeout not in self._fired
                 and self._votes.has_quorum_of_any(r, VoteKind.PREVOTE)):
-            self._fired.add(("prevote", r))
+            self._fired.add(prevote_timeout)
             effects.append(ScheduleTimeout(self.height, r, TimeoutKind.PREVOTE,
                                            compute_timeout_ms(self.params,
                                                               TimeoutKind.PREVOTE, r)))
-        if (("precommit", r) not in self._fired
+        precommit_timeout = FiredRule(OnceRule.PRECOMMIT_TIMEOUT, r)
+        if (precommit_timeout not in self._fired
                 and self._votes.has_quorum_of_any(r, VoteKind.PRECOMMIT)):
-            self._fired.add(("precommit", r))
+            self._fired.add(precommit_timeout)
             effects.append(ScheduleTimeout(self.height, r, TimeoutKind.PRECOMMIT,
                                            compute_timeout_ms(self.params,
                                                               TimeoutKind.PRECOMMIT, r)))
@@ -617,12 +639,13 @@ class ConsensusState:
     def _rule_lock(self, effects: list[Effect]) -> bool:
         """line 36: proposal v and 2f+1 prevotes for v in this round, step >= prevote."""
         r = self.round
-        if self.step is Step.PROPOSE or ("lock", r) in self._fired:
+        lock = FiredRule(OnceRule.LOCK, r)
+        if self.step is Step.PROPOSE or lock in self._fired:
             return False
         for block_hash, proposal in self._proposals.get(r, {}).items():
             if (self._votes.has_quorum(r, VoteKind.PREVOTE, block_hash)
                     and self._validity.get(block_hash) is True):
-                self._fired.add(("lock", r))
+                self._fired.add(lock)
                 if self.step is Step.PREVOTE:
                     self._locked_round, self._locked_hash = r, block_hash
                     self._lock_block = proposal.block
