@@ -10,12 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import assert_never
 
 from chain.block import Block
 from chain.crypto import Hash32, KeyPair, is_valid_signature
 from chain.genesis import ChainParams
 from chain.vote import NIL, CommitCertificate, Proposal, ValidatorSet, Vote, VoteKind
-from consensus.errors import BuiltBlockMismatchError, HeightOrderError, NotStartedError
+from consensus.errors import (
+    BuiltBlockMismatchError,
+    HeightOrderError,
+    NotStartedError,
+    UnknownEventError,
+)
 from consensus.events import (
     BlockBuilt,
     BlockValidated,
@@ -160,22 +166,29 @@ class ConsensusState:
     # ------------------------------------------------------------ the transition
 
     def process_event(self, event: Event) -> list[Effect]:
-        """Apply one event; return the effects, to be applied in list order."""
+        """Apply one event to this core, in place; return the effects, to be applied in
+        list order. Raises UnknownEventError for an object that is not an Event, and
+        NotStartedError for any event but StartHeight before the first StartHeight."""
+        if not isinstance(event, Event):
+            raise UnknownEventError(f"{type(event).__name__} is not a consensus event")
         if isinstance(event, StartHeight):
             return self.on_start_height(event)
         if self.validator_set is None:
             raise NotStartedError(f"{type(event).__name__} before the first StartHeight")
-        if isinstance(event, VoteReceived):
-            return self.on_vote(event.vote)
-        if isinstance(event, ProposalReceived):
-            return self.on_proposal(event.proposal)
-        if isinstance(event, TimeoutFired):
-            return self.on_timeout(event)
-        if isinstance(event, TxsAvailable):
-            return self.on_txs_available()
-        if isinstance(event, BlockBuilt):
-            return self.on_block_built(event)
-        return self.on_block_validated(event)
+        match event:
+            case VoteReceived():
+                return self.on_vote(event.vote)
+            case ProposalReceived():
+                return self.on_proposal(event.proposal)
+            case TimeoutFired():
+                return self.on_timeout(event)
+            case TxsAvailable():
+                return self.on_txs_available()
+            case BlockBuilt():
+                return self.on_block_built(event)
+            case BlockValidated():
+                return self.on_block_validated(event)
+        assert_never(event)  # mypy: every Event type above has a case
 
     def on_start_height(self, event: StartHeight) -> list[Effect]:
         if event.height <= self.height:
