@@ -1,9 +1,8 @@
-"""The pure Tendermint consensus core: (state, event) -> (state, effects).
+"""The Tendermint consensus core: one event in, the core changed in place, effects out.
 
-Implements Algorithm 1 of Buchman, Kwon and Milosevic, "The latest gossip on BFT
-consensus" (arXiv 1807.04938), plus block pacing, sign-state persistence and a guard
-for validators whose data directory was wiped. It must never do I/O, read a clock,
-draw randomness, log or await: the shell turns the returned effects into actions.
+Algorithm 1 of Buchman, Kwon and Milosevic (arXiv 1807.04938), plus block pacing,
+sign-state persistence and a guard for wiped validators. It must never do I/O, read a
+clock, draw randomness, log or await: the shell turns the effects into actions.
 """
 
 from __future__ import annotations
@@ -89,7 +88,9 @@ def is_valid_proposal_signature(proposal: Proposal, validator_set: ValidatorSet,
 
 
 class ConsensusState:
-    """One node's consensus state; `process_event` is the only way it changes.
+    """One node's consensus state. `process_event` changes it in place, and so does
+    `lift_double_sign_guard`; the shell may replace `params` between events (after a
+    governance change) and otherwise only reads the public attributes.
 
     Deterministic: the same events in the same order give the same effects.
     """
@@ -146,21 +147,25 @@ class ConsensusState:
 
     @property
     def locked_round(self) -> int:
+        """lockedRound of Algorithm 1: the round of our lock at this height, or -1."""
         return self._locked_round
 
     @property
     def locked_hash(self) -> Hash32:
+        """The hash of lockedValue, the block we are locked on, or NIL."""
         return self._locked_hash
 
     @property
     def is_validator(self) -> bool:
+        """True when we hold a key of the current height's validator set."""
         return (self.key is not None and self.validator_set is not None
                 and self.validator_set.is_member(self.key.public_key))
 
     def lift_double_sign_guard(self) -> None:
         """End the wiped-node guard: the shell calls this once the network has finalized
         the height it was deciding when this validator restarted, since every signature
-        the validator could have made before losing its sign state is at or below it."""
+        the validator could have made before losing its sign state is at or below it.
+        Changes the core in place."""
         self._guard_active = False
 
     # ------------------------------------------------------------ the transition
@@ -191,6 +196,8 @@ class ConsensusState:
         assert_never(event)  # mypy: every Event type above has a case
 
     def on_start_height(self, event: StartHeight) -> list[Effect]:
+        """StartHeight: forget the old height and wait for the pacing timeouts before
+        line 11's StartRound(0); after a restart inside the height, resume instead."""
         if event.height <= self.height:
             raise HeightOrderError(
                 f"StartHeight({event.height}) but the core is already at {self.height}")
@@ -247,10 +254,12 @@ class ConsensusState:
         self._start_round(restored.round + 1, effects)
 
     def on_txs_available(self) -> list[Effect]:
+        """TxsAvailable: with the block interval passed, leave WAIT (line 11)."""
         self._txs_available = True
         return self._maybe_leave_wait()
 
     def on_vote(self, vote: Vote) -> list[Effect]:
+        """A vote: count it, leave WAIT (line 11), then the upon-rules (lines 28-55)."""
         assert self.validator_set is not None
         if (vote.height != self.height or self.step is Step.COMMITTED
                 or not self.validator_set.is_member(vote.validator)
@@ -266,6 +275,8 @@ class ConsensusState:
         return effects
 
     def on_proposal(self, proposal: Proposal) -> list[Effect]:
+        """A proposal: keep it, ask for its validation, leave WAIT (line 11), then the
+        upon-rules (lines 22-55)."""
         assert self.validator_set is not None
         if (proposal.height != self.height or self.step is Step.COMMITTED
                 or proposal.round > self.round + MAX_ROUND_AHEAD
@@ -281,6 +292,7 @@ class ConsensusState:
         return effects
 
     def on_timeout(self, event: TimeoutFired) -> list[Effect]:
+        """A timeout: pacing, rebroadcast and the guard's watch, or lines 57, 61, 65."""
         if event.height != self.height or self.step is Step.COMMITTED:
             return []
         effects: list[Effect] = []
@@ -323,6 +335,7 @@ class ConsensusState:
         return effects
 
     def on_block_built(self, event: BlockBuilt) -> list[Effect]:
+        """BlockBuilt, the answer to getValue() of line 18: propose it (line 19)."""
         assert self.validator_set is not None and self.key is not None
         if (event.height != self.height or event.round != self.round
                 or self.step is not Step.PROPOSE or event.round in self._own_proposals
@@ -346,6 +359,8 @@ class ConsensusState:
         return effects
 
     def on_block_validated(self, event: BlockValidated) -> list[Effect]:
+        """BlockValidated, the verdict valid(v) that lines 22, 28, 36 and 49 wait for;
+        then the propose timeout that waited for it, if no rule voted (line 57)."""
         if event.block_hash not in self._validation_requested or self.step is Step.COMMITTED:
             return []
         if event.block_hash in self._validity:
@@ -376,6 +391,8 @@ class ConsensusState:
     # ------------------------------------------------------------ bookkeeping
 
     def _reset_height(self) -> None:
+        """Forget, in place, what the core knew of the previous height (on_start_height
+        replaces the votes)."""
         self._locked_round = -1
         self._locked_hash = NIL
         self._lock_block = None
@@ -420,6 +437,7 @@ class ConsensusState:
 
     @property
     def _votes(self) -> HeightVotes:
+        """The votes of the current height; there are none before the first StartHeight."""
         assert self._height_votes is not None, "no height started"
         return self._height_votes
 
@@ -434,6 +452,8 @@ class ConsensusState:
         return result.is_counted
 
     def _add_proposal(self, proposal: Proposal, effects: list[Effect]) -> bool:
+        """Keep `proposal` and its block, at most MAX_PROPOSALS_PER_ROUND per round (more
+        for a block with 2f+1 precommits); False when it changed nothing."""
         assert self.validator_set is not None
         block_hash = proposal.block.hash
         slot = self._proposals.setdefault(proposal.round, {})
@@ -445,11 +465,12 @@ class ConsensusState:
         slot[block_hash] = proposal
         self._votes.add_sender(proposal.round,
                                self.validator_set.get_proposer(self.height, proposal.round))
-        self._check_block(proposal.block, effects)
+        self._process_proposed_block(proposal.block, effects)
         return True
 
-    def _check_block(self, block: Block, effects: list[Effect]) -> None:
-        """Header checks the core can make; ValidateBlock once per hash for the rest."""
+    def _process_proposed_block(self, block: Block, effects: list[Effect]) -> None:
+        """Record a block first seen in a proposal: invalid if a header check the core can
+        make fails, else kept and sent for validation (ValidateBlock, once per hash)."""
         assert self.validator_set is not None
         block_hash = block.hash
         if block_hash in self._validity or block_hash in self._validation_requested:
@@ -490,6 +511,7 @@ class ConsensusState:
 
     def _persist(self, round_: int, step: Step, block_hash: Hash32,
                  effects: list[Effect]) -> None:
+        """Set last_signed to the message about to be signed, and emit it to be fsynced."""
         self.last_signed = PersistSignState(self.height, round_, step, block_hash,
                                             self._locked_round, self._locked_hash,
                                             self._lock_block, self._lock_votes)
@@ -523,6 +545,7 @@ class ConsensusState:
                                        self.params.timeout_max_ms))
 
     def _propose(self, block: Block, pol_round: int, effects: list[Effect]) -> None:
+        """Sign, persist-then-broadcast and keep our proposal, when allowed (line 19)."""
         r = self.round
         if not self._may_sign(r, Step.PROPOSE, block.hash):
             kept = self._own_proposals.get(r)
@@ -696,5 +719,7 @@ class ConsensusState:
 
 
 def step(state: ConsensusState, event: Event) -> tuple[ConsensusState, list[Effect]]:
-    """The functional face of the core: apply `event` to `state` (in place)."""
+    """`state.process_event(event)` in the step(state, event) -> (state, effects) shape.
+
+    Not a pure function: `state` itself is changed and returned, not a copy of it."""
     return state, state.process_event(event)
