@@ -1,18 +1,26 @@
-"""The pure Tendermint consensus core: (state, event) -> (state, effects).
+"""The Tendermint consensus core: one event in, the core changed in place, effects out.
 
-Implements Algorithm 1 of Buchman, Kwon and Milosevic, "The latest gossip on BFT
-consensus" (arXiv 1807.04938), plus block pacing, sign-state persistence and a guard
-for validators whose data directory was wiped. It must never do I/O, read a clock,
-draw randomness, log or await: the shell turns the returned effects into actions.
+Algorithm 1 of Buchman, Kwon and Milosevic (arXiv 1807.04938), plus block pacing,
+sign-state persistence and a guard for wiped validators. It must never do I/O, read a
+clock, draw randomness, log or await: the shell turns the effects into actions.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import Enum
+from typing import assert_never
+
 from chain.block import Block
-from chain.crypto import Hash32, KeyPair, PublicKey, is_valid_signature
+from chain.crypto import Hash32, KeyPair, is_valid_signature
 from chain.genesis import ChainParams
 from chain.vote import NIL, CommitCertificate, Proposal, ValidatorSet, Vote, VoteKind
-from consensus.errors import BuiltBlockMismatchError, HeightOrderError, NotStartedError
+from consensus.errors import (
+    BuiltBlockMismatchError,
+    HeightOrderError,
+    NotStartedError,
+    UnknownEventError,
+)
 from consensus.events import (
     BlockBuilt,
     BlockValidated,
@@ -33,13 +41,29 @@ from consensus.events import (
     ValidateBlock,
     VoteReceived,
 )
+from consensus.votes import HeightVotes
 
 MAX_ROUND_AHEAD = 10_000
 """Messages for rounds beyond current round + this are ignored (bounded memory)."""
 MAX_PROPOSALS_PER_ROUND = 4
 """Distinct proposals kept per round; an equivocating proposer cannot fill memory."""
-MAX_HASHES_PER_VOTER = 4
-"""Distinct block hashes counted per (validator, round, kind); bounds equivocators."""
+
+
+class OnceRule(Enum):
+    """The upon-rules of Algorithm 1 that fire only "for the first time" in a round."""
+
+    PREVOTE_TIMEOUT = "line 34"
+    LOCK = "line 36"
+    PRECOMMIT_TIMEOUT = "line 47"
+
+
+@dataclass(frozen=True, slots=True)
+class FiredRule:
+    """A once-per-round rule that has fired, with the round it fired in."""
+
+    rule: OnceRule
+    round: int
+
 
 _STEP_RANK = {Step.PROPOSE: 1, Step.PREVOTE: 2, Step.PRECOMMIT: 3}
 _VOTE_STEP = {VoteKind.PREVOTE: Step.PREVOTE, VoteKind.PRECOMMIT: Step.PRECOMMIT}
@@ -64,7 +88,9 @@ def is_valid_proposal_signature(proposal: Proposal, validator_set: ValidatorSet,
 
 
 class ConsensusState:
-    """One node's consensus state; `process_event` is the only way it changes.
+    """One node's consensus state. `process_event` changes it in place, and so does
+    `lift_double_sign_guard`; the shell may replace `params` between events (after a
+    governance change) and otherwise only reads the public attributes.
 
     Deterministic: the same events in the same order give the same effects.
     """
@@ -94,6 +120,8 @@ class ConsensusState:
         self.prev_hash = NIL
         self.prev_timestamp_ms = 0
         self.last_commit_certificate: CommitCertificate | None = None
+        self._height_votes: HeightVotes | None = None
+        """The votes of the current height; None before the first StartHeight."""
         self._reset_height()
 
     # ------------------------------------------------------------ public helpers
@@ -109,9 +137,9 @@ class ConsensusState:
         return tuple(own)
 
     def votes_for_height(self) -> tuple[Vote, ...]:
-        """Every vote counted at the current height (one per validator, round, kind)."""
-        return tuple(v for key in sorted(self._votes) for by_hash in self._votes[key].values()
-                     for v in by_hash.values())
+        """Every vote counted at the current height (one per validator, round, kind and
+        block hash: an equivocator's conflicting votes are all here)."""
+        return () if self._height_votes is None else self._height_votes.get_all_votes()
 
     def proposals_for_height(self) -> tuple[Proposal, ...]:
         """Every proposal kept at the current height."""
@@ -119,44 +147,57 @@ class ConsensusState:
 
     @property
     def locked_round(self) -> int:
+        """lockedRound of Algorithm 1: the round of our lock at this height, or -1."""
         return self._locked_round
 
     @property
     def locked_hash(self) -> Hash32:
+        """The hash of lockedValue, the block we are locked on, or NIL."""
         return self._locked_hash
 
     @property
     def is_validator(self) -> bool:
+        """True when we hold a key of the current height's validator set."""
         return (self.key is not None and self.validator_set is not None
                 and self.validator_set.is_member(self.key.public_key))
 
     def lift_double_sign_guard(self) -> None:
         """End the wiped-node guard: the shell calls this once the network has finalized
         the height it was deciding when this validator restarted, since every signature
-        the validator could have made before losing its sign state is at or below it."""
+        the validator could have made before losing its sign state is at or below it.
+        Changes the core in place."""
         self._guard_active = False
 
     # ------------------------------------------------------------ the transition
 
     def process_event(self, event: Event) -> list[Effect]:
-        """Apply one event; return the effects, to be applied in list order."""
+        """Apply one event to this core, in place; return the effects, to be applied in
+        list order. Raises UnknownEventError for an object that is not an Event, and
+        NotStartedError for any event but StartHeight before the first StartHeight."""
+        if not isinstance(event, Event):
+            raise UnknownEventError(f"{type(event).__name__} is not a consensus event")
         if isinstance(event, StartHeight):
             return self.on_start_height(event)
         if self.validator_set is None:
             raise NotStartedError(f"{type(event).__name__} before the first StartHeight")
-        if isinstance(event, VoteReceived):
-            return self.on_vote(event.vote)
-        if isinstance(event, ProposalReceived):
-            return self.on_proposal(event.proposal)
-        if isinstance(event, TimeoutFired):
-            return self.on_timeout(event)
-        if isinstance(event, TxsAvailable):
-            return self.on_txs_available()
-        if isinstance(event, BlockBuilt):
-            return self.on_block_built(event)
-        return self.on_block_validated(event)
+        match event:
+            case VoteReceived():
+                return self.on_vote(event.vote)
+            case ProposalReceived():
+                return self.on_proposal(event.proposal)
+            case TimeoutFired():
+                return self.on_timeout(event)
+            case TxsAvailable():
+                return self.on_txs_available()
+            case BlockBuilt():
+                return self.on_block_built(event)
+            case BlockValidated():
+                return self.on_block_validated(event)
+        assert_never(event)  # mypy: every Event type above has a case
 
     def on_start_height(self, event: StartHeight) -> list[Effect]:
+        """StartHeight: forget the old height and wait for the pacing timeouts before
+        line 11's StartRound(0); after a restart inside the height, resume instead."""
         if event.height <= self.height:
             raise HeightOrderError(
                 f"StartHeight({event.height}) but the core is already at {self.height}")
@@ -166,6 +207,7 @@ class ConsensusState:
         self.validator_set = event.validator_set
         self.prev_hash = event.prev_hash
         self.prev_timestamp_ms = event.prev_timestamp_ms
+        self._height_votes = HeightVotes(event.validator_set)
         self._reset_height()
         h = self.height
         effects: list[Effect] = [
@@ -212,10 +254,12 @@ class ConsensusState:
         self._start_round(restored.round + 1, effects)
 
     def on_txs_available(self) -> list[Effect]:
+        """TxsAvailable: with the block interval passed, leave WAIT (line 11)."""
         self._txs_available = True
         return self._maybe_leave_wait()
 
     def on_vote(self, vote: Vote) -> list[Effect]:
+        """A vote: count it, leave WAIT (line 11), then the upon-rules (lines 28-55)."""
         assert self.validator_set is not None
         if (vote.height != self.height or self.step is Step.COMMITTED
                 or not self.validator_set.is_member(vote.validator)
@@ -231,6 +275,8 @@ class ConsensusState:
         return effects
 
     def on_proposal(self, proposal: Proposal) -> list[Effect]:
+        """A proposal: keep it, ask for its validation, leave WAIT (line 11), then the
+        upon-rules (lines 22-55)."""
         assert self.validator_set is not None
         if (proposal.height != self.height or self.step is Step.COMMITTED
                 or proposal.round > self.round + MAX_ROUND_AHEAD
@@ -246,6 +292,7 @@ class ConsensusState:
         return effects
 
     def on_timeout(self, event: TimeoutFired) -> list[Effect]:
+        """A timeout: pacing, rebroadcast and the guard's watch, or lines 57, 61, 65."""
         if event.height != self.height or self.step is Step.COMMITTED:
             return []
         effects: list[Effect] = []
@@ -288,6 +335,7 @@ class ConsensusState:
         return effects
 
     def on_block_built(self, event: BlockBuilt) -> list[Effect]:
+        """BlockBuilt, the answer to getValue() of line 18: propose it (line 19)."""
         assert self.validator_set is not None and self.key is not None
         if (event.height != self.height or event.round != self.round
                 or self.step is not Step.PROPOSE or event.round in self._own_proposals
@@ -311,6 +359,8 @@ class ConsensusState:
         return effects
 
     def on_block_validated(self, event: BlockValidated) -> list[Effect]:
+        """BlockValidated, the verdict valid(v) that lines 22, 28, 36 and 49 wait for;
+        then the propose timeout that waited for it, if no rule voted (line 57)."""
         if event.block_hash not in self._validation_requested or self.step is Step.COMMITTED:
             return []
         if event.block_hash in self._validity:
@@ -329,7 +379,6 @@ class ConsensusState:
     def _is_validating_proposal(self) -> bool:
         """True when this round's proposal would be prevoted by line 22 or 28 but for
         the verdict on its block, which is being computed."""
-        assert self.validator_set is not None
         proposal = self._first_proposal(self.round)
         if proposal is None:
             return False
@@ -337,11 +386,13 @@ class ConsensusState:
         if block_hash in self._validity or block_hash not in self._validation_requested:
             return False
         return proposal.pol_round == -1 or \
-            self._prevote_count(proposal.pol_round, block_hash) >= self.validator_set.quorum
+            self._votes.has_quorum(proposal.pol_round, VoteKind.PREVOTE, block_hash)
 
     # ------------------------------------------------------------ bookkeeping
 
     def _reset_height(self) -> None:
+        """Forget, in place, what the core knew of the previous height (on_start_height
+        replaces the votes)."""
         self._locked_round = -1
         self._locked_hash = NIL
         self._lock_block = None
@@ -352,16 +403,7 @@ class ConsensusState:
         self._blocks: dict[Hash32, Block] = {}
         self._validity: dict[Hash32, bool] = {}
         self._validation_requested: set[Hash32] = set()
-        # (round, kind) -> voter -> block hash -> vote. An equivocator's votes count for
-        # each hash it signed (safe: two quorums still share an honest validator), so
-        # that whichever of its votes a node saw first cannot cost the height a quorum.
-        self._votes: dict[tuple[int, VoteKind], dict[PublicKey, dict[Hash32, Vote]]] = {}
-        self._tallies: dict[tuple[int, VoteKind], dict[Hash32, int]] = {}
-        self._precommit_quorums: dict[Hash32, int] = {}
-        self._round_senders: dict[int, set[PublicKey]] = {}
-        self._skip_to_round = -1
-        self._evidence_reported: set[tuple[PublicKey, int, VoteKind]] = set()
-        self._fired: set[tuple[str, int]] = set()
+        self._fired: set[FiredRule] = set()
         self._own_votes: dict[tuple[int, VoteKind], Vote] = {}
         self._own_proposals: dict[int, Proposal] = {}
         self._block_requested: set[int] = set()
@@ -393,55 +435,42 @@ class ConsensusState:
             effects.append(ScheduleTimeout(self.height, 0, TimeoutKind.OBSERVE,
                                            self.params.timeout_propose_ms))
 
-    def _note_sender(self, round_: int, sender: PublicKey) -> None:
-        assert self.validator_set is not None
-        senders = self._round_senders.setdefault(round_, set())
-        senders.add(sender)
-        if round_ > self.round and len(senders) >= self.validator_set.max_faulty + 1:
-            self._skip_to_round = max(self._skip_to_round, round_)
+    @property
+    def _votes(self) -> HeightVotes:
+        """The votes of the current height; there are none before the first StartHeight."""
+        assert self._height_votes is not None, "no height started"
+        return self._height_votes
 
     def _add_vote(self, vote: Vote, effects: list[Effect]) -> bool:
-        """Count `vote`; report a validator's first equivocation per (round, kind)."""
-        assert self.validator_set is not None
-        slot_key = (vote.round, vote.kind)
-        voters = self._votes.setdefault(slot_key, {})
-        by_hash = voters.get(vote.validator)
-        if by_hash is None:
-            by_hash = voters[vote.validator] = {}
-            self._note_sender(vote.round, vote.validator)
-        elif vote.block_hash in by_hash:
-            return False  # a duplicate
-        else:
-            evidence_key = (vote.validator, vote.round, vote.kind)
-            if evidence_key not in self._evidence_reported:
-                self._evidence_reported.add(evidence_key)
-                effects.append(RecordEvidence(next(iter(by_hash.values())), vote))
-            if len(by_hash) >= MAX_HASHES_PER_VOTER:
-                return False
-        by_hash[vote.block_hash] = vote
-        tally = self._tallies.setdefault(slot_key, {})
-        tally[vote.block_hash] = tally.get(vote.block_hash, 0) + 1
-        if (vote.kind is VoteKind.PRECOMMIT and vote.block_hash != NIL
-                and tally[vote.block_hash] >= self.validator_set.quorum):
-            self._precommit_quorums.setdefault(vote.block_hash, vote.round)
-        return True
+        """Count `vote`; report a validator's first equivocation per (round, kind).
+
+        False when it changed nothing (a duplicate, or an equivocator over its cap)."""
+        result = self._votes.add_vote(vote)
+        if result.equivocation is not None:
+            effects.append(RecordEvidence(result.equivocation.first,
+                                          result.equivocation.second))
+        return result.is_counted
 
     def _add_proposal(self, proposal: Proposal, effects: list[Effect]) -> bool:
+        """Keep `proposal` and its block, at most MAX_PROPOSALS_PER_ROUND per round (more
+        for a block with 2f+1 precommits); False when it changed nothing."""
         assert self.validator_set is not None
         block_hash = proposal.block.hash
         slot = self._proposals.setdefault(proposal.round, {})
         if block_hash in slot:
             return False
-        if len(slot) >= MAX_PROPOSALS_PER_ROUND and block_hash not in self._precommit_quorums:
+        if (len(slot) >= MAX_PROPOSALS_PER_ROUND
+                and not self._votes.has_precommit_quorum(block_hash)):
             return False
         slot[block_hash] = proposal
-        self._note_sender(proposal.round,
-                          self.validator_set.get_proposer(self.height, proposal.round))
-        self._check_block(proposal.block, effects)
+        self._votes.add_sender(proposal.round,
+                               self.validator_set.get_proposer(self.height, proposal.round))
+        self._process_proposed_block(proposal.block, effects)
         return True
 
-    def _check_block(self, block: Block, effects: list[Effect]) -> None:
-        """Header checks the core can make; ValidateBlock once per hash for the rest."""
+    def _process_proposed_block(self, block: Block, effects: list[Effect]) -> None:
+        """Record a block first seen in a proposal: invalid if a header check the core can
+        make fails, else kept and sent for validation (ValidateBlock, once per hash)."""
         assert self.validator_set is not None
         block_hash = block.hash
         if block_hash in self._validity or block_hash in self._validation_requested:
@@ -482,6 +511,7 @@ class ConsensusState:
 
     def _persist(self, round_: int, step: Step, block_hash: Hash32,
                  effects: list[Effect]) -> None:
+        """Set last_signed to the message about to be signed, and emit it to be fsynced."""
         self.last_signed = PersistSignState(self.height, round_, step, block_hash,
                                             self._locked_round, self._locked_hash,
                                             self._lock_block, self._lock_votes)
@@ -515,6 +545,7 @@ class ConsensusState:
                                        self.params.timeout_max_ms))
 
     def _propose(self, block: Block, pol_round: int, effects: list[Effect]) -> None:
+        """Sign, persist-then-broadcast and keep our proposal, when allowed (line 19)."""
         r = self.round
         if not self._may_sign(r, Step.PROPOSE, block.hash):
             kept = self._own_proposals.get(r)
@@ -534,12 +565,8 @@ class ConsensusState:
         so that peers which missed them (or restarted) can apply line 28."""
         if proposal.pol_round < 0:
             return []
-        block_hash = proposal.block.hash
-        return self._votes_for(proposal.pol_round, VoteKind.PREVOTE, block_hash)
-
-    def _votes_for(self, round_: int, kind: VoteKind, block_hash: Hash32) -> list[Vote]:
-        voters = self._votes.get((round_, kind), {}).values()
-        return [by_hash[block_hash] for by_hash in voters if block_hash in by_hash]
+        return list(self._votes.get_votes(proposal.pol_round, VoteKind.PREVOTE,
+                                          proposal.block.hash))
 
     def _rebroadcast(self) -> list[Effect]:
         """Re-send our own votes of the latest two rounds we voted in (and our proposal
@@ -584,8 +611,9 @@ class ConsensusState:
         while self.step is not Step.COMMITTED and self.step is not Step.WAIT:
             if self._rule_commit(effects):
                 return
-            if self._skip_to_round > self.round:  # line 55
-                self._start_round(self._skip_to_round, effects)
+            skip_round = self._votes.get_highest_f_plus_one_round()
+            if skip_round > self.round:  # line 55
+                self._start_round(skip_round, effects)
                 continue
             self._rule_schedule_vote_timeouts(effects)
             if not (self._rule_prevote_fresh(effects) or self._rule_prevote_pol(effects)
@@ -595,9 +623,6 @@ class ConsensusState:
     def _first_proposal(self, round_: int) -> Proposal | None:
         slot = self._proposals.get(round_)
         return next(iter(slot.values())) if slot else None
-
-    def _prevote_count(self, round_: int, block_hash: Hash32) -> int:
-        return self._tallies.get((round_, VoteKind.PREVOTE), {}).get(block_hash, 0)
 
     def _rule_prevote_fresh(self, effects: list[Effect]) -> bool:
         """line 22: proposal with vr = -1 in step propose -> prevote it or nil."""
@@ -615,12 +640,11 @@ class ConsensusState:
 
     def _rule_prevote_pol(self, effects: list[Effect]) -> bool:
         """line 28: proposal with 0 <= vr < r and 2f+1 prevotes for it in vr."""
-        assert self.validator_set is not None
         proposal = self._first_proposal(self.round)
         if self.step is not Step.PROPOSE or proposal is None or proposal.pol_round < 0:
             return False
         block_hash, vr = proposal.block.hash, proposal.pol_round
-        if self._prevote_count(vr, block_hash) < self.validator_set.quorum:
+        if not self._votes.has_quorum(vr, VoteKind.PREVOTE, block_hash):
             return False
         valid = self._validity.get(block_hash)
         if valid is None:
@@ -632,35 +656,36 @@ class ConsensusState:
 
     def _rule_schedule_vote_timeouts(self, effects: list[Effect]) -> None:
         """lines 34 and 47: 2f+1 prevotes / precommits for anything -> schedule timeout."""
-        assert self.validator_set is not None
-        r, quorum = self.round, self.validator_set.quorum
-        if (self.step is Step.PREVOTE and ("prevote", r) not in self._fired
-                and len(self._votes.get((r, VoteKind.PREVOTE), ())) >= quorum):
-            self._fired.add(("prevote", r))
+        r = self.round
+        prevote_timeout = FiredRule(OnceRule.PREVOTE_TIMEOUT, r)
+        if (self.step is Step.PREVOTE and prevote_timeout not in self._fired
+                and self._votes.has_quorum_of_any(r, VoteKind.PREVOTE)):
+            self._fired.add(prevote_timeout)
             effects.append(ScheduleTimeout(self.height, r, TimeoutKind.PREVOTE,
                                            compute_timeout_ms(self.params,
                                                               TimeoutKind.PREVOTE, r)))
-        if (("precommit", r) not in self._fired
-                and len(self._votes.get((r, VoteKind.PRECOMMIT), ())) >= quorum):
-            self._fired.add(("precommit", r))
+        precommit_timeout = FiredRule(OnceRule.PRECOMMIT_TIMEOUT, r)
+        if (precommit_timeout not in self._fired
+                and self._votes.has_quorum_of_any(r, VoteKind.PRECOMMIT)):
+            self._fired.add(precommit_timeout)
             effects.append(ScheduleTimeout(self.height, r, TimeoutKind.PRECOMMIT,
                                            compute_timeout_ms(self.params,
                                                               TimeoutKind.PRECOMMIT, r)))
 
     def _rule_lock(self, effects: list[Effect]) -> bool:
         """line 36: proposal v and 2f+1 prevotes for v in this round, step >= prevote."""
-        assert self.validator_set is not None
         r = self.round
-        if self.step is Step.PROPOSE or ("lock", r) in self._fired:
+        lock = FiredRule(OnceRule.LOCK, r)
+        if self.step is Step.PROPOSE or lock in self._fired:
             return False
         for block_hash, proposal in self._proposals.get(r, {}).items():
-            if (self._prevote_count(r, block_hash) >= self.validator_set.quorum
+            if (self._votes.has_quorum(r, VoteKind.PREVOTE, block_hash)
                     and self._validity.get(block_hash) is True):
-                self._fired.add(("lock", r))
+                self._fired.add(lock)
                 if self.step is Step.PREVOTE:
                     self._locked_round, self._locked_hash = r, block_hash
                     self._lock_block = proposal.block
-                    self._lock_votes = tuple(self._votes_for(r, VoteKind.PREVOTE, block_hash))
+                    self._lock_votes = self._votes.get_votes(r, VoteKind.PREVOTE, block_hash)
                     self._vote(VoteKind.PRECOMMIT, block_hash, effects)
                     self.step = Step.PRECOMMIT
                 self._valid_round, self._valid_block = r, proposal.block
@@ -669,9 +694,8 @@ class ConsensusState:
 
     def _rule_precommit_nil(self, effects: list[Effect]) -> bool:
         """line 44: 2f+1 prevotes for nil in step prevote -> precommit nil."""
-        assert self.validator_set is not None
         if (self.step is not Step.PREVOTE
-                or self._prevote_count(self.round, NIL) < self.validator_set.quorum):
+                or not self._votes.has_quorum(self.round, VoteKind.PREVOTE, NIL)):
             return False
         self._vote(VoteKind.PRECOMMIT, NIL, effects)
         self.step = Step.PRECOMMIT
@@ -679,11 +703,11 @@ class ConsensusState:
 
     def _rule_commit(self, effects: list[Effect]) -> bool:
         """line 49: proposal v and 2f+1 precommits for v in some round, valid(v) -> commit."""
-        for block_hash, round_ in self._precommit_quorums.items():
+        for block_hash, round_ in self._votes.get_precommit_quorums():
             block = self._blocks.get(block_hash)
             if block is None or self._validity.get(block_hash) is not True:
                 continue
-            votes = self._votes_for(round_, VoteKind.PRECOMMIT, block_hash)
+            votes = self._votes.get_votes(round_, VoteKind.PRECOMMIT, block_hash)
             certificate = CommitCertificate.from_votes(votes)
             effects.append(CommitBlock(block, certificate))
             self.step = Step.COMMITTED
@@ -695,5 +719,7 @@ class ConsensusState:
 
 
 def step(state: ConsensusState, event: Event) -> tuple[ConsensusState, list[Effect]]:
-    """The functional face of the core: apply `event` to `state` (in place)."""
+    """`state.process_event(event)` in the step(state, event) -> (state, effects) shape.
+
+    Not a pure function: `state` itself is changed and returned, not a copy of it."""
     return state, state.process_event(event)

@@ -18,6 +18,12 @@ class ConsensusError(Exception):
         self.message = message
 
 
+class UnknownEventError(ConsensusError):
+    """Raised when the core is given an object that is none of the Event types."""
+
+    code = "unknown_event"
+
+
 class HeightOrderError(ConsensusError):
     """Raised when StartHeight does not move the core to a higher height."""
 
