@@ -23,7 +23,7 @@ from cli.operator import (
     add_init_flags,
     add_operator_parsers,
     add_run_flags,
-    get_init_passphrase,
+    get_init_keys,
     get_passphrase_source,
     get_run_overrides,
 )
@@ -113,12 +113,11 @@ def cmd_init(args: argparse.Namespace) -> int:
                         rpc_listen=args.rpc_listen, p2p_listen=args.p2p_listen,
                         peers=list(args.peer or []),
                         peer_exchange=not args.no_peer_exchange)
-    key = read_key_file(Path(args.validator_key)) if args.validator_key else None
     try:
         genesis_text = Path(args.genesis).read_text()
     except OSError as e:
         raise CliError(f"cannot read genesis {args.genesis}: {e}") from e
-    passphrase = get_init_passphrase(args)
+    key, passphrase = get_init_keys(args)
     init_home(Path(args.home), genesis_text, config, key, passphrase=passphrase,
               kdf_cost=args.kdf_cost)
     if passphrase is None and not args.json:

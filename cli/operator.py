@@ -103,14 +103,25 @@ def get_passphrase_source(args: argparse.Namespace) -> PassphraseSource | None:
     return PassphraseSource(file=path) if path else None
 
 
-def get_init_passphrase(args: argparse.Namespace) -> bytes | None:
-    """The passphrase `govchain init` encrypts keys with, or None for plaintext dev keys."""
-    if args.passphrase_file or os.environ.get(ENV_PASSPHRASE) or \
+def get_init_keys(args: argparse.Namespace) -> tuple[KeyPair | None, bytes | None]:
+    """The validator key given to `govchain init` (unlocked), and the passphrase that seals
+    the home's keys, or None for plaintext dev keys.
+
+    One source serves both (--passphrase-file, the environment, or one prompt), and a
+    sealed key stays sealed in the home whatever the flags say: unlocking it must never
+    be the way to write it in the clear.
+    """
+    source = PassphraseSource(file=args.passphrase_file)
+    key, sealed = None, False
+    if args.validator_key:
+        loaded = load_key_file(Path(args.validator_key), source)
+        key, sealed = loaded.key, loaded.encrypted
+    if sealed or args.passphrase_file or os.environ.get(ENV_PASSPHRASE) or \
             os.environ.get(ENV_PASSPHRASE_FILE):
-        return PassphraseSource(file=args.passphrase_file, prompt=False).get("the new keys")
+        return key, source.get("the new keys")
     if getattr(args, "encrypt", False):
-        return PassphraseSource().get("the new keys", confirm=True)
-    return None
+        return key, source.get("the new keys", confirm=True)
+    return key, None
 
 
 def add_init_flags(parser: argparse.ArgumentParser) -> None:
