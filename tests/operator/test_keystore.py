@@ -215,3 +215,57 @@ def test_init_keeps_an_encrypted_validator_key_encrypted(tmp_path: Path, capsys,
     loaded = NodeHome.load(home=tmp_path / "h", env={"GOVCHAIN_KEY_PASSPHRASE":
                                                      "ministry secret"})
     assert loaded.validator_key == KEY
+
+
+OTHER_KEY = KeyPair.from_seed(bytes(range(1, 33)))
+
+
+def test_invalid_show_public_of_an_altered_plaintext_key_is_refused(tmp_path: Path,
+                                                                     capsys) -> None:
+    path = tmp_path / "plain.json"
+    path.write_text(json.dumps({"public_key": OTHER_KEY.public_key.hex(),
+                                "address": OTHER_KEY.address.hex(),
+                                "secret_seed": KEY.seed.hex()}))
+    assert run_cli("keys", "show-public", str(path)) == 1
+    captured = capsys.readouterr()
+    assert "does not match the secret seed" in captured.err
+    assert OTHER_KEY.public_key.hex() not in captured.out
+
+
+def test_invalid_show_public_of_an_altered_sealed_key_is_refused(tmp_path: Path,
+                                                                  capsys) -> None:
+    path = tmp_path / "sealed.json"
+    write_encrypted_key_file(path, KEY, b"pw", cost="test")
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "public_key": OTHER_KEY.public_key.hex()}))
+    assert run_cli("keys", "show-public", str(path)) == 1
+    captured = capsys.readouterr()
+    assert "address does not match its public_key" in captured.err
+    assert captured.out == ""
+
+
+def test_show_public_of_a_sealed_key_says_what_it_checked(tmp_path: Path, capsys,
+                                                          monkeypatch) -> None:
+    """Without a passphrase only address and public_key agree; with one the seed is
+    opened, so a file whose public_key and address were both replaced is caught."""
+    for name in ("GOVCHAIN_KEY_PASSPHRASE", "GOVCHAIN_KEY_PASSPHRASE_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "sealed.json"
+    write_encrypted_key_file(path, KEY, b"pw", cost="test")
+    assert run_cli("--json", "keys", "show-public", str(path)) == 0
+    captured = capsys.readouterr()
+    shown = json.loads(captured.out)
+    assert shown["public_key"] == KEY.public_key.hex() and shown["checked"] == "address"
+    assert "checked only when unlocked" in captured.err
+
+    (tmp_path / "pass").write_text("pw\n")
+    assert run_cli("--json", "keys", "show-public", str(path), "--passphrase-file",
+                   str(tmp_path / "pass")) == 0
+    assert json.loads(capsys.readouterr().out)["checked"] == "seed"
+
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "public_key": OTHER_KEY.public_key.hex(),
+                                "address": OTHER_KEY.address.hex()}))
+    assert run_cli("keys", "show-public", str(path), "--passphrase-file",
+                   str(tmp_path / "pass")) == 1
+    assert "does not match its public_key" in capsys.readouterr().err
