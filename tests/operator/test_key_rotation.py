@@ -65,6 +65,10 @@ async def test_replace_validator_keeps_the_set_size_on_a_live_network(tmp_path) 
                            if store.get_validator_set(h + 1).is_member(NEW.public_key)
                            and not store.get_validator_set(h).is_member(NEW.public_key))
 
+        async def old_node_retired() -> bool:  # it watches as a full node from then on
+            return nodes[3].node.store.head_height > replaced_at and \
+                not nodes[3].node.core.is_validator
+        await wait_for(old_node_retired, 30, "the old key's node to stop being a validator")
         await nodes[3].client.close()
         await nodes[3].service.stop()
         target = replaced_at + 6
