@@ -84,6 +84,8 @@ def read_public_key(path: Path, passphrase: PassphraseSource | None = None) -> P
     otherwise its clear address is checked against its clear public key.
     """
     doc = read_key_doc(path)
+    if not isinstance(doc.get("public_key"), str):
+        raise KeystoreError(f"key file {path} names no public_key")
     if not is_encrypted(doc):
         key = decode_plain_key(doc, str(path))
         return PublicKeyInfo(key.public_key, key.address, False, True)
