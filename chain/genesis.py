@@ -68,6 +68,22 @@ class GenesisAccount:
     balances: dict[str, int]
     """Asset symbol to amount, in the asset's smallest unit."""
 
+    @classmethod
+    def from_json_value(cls, item: Any) -> GenesisAccount:
+        """One entry of genesis.json's "accounts": {"address": hex, "balances": {...}}."""
+        try:
+            address = bytes.fromhex(item["address"])
+            balances = dict(item.get("balances", {}))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise InvalidGenesisError(f"account {item!r} is not "
+                                      '{"address": hex, "balances": {...}}') from e
+        if len(address) != ADDRESS_SIZE:
+            raise InvalidGenesisError(f"account address {item['address']!r} is not 20 bytes")
+        for symbol, amount in balances.items():
+            if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+                raise InvalidGenesisError(f"balance of {symbol} must be a whole number >= 0")
+        return cls(Address(address), balances)
+
 
 @dataclass(frozen=True)
 class Genesis:
@@ -141,16 +157,7 @@ class Genesis:
             if len(key) != PUBLIC_KEY_SIZE:
                 raise InvalidGenesisError(f"validator key {item['public_key']!r} is not 32 bytes")
             validators.append(Validator(PublicKey(key), str(item.get("name", ""))))
-        accounts = []
-        for item in doc.get("accounts", []):
-            address = bytes.fromhex(item["address"])
-            if len(address) != ADDRESS_SIZE:
-                raise InvalidGenesisError(f"account address {item['address']!r} is not 20 bytes")
-            balances = dict(item.get("balances", {}))
-            for symbol, amount in balances.items():
-                if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
-                    raise InvalidGenesisError(f"balance of {symbol} must be a whole number >= 0")
-            accounts.append(GenesisAccount(Address(address), balances))
+        accounts = [GenesisAccount.from_json_value(item) for item in doc.get("accounts", [])]
         app_state = doc.get("app_state", {})
         codec.encode(app_state)  # refuses floats and other non-canonical values
         return cls(

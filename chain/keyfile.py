@@ -17,7 +17,7 @@ import nacl.pwhash.argon2id as argon2id
 import nacl.secret
 import nacl.utils
 
-from chain.crypto import KeyPair
+from chain.crypto import PUBLIC_KEY_SIZE, KeyPair, PublicKey, compute_address
 from chain.errors import ChainError
 
 KEYSTORE_FORMAT = "govchain-keystore"
@@ -73,7 +73,28 @@ def decode_plain_key(doc: Mapping[str, Any], where: str) -> KeyPair:
         raise KeyFileError(f"key file {where} is not a govchain key file") from e
     if "public_key" in doc and doc["public_key"] != key.public_key.hex():
         raise KeyFileError(f"key file {where}: public_key does not match the secret seed")
+    if "address" in doc and doc["address"] != key.address.hex():
+        raise KeyFileError(f"key file {where}: address does not match the secret seed")
     return key
+
+
+def validate_sealed_public_key(doc: Mapping[str, Any], where: str) -> PublicKey:
+    """The clear public_key of a sealed document, checked against its clear address.
+
+    This is all that can be checked without the passphrase: a public_key altered alone
+    is caught here; one altered together with its address only when the seed is
+    unlocked (decrypt_key compares them).
+    """
+    try:
+        key = bytes.fromhex(doc["public_key"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise KeyFileError(f"key file {where} names no valid public_key") from e
+    if len(key) != PUBLIC_KEY_SIZE:
+        raise KeyFileError(f"key file {where}: public_key is not {PUBLIC_KEY_SIZE} bytes")
+    if doc.get("address") != compute_address(key).hex():
+        raise KeyFileError(f"key file {where}: its address does not match its public_key "
+                           "(the file was altered)")
+    return PublicKey(key)
 
 
 def encrypt_key(key: KeyPair, passphrase: bytes, cost: str = DEFAULT_KDF_COST) -> dict[str, Any]:

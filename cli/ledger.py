@@ -23,8 +23,8 @@ from sdk import Client
 from sdk.tx import load_tx_file, save_tx_file
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
-BYTES_FIELDS = frozenset({"to", "account", "address", "issuer", "public_key", "report_hash",
-                          "doc_hash", "signature"})
+BYTES_FIELDS = frozenset({"to", "account", "address", "issuer", "public_key", "new_public_key",
+                          "report_hash", "doc_hash", "signature"})
 """Fields given as hex on the command line and carried as bytes in the transaction."""
 
 LEDGER_QUERIES = ("asset", "attestations", "record", "record-history", "namespace",

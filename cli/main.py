@@ -18,12 +18,13 @@ from chain.crypto import KeyPair
 from chain.errors import ChainError
 from chain.genesis import ChainParams, Genesis, GenesisAccount
 from chain.vote import Validator, ValidatorSet
+from cli.ceremony import add_ceremony_parsers
 from cli.ledger import add_dev_ledger, add_ledger_commands
 from cli.operator import (
     add_init_flags,
     add_operator_parsers,
     add_run_flags,
-    get_init_passphrase,
+    get_init_keys,
     get_passphrase_source,
     get_run_overrides,
 )
@@ -113,14 +114,13 @@ def cmd_init(args: argparse.Namespace) -> int:
                         rpc_listen=args.rpc_listen, p2p_listen=args.p2p_listen,
                         peers=list(args.peer or []),
                         peer_exchange=not args.no_peer_exchange)
-    key = read_key_file(Path(args.validator_key)) if args.validator_key else None
     try:
         genesis_text = Path(args.genesis).read_text()
     except OSError as e:
         raise CliError(f"cannot read genesis {args.genesis}: {e}") from e
-    passphrase = get_init_passphrase(args)
+    key, passphrase = get_init_keys(args)
     init_home(Path(args.home), genesis_text, config, key, passphrase=passphrase,
-              kdf_cost=args.kdf_cost)
+              kdf_cost=args.kdf_cost, expected_genesis_hash=args.expect_genesis_hash)
     if passphrase is None and not args.json:
         print("note: keys written UNENCRYPTED (dev keys); for a real network use "
               "--passphrase-file or --encrypt (docs/operator.md)", file=sys.stderr)
@@ -182,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_operator_parsers(sub)
 
-    genesis = sub.add_parser("genesis", help="create a genesis document")
+    genesis = sub.add_parser("genesis", help="create a genesis document (dev: new; a real "
+                             "network: statement, assemble, hash)")
     genesis_sub = genesis.add_subparsers(dest="genesis_command", required=True)
     p = genesis_sub.add_parser("new", help="keys and genesis for N validators and accounts")
     p.add_argument("--chain-id", default="govchain-dev")
@@ -195,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plain", action="store_true",
                    help="no dev ledger (stablecoin KGS, registry, treasury; docs/ledger.md)")
     p.set_defaults(func=cmd_genesis_new)
+    add_ceremony_parsers(genesis_sub)  # statement, assemble, hash (cli/ceremony.py)
 
     p = sub.add_parser("init", help="create a node home from a genesis and keys")
     p.add_argument("--home", required=True)
@@ -206,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peer", action="append", metavar="HOST:PORT")
     p.add_argument("--no-peer-exchange", action="store_true",
                    help="dial only the configured peers (devnet partitions need this)")
+    p.add_argument("--expect-genesis-hash", metavar="HASH",
+                   help="refuse a genesis whose hash is not this (from `genesis hash`)")
     add_init_flags(p)
     p.set_defaults(func=cmd_init)
 

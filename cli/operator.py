@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import urllib.error
@@ -34,10 +33,10 @@ from node.keystore import (
     PassphraseSource,
     decrypt_key,
     export_plaintext,
-    get_public_key_hex,
     is_encrypted,
     load_key_file,
     read_key_doc,
+    read_public_key,
     write_encrypted_key_file,
     write_private_file,
 )
@@ -103,14 +102,24 @@ def get_passphrase_source(args: argparse.Namespace) -> PassphraseSource | None:
     return PassphraseSource(file=path) if path else None
 
 
-def get_init_passphrase(args: argparse.Namespace) -> bytes | None:
-    """The passphrase `govchain init` encrypts keys with, or None for plaintext dev keys."""
-    if args.passphrase_file or os.environ.get(ENV_PASSPHRASE) or \
-            os.environ.get(ENV_PASSPHRASE_FILE):
-        return PassphraseSource(file=args.passphrase_file, prompt=False).get("the new keys")
+def get_init_keys(args: argparse.Namespace) -> tuple[KeyPair | None, bytes | None]:
+    """The validator key given to `govchain init` (unlocked), and the passphrase that seals
+    the home's keys, or None for plaintext dev keys.
+
+    One source serves both (--passphrase-file, the environment, or one prompt), and a
+    sealed key stays sealed in the home whatever the flags say: unlocking it must never
+    be the way to write it in the clear.
+    """
+    source = PassphraseSource(file=args.passphrase_file)
+    key, sealed = None, False
+    if args.validator_key:
+        loaded = load_key_file(Path(args.validator_key), source)
+        key, sealed = loaded.key, loaded.encrypted
+    if sealed or source.is_given():
+        return key, source.get("the new keys")
     if getattr(args, "encrypt", False):
-        return PassphraseSource().get("the new keys", confirm=True)
-    return None
+        return key, source.get("the new keys", confirm=True)
+    return key, None
 
 
 def add_init_flags(parser: argparse.ArgumentParser) -> None:
@@ -202,12 +211,15 @@ def cmd_keys_export(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_show_public(args: argparse.Namespace) -> int:
+    """Print a key file's public key, refusing a file that contradicts itself."""
     path = Path(args.file)
-    doc = read_key_doc(path)
-    public_key = get_public_key_hex(path)
-    address = doc.get("address") or load_key_file(path, None).key.address.hex()
-    _print({"file": str(path), "public_key": public_key, "address": address,
-            "encrypted": is_encrypted(doc)}, args.json)
+    info = read_public_key(path, PassphraseSource(file=args.passphrase_file, prompt=False))
+    _print({"file": str(path), "public_key": info.public_key.hex(),
+            "address": info.address.hex(), "encrypted": info.encrypted,
+            "checked": "seed" if info.seed_checked else "address"}, args.json)
+    if not info.seed_checked:
+        print(f"note: {path} is sealed: its address matches its public_key, but the sealed "
+              "seed is checked only when unlocked (give --passphrase-file)", file=sys.stderr)
     return 0
 
 
@@ -337,8 +349,11 @@ def add_operator_parsers(sub: Any) -> None:
     passphrase_flags(p)
     p.set_defaults(func=cmd_keys_export)
     for name in ("show-public", "show"):
-        p = keys_sub.add_parser(name, help="print a key file's public key and address")
+        p = keys_sub.add_parser(name, help="print a key file's public key and address "
+                                "(a sealed file is unlocked only if a passphrase is given)")
         p.add_argument("file")
+        p.add_argument("--passphrase-file", help="unlock a sealed file to check its seed "
+                       f"(also {ENV_PASSPHRASE} / {ENV_PASSPHRASE_FILE}); never prompts")
         p.set_defaults(func=cmd_keys_show_public)
     p = keys_sub.add_parser("change-passphrase", help="re-encrypt under a new passphrase")
     p.add_argument("file")

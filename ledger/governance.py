@@ -1,7 +1,7 @@
 """Governance: validators propose and vote; a proposal that gathers a quorum takes effect.
 
-Actions: add_validator, remove_validator, grant_role, revoke_role, create_asset,
-create_namespace, set_param. A proposal passes in the transaction whose vote brings
+Actions: add_validator, remove_validator, replace_validator, grant_role, revoke_role,
+create_asset, create_namespace, set_param. A proposal passes in the transaction whose vote brings
 the approvals of the validator set in force to floor(2n/3)+1 before its expiry
 height, and its action runs right there, so every node applies it at the same place.
 A validator-set change is written to valset/v1, which certifies the *next* height.
@@ -67,6 +67,7 @@ VALIDATOR_ACCEPT = "validator_accept"
 
 ADD_VALIDATOR = "add_validator"
 REMOVE_VALIDATOR = "remove_validator"
+REPLACE_VALIDATOR = "replace_validator"
 GRANT_ROLE = "grant_role"
 REVOKE_ROLE = "revoke_role"
 CREATE_ASSET = "create_asset"
@@ -146,6 +147,21 @@ def apply_validator_set(view: Overlay, ctx: BlockContext, new_set: tuple[Validat
 # ------------------------------------------------------------------ actions
 
 
+def _validate_accepted(view: StateReader, key: PublicKey) -> None:
+    """Refuse a key whose holder has not sent validator_accept signed with it."""
+    if view.get(get_candidate_key(key)) is None:
+        raise CandidateNotAcceptedError(
+            f"key {key.hex()} has not proven possession: its holder must first send "
+            f"validator_accept signed with it")
+
+
+def _ensure_validator_account(view: Overlay, key: PublicKey) -> None:
+    """Give a new validator key an account, so that it can propose and vote at once."""
+    address = compute_address(key)
+    if get_account_record(view, address) is None:
+        put_account_record(view, address, EMPTY_ACCOUNT)
+
+
 def _validate_add_validator(args: Mapping[str, Any]) -> None:
     f.validate_field_names(args, frozenset({"public_key", "name"}))
     f.expect_public_key(args, "public_key")
@@ -158,14 +174,9 @@ def _apply_add_validator(view: Overlay, ctx: BlockContext, args: Mapping[str, An
     current = get_validator_set(view)
     if current.is_member(key):
         raise AlreadyValidatorError(f"key {key.hex()} is a validator already")
-    if view.get(get_candidate_key(key)) is None:
-        raise CandidateNotAcceptedError(
-            f"key {key.hex()} has not proven possession: its holder must first send "
-            f"validator_accept signed with it")
+    _validate_accepted(view, key)
     apply_validator_set(view, ctx, (*current.validators, Validator(key, name)))
-    address = compute_address(key)
-    if get_account_record(view, address) is None:
-        put_account_record(view, address, EMPTY_ACCOUNT)
+    _ensure_validator_account(view, key)
     return [Event("validator_added", {"public_key": key, "name": name,
                                       "from_height": ctx.height + 1})]
 
@@ -183,6 +194,34 @@ def _apply_remove_validator(view: Overlay, ctx: BlockContext, args: Mapping[str,
         raise NotValidatorError(f"key {key.hex()} is not in the validator set")
     apply_validator_set(view, ctx, tuple(v for v in current.validators if v.public_key != key))
     return [Event("validator_removed", {"public_key": key, "from_height": ctx.height + 1})]
+
+
+def _validate_replace_validator(args: Mapping[str, Any]) -> None:
+    f.validate_field_names(args, frozenset({"public_key", "new_public_key"}))
+    f.expect_public_key(args, "public_key")
+    f.expect_public_key(args, "new_public_key")
+
+
+def _apply_replace_validator(view: Overlay, ctx: BlockContext, args: Mapping[str, Any]
+                             ) -> list[Event]:
+    """Swap one key for another in place: same size, quorum, turn and name.
+
+    Adding the new key and then removing the old one would pass through a set of n+1,
+    whose quorum may be one more than the validators actually signing.
+    """
+    old, new = PublicKey(args["public_key"]), PublicKey(args["new_public_key"])
+    current = get_validator_set(view)
+    if not current.is_member(old):
+        raise NotValidatorError(f"key {old.hex()} is not in the validator set")
+    if current.is_member(new):
+        raise AlreadyValidatorError(f"key {new.hex()} is a validator already")
+    _validate_accepted(view, new)
+    name = next(v.name for v in current.validators if v.public_key == old)
+    apply_validator_set(view, ctx, tuple(Validator(new, name) if v.public_key == old else v
+                                         for v in current.validators))
+    _ensure_validator_account(view, new)
+    return [Event("validator_replaced", {"public_key": old, "new_public_key": new,
+                                         "name": name, "from_height": ctx.height + 1})]
 
 
 def _validate_role_args(args: Mapping[str, Any]) -> None:
@@ -236,6 +275,7 @@ ActionApply = Callable[[Overlay, BlockContext, Mapping[str, Any]], list[Event]]
 ACTIONS: dict[str, tuple[Callable[[Mapping[str, Any]], None], ActionApply]] = {
     ADD_VALIDATOR: (_validate_add_validator, _apply_add_validator),
     REMOVE_VALIDATOR: (_validate_remove_validator, _apply_remove_validator),
+    REPLACE_VALIDATOR: (_validate_replace_validator, _apply_replace_validator),
     GRANT_ROLE: (_validate_role_args, _apply_grant_role),
     REVOKE_ROLE: (_validate_role_args, _apply_revoke_role),
     CREATE_ASSET: (validate_create_asset_args, apply_create_asset),

@@ -415,17 +415,45 @@ class NodeHome:
             insecure_key_files=insecure, sources=sources)
 
 
+class GenesisMismatchError(ConfigError):
+    """Raised when a genesis document's hash is not the one the operator expects."""
+
+    code = "genesis_mismatch"
+
+
+def validate_genesis_hash(genesis: Genesis, expected: str) -> None:
+    """Refuse `genesis` unless its hash is `expected` (64 hex digits, 0x optional)."""
+    text = expected.strip().lower().removeprefix("0x")
+    try:
+        valid = len(bytes.fromhex(text)) == 32
+    except ValueError:
+        valid = False
+    if not valid:
+        raise GenesisMismatchError(f"the expected genesis hash {expected!r} is not 64 hex "
+                                   "digits")
+    if genesis.hash.hex() != text:
+        raise GenesisMismatchError(
+            f"the genesis has hash {genesis.hash.hex()}, not the expected {text}: it is "
+            "another document than the one the ministries agreed on; compare with "
+            "`govchain genesis hash` and get the right file")
+
+
 def init_home(home: Path, genesis_text: str, config: NodeConfig,
               validator_key: KeyPair | None, *, passphrase: bytes | None = None,
-              kdf_cost: str = DEFAULT_KDF_COST) -> None:
+              kdf_cost: str = DEFAULT_KDF_COST,
+              expected_genesis_hash: str | None = None) -> None:
     """Create a node home; refuses to overwrite an existing one.
 
     With `passphrase` both keys are written encrypted; without, in plaintext (devnets and
-    tests: the node logs them as insecure dev keys at every start).
+    tests: the node logs them as insecure dev keys at every start). With
+    `expected_genesis_hash`, a genesis of any other hash is refused before anything is
+    written.
     """
     if (home / CONFIG_FILE).exists():
         raise ConfigError(f"{home} already holds a node home; choose another --home")
-    Genesis.from_json(genesis_text)  # refuse a bad genesis before writing anything
+    genesis = Genesis.from_json(genesis_text)  # refuse a bad genesis before writing anything
+    if expected_genesis_hash is not None:
+        validate_genesis_hash(genesis, expected_genesis_hash)
     home.mkdir(parents=True, exist_ok=True)
     (home / GENESIS_FILE).write_text(genesis_text)
     (home / CONFIG_FILE).write_text(render_config(config))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chain.crypto import KeyPair
+from chain.crypto import Address, KeyPair, PublicKey, compute_address
 from chain.keyfile import (
     DEFAULT_KDF_COST,
     KDF_COSTS,
@@ -32,6 +32,7 @@ from chain.keyfile import (
     encrypt_key,
     is_encrypted,
     parse_key_document,
+    validate_sealed_public_key,
 )
 
 ENV_PASSPHRASE = "GOVCHAIN_KEY_PASSPHRASE"
@@ -61,13 +62,38 @@ def read_key_doc(path: Path) -> dict[str, Any]:
     return parse_key_document(text, str(path))
 
 
-def get_public_key_hex(path: Path) -> str:
-    """The public key of a key file (encrypted or not), without unlocking it."""
+@dataclass(frozen=True)
+class PublicKeyInfo:
+    """What a key file says in the clear, and how far that was checked."""
+
+    public_key: PublicKey
+    """The key file's public key."""
+    address: Address
+    """Its account address."""
+    encrypted: bool
+    """True for a sealed key file."""
+    seed_checked: bool
+    """True when the public key was derived from the seed (a plaintext file, or a sealed
+    one unlocked); False when only the clear address was checked against it."""
+
+
+def read_public_key(path: Path, passphrase: PassphraseSource | None = None) -> PublicKeyInfo:
+    """The public key of a key file, refused if the file contradicts itself.
+
+    A sealed file is unlocked only when `passphrase` gives one without a prompt;
+    otherwise its clear address is checked against its clear public key.
+    """
     doc = read_key_doc(path)
-    value = doc.get("public_key")
-    if not isinstance(value, str):
+    if not isinstance(doc.get("public_key"), str):
         raise KeystoreError(f"key file {path} names no public_key")
-    return value
+    if not is_encrypted(doc):
+        key = decode_plain_key(doc, str(path))
+        return PublicKeyInfo(key.public_key, key.address, False, True)
+    if passphrase is not None and passphrase.is_given():
+        key = decrypt_key(doc, passphrase.get(str(path)), str(path))
+        return PublicKeyInfo(key.public_key, key.address, True, True)
+    public_key = validate_sealed_public_key(doc, str(path))
+    return PublicKeyInfo(public_key, compute_address(public_key), True, False)
 
 
 def write_private_file(path: Path, text: str) -> None:
@@ -106,6 +132,12 @@ class PassphraseSource:
     """Ask on the terminal when stdin is one and nothing else gave a passphrase."""
     _prompted: bytes | None = field(default=None, repr=False)
 
+    def is_given(self) -> bool:
+        """True when a file or the environment gives the passphrase (no prompt needed)."""
+        environ = os.environ if self.env is None else self.env
+        return bool(self.file or environ.get(ENV_PASSPHRASE_FILE) or
+                    environ.get(ENV_PASSPHRASE))
+
     def get(self, purpose: str, *, confirm: bool = False) -> bytes:
         """The passphrase; a prompt is answered once per source (both home keys)."""
         if self._prompted is not None:
@@ -143,6 +175,6 @@ def load_key_file(path: Path, passphrase: PassphraseSource | None) -> LoadedKey:
 
 
 __all__ = ["DEFAULT_KDF_COST", "KDF_COSTS", "KEYSTORE_FORMAT", "KEYSTORE_VERSION", "KeystoreError",
-           "LoadedKey", "PassphraseSource", "WrongPassphraseError", "decrypt_key",
-           "encrypt_key", "export_plaintext", "get_public_key_hex", "is_encrypted",
-           "load_key_file", "read_key_doc", "write_encrypted_key_file", "write_private_file"]
+           "LoadedKey", "PassphraseSource", "PublicKeyInfo", "WrongPassphraseError",
+           "decrypt_key", "encrypt_key", "export_plaintext", "is_encrypted", "load_key_file",
+           "read_key_doc", "read_public_key", "write_encrypted_key_file", "write_private_file"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from chain.vote import CommitCertificate
@@ -59,6 +59,11 @@ class Family:
 
     def set(self, value: float, **labels: str) -> None:
         self.values[tuple(sorted(labels.items()))] = value
+
+    def retain(self, label: str, kept: Collection[str]) -> None:
+        """Drop the samples whose `label` is not one of `kept`."""
+        self.values = {labels: value for labels, value in self.values.items()
+                       if dict(labels).get(label) in kept}
 
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
@@ -126,7 +131,8 @@ class NodeMetrics:
             "Final blocks whose commit certificate lacks this validator's signature.")
         self.last_signed = Family(
             "govchain_validator_last_signed_height", "gauge",
-            "Latest height whose commit certificate holds this validator's signature.")
+            "Latest height whose commit certificate holds this validator's signature "
+            "(members of the validator set in force only).")
         self.rounds = Histogram("govchain_block_rounds", "Rounds needed to finalize a height.",
                                 ROUND_BUCKETS)
         self.execution = Histogram("govchain_block_execution_seconds",
@@ -159,6 +165,10 @@ class NodeMetrics:
                 self.last_signed.set(height, validator=key, name=validator.name)
             else:
                 self.missed_certificates.inc(validator=key, name=validator.name)
+        # A key that left the set would keep its last height forever, and the
+        # "stopped signing" alert would fire for it forever: keep members only.
+        members = self.service.node.store.get_validator_set(height + 1).validators
+        self.last_signed.retain("validator", {v.public_key.hex() for v in members})
 
     def _gauges(self) -> list[Family]:
         service = self.service

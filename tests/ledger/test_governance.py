@@ -163,6 +163,85 @@ def test_invalid_removing_a_quorum_at_one_height(app: App) -> None:
     assert vote(app, V3, p4)[-1] == "validator_removed"
 
 
+def accept(app: App, key: KeyPair, name: str) -> None:
+    app.ok(HOLDER, "validator_accept", {"public_key": key.public_key, "name": name,
+                                        "signature": sign_acceptance(CHAIN_ID, key, name)})
+
+
+def test_replace_validator_swaps_a_key_in_place(app: App) -> None:
+    """The set keeps its size and quorum; the new key takes the old one's turn and name."""
+    before = app.ledger.get_validator_set(app.state)
+    accept(app, CANDIDATE, "ministry-3")
+    pid = propose(app, V0, "replace_validator", {"public_key": V3.public_key,
+                                                 "new_public_key": CANDIDATE.public_key})
+    vote(app, V1, pid)
+    result = app.ok(V2, "vote", {"proposal": pid})
+    replaced = result.events[-1]
+    assert replaced.kind == "validator_replaced"
+    assert replaced.attributes == {"public_key": V3.public_key,
+                                   "new_public_key": CANDIDATE.public_key,
+                                   "name": "ministry-3", "from_height": app.height + 1}
+    after = app.ledger.get_validator_set(app.state)
+    assert (after.size, after.quorum) == (before.size, before.quorum) == (4, 3)
+    assert after.validators[3].public_key == CANDIDATE.public_key
+    assert after.validators[3].name == before.validators[3].name
+    assert after.validators[:3] == before.validators[:3]
+    # the old key no longer counts; the new one proposes and votes at once
+    app.assert_fails(V3, "propose", {"action": "grant_role", "args": grant_args(),
+                                     "expiry_height": app.height + 10}, "not_validator")
+    pid2 = propose(app, CANDIDATE, "grant_role", grant_args())
+    vote(app, V0, pid2)
+    assert vote(app, V1, pid2)[-1] == "role_granted"
+
+
+def test_invalid_replace_validator(app: App) -> None:
+    def refused(args: dict[str, Any], code: str) -> None:
+        app.assert_fails(V0, "propose", {"action": "replace_validator", "args": args,
+                                         "expiry_height": app.height + 10}, code)
+
+    refused({"public_key": V3.public_key, "new_public_key": CANDIDATE.public_key},
+            "candidate_not_accepted")
+    accept(app, CANDIDATE, "ministry-3")
+    refused({"public_key": OTHER.public_key, "new_public_key": CANDIDATE.public_key},
+            "not_validator")
+    refused({"public_key": V3.public_key, "new_public_key": V2.public_key},
+            "already_validator")
+    refused({"public_key": V3.public_key, "new_public_key": V3.public_key},
+            "already_validator")
+    refused({"public_key": V3.public_key}, "malformed_fields")
+    refused({"public_key": V3.public_key, "new_public_key": b"short"}, "malformed_fields")
+    refused({"public_key": V3.public_key, "new_public_key": CANDIDATE.public_key,
+             "name": "x"}, "malformed_fields")
+    assert app.ledger.get_validator_set(app.state).validators[3].public_key == V3.public_key
+
+
+def test_invalid_replacing_a_quorum_at_one_height(app: App) -> None:
+    """A replacement removes a key from the set certifying this height: the per-height
+    limit on removals counts it, so three of four keys cannot be swapped at once."""
+    news = [KeyPair.from_seed(bytes([0xA0 + i]) * 32) for i in range(3)]
+    for i, key in enumerate(news):
+        accept(app, key, f"new-{i}")
+    pids = [propose(app, V0, "replace_validator", {"public_key": old.public_key,
+                                                   "new_public_key": new.public_key})
+            for old, new in zip((V1, V2, V3), news, strict=True)]
+    view, ctx = Overlay(app.state), ctx_at(app.height + 1)
+    nonces: dict[bytes, int] = {}
+    last_events = []
+    for pid, voters in zip(pids, ((V2, V3), (V3, V2), (V3, news[0])), strict=True):
+        for voter in voters:
+            nonce = nonces.get(voter.address, app.ledger.get_nonce(app.state, voter.address))
+            nonces[voter.address] = nonce + 1
+            tx = make_transaction(CHAIN_ID, voter, nonce, "vote", {"proposal": pid})
+            events = app.ledger.apply_tx(view, ctx, tx).events
+        last_events.append(events[-1])
+    assert [e.kind for e in last_events] == ["validator_replaced", "validator_replaced",
+                                             "proposal_failed"]
+    assert last_events[2].attributes["code"] == "removes_quorum"
+    app.commit(view)
+    assert [v.public_key for v in app.ledger.get_validator_set(app.state).validators] == \
+        [V0.public_key, news[0].public_key, news[1].public_key, V3.public_key]
+
+
 def test_param_change_and_creations_take_effect(app: App) -> None:
     def decide(action: str, args: dict[str, Any]) -> list[str]:
         pid = propose(app, V0, action, args)

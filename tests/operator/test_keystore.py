@@ -155,3 +155,117 @@ def test_init_encrypts_with_passphrase_file(tmp_path: Path, capsys) -> None:
                    "--kdf-cost", "test") == 0
     assert "secret_seed" not in (tmp_path / "h" / VALIDATOR_KEY_FILE).read_text()
     assert "secret_seed" not in (tmp_path / "h" / NODE_KEY_FILE).read_text()
+
+
+def test_init_unlocks_an_encrypted_validator_key_with_passphrase_file(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    """The --passphrase-file of `init` opens the given key, not only the environment."""
+    for name in ("GOVCHAIN_KEY_PASSPHRASE", "GOVCHAIN_KEY_PASSPHRASE_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    genesis = tmp_path / "genesis.json"
+    genesis.write_text(make_genesis([KEY]).to_json())
+    (tmp_path / "pass").write_text("ministry secret\n")
+    sealed = tmp_path / "v.json"
+    write_encrypted_key_file(sealed, KEY, b"ministry secret", cost="test")
+    home = tmp_path / "h"
+    assert run_cli("--json", "init", "--home", str(home), "--genesis", str(genesis),
+                   "--validator-key", str(sealed), "--passphrase-file", str(tmp_path / "pass"),
+                   "--kdf-cost", "test") == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["keys_encrypted"] is True
+    loaded = NodeHome.load(home, env={}, passphrase=PassphraseSource(
+        file=str(tmp_path / "pass"), prompt=False))
+    assert loaded.validator_key == KEY and loaded.insecure_key_files == ()
+
+
+def test_invalid_init_with_a_wrong_passphrase_file_writes_no_home(tmp_path: Path, capsys,
+                                                                  monkeypatch) -> None:
+    monkeypatch.delenv("GOVCHAIN_KEY_PASSPHRASE", raising=False)
+    genesis = tmp_path / "genesis.json"
+    genesis.write_text(make_genesis([KEY]).to_json())
+    (tmp_path / "pass").write_text("not it\n")
+    sealed = tmp_path / "v.json"
+    write_encrypted_key_file(sealed, KEY, b"ministry secret", cost="test")
+    assert run_cli("init", "--home", str(tmp_path / "h"), "--genesis", str(genesis),
+                   "--validator-key", str(sealed), "--passphrase-file", str(tmp_path / "pass"),
+                   "--kdf-cost", "test") == 1
+    assert "wrong passphrase" in capsys.readouterr().err
+    assert not (tmp_path / "h").exists()
+
+
+def test_init_keeps_an_encrypted_validator_key_encrypted(tmp_path: Path, capsys,
+                                                         monkeypatch) -> None:
+    """A sealed key unlocked at the terminal prompt is written into the home sealed, even
+    without --passphrase-file or --encrypt: never in the clear."""
+    for name in ("GOVCHAIN_KEY_PASSPHRASE", "GOVCHAIN_KEY_PASSPHRASE_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    asked: list[str] = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("getpass.getpass", lambda prompt: asked.append(prompt) or
+                        "ministry secret")
+    genesis = tmp_path / "genesis.json"
+    genesis.write_text(make_genesis([KEY]).to_json())
+    sealed = tmp_path / "v.json"
+    write_encrypted_key_file(sealed, KEY, b"ministry secret", cost="test")
+    assert run_cli("init", "--home", str(tmp_path / "h"), "--genesis", str(genesis),
+                   "--validator-key", str(sealed), "--kdf-cost", "test") == 0
+    capsys.readouterr()
+    assert len(asked) == 1  # one prompt opens the given key and seals the home's keys
+    for name in (VALIDATOR_KEY_FILE, NODE_KEY_FILE):
+        assert "secret_seed" not in (tmp_path / "h" / name).read_text()
+    loaded = NodeHome.load(home=tmp_path / "h", env={"GOVCHAIN_KEY_PASSPHRASE":
+                                                     "ministry secret"})
+    assert loaded.validator_key == KEY
+
+
+OTHER_KEY = KeyPair.from_seed(bytes(range(1, 33)))
+
+
+def test_invalid_show_public_of_an_altered_plaintext_key_is_refused(tmp_path: Path,
+                                                                     capsys) -> None:
+    path = tmp_path / "plain.json"
+    path.write_text(json.dumps({"public_key": OTHER_KEY.public_key.hex(),
+                                "address": OTHER_KEY.address.hex(),
+                                "secret_seed": KEY.seed.hex()}))
+    assert run_cli("keys", "show-public", str(path)) == 1
+    captured = capsys.readouterr()
+    assert "does not match the secret seed" in captured.err
+    assert OTHER_KEY.public_key.hex() not in captured.out
+
+
+def test_invalid_show_public_of_an_altered_sealed_key_is_refused(tmp_path: Path,
+                                                                  capsys) -> None:
+    path = tmp_path / "sealed.json"
+    write_encrypted_key_file(path, KEY, b"pw", cost="test")
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "public_key": OTHER_KEY.public_key.hex()}))
+    assert run_cli("keys", "show-public", str(path)) == 1
+    captured = capsys.readouterr()
+    assert "address does not match its public_key" in captured.err
+    assert captured.out == ""
+
+
+def test_show_public_of_a_sealed_key_says_what_it_checked(tmp_path: Path, capsys,
+                                                          monkeypatch) -> None:
+    """Without a passphrase only address and public_key agree; with one the seed is
+    opened, so a file whose public_key and address were both replaced is caught."""
+    for name in ("GOVCHAIN_KEY_PASSPHRASE", "GOVCHAIN_KEY_PASSPHRASE_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "sealed.json"
+    write_encrypted_key_file(path, KEY, b"pw", cost="test")
+    assert run_cli("--json", "keys", "show-public", str(path)) == 0
+    captured = capsys.readouterr()
+    shown = json.loads(captured.out)
+    assert shown["public_key"] == KEY.public_key.hex() and shown["checked"] == "address"
+    assert "checked only when unlocked" in captured.err
+
+    (tmp_path / "pass").write_text("pw\n")
+    assert run_cli("--json", "keys", "show-public", str(path), "--passphrase-file",
+                   str(tmp_path / "pass")) == 0
+    assert json.loads(capsys.readouterr().out)["checked"] == "seed"
+
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "public_key": OTHER_KEY.public_key.hex(),
+                                "address": OTHER_KEY.address.hex()}))
+    assert run_cli("keys", "show-public", str(path), "--passphrase-file",
+                   str(tmp_path / "pass")) == 1
+    assert "does not match its public_key" in capsys.readouterr().err
