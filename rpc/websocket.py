@@ -32,10 +32,10 @@ from rpc.dispatcher import (
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     NOT_FOUND,
-    PARSE_ERROR,
     CallContext,
     RpcDispatcher,
     RpcError,
+    decode_request,
     invalid_params,
 )
 from rpc.limits import RequestGuard
@@ -230,10 +230,9 @@ class SubscriptionHub:
 
     async def _on_text(self, client: WsClient, context: CallContext, text: str) -> None:
         try:
-            doc = json.loads(text)
-        except ValueError as e:
-            client.push(_error(None, RpcError(PARSE_ERROR, "parse_error",
-                                              f"message is not valid JSON: {e}")))
+            doc = decode_request(text, context)
+        except RpcError as e:
+            client.push(_error(None, e))
             return
         call_id = doc.get("id") if isinstance(doc, dict) else None
         if isinstance(call_id, bool) or not isinstance(call_id, str | int | float | None):
@@ -259,7 +258,7 @@ class SubscriptionHub:
             # The answer goes first; the replay task only starts queueing afterwards.
             client.push({"jsonrpc": "2.0", "id": call_id, "result": result})
             return
-        answer = await self.dispatcher.handle_body(text.encode(), context)
+        answer = await self.dispatcher.handle_doc(doc, context)
         if answer is not None:
             client.queue.append(json.dumps(answer, separators=(",", ":"),
                                            default=_json_default))
