@@ -1,5 +1,5 @@
 """Edges of the JSON-RPC as docs/rpc.md states them, over real sockets: bodies nested too
-deeply (HTTP /rpc and /ws).
+deeply (HTTP /rpc and /ws), and what `tx_get` says after a `wrong_chain` refusal.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import aiohttp
 import pytest
 
 from rpc.dispatcher import MAX_JSON_DEPTH
-from tests.node.test_rpc import post_raw, snapshot
+from sdk import TxRejectedError
+from tests.node.test_rpc import post_raw, snapshot, transfer
 
 
 def nested_call(depth: int) -> bytes:
@@ -89,3 +90,12 @@ async def test_invalid_deeply_nested_ws_message_answers_then_serves(single_node,
         doc = json.loads((await ws.receive(timeout=10)).data)
         assert doc["id"] == 8 and doc["result"]["chain_id"]
 
+
+async def test_wrong_chain_refusal_is_remembered_as_rejected_at_admission(single_node):
+    tx = transfer(0, chain_id="another-chain")
+    with pytest.raises(TxRejectedError) as info:
+        await single_node.client.submit(tx)
+    assert info.value.reason == "wrong_chain"
+    status = await single_node.client.get_tx(tx.hash)
+    assert (status["status"], status["code"], status["where"]) == \
+        ("rejected", "wrong_chain", "admission")
