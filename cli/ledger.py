@@ -17,12 +17,12 @@ from typing import Any
 from chain.crypto import KeyPair
 from chain.genesis import Genesis
 from chain.tx import Transaction
+from cli.options import add_rpc_option
 from ledger.governance import sign_acceptance
 from node.config import read_key_file
 from sdk import Client
 from sdk.tx import load_tx_file, save_tx_file
 
-DEFAULT_RPC = "http://127.0.0.1:8545"
 BYTES_FIELDS = frozenset({"to", "account", "address", "issuer", "public_key", "report_hash",
                           "doc_hash", "signature"})
 """Fields given as hex on the command line and carried as bytes in the transaction."""
@@ -205,7 +205,7 @@ def _add_tx_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--chain-id")
     p.add_argument("--out", help="write the signed tx to this file instead of submitting")
     p.add_argument("--no-wait", dest="wait", action="store_false")
-    p.add_argument("--rpc", default=DEFAULT_RPC)
+    add_rpc_option(p)
 
 
 def _make_tx_command(tx_type: str, build: Callable[[argparse.Namespace], dict[str, Any]]
@@ -324,7 +324,7 @@ def add_ledger_commands(sub: Any) -> None:
                        help="fetch a record with its proof and verify it from genesis")
     p.add_argument("record", help="NAMESPACE/KEY")
     p.add_argument("--genesis", required=True, help="the chain's genesis.json")
-    p.add_argument("--rpc", default=DEFAULT_RPC)
+    add_rpc_option(p)
     p.set_defaults(func=cmd_verify_record)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,13 +28,13 @@ from cli.operator import (
     get_passphrase_source,
     get_run_overrides,
 )
+from cli.options import add_rpc_option, resolve_endpoint
 from cli.sdk import add_json_everywhere, add_sdk_commands, render, submit_and_show
 from node.config import NodeConfig, init_home, read_key_file, write_key_file
 from node.errors import NodeError
-from sdk import Client, RpcClientError
+from sdk import Client, RpcClientError, UnreachableError
 from storage.errors import StorageError
 
-DEFAULT_RPC = "http://127.0.0.1:8545"
 DEV_ASSET = "GOV"
 
 
@@ -224,14 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nonce", type=int, help="default: the account's next nonce")
     p.add_argument("--no-wait", dest="wait", action="store_false",
                    help="return once admitted instead of waiting for finality")
-    p.add_argument("--rpc", default=DEFAULT_RPC)
+    add_rpc_option(p)
     p.set_defaults(func=cmd_tx_transfer)
     add_sdk_commands(sub, tx_sub)  # tx build/sign/send-file/status, subscribe, admin, rpc
 
     p = sub.add_parser("query", help="read chain state over RPC")
     p.add_argument("what", choices=["status", "block", "tx", "account", "validators"])
     p.add_argument("ref", nargs="?", help="height/hash, tx hash or address")
-    p.add_argument("--rpc", default=DEFAULT_RPC)
+    add_rpc_option(p)
     p.set_defaults(func=cmd_query)
 
     add_ledger_commands(sub)  # ledger tx types, queries, verify-record (node/cli_ledger.py)
@@ -249,10 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        resolve_endpoint(args, os.environ, Path.cwd())
         result: int = args.func(args)
         return result
     except (CliError, NodeError, ChainError, StorageError) as e:
         print(f"govchain: error: {getattr(e, 'message', e)}", file=sys.stderr)
+    except UnreachableError as e:
+        print(f"govchain: error: {e.reason}: {e.message}{_describe_endpoint(args, e)}",
+              file=sys.stderr)
     except RpcClientError as e:
         print(f"govchain: error: {e.reason}: {e.message}", file=sys.stderr)
     except (OSError, ValueError) as e:
@@ -262,4 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     return 1
 
 
-
+def _describe_endpoint(args: argparse.Namespace, error: UnreachableError) -> str:
+    """Which endpoint was tried, where it came from, and what to try next."""
+    endpoint = getattr(args, "endpoint", None)
+    if endpoint is None or error.reason != "unreachable":
+        return ""
+    return (f" (endpoint {endpoint.url}, from {endpoint.source}); "
+            f"{endpoint.get_unreachable_hint()}")

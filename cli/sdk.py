@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from cli.options import add_rpc_option
 from node.config import ADMIN_TOKEN_FILE
 from sdk import (
     AsyncClient,
@@ -27,9 +28,6 @@ from sdk import (
     sign_tx,
     tx_to_json,
 )
-
-DEFAULT_RPC = "http://127.0.0.1:8545"
-
 
 # ------------------------------------------------------------------ output
 
@@ -261,10 +259,7 @@ def cmd_rpc(args: argparse.Namespace) -> int:
 
 
 def add_sdk_commands(sub: Any, tx_sub: Any) -> None:
-    """Add the SDK commands to the `govchain` parser (called once by node/cli.py)."""
-    def rpc_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--rpc", default=DEFAULT_RPC, help="node URL")
-
+    """Add the SDK commands to the `govchain` parser (called once by cli/main.py)."""
     p = tx_sub.add_parser("build", help="build a transaction of any type into a tx file")
     p.add_argument("--type", required=True, help="tx type, e.g. transfer")
     p.add_argument("--field", action="append", metavar="NAME=VALUE",
@@ -276,7 +271,7 @@ def add_sdk_commands(sub: Any, tx_sub: Any) -> None:
     p.add_argument("--nonce", type=int, help="default: the account's next nonce (asks --rpc)")
     p.add_argument("--chain-id", help="default: the node's (asks --rpc)")
     p.add_argument("--out", required=True, help="the tx file to write")
-    rpc_arg(p)
+    add_rpc_option(p)
     p.set_defaults(func=cmd_tx_build)
 
     p = tx_sub.add_parser("sign", help="add a signature to a tx file (offline, multisig)")
@@ -291,14 +286,14 @@ def add_sdk_commands(sub: Any, tx_sub: Any) -> None:
     p.add_argument("file")
     p.add_argument("--no-wait", dest="wait", action="store_false")
     p.add_argument("--timeout", type=float, default=60.0)
-    rpc_arg(p)
+    add_rpc_option(p)
     p.set_defaults(func=cmd_tx_send_file)
 
     p = tx_sub.add_parser("status", help="a transaction's status (pending says why)")
     p.add_argument("hash")
     p.add_argument("--wait", action="store_true", help="wait until final or rejected")
     p.add_argument("--timeout", type=float, default=60.0)
-    rpc_arg(p)
+    add_rpc_option(p)
     p.set_defaults(func=cmd_tx_status)
 
     p = sub.add_parser("subscribe", help="follow blocks, events or one tx over /ws")
@@ -308,7 +303,7 @@ def add_sdk_commands(sub: Any, tx_sub: Any) -> None:
     p.add_argument("--filter", action="append", metavar="KEY=VALUE",
                    help="events: kind, account, asset, namespace or tx_type")
     p.add_argument("--count", type=int, help="stop after this many notifications")
-    rpc_arg(p)
+    add_rpc_option(p)
     p.set_defaults(func=cmd_subscribe)
 
     admin = sub.add_parser("admin", help="admin methods (localhost or the admin token)")
@@ -322,14 +317,14 @@ def add_sdk_commands(sub: Any, tx_sub: Any) -> None:
         if name == "peer-remove":
             p.add_argument("node_id")
         p.add_argument("--admin-token-file", help=f"HOME/{ADMIN_TOKEN_FILE} of the node")
-        rpc_arg(p)
+        add_rpc_option(p)
         p.set_defaults(func=cmd_admin)
 
     p = sub.add_parser("rpc", help="call any JSON-RPC method")
     p.add_argument("method")
     p.add_argument("params", nargs="?", help="JSON object of params")
     p.add_argument("--admin-token-file")
-    rpc_arg(p)
+    add_rpc_option(p)
     p.set_defaults(func=cmd_rpc)
 
 

@@ -1,0 +1,167 @@
+"""The CLI's shared options: where the RPC endpoint comes from, and what an unreachable
+one says.
+
+Real `govchain` subprocesses against a real node on OS-assigned ports, in folders
+made for each test (a `./devnet-data` manifest is looked for in the working folder).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli.options import (
+    DEFAULT_RPC,
+    DEVNET_MANIFEST,
+    ENV_RPC,
+    EndpointError,
+    find_endpoint,
+)
+from devnet.cli import DEFAULT_DIR
+from devnet.manifest import (
+    MANIFEST_FILE,
+    LinksEntry,
+    Manifest,
+    NodeEntry,
+    write_manifest,
+)
+from devnet.ports import get_free_port
+from tests.node.procs import ENV, ProcessSet
+from tests.node.test_cli import CliChain, start_chain
+
+CLI_ENV = {k: v for k, v in ENV.items() if k != ENV_RPC}
+
+
+def govchain(*args: str, cwd: Path, env: dict[str, str] | None = None,
+             timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """`govchain ARGS...` run in `cwd`, with GOVCHAIN_RPC only if `env` sets it."""
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd,
+                          env={**CLI_ENV, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout_s)
+
+
+def write_devnet_manifest(folder: Path, rpc_url: str) -> Path:
+    """A manifest as `govchain devnet up` writes it, in folder/devnet-data."""
+    devnet_dir = folder / DEFAULT_DIR
+    devnet_dir.mkdir(parents=True)
+    port = int(rpc_url.rsplit(":", 1)[1])
+    nodes = [NodeEntry(f"node{i}", rpc_url if i == 0 else "http://127.0.0.1:1", port + 2 * i,
+                       port + 2 * i + 1, str(devnet_dir / f"node{i}"), "log", True)
+             for i in range(2)]
+    write_manifest(Manifest("govchain-devnet", "00" * 32, str(devnet_dir), nodes, [],
+                            LinksEntry([], "links.log", "partition.json")))
+    return devnet_dir / MANIFEST_FILE
+
+
+def dead_url() -> str:
+    return f"http://127.0.0.1:{get_free_port()}"
+
+
+# ------------------------------------------------------------------ endpoint
+
+
+def test_manifest_path_is_the_devnet_default():
+    assert Path(DEFAULT_DIR) / MANIFEST_FILE == DEVNET_MANIFEST
+
+
+def test_endpoint_order_flag_env_manifest_default(tmp_path: Path):
+    assert find_endpoint(None, {}, tmp_path).url == DEFAULT_RPC
+    assert "default" in find_endpoint(None, {}, tmp_path).source
+    write_devnet_manifest(tmp_path, "http://127.0.0.1:9100")
+    from_manifest = find_endpoint(None, {}, tmp_path)
+    assert from_manifest.url == "http://127.0.0.1:9100"  # node0, not node1
+    assert from_manifest.source == "./devnet-data/devnet.json (node0)"
+    from_env = find_endpoint(None, {ENV_RPC: "http://127.0.0.1:9200"}, tmp_path)
+    assert (from_env.url, from_env.source) == ("http://127.0.0.1:9200", "$GOVCHAIN_RPC")
+    from_flag = find_endpoint("http://127.0.0.1:9300", {ENV_RPC: "http://x:1"}, tmp_path)
+    assert (from_flag.url, from_flag.source) == ("http://127.0.0.1:9300", "--rpc")
+
+
+@pytest.mark.parametrize("text, url", [
+    ("127.0.0.1:8547", "http://127.0.0.1:8547"),
+    ("localhost:8547", "http://localhost:8547"),
+    ("https://node.example:443/", "https://node.example:443"),
+    ("http://127.0.0.1:8547/rpc", "http://127.0.0.1:8547/rpc"),
+])
+def test_endpoint_without_scheme_is_http(tmp_path: Path, text: str, url: str):
+    assert find_endpoint(text, {}, tmp_path).url == url
+    assert find_endpoint(None, {ENV_RPC: text}, tmp_path).url == url
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("ftp://127.0.0.1:21", "not an http(s) URL"),
+    ("127.0.0.1:notaport", "port"),
+    ("http://", "not an http(s) URL"),
+])
+def test_invalid_endpoint_names_where_it_came_from(tmp_path: Path, text: str, needle: str):
+    with pytest.raises(EndpointError) as info:
+        find_endpoint(text, {}, tmp_path)
+    assert str(info.value).startswith("--rpc: ") and needle in str(info.value)
+    with pytest.raises(EndpointError) as info:
+        find_endpoint(None, {ENV_RPC: text}, tmp_path)
+    assert str(info.value).startswith("$GOVCHAIN_RPC: ")
+
+
+def test_invalid_devnet_manifest_is_named(tmp_path: Path):
+    (tmp_path / DEFAULT_DIR).mkdir()
+    (tmp_path / DEVNET_MANIFEST).write_text('{"nodes": []}')
+    with pytest.raises(EndpointError) as info:
+        find_endpoint(None, {}, tmp_path)
+    assert "devnet-data/devnet.json" in str(info.value) and "--rpc" in str(info.value)
+    assert find_endpoint("127.0.0.1:1", {}, tmp_path).source == "--rpc"  # not read then
+
+
+@pytest.mark.parametrize("where", ["manifest", "env", "flag"])
+def test_invalid_unreachable_endpoint_says_which_and_what_to_try(tmp_path: Path, where: str):
+    url = dead_url()
+    args, env = ["query", "status"], {}
+    if where == "manifest":
+        write_devnet_manifest(tmp_path, url)
+        source, hint = "./devnet-data/devnet.json (node0)", "govchain devnet status"
+    elif where == "env":
+        env = {ENV_RPC: url.removeprefix("http://")}
+        source, hint = "$GOVCHAIN_RPC", "--rpc"
+    else:
+        args += ["--rpc", url]
+        source, hint = "--rpc", "is the node running"
+    result = govchain(*args, cwd=tmp_path, env=env)
+    assert result.returncode == 1, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("govchain: error: unreachable"), lines
+    assert url in lines[0] and f"from {source}" in lines[0] and hint in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliChain]:
+    procs = ProcessSet()
+    try:
+        yield start_chain(tmp_path_factory.mktemp("cli-options-chain"), procs)
+    finally:
+        procs.close()
+
+
+def test_every_command_finds_the_devnet_without_rpc(chain: CliChain, tmp_path: Path):
+    write_devnet_manifest(tmp_path, chain.node.rpc_url)
+    result = govchain("--json", "query", "status", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["chain_id"] == "govchain-cli"
+    receiver = chain.address(1)
+    result = govchain("--json", "query", "account", receiver, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    result = govchain("--json", "rpc", "node_status", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_env_then_flag_take_precedence(chain: CliChain, tmp_path: Path):
+    write_devnet_manifest(tmp_path, dead_url())
+    host_port = chain.node.rpc_url.removeprefix("http://")
+    result = govchain("--json", "query", "status", cwd=tmp_path, env={ENV_RPC: host_port})
+    assert result.returncode == 0, result.stderr
+    result = govchain("--json", "query", "status", "--rpc", host_port, cwd=tmp_path,
+                      env={ENV_RPC: dead_url()})
+    assert result.returncode == 0, result.stderr
