@@ -28,7 +28,11 @@ from cli.operator import (
     get_passphrase_source,
     get_run_overrides,
 )
-from cli.options import add_rpc_option, resolve_endpoint
+from cli.options import (
+    add_rpc_option,
+    bound_integer_options,
+    resolve_endpoint,
+)
 from cli.sdk import add_json_everywhere, add_sdk_commands, render, submit_and_show
 from node.config import NodeConfig, init_home, read_key_file, write_key_file
 from node.errors import NodeError
@@ -243,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_devnet_parser(sub)
     add_json_everywhere(parser)
+    # Once for every subcommand, wherever it was declared:
+    bound_integer_options(parser)
     return parser
 
 

@@ -1,5 +1,6 @@
 """Options every `govchain` subcommand shares: where the node's RPC is (`--rpc`, then
-$GOVCHAIN_RPC, then node0 of ./devnet-data, then the default).
+$GOVCHAIN_RPC, then node0 of ./devnet-data, then the default), and integers checked
+against their range.
 
 It reads the command line, the environment and the devnet manifest; it never talks to a
 node.
@@ -13,6 +14,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ENV_RPC = "GOVCHAIN_RPC"
 DEFAULT_RPC = "http://127.0.0.1:8545"
@@ -101,3 +103,59 @@ def resolve_endpoint(args: argparse.Namespace, env: Mapping[str, str], cwd: Path
     if getattr(args, "finds_endpoint", False):
         args.endpoint = find_endpoint(args.rpc, env, cwd)
         args.rpc = args.endpoint.url
+
+
+# ------------------------------------------------------------------ integers
+
+
+@dataclass(frozen=True, slots=True)
+class IntRange:
+    """An argparse type: a decimal integer in lo..hi. argparse prefixes the option's name
+    to the error (`argument --amount: ... is outside 0..2^64-1`)."""
+
+    lo: int
+    """The smallest value allowed."""
+    hi: int
+    """The largest value allowed."""
+
+    def __call__(self, text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not self.lo <= value <= self.hi:
+            raise argparse.ArgumentTypeError(f"{text} is outside {self.describe()}")
+        return value
+
+    def describe(self) -> str:
+        return f"{_power_name(self.lo)}..{_power_name(self.hi)}"
+
+
+def _power_name(value: int) -> str:
+    """2^64-1 and -2^63 by name: nobody reads 18446744073709551615 at a glance."""
+    names = {2**64 - 1: "2^64-1", -(2**63): "-2^63", 2**63 - 1: "2^63-1"}
+    return names.get(value, str(value))
+
+
+U64 = IntRange(0, 2**64 - 1)
+"""Amounts, nonces, heights, counts: what the chain's codec carries as an unsigned int."""
+FIELD_INT = IntRange(-(2**63), 2**64 - 1)
+"""An integer field of a transaction: the codec's whole range."""
+
+
+def bound_integer_options(parser: argparse.ArgumentParser) -> None:
+    """Give every `type=int` option of `parser` and its subcommands the U64 type, so that
+    an out-of-range value is refused with the option's name, before anything runs."""
+    for action in parser._actions:
+        if action.type is int:
+            action.type = U64
+        for child in _subparsers(action):
+            bound_integer_options(child)
+
+
+def _subparsers(action: argparse.Action) -> list[argparse.ArgumentParser]:
+    # argparse has no public accessor for a parser's subcommand table.
+    if not isinstance(action, argparse._SubParsersAction):
+        return []
+    unique: dict[int, Any] = {id(p): p for p in action.choices.values()}
+    return list(unique.values())

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from cli.options import add_rpc_option
+from cli.options import FIELD_INT, add_rpc_option
 from node.config import ADMIN_TOKEN_FILE
 from sdk import (
     AsyncClient,
@@ -135,8 +135,16 @@ def _parse_fields(pairs: list[str] | None, fields_json: str | None) -> dict[str,
         name, sep, text = pair.partition("=")
         if not sep:
             raise ValueError(f"--field expects NAME=VALUE, got {pair!r}")
-        fields[name] = int(text) if text.lstrip("-").isdigit() else text
+        fields[name] = _field_int(name, text) if text.lstrip("-").isdigit() else text
     return fields
+
+
+def _field_int(name: str, text: str) -> int:
+    try:
+        return FIELD_INT(text)
+    except argparse.ArgumentTypeError as e:
+        raise ValueError(f"--field {name}: {e}") from None
+
 
 
 # ------------------------------------------------------------------ commands

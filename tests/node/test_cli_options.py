@@ -1,5 +1,5 @@
-"""The CLI's shared options: where the RPC endpoint comes from, and what an unreachable
-one says.
+"""The CLI's shared options: where the RPC endpoint comes from (and what an unreachable
+one says), and integer options that name themselves when out of range.
 
 Real `govchain` subprocesses against a real node on OS-assigned ports, in folders
 made for each test (a `./devnet-data` manifest is looked for in the working folder).
@@ -7,6 +7,7 @@ made for each test (a `./devnet-data` manifest is looked for in the working fold
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -15,11 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import build_parser
 from cli.options import (
     DEFAULT_RPC,
     DEVNET_MANIFEST,
     ENV_RPC,
+    U64,
     EndpointError,
+    IntRange,
     find_endpoint,
 )
 from devnet.cli import DEFAULT_DIR
@@ -165,3 +169,76 @@ def test_env_then_flag_take_precedence(chain: CliChain, tmp_path: Path):
     result = govchain("--json", "query", "status", "--rpc", host_port, cwd=tmp_path,
                       env={ENV_RPC: dead_url()})
     assert result.returncode == 0, result.stderr
+
+
+# ------------------------------------------------------------------ integers
+
+
+def each_parser(parser: argparse.ArgumentParser, path: str = "govchain"
+                ) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            seen: set[int] = set()
+            for name, child in action.choices.items():
+                if id(child) not in seen:  # aliases share a parser
+                    seen.add(id(child))
+                    yield from each_parser(child, f"{path} {name}")
+
+
+def each_argument(parser: argparse.ArgumentParser
+                  ) -> Iterator[tuple[str, argparse.ArgumentParser, argparse.Action]]:
+    for path, p in each_parser(parser):
+        for action in p._actions:
+            if not isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+                yield path, p, action
+
+
+def test_every_integer_option_has_bounds():
+    integers = [(path, a) for path, _, a in each_argument(build_parser())
+                if isinstance(a.type, IntRange) or a.type is int]
+    assert len(integers) > 20
+    plain = [f"{path} {a.option_strings}" for path, a in integers if a.type is int]
+    assert plain == []
+
+
+def test_integer_type_names_the_range():
+    assert U64("18446744073709551615") == 2**64 - 1
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^99999999999999999999 is "
+                                                         r"outside 0\.\.2\^64-1$"):
+        U64("99999999999999999999")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^-1 is outside 0\.\.2\^64-1$"):
+        U64("-1")
+    with pytest.raises(argparse.ArgumentTypeError, match="'ten' is not an integer"):
+        U64("ten")
+
+
+@pytest.mark.parametrize("args, option", [
+    (["tx", "transfer", "--key", "k.json", "--to", "00" * 20, "--amount",
+      "99999999999999999999"], "--amount"),
+    (["tx", "transfer", "--key", "k.json", "--to", "00" * 20, "--amount", "1",
+      "--nonce", "-1"], "--nonce"),
+    (["tx", "mint", "--asset", "KGS", "--to", "00" * 20, "--key", "k.json", "--amount",
+      "99999999999999999999"], "--amount"),
+    (["subscribe", "blocks", "--from-height", "2e3"], "--from-height"),
+    (["devnet", "up", "--accounts", "99999999999999999999"], "--accounts"),
+])
+def test_invalid_integer_option_is_named(tmp_path: Path, args: list[str], option: str):
+    result = govchain(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    last = result.stderr.splitlines()[-1]
+    assert f"argument {option}: " in last and ("outside 0..2^64-1" in last
+                                              or "not an integer" in last), last
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / DEFAULT_DIR).exists()  # refused before doing anything
+
+
+def test_invalid_integer_field_is_named(tmp_path: Path):
+    result = govchain("tx", "build", "--type", "transfer", "--sender", "00" * 20,
+                      "--chain-id", "c", "--nonce", "0", "--field",
+                      "amount=99999999999999999999", "--out", str(tmp_path / "tx.json"),
+                      cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("govchain: error: --field amount: 99999999999999999999 "
+                                     "is outside -2^63..2^64-1")
+    assert not (tmp_path / "tx.json").exists()
