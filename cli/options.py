@@ -1,6 +1,6 @@
 """Options every `govchain` subcommand shares: where the node's RPC is (`--rpc`, then
-$GOVCHAIN_RPC, then node0 of ./devnet-data, then the default), and integers checked
-against their range.
+$GOVCHAIN_RPC, then node0 of ./devnet-data, then the default), integers checked against
+their range, and help that shows each option's default.
 
 It reads the command line, the environment and the devnet manifest; it never talks to a
 node.
@@ -151,6 +151,32 @@ def bound_integer_options(parser: argparse.ArgumentParser) -> None:
             action.type = U64
         for child in _subparsers(action):
             bound_integer_options(child)
+
+
+# ------------------------------------------------------------------ help
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: ...)" to an option's help unless the help already says it.
+
+    Switches (true/false) and options without a default say nothing more."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if not action.option_strings or "default" in text.lower() or default is None \
+                or isinstance(default, bool) or default == [] \
+                or default is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def use_help_formatter(parser: argparse.ArgumentParser) -> None:
+    """HelpFormatter for `parser` and every subcommand under it."""
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        for child in _subparsers(action):
+            use_help_formatter(child)
 
 
 def _subparsers(action: argparse.Action) -> list[argparse.ArgumentParser]:

@@ -146,7 +146,6 @@ def _field_int(name: str, text: str) -> int:
         raise ValueError(f"--field {name}: {e}") from None
 
 
-
 # ------------------------------------------------------------------ commands
 
 
@@ -275,7 +274,8 @@ def add_sdk_commands(sub: Any, tx_sub: Any) -> None:
     p.add_argument("--fields-json", help="all fields as a JSON object")
     p.add_argument("--key", help="the sender's key file (also signs unless --no-sign)")
     p.add_argument("--sender", help="sender address (a multisig account) instead of --key")
-    p.add_argument("--no-sign", dest="sign", action="store_false")
+    p.add_argument("--no-sign", dest="sign", action="store_false",
+                   help="write the tx unsigned, for offline signers (`tx sign`)")
     p.add_argument("--nonce", type=int, help="default: the account's next nonce (asks --rpc)")
     p.add_argument("--chain-id", help="default: the node's (asks --rpc)")
     p.add_argument("--out", required=True, help="the tx file to write")
@@ -283,30 +283,34 @@ def add_sdk_commands(sub: Any, tx_sub: Any) -> None:
     p.set_defaults(func=cmd_tx_build)
 
     p = tx_sub.add_parser("sign", help="add a signature to a tx file (offline, multisig)")
-    p.add_argument("file")
-    p.add_argument("--key", required=True)
+    p.add_argument("file", help="the tx file (from `tx build`)")
+    p.add_argument("--key", required=True, help="the signer's key file")
     p.add_argument("--add-signature", action="store_true",
                    help="accepted for clarity: signing always adds to the ones there")
     p.add_argument("--out", help="write the co-signed tx here instead of updating the file")
     p.set_defaults(func=cmd_tx_sign)
 
     p = tx_sub.add_parser("send-file", aliases=["submit"], help="submit a signed tx file")
-    p.add_argument("file")
-    p.add_argument("--no-wait", dest="wait", action="store_false")
-    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("file", help="the signed tx file")
+    p.add_argument("--no-wait", dest="wait", action="store_false",
+                   help="return once admitted instead of waiting for finality")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds to wait for finality")
     add_rpc_option(p)
     p.set_defaults(func=cmd_tx_send_file)
 
     p = tx_sub.add_parser("status", help="a transaction's status (pending says why)")
-    p.add_argument("hash")
+    p.add_argument("hash", help="the transaction's hash (hex)")
     p.add_argument("--wait", action="store_true", help="wait until final or rejected")
-    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds to wait with --wait")
     add_rpc_option(p)
     p.set_defaults(func=cmd_tx_status)
 
     p = sub.add_parser("subscribe", help="follow blocks, events or one tx over /ws")
-    p.add_argument("topic", choices=["blocks", "events", "tx"])
-    p.add_argument("--from-height", type=int)
+    p.add_argument("topic", choices=["blocks", "events", "tx"], help="what to follow")
+    p.add_argument("--from-height", type=int, help="replay final blocks from this height, "
+                   "then follow live (default: the next block)")
     p.add_argument("--hash", help="tx hash (topic tx)")
     p.add_argument("--filter", action="append", metavar="KEY=VALUE",
                    help="events: kind, account, asset, namespace or tx_type")
@@ -323,15 +327,17 @@ def add_sdk_commands(sub: Any, tx_sub: Any) -> None:
         if name == "peer-add":
             p.add_argument("address", help="host:port")
         if name == "peer-remove":
-            p.add_argument("node_id")
+            p.add_argument("node_id", help="the peer's node id (hex, from `admin peers`)")
         p.add_argument("--admin-token-file", help=f"HOME/{ADMIN_TOKEN_FILE} of the node")
         add_rpc_option(p)
         p.set_defaults(func=cmd_admin)
 
     p = sub.add_parser("rpc", help="call any JSON-RPC method")
-    p.add_argument("method")
+    p.add_argument("method", help="the method's name, e.g. node_status (rpc_discover "
+                   "lists them)")
     p.add_argument("params", nargs="?", help="JSON object of params")
-    p.add_argument("--admin-token-file")
+    p.add_argument("--admin-token-file", help=f"HOME/{ADMIN_TOKEN_FILE} of the node, "
+                   "for admin methods called from elsewhere than localhost")
     add_rpc_option(p)
     p.set_defaults(func=cmd_rpc)
 

@@ -1,5 +1,6 @@
 """The CLI's shared options: where the RPC endpoint comes from (and what an unreachable
-one says), and integer options that name themselves when out of range.
+one says), integer options that name themselves when out of range, help for every
+option.
 
 Real `govchain` subprocesses against a real node on OS-assigned ports, in folders
 made for each test (a `./devnet-data` manifest is looked for in the working folder).
@@ -23,6 +24,7 @@ from cli.options import (
     ENV_RPC,
     U64,
     EndpointError,
+    HelpFormatter,
     IntRange,
     find_endpoint,
 )
@@ -242,3 +244,29 @@ def test_invalid_integer_field_is_named(tmp_path: Path):
     assert result.stderr.strip() == ("govchain: error: --field amount: 99999999999999999999 "
                                      "is outside -2^63..2^64-1")
     assert not (tmp_path / "tx.json").exists()
+
+
+# ------------------------------------------------------------------ help
+
+
+def test_every_option_has_help_and_shows_its_default():
+    parser = build_parser()
+    missing = [f"{path} {a.option_strings or a.dest}"
+               for path, _, a in each_argument(parser) if not a.help]
+    assert missing == []
+    for path, p, action in each_argument(parser):
+        assert p.formatter_class is HelpFormatter, path
+        default = action.default
+        if default is None or isinstance(default, bool) or default in ([], ()) or \
+                default is argparse.SUPPRESS or not action.option_strings:
+            continue
+        shown = HelpFormatter(path)._get_help_string(action) or ""
+        assert "default" in shown.lower(), f"{path} {action.option_strings}: {shown}"
+
+
+def test_help_shows_defaults_and_the_endpoint_order(tmp_path: Path):
+    result = govchain("tx", "transfer", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "(default: GOV)" in text
+    assert "$GOVCHAIN_RPC" in text and "./devnet-data" in text and DEFAULT_RPC in text
