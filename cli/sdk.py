@@ -28,6 +28,7 @@ from sdk import (
     sign_tx,
     tx_to_json,
 )
+from sdk.client import TX_NOTIFICATION_TIMEOUT_S
 
 # ------------------------------------------------------------------ output
 
@@ -208,7 +209,8 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with AsyncClient(args.rpc) as client:
             subscription = client.subscribe(args.topic, from_height=args.from_height,
-                                            tx_hash=args.hash, filter=filter_ or None)
+                                            tx_hash=args.hash, filter=filter_ or None,
+                                            timeout_s=args.timeout)
             seen = 0
             async for result in subscription:
                 if args.json:
@@ -315,6 +317,10 @@ def add_sdk_commands(sub: Any, tx_sub: Any) -> None:
     p.add_argument("--filter", action="append", metavar="KEY=VALUE",
                    help="events: kind, account, asset, namespace or tx_type")
     p.add_argument("--count", type=int, help="stop after this many notifications")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="longest wait for each notification, then exit with an error "
+                   f"(default: {TX_NOTIFICATION_TIMEOUT_S:g} for tx; none for blocks and "
+                   "events, which may be quiet for long)")
     add_rpc_option(p)
     p.set_defaults(func=cmd_subscribe)
 

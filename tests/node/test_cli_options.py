@@ -1,6 +1,6 @@
 """The CLI's shared options: where the RPC endpoint comes from (and what an unreachable
 one says), integer options that name themselves when out of range, help for every
-option.
+option, and `subscribe tx` for a transaction that is already final.
 
 Real `govchain` subprocesses against a real node on OS-assigned ports, in folders
 made for each test (a `./devnet-data` manifest is looked for in the working folder).
@@ -171,6 +171,34 @@ def test_env_then_flag_take_precedence(chain: CliChain, tmp_path: Path):
     result = govchain("--json", "query", "status", "--rpc", host_port, cwd=tmp_path,
                       env={ENV_RPC: dead_url()})
     assert result.returncode == 0, result.stderr
+
+
+# ------------------------------------------------------------------ subscribe tx
+
+
+def test_subscribe_tx_after_no_wait_transfer_returns(chain: CliChain, tmp_path: Path):
+    for _ in range(3):  # it hung every time
+        sent = govchain("--json", "tx", "transfer", "--no-wait", "--key", chain.account_key(1),
+                        "--to", chain.address(0), "--amount", "1", *chain.rpc, cwd=tmp_path)
+        assert sent.returncode == 0, sent.stderr
+        tx_hash = json.loads(sent.stdout)["hash"]
+        followed = govchain("--json", "subscribe", "tx", "--hash", tx_hash, *chain.rpc,
+                            cwd=tmp_path, timeout_s=30)
+        assert followed.returncode == 0, followed.stderr
+        result = json.loads(followed.stdout)
+        assert (result["type"], result["status"], result["hash"]) == ("tx", "final", tx_hash)
+        again = govchain("--json", "subscribe", "tx", "--hash", tx_hash, *chain.rpc,
+                         cwd=tmp_path, timeout_s=30)  # now surely final before subscribing
+        assert again.returncode == 0 and json.loads(again.stdout)["status"] == "final"
+
+
+def test_invalid_subscribe_tx_that_never_comes_times_out(chain: CliChain, tmp_path: Path):
+    result = govchain("subscribe", "tx", "--hash", "ab" * 32, "--timeout", "0.5", *chain.rpc,
+                      cwd=tmp_path, timeout_s=30)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("govchain: error: timeout: "), lines
+    assert "ab" * 32 in lines[0] and "unknown" in lines[0]
 
 
 # ------------------------------------------------------------------ integers
