@@ -113,7 +113,7 @@ def add_ceremony_parsers(genesis_sub: Any) -> None:
     p.add_argument("--name", required=True, help="the validator's name, e.g. ministry")
     p.add_argument("--p2p", required=True, metavar="HOST:PORT",
                    help="where this ministry's node accepts peers")
-    p.add_argument("--chain-id", required=True)
+    p.add_argument("--chain-id", required=True, help="the chain id the statement is signed for")
     p.add_argument("--out", required=True, help="the statement file to hand over")
     p.set_defaults(func=cmd_genesis_statement)
 

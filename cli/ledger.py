@@ -17,12 +17,12 @@ from typing import Any
 from chain.crypto import KeyPair
 from chain.genesis import Genesis
 from chain.tx import Transaction
+from cli.options import add_rpc_option
 from ledger.governance import sign_acceptance
 from node.config import read_key_file
 from sdk import Client
 from sdk.tx import load_tx_file, save_tx_file
 
-DEFAULT_RPC = "http://127.0.0.1:8545"
 BYTES_FIELDS = frozenset({"to", "account", "address", "issuer", "public_key", "new_public_key",
                           "report_hash", "doc_hash", "signature"})
 """Fields given as hex on the command line and carried as bytes in the transaction."""
@@ -163,49 +163,57 @@ TX_COMMANDS: dict[str, tuple[str, str, Callable[[argparse.Namespace], dict[str, 
 
 def _add_tx_arguments(name: str, p: argparse.ArgumentParser) -> None:
     if name == "propose":
-        p.add_argument("--action", required=True)
+        p.add_argument("--action", required=True,
+                       help="the governance action, e.g. grant_role (docs/ledger.md)")
         p.add_argument("--args", required=True, help="JSON object; byte fields as hex")
         p.add_argument("--expires-in", type=int, default=1000, help="blocks from the head")
-        p.add_argument("--expiry-height", type=int)
+        p.add_argument("--expiry-height", type=int,
+                       help="the last height at which it may pass (instead of --expires-in)")
     elif name == "vote":
-        p.add_argument("--proposal", type=int, required=True)
+        p.add_argument("--proposal", type=int, required=True, help="the proposal's id")
     elif name == "validator-accept":
         p.add_argument("--candidate-key", required=True, help="the new validator's key file")
         p.add_argument("--name", required=True, help="the validator's name, e.g. ministry")
     elif name in ("mint", "burn", "attest", "freeze", "unfreeze"):
-        p.add_argument("--asset", required=True)
+        p.add_argument("--asset", required=True, help="the asset's symbol, e.g. KGS")
         if name == "mint":
-            p.add_argument("--to", required=True)
+            p.add_argument("--to", required=True, help="the recipient's address (hex)")
         if name in ("mint", "burn"):
-            p.add_argument("--amount", type=int, required=True)
+            p.add_argument("--amount", type=int, required=True,
+                           help="in the asset's smallest unit")
         if name == "attest":
-            p.add_argument("--reserve", type=int, required=True)
+            p.add_argument("--reserve", type=int, required=True,
+                           help="the audited reserve, in the asset's smallest unit")
             p.add_argument("--report-hash", required=True, help="sha256 of the audit report")
-            p.add_argument("--timestamp-ms", type=int, required=True)
+            p.add_argument("--timestamp-ms", type=int, required=True,
+                           help="when the reserve was audited, ms since the Unix epoch")
         if name in ("freeze", "unfreeze"):
-            p.add_argument("--account", required=True)
+            p.add_argument("--account", required=True, help="the account's address (hex)")
     elif name.startswith("multisig"):
-        p.add_argument("--threshold", type=int, required=True)
+        p.add_argument("--threshold", type=int, required=True,
+                       help="signatures needed (M of the N members)")
         p.add_argument("--member", action="append", required=True, help="member public key")
     else:
-        p.add_argument("--namespace", required=True)
-        p.add_argument("--record-key", required=True)
+        p.add_argument("--namespace", required=True, help="the registry namespace")
+        p.add_argument("--record-key", required=True, help="the record's key in it")
         if name == "record-status":
             p.add_argument("--status", required=True,
-                           choices=["active", "suspended", "revoked"])
-            p.add_argument("--reason")
+                           choices=["active", "suspended", "revoked"], help="the new status")
+            p.add_argument("--reason", help="why, kept with the record")
         else:
             p.add_argument("--value", help="UTF-8 text value")
-            p.add_argument("--value-hex")
+            p.add_argument("--value-hex", help="binary value, hex (instead of --value)")
             p.add_argument("--doc-hash", help="sha256 of the document, hex")
-            p.add_argument("--meta", action="append", metavar="NAME=TEXT")
+            p.add_argument("--meta", action="append", metavar="NAME=TEXT",
+                           help="a metadata entry; repeatable")
     p.add_argument("--key", required=True, help="signer's key file")
     p.add_argument("--sender", help="multisig account address (default: the key's)")
-    p.add_argument("--nonce", type=int)
-    p.add_argument("--chain-id")
+    p.add_argument("--nonce", type=int, help="default: the account's next nonce")
+    p.add_argument("--chain-id", help="default: the node's")
     p.add_argument("--out", help="write the signed tx to this file instead of submitting")
-    p.add_argument("--no-wait", dest="wait", action="store_false")
-    p.add_argument("--rpc", default=DEFAULT_RPC)
+    p.add_argument("--no-wait", dest="wait", action="store_false",
+                   help="return once admitted instead of waiting for finality")
+    add_rpc_option(p)
 
 
 def _make_tx_command(tx_type: str, build: Callable[[argparse.Namespace], dict[str, Any]]
@@ -324,7 +332,7 @@ def add_ledger_commands(sub: Any) -> None:
                        help="fetch a record with its proof and verify it from genesis")
     p.add_argument("record", help="NAMESPACE/KEY")
     p.add_argument("--genesis", required=True, help="the chain's genesis.json")
-    p.add_argument("--rpc", default=DEFAULT_RPC)
+    add_rpc_option(p)
     p.set_defaults(func=cmd_verify_record)
 
 
@@ -379,18 +387,20 @@ def _add_recovery_commands(sub: Any) -> None:
     p = rsub.add_parser("export", help="new genesis from a stopped node's last final state")
     p.add_argument("--home", required=True, help="a stopped node's home on the old chain")
     p.add_argument("--chain-id", required=True, help="the recovered chain's new id")
-    p.add_argument("--genesis-time-ms", type=int, required=True)
+    p.add_argument("--genesis-time-ms", type=int, required=True,
+                   help="the recovered chain's genesis time, ms since the Unix epoch")
     p.add_argument("--validator", action="append", metavar="PUBLIC_KEY=NAME",
                    help="the new validator set (default: the last set in force)")
-    p.add_argument("--out-dir", required=True)
+    p.add_argument("--out-dir", required=True,
+                   help="folder for the new genesis.json and override.json")
     p.set_defaults(func=cmd_recovery_export)
     p = rsub.add_parser("sign", help="sign the override with your validator key")
-    p.add_argument("--override", required=True)
-    p.add_argument("--key", required=True)
+    p.add_argument("--override", required=True, help="the override.json to sign")
+    p.add_argument("--key", required=True, help="your validator key file")
     p.set_defaults(func=cmd_recovery_sign)
     p = rsub.add_parser("verify", help="check the snapshot and list the signers")
-    p.add_argument("--override", required=True)
-    p.add_argument("--genesis", required=True)
+    p.add_argument("--override", required=True, help="the override.json to check")
+    p.add_argument("--genesis", required=True, help="the recovered chain's genesis.json")
     p.add_argument("--old-home", help="a node home of the old chain to compare against")
     p.set_defaults(func=cmd_recovery_verify)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,13 +29,18 @@ from cli.operator import (
     get_passphrase_source,
     get_run_overrides,
 )
+from cli.options import (
+    add_rpc_option,
+    bound_integer_options,
+    resolve_endpoint,
+    use_help_formatter,
+)
 from cli.sdk import add_json_everywhere, add_sdk_commands, render, submit_and_show
 from node.config import NodeConfig, init_home, read_key_file, write_key_file
 from node.errors import NodeError
-from sdk import Client, RpcClientError
+from sdk import Client, RpcClientError, UnreachableError
 from storage.errors import StorageError
 
-DEFAULT_RPC = "http://127.0.0.1:8545"
 DEV_ASSET = "GOV"
 
 
@@ -186,11 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "network: statement, assemble, hash)")
     genesis_sub = genesis.add_subparsers(dest="genesis_command", required=True)
     p = genesis_sub.add_parser("new", help="keys and genesis for N validators and accounts")
-    p.add_argument("--chain-id", default="govchain-dev")
-    p.add_argument("--validators", type=int, default=1)
+    p.add_argument("--chain-id", default="govchain-dev", help="the new chain's id")
+    p.add_argument("--validators", type=int, default=1, help="validator keys to create")
     p.add_argument("--accounts", type=int, default=4, help="funded dev accounts to create")
-    p.add_argument("--balance", type=int, default=10**15)
-    p.add_argument("--fund", action="append", metavar="ADDRESS=AMOUNT")
+    p.add_argument("--balance", type=int, default=10**15,
+                   help=f"{DEV_ASSET} given to each dev account")
+    p.add_argument("--fund", action="append", metavar="ADDRESS=AMOUNT",
+                   help="also fund this address (AMOUNT omitted: --balance); repeatable")
     p.add_argument("--params", help="JSON object of chain parameters to override")
     p.add_argument("--out-dir", required=True, help="folder for genesis.json and key files")
     p.add_argument("--plain", action="store_true",
@@ -199,13 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_ceremony_parsers(genesis_sub)  # statement, assemble, hash (cli/ceremony.py)
 
     p = sub.add_parser("init", help="create a node home from a genesis and keys")
-    p.add_argument("--home", required=True)
+    p.add_argument("--home", required=True, help="the folder to create for the node")
     p.add_argument("--genesis", required=True, help="genesis.json")
     p.add_argument("--validator-key", help="key file of this validator (omit: full node)")
-    p.add_argument("--moniker")
-    p.add_argument("--rpc-listen", default="127.0.0.1:8545")
-    p.add_argument("--p2p-listen", default="127.0.0.1:26656")
-    p.add_argument("--peer", action="append", metavar="HOST:PORT")
+    p.add_argument("--moniker", help="the node's name in status and logs (default: the "
+                   "home folder's name)")
+    p.add_argument("--rpc-listen", default="127.0.0.1:8545",
+                   help="HOST:PORT of the JSON-RPC server")
+    p.add_argument("--p2p-listen", default="127.0.0.1:26656",
+                   help="HOST:PORT where the node listens for peers")
+    p.add_argument("--peer", action="append", metavar="HOST:PORT",
+                   help="a peer to dial; repeatable")
     p.add_argument("--no-peer-exchange", action="store_true",
                    help="dial only the configured peers (devnet partitions need this)")
     p.add_argument("--expect-genesis-hash", metavar="HASH",
@@ -214,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("run", help="run a node")
-    p.add_argument("--home", required=True)
+    p.add_argument("--home", required=True, help="the node home (made by `govchain init`)")
     add_run_flags(p)
     p.set_defaults(func=cmd_run)
 
@@ -223,19 +235,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = tx_sub.add_parser("transfer", help="transfer an asset")
     p.add_argument("--key", required=True, help="sender's key file")
     p.add_argument("--to", required=True, help="recipient address (hex)")
-    p.add_argument("--amount", required=True, type=int)
-    p.add_argument("--asset", default=DEV_ASSET)
+    p.add_argument("--amount", required=True, type=int, help="in the asset's smallest unit")
+    p.add_argument("--asset", default=DEV_ASSET, help="the asset's symbol")
     p.add_argument("--nonce", type=int, help="default: the account's next nonce")
     p.add_argument("--no-wait", dest="wait", action="store_false",
                    help="return once admitted instead of waiting for finality")
-    p.add_argument("--rpc", default=DEFAULT_RPC)
+    add_rpc_option(p)
     p.set_defaults(func=cmd_tx_transfer)
     add_sdk_commands(sub, tx_sub)  # tx build/sign/send-file/status, subscribe, admin, rpc
 
     p = sub.add_parser("query", help="read chain state over RPC")
-    p.add_argument("what", choices=["status", "block", "tx", "account", "validators"])
+    p.add_argument("what", choices=["status", "block", "tx", "account", "validators"],
+                   help="what to read")
     p.add_argument("ref", nargs="?", help="height/hash, tx hash or address")
-    p.add_argument("--rpc", default=DEFAULT_RPC)
+    add_rpc_option(p)
     p.set_defaults(func=cmd_query)
 
     add_ledger_commands(sub)  # ledger tx types, queries, verify-record (node/cli_ledger.py)
@@ -246,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_devnet_parser(sub)
     add_json_everywhere(parser)
+    # Once for every subcommand, wherever it was declared:
+    bound_integer_options(parser)
+    use_help_formatter(parser)
     return parser
 
 
@@ -253,10 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        resolve_endpoint(args, os.environ, Path.cwd())
         result: int = args.func(args)
         return result
     except (CliError, NodeError, ChainError, StorageError) as e:
         print(f"govchain: error: {getattr(e, 'message', e)}", file=sys.stderr)
+    except UnreachableError as e:
+        print(f"govchain: error: {e.reason}: {e.message}{_describe_endpoint(args, e)}",
+              file=sys.stderr)
     except RpcClientError as e:
         print(f"govchain: error: {e.reason}: {e.message}", file=sys.stderr)
     except (OSError, ValueError) as e:
@@ -266,4 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     return 1
 
 
-
+def _describe_endpoint(args: argparse.Namespace, error: UnreachableError) -> str:
+    """Which endpoint was tried, where it came from, and what to try next."""
+    endpoint = getattr(args, "endpoint", None)
+    if endpoint is None or error.reason != "unreachable":
+        return ""
+    return (f" (endpoint {endpoint.url}, from {endpoint.source}); "
+            f"{endpoint.get_unreachable_hint()}")

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from cli.options import FIELD_INT, add_rpc_option
 from node.config import ADMIN_TOKEN_FILE
 from sdk import (
     AsyncClient,
@@ -27,9 +28,7 @@ from sdk import (
     sign_tx,
     tx_to_json,
 )
-
-DEFAULT_RPC = "http://127.0.0.1:8545"
-
+from sdk.client import TX_NOTIFICATION_TIMEOUT_S
 
 # ------------------------------------------------------------------ output
 
@@ -137,8 +136,15 @@ def _parse_fields(pairs: list[str] | None, fields_json: str | None) -> dict[str,
         name, sep, text = pair.partition("=")
         if not sep:
             raise ValueError(f"--field expects NAME=VALUE, got {pair!r}")
-        fields[name] = int(text) if text.lstrip("-").isdigit() else text
+        fields[name] = _field_int(name, text) if text.lstrip("-").isdigit() else text
     return fields
+
+
+def _field_int(name: str, text: str) -> int:
+    try:
+        return FIELD_INT(text)
+    except argparse.ArgumentTypeError as e:
+        raise ValueError(f"--field {name}: {e}") from None
 
 
 # ------------------------------------------------------------------ commands
@@ -203,7 +209,8 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with AsyncClient(args.rpc) as client:
             subscription = client.subscribe(args.topic, from_height=args.from_height,
-                                            tx_hash=args.hash, filter=filter_ or None)
+                                            tx_hash=args.hash, filter=filter_ or None,
+                                            timeout_s=args.timeout)
             seen = 0
             async for result in subscription:
                 if args.json:
@@ -261,10 +268,7 @@ def cmd_rpc(args: argparse.Namespace) -> int:
 
 
 def add_sdk_commands(sub: Any, tx_sub: Any) -> None:
-    """Add the SDK commands to the `govchain` parser (called once by node/cli.py)."""
-    def rpc_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--rpc", default=DEFAULT_RPC, help="node URL")
-
+    """Add the SDK commands to the `govchain` parser (called once by cli/main.py)."""
     p = tx_sub.add_parser("build", help="build a transaction of any type into a tx file")
     p.add_argument("--type", required=True, help="tx type, e.g. transfer")
     p.add_argument("--field", action="append", metavar="NAME=VALUE",
@@ -272,43 +276,52 @@ def add_sdk_commands(sub: Any, tx_sub: Any) -> None:
     p.add_argument("--fields-json", help="all fields as a JSON object")
     p.add_argument("--key", help="the sender's key file (also signs unless --no-sign)")
     p.add_argument("--sender", help="sender address (a multisig account) instead of --key")
-    p.add_argument("--no-sign", dest="sign", action="store_false")
+    p.add_argument("--no-sign", dest="sign", action="store_false",
+                   help="write the tx unsigned, for offline signers (`tx sign`)")
     p.add_argument("--nonce", type=int, help="default: the account's next nonce (asks --rpc)")
     p.add_argument("--chain-id", help="default: the node's (asks --rpc)")
     p.add_argument("--out", required=True, help="the tx file to write")
-    rpc_arg(p)
+    add_rpc_option(p)
     p.set_defaults(func=cmd_tx_build)
 
     p = tx_sub.add_parser("sign", help="add a signature to a tx file (offline, multisig)")
-    p.add_argument("file")
-    p.add_argument("--key", required=True)
+    p.add_argument("file", help="the tx file (from `tx build`)")
+    p.add_argument("--key", required=True, help="the signer's key file")
     p.add_argument("--add-signature", action="store_true",
                    help="accepted for clarity: signing always adds to the ones there")
     p.add_argument("--out", help="write the co-signed tx here instead of updating the file")
     p.set_defaults(func=cmd_tx_sign)
 
     p = tx_sub.add_parser("send-file", aliases=["submit"], help="submit a signed tx file")
-    p.add_argument("file")
-    p.add_argument("--no-wait", dest="wait", action="store_false")
-    p.add_argument("--timeout", type=float, default=60.0)
-    rpc_arg(p)
+    p.add_argument("file", help="the signed tx file")
+    p.add_argument("--no-wait", dest="wait", action="store_false",
+                   help="return once admitted instead of waiting for finality")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds to wait for finality")
+    add_rpc_option(p)
     p.set_defaults(func=cmd_tx_send_file)
 
     p = tx_sub.add_parser("status", help="a transaction's status (pending says why)")
-    p.add_argument("hash")
+    p.add_argument("hash", help="the transaction's hash (hex)")
     p.add_argument("--wait", action="store_true", help="wait until final or rejected")
-    p.add_argument("--timeout", type=float, default=60.0)
-    rpc_arg(p)
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds to wait with --wait")
+    add_rpc_option(p)
     p.set_defaults(func=cmd_tx_status)
 
     p = sub.add_parser("subscribe", help="follow blocks, events or one tx over /ws")
-    p.add_argument("topic", choices=["blocks", "events", "tx"])
-    p.add_argument("--from-height", type=int)
+    p.add_argument("topic", choices=["blocks", "events", "tx"], help="what to follow")
+    p.add_argument("--from-height", type=int, help="replay final blocks from this height, "
+                   "then follow live (default: the next block)")
     p.add_argument("--hash", help="tx hash (topic tx)")
     p.add_argument("--filter", action="append", metavar="KEY=VALUE",
                    help="events: kind, account, asset, namespace or tx_type")
     p.add_argument("--count", type=int, help="stop after this many notifications")
-    rpc_arg(p)
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="longest wait for each notification, then exit with an error "
+                   f"(default: {TX_NOTIFICATION_TIMEOUT_S:g} for tx; none for blocks and "
+                   "events, which may be quiet for long)")
+    add_rpc_option(p)
     p.set_defaults(func=cmd_subscribe)
 
     admin = sub.add_parser("admin", help="admin methods (localhost or the admin token)")
@@ -320,16 +333,18 @@ def add_sdk_commands(sub: Any, tx_sub: Any) -> None:
         if name == "peer-add":
             p.add_argument("address", help="host:port")
         if name == "peer-remove":
-            p.add_argument("node_id")
+            p.add_argument("node_id", help="the peer's node id (hex, from `admin peers`)")
         p.add_argument("--admin-token-file", help=f"HOME/{ADMIN_TOKEN_FILE} of the node")
-        rpc_arg(p)
+        add_rpc_option(p)
         p.set_defaults(func=cmd_admin)
 
     p = sub.add_parser("rpc", help="call any JSON-RPC method")
-    p.add_argument("method")
+    p.add_argument("method", help="the method's name, e.g. node_status (rpc_discover "
+                   "lists them)")
     p.add_argument("params", nargs="?", help="JSON object of params")
-    p.add_argument("--admin-token-file")
-    rpc_arg(p)
+    p.add_argument("--admin-token-file", help=f"HOME/{ADMIN_TOKEN_FILE} of the node, "
+                   "for admin methods called from elsewhere than localhost")
+    add_rpc_option(p)
     p.set_defaults(func=cmd_rpc)
 
 

@@ -297,7 +297,8 @@ def add_devnet_parser(subparsers: Any) -> None:
                    help="node i serves RPC on BASE+2i and p2p on BASE+2i+1; the link "
                         f"proxy takes the ports after them (default {DEFAULT_BASE_PORT}; "
                         "0: free ports chosen by the system)")
-    p.add_argument("--chain-id", default=network.DEFAULT_CHAIN_ID)
+    p.add_argument("--chain-id", default=network.DEFAULT_CHAIN_ID,
+                   help="chain id of a new devnet")
     p.add_argument("--accounts", type=int, default=4, help="funded dev accounts (default 4)")
     p.add_argument("--params", help="JSON object of chain parameters to override")
     p.add_argument("--timeout", type=float, default=network.READY_TIMEOUT_S,
@@ -310,7 +311,8 @@ def add_devnet_parser(subparsers: Any) -> None:
     p.add_argument("-n", "--lines", type=int, default=50, help="last lines (default 50)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p = command("start", cmd_start, "start a stopped node with its home as it is", node=True)
-    p.add_argument("--timeout", type=float, default=network.READY_TIMEOUT_S)
+    p.add_argument("--timeout", type=float, default=network.READY_TIMEOUT_S,
+                   help="seconds to wait for the node to answer")
     command("stop", cmd_stop, "stop a node (SIGTERM; SIGKILL if it does not exit)", node=True)
     command("kill", cmd_kill, "kill a node at once (SIGKILL), as a crash would", node=True)
     command("wipe", cmd_wipe, "stop a node and delete its data (keys and config stay)",

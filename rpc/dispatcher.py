@@ -1,8 +1,8 @@
 """JSON-RPC 2.0 over HTTP: request parsing, dispatch, batches, limits and typed errors.
 
 This module knows the protocol, not the methods: rpc.methods.chain registers the methods. A
-bad request of any kind (invalid JSON, wrong shape, unknown method, bad params, too
-large) gets a well-formed JSON-RPC error and never reaches the node's state.
+bad request of any kind (invalid JSON, nested too deeply, wrong shape, unknown method,
+bad params, too large) gets a well-formed JSON-RPC error and never reaches the node's state.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ TOO_LARGE = -32003
 RATE_LIMITED = -32004
 TIMEOUT = -32005
 UNAUTHORIZED = -32006
+
+MAX_JSON_DEPTH = 64
+"""Arrays and objects nested in one request, the envelope and a batch included: far
+more than any method needs, and few enough that no handler recurses dangerously."""
 
 
 class RpcError(Exception):
@@ -81,13 +85,16 @@ class RpcDispatcher:
             assert tuple(p.name for p in spec.params) == params, f"{name}: spec params differ"
         self.methods[name] = Method(name, handler, params, summary, spec)
 
-    async def handle_body(self, body: bytes, context: CallContext | None = None) -> Any:
+    async def handle_body(self, body: bytes | str, context: CallContext | None = None) -> Any:
         """The response document for a request body (None for only notifications)."""
         try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as e:
-            return _error_response(None, RpcError(PARSE_ERROR, "parse_error",
-                                                  f"request is not valid JSON: {e}"))
+            doc = decode_request(body, context)
+        except RpcError as e:
+            return _error_response(None, e)
+        return await self.handle_doc(doc, context)
+
+    async def handle_doc(self, doc: Any, context: CallContext | None = None) -> Any:
+        """The response document for a decoded request (None for only notifications)."""
         if isinstance(doc, list):
             if not doc:
                 return _error_response(None, RpcError(INVALID_REQUEST, "invalid_request",
@@ -142,6 +149,40 @@ class RpcDispatcher:
     def _count(self, name: str, status: str) -> None:
         key = (name if name in self.methods else "unknown", status)
         self.calls_by_method[key] = self.calls_by_method.get(key, 0) + 1
+
+
+def decode_request(body: bytes | str, context: CallContext | None = None) -> Any:
+    """The JSON document of a request body; RpcError parse_error if it is not JSON or is
+    nested deeper than MAX_JSON_DEPTH arrays and objects."""
+    try:
+        doc = json.loads(body)
+        too_deep = _is_deeper_than(doc, MAX_JSON_DEPTH)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RpcError(PARSE_ERROR, "parse_error", f"request is not valid JSON: {e}") from e
+    except RecursionError:
+        # The decoder recurses once per level and gives up near the interpreter's limit
+        # (about 1,000 levels): answered like any other body that is too deep.
+        too_deep = True
+    if too_deep:
+        log.warning("refused a request from %s: nested deeper than %d levels",
+                    context.remote if context is not None else "?", MAX_JSON_DEPTH)
+        raise RpcError(PARSE_ERROR, "parse_error",
+                       f"request is nested too deeply: at most {MAX_JSON_DEPTH} levels of "
+                       "arrays and objects")
+    return doc
+
+
+def _is_deeper_than(doc: Any, limit: int) -> bool:
+    """True when `doc` holds more than `limit` nested arrays and objects (no recursion)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)] if isinstance(doc, dict | list) else []
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, dict | list))
+    return False
 
 
 def _is_valid_id(call_id: Any) -> bool:

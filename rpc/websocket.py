@@ -32,10 +32,10 @@ from rpc.dispatcher import (
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     NOT_FOUND,
-    PARSE_ERROR,
     CallContext,
     RpcDispatcher,
     RpcError,
+    decode_request,
     invalid_params,
 )
 from rpc.limits import RequestGuard
@@ -84,6 +84,12 @@ class Subscription:
     """False while replaying from storage; then the commit listener delivers."""
     ended: bool = False
     replay: asyncio.Task[None] | None = None
+
+    def answer(self) -> dict[str, Any]:
+        """The result of the subscribe call that made this subscription."""
+        if self.topic == "tx":
+            return {"subscription": self.id}
+        return {"subscription": self.id, "from_height": self.next_height}
 
 
 class WsClient:
@@ -230,10 +236,9 @@ class SubscriptionHub:
 
     async def _on_text(self, client: WsClient, context: CallContext, text: str) -> None:
         try:
-            doc = json.loads(text)
-        except ValueError as e:
-            client.push(_error(None, RpcError(PARSE_ERROR, "parse_error",
-                                              f"message is not valid JSON: {e}")))
+            doc = decode_request(text, context)
+        except RpcError as e:
+            client.push(_error(None, e))
             return
         call_id = doc.get("id") if isinstance(doc, dict) else None
         if isinstance(call_id, bool) or not isinstance(call_id, str | int | float | None):
@@ -250,16 +255,19 @@ class SubscriptionHub:
                 if not isinstance(params, dict):
                     raise invalid_params("params must be an object")
                 if doc["method"] == "subscribe":
-                    result = self.subscribe(client, params)
+                    sub = self.subscribe(client, params)
+                    result = sub.answer()
                 else:
-                    result = self.unsubscribe(client, params)
+                    sub, result = None, self.unsubscribe(client, params)
             except RpcError as e:
                 client.push(_error(call_id, e))
                 return
-            # The answer goes first; the replay task only starts queueing afterwards.
+            # The answer names the subscription, so it is queued before any notification.
             client.push({"jsonrpc": "2.0", "id": call_id, "result": result})
+            if sub is not None:
+                self.start(client, sub)
             return
-        answer = await self.dispatcher.handle_body(text.encode(), context)
+        answer = await self.dispatcher.handle_doc(doc, context)
         if answer is not None:
             client.queue.append(json.dumps(answer, separators=(",", ":"),
                                            default=_json_default))
@@ -267,7 +275,8 @@ class SubscriptionHub:
 
     # ------------------------------------------------------------------ subscribe
 
-    def subscribe(self, client: WsClient, params: dict[str, Any]) -> dict[str, Any]:
+    def subscribe(self, client: WsClient, params: dict[str, Any]) -> Subscription:
+        """Check `params` and register a subscription; nothing is sent until `start`."""
         unknown = set(params) - {p.name for p in SUBSCRIBE.params}
         if unknown:
             raise invalid_params(f"subscribe has no parameter {sorted(unknown)[0]!r}")
@@ -295,18 +304,19 @@ class SubscriptionHub:
             elif params.get("filter") is not None:
                 raise invalid_params("`filter` is for topic events")
         client.subscriptions[sub.id] = sub
-        result: dict[str, Any] = {"subscription": sub.id}
-        if topic == "tx":
+        return sub
+
+    def start(self, client: WsClient, sub: Subscription) -> None:
+        """Begin delivery, once the answer naming `sub` is queued: a settled tx is
+        notified at once, stored heights are replayed, else the subscription is live."""
+        if sub.topic == "tx":
             sub.live = True
             self._check_tx(client, sub)
-            return result
-        result["from_height"] = sub.next_height
-        if sub.next_height > head:
+        elif sub.next_height > self.node.store.head_height:
             sub.live = True
         else:
             sub.replay = asyncio.create_task(self._replay(client, sub),
                                              name=f"ws replay {sub.id}")
-        return result
 
     def unsubscribe(self, client: WsClient, params: dict[str, Any]) -> dict[str, Any]:
         sub_id = params.get("subscription")
@@ -321,7 +331,6 @@ class SubscriptionHub:
 
     async def _replay(self, client: WsClient, sub: Subscription) -> None:
         """Serve stored heights at the client's pace, then hand over to the live path."""
-        await asyncio.sleep(0)  # let the subscribe answer go first
         while not sub.ended:
             if sub.next_height > self.node.store.head_height:
                 sub.live = True

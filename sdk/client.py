@@ -13,6 +13,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -23,16 +24,39 @@ from chain.crypto import KeyPair
 from chain.tx import Transaction
 from chain.vote import ValidatorSet
 from ledger.keys import get_account_key
-from sdk.errors import RpcClientError, UnreachableError, error_from_json, unwrap
+from sdk.errors import (
+    TIMEOUT_CODE,
+    RpcClientError,
+    RpcTimeoutError,
+    UnreachableError,
+    error_from_json,
+    unwrap,
+)
 from sdk.proof import verify_block, verify_state
 from sdk.tx import build_tx, sign_tx
 
 DONE = ("final", "rejected")
 WAIT_MARGIN_S = 5.0
+TX_NOTIFICATION_TIMEOUT_S = 60.0
+"""How long a `tx` subscription waits for its one notification unless told otherwise."""
 
 
 def _base_url(url: str) -> str:
     return url.rstrip("/").removesuffix("/rpc")
+
+
+def _still_waiting(info: dict[str, Any], timeout_s: float) -> RpcTimeoutError:
+    """The error of a wait for finality that ran out, with the tx's status as data."""
+    reason = f": {info['waiting_for']}" if info.get("waiting_for") else ""
+    return RpcTimeoutError(TIMEOUT_CODE, "timeout", f"transaction {info.get('hash')} still "
+                           f"{info.get('status')} after {timeout_s} s{reason}", {"status": info})
+
+
+def _settled(info: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """`info` when the tx is final or rejected; RpcTimeoutError while it still waits."""
+    if info["status"] in DONE:
+        return info
+    raise _still_waiting(info, timeout_s)
 
 
 def _tx_params(tx: Transaction, wait: str | None, timeout_s: float | None) -> dict[str, Any]:
@@ -64,15 +88,19 @@ class Client:
         if self.admin_token:
             headers["Authorization"] = f"Bearer {self.admin_token}"
         request = urllib.request.Request(self.url, data=body, headers=headers)
+        timeout_s = _timeout_s or self.timeout_s
         try:
-            with urllib.request.urlopen(request, timeout=_timeout_s or self.timeout_s) as r:
+            with urllib.request.urlopen(request, timeout=timeout_s) as r:
                 doc = json.loads(r.read())
         except urllib.error.HTTPError as e:
             try:
                 doc = json.loads(e.read())
             except ValueError:
                 raise UnreachableError(e.code, "http_error", str(e)) from e
-        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as e:
+        except TimeoutError as e:
+            raise RpcTimeoutError(TIMEOUT_CODE, "timeout", f"{self.url} did not answer "
+                                  f"{method} within {timeout_s} s") from e
+        except (urllib.error.URLError, OSError, ValueError) as e:
             raise UnreachableError(0, "unreachable", f"cannot reach {self.url}: {e}") from e
         return unwrap(doc)
 
@@ -117,7 +145,7 @@ class Client:
     def submit_and_wait(self, tx: Transaction, timeout_s: float = 30.0,
                         on_wait: Callable[[dict[str, Any]], None] | None = None
                         ) -> dict[str, Any]:
-        """Submit, then wait until final or rejected; TimeoutError if still pending."""
+        """Submit, then wait until final or rejected; RpcTimeoutError if still pending."""
         info = self.submit(tx)
         if info["status"] in DONE:
             return info
@@ -125,16 +153,14 @@ class Client:
 
     def wait_final(self, tx_hash: bytes | str, timeout_s: float = 30.0, poll_s: float = 0.1,
                    on_wait: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Poll tx_get until the tx is final or rejected; raise TimeoutError otherwise."""
+        """Poll tx_get until the tx is final or rejected; RpcTimeoutError after timeout_s."""
         deadline = time.monotonic() + timeout_s
         while True:
             info = self.get_tx(tx_hash)
             if info["status"] in DONE:
                 return info
             if time.monotonic() > deadline:
-                raise TimeoutError(f"transaction still {info['status']} after {timeout_s} s"
-                                   + (f": {info['waiting_for']}" if info.get("waiting_for")
-                                      else ""))
+                raise _still_waiting(info, timeout_s)
             if on_wait is not None:
                 on_wait(info)
             time.sleep(poll_s)
@@ -150,18 +176,21 @@ class Client:
     def send(self, key: KeyPair, tx_type: str, fields: Mapping[str, Any], *,
              nonce: int | None = None, wait: str | None = "final",
              timeout_s: float = 30.0) -> dict[str, Any]:
-        """Build, sign and submit; by default answer once final or rejected."""
+        """Build, sign and submit; by default answer once final or rejected, and raise
+        RpcTimeoutError if the tx is still pending after `timeout_s`."""
         tx = self.build(key, tx_type, fields, nonce=nonce)
-        return self.submit(tx, wait=wait, timeout_s=timeout_s if wait else None)
+        if not wait:
+            return self.submit(tx)
+        return _settled(self.submit(tx, wait=wait, timeout_s=timeout_s), timeout_s)
 
     def transfer(self, key: KeyPair, to: bytes, amount: int, asset: str, *,
                  chain_id: str | None = None, nonce: int | None = None,
-                 wait: str | None = "final") -> dict[str, Any]:
-        """Sign and submit a transfer from `key`'s account."""
+                 wait: str | None = "final", timeout_s: float = 30.0) -> dict[str, Any]:
+        """Sign and submit a transfer from `key`'s account (waiting as `send` does)."""
         if chain_id is not None:
             self._chain_id = chain_id
         return self.send(key, "transfer", {"to": to, "asset": asset, "amount": amount},
-                         nonce=nonce, wait=wait)
+                         nonce=nonce, wait=wait, timeout_s=timeout_s)
 
     # ------------------------------------------------------------------ proofs
 
@@ -213,7 +242,10 @@ class AsyncClient:
         try:
             async with self.session.post(self.url, json=doc, timeout=timeout) as response:
                 return await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+        except TimeoutError as e:
+            raise RpcTimeoutError(TIMEOUT_CODE, "timeout", f"{self.url} did not answer within "
+                                  f"{timeout.total} s") from e
+        except (aiohttp.ClientError, ValueError) as e:
             raise UnreachableError(0, "unreachable", f"cannot reach {self.url}: {e!r}") from e
 
     async def call(self, method: str, _timeout_s: float | None = None, **params: Any) -> Any:
@@ -262,8 +294,9 @@ class AsyncClient:
 
     async def submit_and_wait(self, tx: Transaction, timeout_s: float = 30.0
                               ) -> dict[str, Any]:
-        """Submit and answer once final or rejected (the node waits; no polling)."""
-        return await self.submit(tx, wait="final", timeout_s=timeout_s)
+        """Submit and answer once final or rejected (the node waits; no polling);
+        RpcTimeoutError if the tx is still pending after `timeout_s`."""
+        return _settled(await self.submit(tx, wait="final", timeout_s=timeout_s), timeout_s)
 
     async def submit_batch(self, txs: list[Transaction]) -> list[dict[str, Any]]:
         """Submit many transactions in one call (tx_submit_batch)."""
@@ -286,14 +319,21 @@ class AsyncClient:
 
     def subscribe(self, topic: str, *, from_height: int | None = None,
                   tx_hash: bytes | str | None = None, filter: dict[str, str] | None = None,
-                  reconnect_timeout_s: float = 60.0) -> Subscription:
-        """An async iterator of notifications that reconnects and resumes by itself."""
+                  reconnect_timeout_s: float = 60.0,
+                  timeout_s: float | None = None) -> Subscription:
+        """An async iterator of notifications that reconnects and resumes by itself.
+
+        `timeout_s` bounds the wait for each notification (RpcTimeoutError). By default
+        a `tx` subscription waits TX_NOTIFICATION_TIMEOUT_S, and `blocks` and `events`
+        wait as long as the node answers pings (a stream has no last item)."""
         params: dict[str, Any] = {"topic": topic}
         if tx_hash is not None:
             params["hash"] = tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash
         if filter:
             params["filter"] = filter
-        return Subscription(self, params, from_height, reconnect_timeout_s)
+        if timeout_s is None and topic == "tx":
+            timeout_s = TX_NOTIFICATION_TIMEOUT_S
+        return Subscription(self, params, from_height, reconnect_timeout_s, timeout_s)
 
 
 class Subscription:
@@ -305,15 +345,19 @@ class Subscription:
     """
 
     def __init__(self, client: AsyncClient, params: dict[str, Any], from_height: int | None,
-                 reconnect_timeout_s: float) -> None:
+                 reconnect_timeout_s: float, timeout_s: float | None) -> None:
         self.client = client
         self.params = params
         self.next_height = from_height
         self.reconnect_timeout_s = reconnect_timeout_s
+        self.timeout_s = timeout_s
+        """The longest wait for one notification; None waits while the node answers pings."""
         self.reconnects = 0
         self.lagged = 0
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._sub_id: str | None = None
+        self._backlog: deque[dict[str, Any]] = deque()
+        """Notifications of this subscription that came before the subscribe answer."""
         self._done = False
         self._subscribed_once = False
 
@@ -325,39 +369,75 @@ class Subscription:
         await self._drop()
 
     async def _drop(self) -> None:
+        self._backlog.clear()
         if self._ws is not None:
             ws, self._ws = self._ws, None
             await ws.close()
 
     async def __anext__(self) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                result = await self._next_result()
+        except RpcTimeoutError:
+            raise
+        except TimeoutError as e:
+            await self._drop()  # the next call subscribes again and resumes
+            raise await self._timeout_error() from e
+        if result is None:
+            raise StopAsyncIteration
+        return result
+
+    async def _next_result(self) -> dict[str, Any] | None:
         while not self._done:
             if self._ws is None:
                 await self._connect()
-            assert self._ws is not None
-            message = await self._ws.receive()
-            if message.type != aiohttp.WSMsgType.TEXT:
-                await self._drop()  # closed or broken: reconnect and resume
-                self.reconnects += 1
-                continue
-            doc = json.loads(message.data)
-            params = doc.get("params") if doc.get("method") == "subscription" else None
-            if not isinstance(params, dict) or params.get("subscription") != self._sub_id:
-                continue
-            result: dict[str, Any] = params["result"]
-            if result.get("type") == "lagged":
-                self.lagged += 1
-                self.next_height = int(result["resume_from_height"])
-                await self._drop()
-                continue
-            if "height" in result and result.get("type") in ("block", "events"):
-                self.next_height = int(result["height"]) + 1
-            if result.get("type") == "tx":
-                self._done = True
-                await self._drop()
-            return result
-        raise StopAsyncIteration
+            result = self._backlog.popleft() if self._backlog else await self._receive()
+            if result is not None and await self._is_handed_out(result):
+                return result
+        return None
+
+    async def _receive(self) -> dict[str, Any] | None:
+        """The next notification of this subscription on the socket, None if it closed."""
+        assert self._ws is not None
+        message = await self._ws.receive()
+        if message.type != aiohttp.WSMsgType.TEXT:
+            await self._drop()  # closed or broken: reconnect and resume
+            self.reconnects += 1
+            return None
+        return _notification_of(json.loads(message.data), self._sub_id)
+
+    async def _is_handed_out(self, result: dict[str, Any]) -> bool:
+        """Advance past `result`; False for a `lagged` notice, which resubscribes."""
+        if result.get("type") == "lagged":
+            self.lagged += 1
+            self.next_height = int(result["resume_from_height"])
+            await self._drop()
+            return False
+        if "height" in result and result.get("type") in ("block", "events"):
+            self.next_height = int(result["height"]) + 1
+        if result.get("type") == "tx":
+            self._done = True
+            await self._drop()
+        return True
+
+    async def _timeout_error(self) -> RpcTimeoutError:
+        topic = self.params["topic"]
+        message = f"no notification within {self.timeout_s} s on the {topic} subscription"
+        if topic != "tx":
+            return RpcTimeoutError(TIMEOUT_CODE, "timeout",
+                                   f"{message} (waiting for height {self.next_height})")
+        tx_hash = self.params.get("hash")
+        try:
+            info = await self.client.get_tx(str(tx_hash))
+        except RpcClientError as e:
+            return RpcTimeoutError(TIMEOUT_CODE, "timeout", f"{message}: transaction "
+                                   f"{tx_hash}, whose status could not be read ({e.reason})")
+        waiting = f": {info['waiting_for']}" if info.get("waiting_for") else ""
+        return RpcTimeoutError(TIMEOUT_CODE, "timeout", f"{message}: transaction {tx_hash} "
+                               f"is {info.get('status')}{waiting}", {"status": info})
 
     async def _connect(self) -> None:
+        """Subscribe. The first time, fail at once; later (resuming), retry with backoff."""
         deadline = time.monotonic() + self.reconnect_timeout_s
         delay_s = 0.1
         while True:
@@ -365,11 +445,13 @@ class Subscription:
                 await self._subscribe()
                 self._subscribed_once = True
                 return
-            except (aiohttp.ClientError, OSError, TimeoutError, RpcClientError) as e:
+            except (aiohttp.ClientError, OSError, RpcClientError) as e:
                 await self._drop()
-                if isinstance(e, RpcClientError) and not self._subscribed_once \
-                        and not isinstance(e, UnreachableError):
-                    raise
+                if not self._subscribed_once:
+                    if isinstance(e, RpcClientError):
+                        raise
+                    raise UnreachableError(0, "unreachable", f"cannot reach "
+                                           f"{self.client.base_url}/ws: {e!r}") from e
                 if time.monotonic() + delay_s > deadline:
                     raise UnreachableError(0, "unreachable", f"cannot resubscribe within "
                                            f"{self.reconnect_timeout_s} s: {e!r}") from e
@@ -377,23 +459,50 @@ class Subscription:
                 delay_s = min(delay_s * 2, 2.0)
 
     async def _subscribe(self) -> None:
-        ws = await self.client.session.ws_connect(
-            self.client.base_url + "/ws", timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
-            heartbeat=30.0)
-        self._ws = ws
+        """Open a socket and subscribe, within the client's timeout_s."""
+        url = self.client.base_url + "/ws"
+        try:
+            async with asyncio.timeout(self.client.timeout_s):
+                answer = await self._open_and_subscribe(url)
+        except TimeoutError as e:
+            raise RpcTimeoutError(TIMEOUT_CODE, "timeout", f"{url} did not answer subscribe "
+                                  f"within {self.client.timeout_s} s") from e
+        self._sub_id = answer["subscription"]
+        if answer.get("from_height") is not None and self.next_height is None:
+            self.next_height = int(answer["from_height"])
+
+    async def _open_and_subscribe(self, url: str) -> dict[str, Any]:
+        self._ws = ws = await self.client.session.ws_connect(
+            url, timeout=aiohttp.ClientWSTimeout(ws_close=5.0), heartbeat=30.0)
         params = dict(self.params)
         if self.next_height is not None:
             params["from_height"] = self.next_height
         await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": params})
-        async with asyncio.timeout(self.client.timeout_s):
-            while True:
-                message = await ws.receive()
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    raise UnreachableError(0, "unreachable", "the WebSocket closed")
-                doc = json.loads(message.data)
-                if doc.get("id") == 1:
-                    break
-        answer = unwrap(doc)
-        self._sub_id = answer["subscription"]
-        if answer.get("from_height") is not None and self.next_height is None:
-            self.next_height = int(answer["from_height"])
+        # A node may notify before it answers (older govchain did): keep what comes
+        # first, by subscription id, until the answer says which id is ours.
+        early: dict[Any, list[Any]] = {}
+        while True:
+            message = await ws.receive()
+            if message.type != aiohttp.WSMsgType.TEXT:
+                raise UnreachableError(0, "unreachable",
+                                       f"{url} closed the WebSocket before answering subscribe")
+            doc = json.loads(message.data)
+            if doc.get("id") == 1:
+                break
+            params = doc.get("params")
+            if doc.get("method") == "subscription" and isinstance(params, dict):
+                early.setdefault(params.get("subscription"), []).append(params.get("result"))
+        answer: dict[str, Any] = unwrap(doc)
+        self._backlog = deque(r for r in early.get(answer["subscription"], [])
+                              if isinstance(r, dict))
+        return answer
+
+
+def _notification_of(doc: Any, sub_id: str | None) -> dict[str, Any] | None:
+    """The result of `doc` if it is a notification of subscription `sub_id`."""
+    params = doc.get("params") if isinstance(doc, dict) and \
+        doc.get("method") == "subscription" else None
+    if not isinstance(params, dict) or params.get("subscription") != sub_id:
+        return None
+    result = params.get("result")
+    return result if isinstance(result, dict) else None

@@ -68,19 +68,24 @@ class RateLimitedError(RpcClientError):
         return float(self.data.get("retry_after_s", 1.0))
 
 
-class RpcTimeoutError(RpcClientError):
-    """Raised when the node could not finish in time."""
+class RpcTimeoutError(RpcClientError, TimeoutError):
+    """Raised when the node could not finish in time, or a wait of the SDK ran out (the
+    node's answer, a final transaction, a notification); `data` holds what is known, e.g.
+    `status`. It is a TimeoutError too, so `except TimeoutError` catches it."""
 
 
 class UnauthorizedError(RpcClientError):
     """Raised when an admin method is called remotely without the admin token."""
 
 
+TIMEOUT_CODE = -32005
+"""The JSON-RPC code of a timeout, the node's or the SDK's own."""
+
 ERRORS_BY_CODE: dict[int, type[RpcClientError]] = {
     -32700: InvalidRequestError, -32600: InvalidRequestError, -32601: MethodNotFoundError,
     -32602: InvalidParamsError, -32603: InternalError, -32000: TxRejectedError,
     -32001: NotFoundError, -32002: BusyError, -32003: TooLargeError,
-    -32004: RateLimitedError, -32005: RpcTimeoutError, -32006: UnauthorizedError,
+    -32004: RateLimitedError, TIMEOUT_CODE: RpcTimeoutError, -32006: UnauthorizedError,
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 from chain.crypto import KeyPair
 from cli.service import NodeService
 from rpc.websocket import WsClient
-from sdk import AsyncClient
+from sdk import AsyncClient, TxRejectedError
 from tests.node.conftest import ACCOUNT_KEYS, RunningNode, make_genesis, make_home, wait_for
 from tests.node.test_rpc import ALICE, BOB, transfer
 
@@ -110,6 +110,28 @@ async def test_tx_subscription_reports_final_then_ends(ws_node):
         assert gone["error"]["data"]["reason"] == "unknown_subscription"
 
 
+@pytest.mark.parametrize("outcome", ["final", "rejected"])
+async def test_tx_subscription_to_a_settled_tx_answers_first_then_notifies(ws_node, outcome):
+    if outcome == "final":
+        tx = transfer(0, 42)
+        await ws_node.client.submit(tx, wait="final")
+    else:  # refused at admission, and remembered as such
+        tx = transfer(0, 42, chain_id="another-chain")
+        with pytest.raises(TxRejectedError):
+            await ws_node.client.submit(tx)
+    async with aiohttp.ClientSession() as session:
+        ws = await connect(ws_node, session)
+        await ws.ws.send_json({"jsonrpc": "2.0", "id": 5, "method": "subscribe",
+                               "params": {"topic": "tx", "hash": tx.hash.hex()}})
+        answer = await ws.receive()
+        assert answer["id"] == 5, f"the answer must come before its notification: {answer}"
+        notification = await ws.receive()
+        assert notification["params"]["subscription"] == answer["result"]["subscription"]
+        result = notification["params"]["result"]
+        assert (result["type"], result["status"], result["hash"]) == ("tx", outcome,
+                                                                      tx.hash.hex())
+
+
 async def test_events_filtered_by_account_and_kind(ws_node):
     async with aiohttp.ClientSession() as session:
         ws = await connect(ws_node, session)
@@ -199,8 +221,9 @@ async def test_slow_client_gets_an_explicit_lagged_notice(tmp_path):
         hub = running.service.gateway.hub
         client = WsClient(StalledSocket(), "198.51.100.7", hub.max_queue)  # type: ignore[arg-type]
         hub.clients.add(client)
-        answer = hub.subscribe(client, {"topic": "blocks"})
-        first = answer["from_height"]
+        sub = hub.subscribe(client, {"topic": "blocks"})
+        hub.start(client, sub)
+        first = sub.answer()["from_height"]
         await wait_for(lambda: _height_at_least(running, first + 4), 20, "4 more blocks")
         texts = [json.loads(t) for t in client.queue]
         results = [t["params"]["result"] for t in texts]
