@@ -33,10 +33,14 @@ from ledger.state import Overlay
 from node.config import DATA_DIR, GENESIS_FILE, read_genesis
 from node.errors import NodeError
 from node.execution import BlockExecutor, InvalidBlockError
+from node.ops.errors import AuditDamage as AuditDamage  # re-exported: callers import
+from node.ops.errors import AuditMismatch as AuditMismatch  # the errors from here too
+from node.ops.errors import ExportFormatError as ExportFormatError
 from node.verifier import SignatureVerifier, VerdictBatch
 from storage.chain_store import ChainStore
-from storage.damage import find_damage
-from storage.errors import CorruptionError, StorageError
+from storage.damage import find_damage, find_file_damage
+from storage.errors import CorruptionError, InconsistentDataError, StorageError
+from storage.kv import get_error_text
 
 EXPORT_MAGIC = b"GOVCHAIN-EXPORT\n"
 EXPORT_VERSION = 1
@@ -47,29 +51,6 @@ SIGNATURE_CHUNK = 512
 
 Progress = Callable[[int, int, int, float], None]
 """Told (height, target height, txs so far, seconds so far) about once a second."""
-
-
-class AuditMismatch(NodeError):
-    """Raised when a replayed block, certificate, result or state entry differs."""
-
-    code = "audit_mismatch"
-
-    def __init__(self, height: int, what: str) -> None:
-        super().__init__(f"height {height}: {what}")
-        self.height = height
-        self.what = what
-
-
-class AuditDamage(NodeError):
-    """Raised when the audited database cannot be opened because a file is damaged."""
-
-    code = "audit_damage"
-
-
-class ExportFormatError(NodeError):
-    """Raised when an export file is not one this node reads, or is cut short."""
-
-    code = "export_format"
 
 
 @dataclass(frozen=True)
@@ -199,14 +180,30 @@ def _run_pipelined(replayer: Replayer, items: Iterator[tuple[Block, CommitCertif
 # ------------------------------------------------------------------ audit
 
 
+def read_source(items: Iterator[Any]) -> Iterator[Any]:
+    """`items` read from the audited database: a file LevelDB cannot read there is
+    AuditDamage (the audit then locates it), a record that does not decode a mismatch.
+    Only reads of the audited database go through here: the replayed one's errors are
+    the audit's own and pass as they are."""
+    try:
+        yield from items
+    except InconsistentDataError as e:
+        raise AuditMismatch(e.height or 0, e.message) from e
+    except StorageError as e:
+        cause = e.__cause__
+        text = get_error_text(cause) if isinstance(cause, Exception) else e.message
+        raise AuditDamage(f"reading the database failed ({text})") from e
+
+
 def _stored_blocks(source: ChainStore) -> Iterator[tuple[Block, CommitCertificate, Any]]:
     """Each stored block with its certificate and the stored bytes of its tx records."""
+    return read_source(_read_stored_blocks(source))
+
+
+def _read_stored_blocks(source: ChainStore) -> Iterator[tuple[Block, CommitCertificate, Any]]:
     for height in range(1, source.head_height + 1):
-        try:
-            found = source.get_block_with_records(height)
-            certificate = source.get_certificate(height)
-        except StorageError as e:
-            raise AuditMismatch(height, f"stored data cannot be read: {e}") from e
+        found = source.get_block_with_records(height)
+        certificate = source.get_certificate(height)
         if found is None or certificate is None:
             raise AuditMismatch(height, "the block or its certificate is missing")
         block, records = found
@@ -249,10 +246,10 @@ def _compare_tx_index(source: ChainStore, replayer: Replayer) -> None:
     """Raise AuditMismatch at the first tx index entry that differs from the index the
     replay built: a transaction indexed at the wrong place, missing, or indexed but in
     no block. Both indexes are read in hash order, side by side."""
-    try:
-        _compare_tx_index_entries(source, replayer)
-    except StorageError as e:
-        raise AuditMismatch(source.head_height, f"the tx index cannot be read: {e}") from e
+    found = _first_difference(read_source(source.iterate_tx_index()),
+                              replayer.store.iterate_tx_index())
+    if found is not None:
+        _raise_tx_index_difference(*found)
 
 
 def _first_difference(stored: Iterator[tuple[bytes, Any]], replayed: Iterator[tuple[bytes, Any]]
@@ -273,11 +270,8 @@ def _first_difference(stored: Iterator[tuple[bytes, Any]], replayed: Iterator[tu
     return None
 
 
-def _compare_tx_index_entries(source: ChainStore, replayer: Replayer) -> None:
-    found = _first_difference(source.iterate_tx_index(), replayer.store.iterate_tx_index())
-    if found is None:
-        return
-    a, b = found
+def _raise_tx_index_difference(a: tuple[bytes, Any] | None, b: tuple[bytes, Any] | None
+                               ) -> None:
     if b is None:
         assert a is not None
         height, what = a[1][0], (f"transaction {a[0].hex()} is indexed at height "
@@ -294,15 +288,9 @@ def _compare_tx_index_entries(source: ChainStore, replayer: Replayer) -> None:
 
 def _compare_state(source: ChainStore, replayer: Replayer) -> None:
     """Raise AuditMismatch at the first state key whose stored value differs."""
-    try:
-        _compare_state_entries(source, replayer)
-    except StorageError as e:
-        raise AuditMismatch(source.head_height, f"the stored state cannot be read: {e}") from e
-
-
-def _compare_state_entries(source: ChainStore, replayer: Replayer) -> None:
     head = source.head_height
-    found = _first_difference(source.iterate_state(b""), replayer.store.iterate_state(b""))
+    found = _first_difference(read_source(source.iterate_state(b"")),
+                              replayer.store.iterate_state(b""))
     if found is not None:
         a, b = found
         if b is None:
@@ -323,16 +311,31 @@ def _compare_state_entries(source: ChainStore, replayer: Replayer) -> None:
 def audit(home: Path, data_dir: Path | None = None, *, progress: Progress | None = None,
           work_dir: Path | None = None) -> ReplayReport:
     """Replay the chain in HOME's database (or `data_dir`, e.g. a snapshot) from genesis
-    into a temporary database; raise AuditMismatch at the first difference."""
+    into a temporary database; raise AuditMismatch at the first difference, AuditDamage
+    for a file that cannot be read as it was written."""
     genesis = read_genesis(home / GENESIS_FILE)
     data = data_dir or home / DATA_DIR
     if not (data / "CURRENT").exists():
         raise NodeError(f"{data} is not a LevelDB data directory")
+    # Before any open: opening rewrites the log, dropping in silence what is torn or lost.
+    damage = find_file_damage(str(data))
+    if damage:
+        raise AuditDamage("; ".join(damage))
     try:
-        source = ChainStore.open(str(data), genesis)
-    except CorruptionError as e:
+        return _audit_database(genesis, data, progress, work_dir)
+    except AuditDamage as e:  # the database is closed now: find what else does not read
         where = [line for line in find_damage(str(data)) if line != e.message]
         raise AuditDamage("; ".join([e.message, *where])) from e
+
+
+def _audit_database(genesis: Genesis, data: Path, progress: Progress | None,
+                    work_dir: Path | None) -> ReplayReport:
+    try:
+        source = ChainStore.open(str(data), genesis, create=False)
+    except InconsistentDataError as e:
+        raise AuditMismatch(e.height or 0, e.message) from e
+    except CorruptionError as e:
+        raise AuditDamage(e.message) from e
     try:
         with tempfile.TemporaryDirectory(prefix="govchain-audit-", dir=work_dir) as tmp:
             target = ChainStore.open(str(Path(tmp) / "replay"), genesis)

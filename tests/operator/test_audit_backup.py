@@ -17,6 +17,7 @@ from chain.tx import Transaction
 from cli import main as cli
 from node.config import DATA_DIR, read_genesis
 from node.ops.replay import (
+    AuditDamage,
     AuditMismatch,
     ExportFormatError,
     audit,
@@ -26,6 +27,8 @@ from node.ops.replay import (
 )
 from storage import schema
 from storage.chain_store import ChainStore
+from storage.errors import CorruptionError, DataDirLockedError
+from tests.faults.leveldb_log import batch_puts, read_log_records
 from tests.node.conftest import make_genesis, make_home
 from tests.operator.chain_builder import VALIDATOR, build_chain
 
@@ -35,6 +38,17 @@ def chain_home(tmp_path_factory) -> Path:
     import asyncio
 
     path = tmp_path_factory.mktemp("chain") / "home"
+    asyncio.run(build_chain(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def unopened_home(tmp_path_factory) -> Path:
+    """A chain whose database was opened once, by its node: everything it wrote is
+    still in its log file. Tests damage copies of it, never the chain itself."""
+    import asyncio
+
+    path = tmp_path_factory.mktemp("unopened") / "home"
     asyncio.run(build_chain(path))
     return path
 
@@ -190,6 +204,115 @@ def test_audit_pinpoints_a_corrupted_state_entry(chain_home: Path, tmp_path: Pat
     assert "last written at height" in e.value.what
     assert cli.main(["--json", "audit", "--home", str(home)]) == 2
     assert json.loads(capsys.readouterr().out)["result"] == "MISMATCH"
+
+
+# ------------------------------------------------------------------ damaged files
+
+
+def head_height_of(payload: bytes) -> int:
+    raw = batch_puts(payload).get(schema.META_HEAD_HEIGHT)
+    return -1 if raw is None else schema.decode_height(raw)
+
+
+def data_files(home: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (home / DATA_DIR).iterdir() if p.name != "LOCK"}
+
+
+def the_log(home: Path) -> Path:
+    (log,) = (home / DATA_DIR).glob("*.log")
+    assert log.stat().st_size > 10_000, "the chain's writes should still be in its log"
+    return log
+
+
+@pytest.mark.parametrize("inside", ["genesis", "block"])
+def test_audit_reports_a_truncated_log_as_damage(unopened_home: Path, tmp_path: Path,
+                                                 inside: str, capsys) -> None:
+    # LevelDB opens a log cut short without a word, dropping the rest: the database
+    # then looks like an older one (or one without a genesis state).
+    home = copy_home(unopened_home, tmp_path / "copy")
+    log = the_log(home)
+    records = read_log_records(log)
+    if inside == "genesis":
+        record = next(r for r in records
+                      if schema.META_GENESIS_STATE_ROOT in batch_puts(r.payload))
+    else:
+        record = max((r for r in records if head_height_of(r.payload) > 1),
+                     key=lambda r: r.end - r.start)  # a later block with transfers
+    with open(log, "r+b") as f:
+        f.truncate((record.start + record.end) // 2)
+    before = data_files(home)
+    with pytest.raises(AuditDamage) as e:
+        audit(home)
+    assert f"the log {log.name} ends inside a record" in e.value.message, e.value.message
+    assert data_files(home) == before  # the audit opened nothing: the log is as it was
+    assert cli.main(["--json", "audit", "--home", str(home)]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["result"] == "DAMAGED" and log.name in doc["what"]
+
+
+def test_audit_reports_a_deleted_log_as_damage(unopened_home: Path, tmp_path: Path) -> None:
+    home = copy_home(unopened_home, tmp_path / "copy")
+    log = the_log(home)
+    log.unlink()
+    before = data_files(home)
+    with pytest.raises(AuditDamage) as e:
+        audit(home)
+    assert f"the log {log.name} is missing" in e.value.message, e.value.message
+    assert data_files(home) == before
+    # The node refuses it too: it would start from an older state and sign state.
+    genesis = read_genesis(home / "genesis.json")
+    with pytest.raises(CorruptionError, match=f"{log.name} is missing"):
+        ChainStore.open(str(home / DATA_DIR), genesis)
+    assert data_files(home) == before
+
+
+def test_audit_refuses_a_database_in_use(chain_home: Path, tmp_path: Path) -> None:
+    # Its log is being written: reading it would look like a torn write.
+    import subprocess
+    import sys
+
+    home = copy_home(chain_home, tmp_path / "copy")
+    data = home / DATA_DIR
+    db = plyvel.DB(str(data))
+    try:
+        with pytest.raises(DataDirLockedError, match="in use by another process"):
+            audit(home)
+        # The audit's look at the lock did not drop the one LevelDB holds here.
+        other = subprocess.run([sys.executable, "-c", f"import plyvel; plyvel.DB({str(data)!r})"],
+                               capture_output=True, text=True, timeout=60)
+        assert other.returncode != 0 and "lock" in other.stderr.lower(), other.stderr
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("record", ["tx record", "state entry"])
+def test_audit_reports_a_flipped_byte_in_a_table_as_damage(unopened_home: Path,
+                                                           tmp_path: Path, record: str,
+                                                           capsys) -> None:
+    # A checksum mismatch met while replaying (a tx record) or while comparing the
+    # state at the end: DAMAGED, naming the table file, not MISMATCH.
+    home = copy_home(unopened_home, tmp_path / "copy")
+    data = home / DATA_DIR
+    db = plyvel.DB(str(data), compression=None)  # uncompressed: the value can be found
+    if record == "tx record":
+        height = next(int.from_bytes(k[1:9], "big") for k, _ in
+                      db.iterator(prefix=schema.TX_RECORD) if int.from_bytes(k[1:9], "big") > 2)
+        value = db.get(schema.tx_record_key(height, 0))
+    else:
+        value = max((v for _, v in db.iterator(prefix=schema.STATE)), key=len)
+    db.compact_range()
+    db.close()
+    assert not list(data.glob("*.log")) or all(p.stat().st_size == 0 for p in data.glob("*.log"))
+    (table,) = [p for p in data.glob("*.ldb") if value in p.read_bytes()]
+    content = bytearray(table.read_bytes())
+    content[content.index(value) + len(value) // 2] ^= 0xFF
+    table.write_bytes(bytes(content))
+    with pytest.raises(AuditDamage) as e:
+        audit(home)
+    assert "checksum mismatch" in e.value.message, e.value.message
+    assert table.name in e.value.message, e.value.message
+    assert cli.main(["--json", "audit", "--home", str(home)]) == 2
+    assert json.loads(capsys.readouterr().out)["result"] == "DAMAGED"
 
 
 def test_export_then_import_gives_identical_state(chain_home: Path, tmp_path: Path,
