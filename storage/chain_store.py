@@ -154,7 +154,7 @@ class ChainStore:
     """The node's database; open with `ChainStore.open(path, genesis)`."""
 
     def __init__(self, kv: KVStore, genesis: Genesis, *, location: str = "memory",
-                 create: bool = True) -> None:
+                 create: bool = True, check_tree: bool = True) -> None:
         """Use `open` or `open_memory`; this checks the store belongs to `genesis`."""
         self._kv = kv
         self.genesis = genesis
@@ -177,7 +177,7 @@ class ChainStore:
         self._on_failure: Callable[[StorageError], None] | None = None
         if self.is_initialized:
             self._head = self._load_head()
-            if self._tree.root != self._head.state_root:
+            if check_tree and self._tree.root != self._head.state_root:
                 raise InconsistentDataError(
                     f"the state tree in {location} has root {self._tree.root.hex()} but head "
                     f"{self._head.height} commits to {self._head.state_root.hex()}; restore "
@@ -185,15 +185,18 @@ class ChainStore:
                     height=self._head.height)
 
     @classmethod
-    def open(cls, path: str, genesis: Genesis, *, create: bool = True) -> ChainStore:
+    def open(cls, path: str, genesis: Genesis, *, create: bool = True,
+             check_tree: bool = True) -> ChainStore:
         """Open or create the LevelDB data directory `path` for the chain of `genesis`.
 
         With `create` False nothing is written: a database holding no govchain data is
-        refused (NotInitializedError).
+        refused (NotInitializedError). With `check_tree` False a state tree whose root
+        is not the head's is kept as it is, for the audit to compare it bucket by bucket;
+        such a store must not commit blocks or serve proofs.
         """
         kv = PlyvelStore(path)
         try:
-            return cls(kv, genesis, location=path, create=create)
+            return cls(kv, genesis, location=path, create=create, check_tree=check_tree)
         except BaseException:
             kv.close()
             raise
@@ -592,6 +595,12 @@ class ChainStore:
             return self._decode(_decode_validator_set, raw, "validator set", height)
         raise InconsistentDataError(f"no validator set is stored in {self.location}",
                                     height=height)
+
+    def iterate_table(self, prefix: bytes, *, start: bytes | None = None
+                      ) -> Iterator[tuple[bytes, bytes]]:
+        """Every stored (key, value) under `prefix` (from `start` on) as it is on disk, in
+        key order: for the audit, which compares whole tables with its replay's."""
+        return self._kv.iterate(prefix, start=start)
 
     def _decode_tx_record(self, raw: bytes, height: int, index: int) -> TxRecord:
         def decode(data: bytes) -> TxRecord:

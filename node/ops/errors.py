@@ -15,12 +15,15 @@ class AuditMismatch(NodeError):
 
     code = "audit_mismatch"
 
-    def __init__(self, height: int, what: str) -> None:
+    def __init__(self, height: int, what: str, *, table: bytes | None = None) -> None:
         super().__init__(f"height {height}: {what}")
         self.height = height
         """The height the difference belongs to (the head for whole-state findings)."""
         self.what = what
         """What differs, for a person."""
+        self.table = table
+        """The schema prefix of the stored record that differs, when the replay knows
+        it (the audit names the table; an import from a file has none)."""
 
 
 class AuditDamage(NodeError):
