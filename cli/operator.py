@@ -242,7 +242,8 @@ def cmd_keys_change_passphrase(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from cli.service import tune_garbage_collector
-    from node.ops.replay import AuditDamage, AuditMismatch, audit
+    from node.ops.errors import AuditDamage, AuditMismatch
+    from node.ops.replay import audit
 
     tune_garbage_collector()
 
@@ -270,7 +271,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from cli.service import tune_garbage_collector
-    from node.ops.replay import AuditMismatch, import_chain
+    from node.ops.errors import AuditMismatch
+    from node.ops.replay import import_chain
 
     tune_garbage_collector()
 

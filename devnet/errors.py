@@ -9,3 +9,5 @@ from __future__ import annotations
 
 class DevnetError(Exception):
     """Raised when a devnet command cannot do what was asked; the message says why."""
+
+    code: str = "devnet_error"

@@ -3,6 +3,7 @@
 With a base port P the layout is fixed and easy to remember: node i serves RPC on
 P+2i and p2p on P+2i+1, and the link proxy takes the ports after the nodes'. With
 base 0 the operating system picks free ports, so parallel test runs never collide.
+A fixed layout never lies in the kernel's ephemeral port range: it is refused there.
 """
 
 from __future__ import annotations
@@ -10,11 +11,36 @@ from __future__ import annotations
 import contextlib
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from devnet.errors import DevnetError
 
 HOST = "127.0.0.1"
 DEFAULT_BASE_PORT = 8545
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+RESERVED_PORTS_FILE = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+
+
+class EphemeralPortsError(DevnetError):
+    """Raised when a fixed port layout overlaps the kernel's ephemeral port range."""
+
+    code = "ephemeral_ports"
+
+
+@dataclass(frozen=True, slots=True)
+class PortRange:
+    """The ports first..last, both included."""
+
+    first: int
+    """The lowest port of the range."""
+    last: int
+    """The highest port of the range."""
+
+    def overlaps(self, other: PortRange) -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+    def __str__(self) -> str:
+        return f"{self.first}-{self.last}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +60,10 @@ def get_link_pairs(node_count: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(node_count) for j in range(node_count) if i != j]
 
 
-def plan_ports(node_count: int, base_port: int) -> PortPlan:
-    """Choose and check every port of a devnet; DevnetError when one is taken."""
+def plan_ports(node_count: int, base_port: int, *,
+               ephemeral: PortRange | None = None) -> PortPlan:
+    """Choose and check every port of a devnet; DevnetError when one is taken, or when
+    the layout overlaps `ephemeral` (by default the kernel's range, read from /proc)."""
     if node_count < 1:
         raise DevnetError("a devnet needs at least one node")
     link_count = len(get_link_pairs(node_count))
@@ -46,6 +74,11 @@ def plan_ports(node_count: int, base_port: int) -> PortPlan:
         if not 1024 <= base_port <= 65535 - total + 1:
             raise DevnetError(f"--base-port {base_port}: {total} ports from it must fit "
                               "between 1024 and 65535 (or use 0 for free ports)")
+        if ephemeral is None:
+            ephemeral = read_ephemeral_range()
+        if ephemeral is not None:
+            validate_outside_ephemeral_range(base_port, total, ephemeral,
+                                             reserved=read_reserved_ports())
         ports = list(range(base_port, base_port + total))
         for port in ports:
             if not is_port_free(port):
@@ -54,6 +87,67 @@ def plan_ports(node_count: int, base_port: int) -> PortPlan:
     nodes = ports[:2 * node_count]
     return PortPlan(rpc=tuple(nodes[0::2]), p2p=tuple(nodes[1::2]),
                     links=tuple(ports[2 * node_count:]))
+
+
+def validate_outside_ephemeral_range(base_port: int, count: int, ephemeral: PortRange, *,
+                                     reserved: tuple[PortRange, ...]) -> None:
+    """Raise EphemeralPortsError unless the ports base_port.. (`count` of them) stay out of
+    `ephemeral`, where the kernel picks the source ports of outgoing connections: there,
+    a connection of an earlier node may take a later node's port before it binds it
+    (seen: node9 of a 16-node devnet at base 35000). Ports in `reserved` (the kernel's
+    ip_local_reserved_ports) are never picked, so they do not count."""
+    layout = PortRange(base_port, base_port + count - 1)
+    exposed = [port for port in range(max(layout.first, ephemeral.first),
+                                      min(layout.last, ephemeral.last) + 1)
+               if not any(r.first <= port <= r.last for r in reserved)]
+    if not exposed:
+        return
+    suggested = suggest_base_port(count, ephemeral)
+    instead = (f"use --base-port {suggested} (outside that range) or 0" if suggested
+               else "use --base-port 0")
+    raise EphemeralPortsError(
+        f"--base-port {base_port}: the devnet's ports {layout} overlap the kernel's "
+        f"ephemeral port range {ephemeral} ({EPHEMERAL_RANGE_FILE}), from which outgoing "
+        "connections take their source ports, so a node could find its port taken "
+        f"(\"address already in use\"); {instead} (free ports chosen by the system), or "
+        f"reserve them with sysctl net.ipv4.ip_local_reserved_ports={layout}")
+
+
+def suggest_base_port(count: int, ephemeral: PortRange) -> int:
+    """A round base port for `count` ports just below `ephemeral` (or just above it);
+    0 when neither side has room between 1024 and 65535."""
+    below = (ephemeral.first - count) // 1000 * 1000
+    if below >= 1024:
+        return below
+    above = -(-(ephemeral.last + 1) // 1000) * 1000
+    if above + count - 1 <= 65535:
+        return above
+    return 0
+
+
+def read_ephemeral_range(path: Path = EPHEMERAL_RANGE_FILE) -> PortRange | None:
+    """The kernel's ephemeral port range, or None where it cannot be read (not Linux)."""
+    try:
+        first, last = (int(word) for word in path.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return PortRange(first, last)
+
+
+def read_reserved_ports(path: Path = RESERVED_PORTS_FILE) -> tuple[PortRange, ...]:
+    """The ports the kernel never picks as source ports ("8545,35000-35271"), if known."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return ()
+    ranges = []
+    for item in filter(None, text.split(",")):
+        first, _, last = item.partition("-")
+        try:
+            ranges.append(PortRange(int(first), int(last or first)))
+        except ValueError:
+            return ()  # not the kernel's format: assume nothing is reserved
+    return tuple(ranges)
 
 
 def get_free_ports(count: int) -> list[int]:

@@ -27,8 +27,8 @@ from storage import schema
 from storage.errors import (
     AlreadyInitializedError,
     BlockMismatchError,
-    CorruptionError,
     GenesisMismatchError,
+    InconsistentDataError,
     NotContiguousError,
     NotInitializedError,
     SchemaVersionError,
@@ -153,13 +153,14 @@ def _tx_of_record(raw: bytes) -> Transaction:
 class ChainStore:
     """The node's database; open with `ChainStore.open(path, genesis)`."""
 
-    def __init__(self, kv: KVStore, genesis: Genesis, *, location: str = "memory") -> None:
+    def __init__(self, kv: KVStore, genesis: Genesis, *, location: str = "memory",
+                 create: bool = True, check_tree: bool = True) -> None:
         """Use `open` or `open_memory`; this checks the store belongs to `genesis`."""
         self._kv = kv
         self.genesis = genesis
         self.location = location
         self._lock = threading.RLock()
-        self._check_identity()
+        self._check_identity(create)
         self._tree = StateTree(kv)
         self._head_block: Block | None = None
         self._head: Head | None = None
@@ -176,18 +177,26 @@ class ChainStore:
         self._on_failure: Callable[[StorageError], None] | None = None
         if self.is_initialized:
             self._head = self._load_head()
-            if self._tree.root != self._head.state_root:
-                raise CorruptionError(
+            if check_tree and self._tree.root != self._head.state_root:
+                raise InconsistentDataError(
                     f"the state tree in {location} has root {self._tree.root.hex()} but head "
                     f"{self._head.height} commits to {self._head.state_root.hex()}; restore "
-                    "the data directory from a backup or resync from peers")
+                    "the data directory from a backup or resync from peers",
+                    height=self._head.height)
 
     @classmethod
-    def open(cls, path: str, genesis: Genesis) -> ChainStore:
-        """Open or create the LevelDB data directory `path` for the chain of `genesis`."""
+    def open(cls, path: str, genesis: Genesis, *, create: bool = True,
+             check_tree: bool = True) -> ChainStore:
+        """Open or create the LevelDB data directory `path` for the chain of `genesis`.
+
+        With `create` False nothing is written: a database holding no govchain data is
+        refused (NotInitializedError). With `check_tree` False a state tree whose root
+        is not the head's is kept as it is, for the audit to compare it bucket by bucket;
+        such a store must not commit blocks or serve proofs.
+        """
         kv = PlyvelStore(path)
         try:
-            return cls(kv, genesis, location=path)
+            return cls(kv, genesis, location=path, create=create, check_tree=check_tree)
         except BaseException:
             kv.close()
             raise
@@ -208,8 +217,8 @@ class ChainStore:
         if isinstance(self._kv, PlyvelStore):
             self._kv.on_failure = listener
 
-    def _damaged(self, message: str) -> CorruptionError:
-        error = CorruptionError(message)
+    def _damaged(self, message: str, height: int | None = None) -> InconsistentDataError:
+        error = InconsistentDataError(message, height=height)
         if self._on_failure is not None:
             self._on_failure(error)
         return error
@@ -224,14 +233,17 @@ class ChainStore:
 
     # -- identity and genesis -------------------------------------------------
 
-    def _check_identity(self) -> None:
+    def _check_identity(self, create: bool) -> None:
         stored_genesis = self._kv.get(schema.META_GENESIS_HASH)
         stored_version = self._kv.get(schema.META_SCHEMA_VERSION)
         if stored_genesis is None:
             if next(self._kv.iterate(b""), None) is not None:
-                raise CorruptionError(
+                raise InconsistentDataError(
                     f"the database in {self.location} has data but no genesis hash; it is "
                     "not a govchain data directory or is damaged: choose an empty directory")
+            if not create:
+                raise NotInitializedError(f"the database in {self.location} holds no "
+                                          "govchain data")
             batch = WriteBatch(self._kv)
             batch.put(schema.META_SCHEMA_VERSION, schema.SCHEMA_VERSION.to_bytes(4, "big"))
             batch.put(schema.META_GENESIS_HASH, self.genesis.hash)
@@ -279,15 +291,17 @@ class ChainStore:
         raw_height = self._kv.get(schema.META_HEAD_HEIGHT)
         genesis_root = self._kv.get(schema.META_GENESIS_STATE_ROOT)
         if raw_height is None or genesis_root is None:
-            raise CorruptionError(f"the head of {self.location} is missing")
+            raise InconsistentDataError(f"the head of {self.location} is missing")
+        if len(raw_height) != schema.HEIGHT_SIZE:
+            raise InconsistentDataError(f"the head height of {self.location} is malformed")
         height = schema.decode_height(raw_height)
         if height == 0:
             return Head(0, self.genesis.hash, self.genesis.genesis_time_ms, Hash32(genesis_root))
         header = self.get_block_header(height)
         if header is None:
-            raise CorruptionError(
+            raise InconsistentDataError(
                 f"the head block {height} of {self.location} is missing; restore the data "
-                "directory from a backup or resync from peers")
+                "directory from a backup or resync from peers", height=height)
         return Head(height, header.hash, header.timestamp_ms, header.state_root)
 
     @property
@@ -566,7 +580,8 @@ class ChainStore:
         if raw is None:
             raise self._damaged(
                 f"tx {tx_hash.hex()} is indexed at block {height} index {index} but its record "
-                f"is missing in {self.location}; restore from a backup or resync from peers")
+                f"is missing in {self.location}; restore from a backup or resync from peers",
+                height)
         return self._decode_tx_record(raw, height, index)
 
     def get_validator_set(self, height: int) -> ValidatorSet:
@@ -578,8 +593,14 @@ class ChainStore:
         start = schema.validator_set_key(height)
         for _, raw in self._kv.iterate(schema.VALIDATOR_SET, start=start, reverse=True):
             return self._decode(_decode_validator_set, raw, "validator set", height)
-        raise CorruptionError(f"no validator set is stored in {self.location}")
+        raise InconsistentDataError(f"no validator set is stored in {self.location}",
+                                    height=height)
 
+    def iterate_table(self, prefix: bytes, *, start: bytes | None = None
+                      ) -> Iterator[tuple[bytes, bytes]]:
+        """Every stored (key, value) under `prefix` (from `start` on) as it is on disk, in
+        key order: for the audit, which compares whole tables with its replay's."""
+        return self._kv.iterate(prefix, start=start)
 
     def _decode_tx_record(self, raw: bytes, height: int, index: int) -> TxRecord:
         def decode(data: bytes) -> TxRecord:
@@ -594,7 +615,7 @@ class ChainStore:
         except ChainError as e:
             raise self._damaged(
                 f"the stored {what} of height {height} in {self.location} does not decode "
-                f"({e.message}); restore from a backup or resync from peers") from e
+                f"({e.message}); restore from a backup or resync from peers", height) from e
 
     # -- consensus safety ---------------------------------------------------------
 

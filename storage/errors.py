@@ -24,9 +24,25 @@ class DataDirLockedError(StorageError):
 
 
 class CorruptionError(StorageError):
-    """Raised when the database is damaged or its contents contradict each other."""
+    """Raised when the database is damaged or its contents contradict each other.
+
+    Raised as itself when LevelDB finds a file damaged (a checksum that fails, a
+    missing file); as InconsistentDataError when intact records contradict each other.
+    """
 
     code = "corruption"
+
+
+class InconsistentDataError(CorruptionError):
+    """Raised when records that read back intact (LevelDB's checksums hold) do not
+    decode or contradict each other: they were written wrong, not damaged on disk."""
+
+    code = "inconsistent_data"
+
+    def __init__(self, message: str, *, height: int | None = None) -> None:
+        super().__init__(message)
+        self.height = height
+        """The height the record belongs to, where it has one."""
 
 
 class DiskFullError(StorageError):

@@ -16,6 +16,7 @@ from typing import Protocol
 import plyvel
 
 from storage.errors import CorruptionError, DataDirLockedError, DiskFullError, StorageError
+from storage.leveldb_files import find_missing_log
 
 NO_SPACE = os.strerror(errno.ENOSPC)
 """The text LevelDB puts in an IOError when the disk is full."""
@@ -104,14 +105,24 @@ class PlyvelStore:
     """LevelDB through plyvel: one database directory, synced batches.
 
     Every read verifies LevelDB's block checksums, so a damaged file raises
-    CorruptionError instead of returning wrong bytes. A failed read or write is also
-    told to `on_failure` (the node stops on it: a disk that failed once is not
-    trusted to serve or take more data).
+    CorruptionError instead of returning wrong bytes; so does opening a database whose
+    current log is missing, which LevelDB itself would open as an older one. A failed
+    read or write is also told to `on_failure` (the node stops on it: a disk that
+    failed once is not trusted to serve or take more data).
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.on_failure: Callable[[StorageError], None] | None = None
+        # LevelDB opens without the log of the writes since the last open and says
+        # nothing: the database would be an older one, sign state included.
+        missing = find_missing_log(path)
+        if missing is not None:
+            raise CorruptionError(
+                f"the database in {path} is corrupt (its log {missing} is missing: the "
+                "writes since it was last opened are lost); restore it from a backup or "
+                "move it aside and resync from peers (docs/reliability.md, \"Storage "
+                "faults\")")
         try:
             self._db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True,
                                  write_buffer_size=32 * 1024 * 1024,

@@ -37,6 +37,17 @@ META_GENESIS_STATE_ROOT = META + b"genesis_state_root"
 META_HEAD_HEIGHT = META + b"head_height"
 META_EVIDENCE_COUNT = META + b"evidence_count"
 
+# What `govchain audit` does with each table (docs/operator.md, "8. Audit"); a new
+# table goes in one of these.
+CHAIN_TABLES = (META, BLOCK_HEADER, BLOCK_HASH, CERTIFICATE, VALIDATOR_SET, TX_HASH,
+                TX_RECORD, STATE, TREE_BUCKET, TREE_BUCKET_HASH)
+"""Tables the chain alone determines: a replay from genesis writes them again, key for
+key (meta without LOCAL_META_KEYS)."""
+LOCAL_TABLES = (SIGN_STATE, EVIDENCE, EVIDENCE_HASH)
+"""Tables of what this node itself signed and saw: no replay derives them."""
+LOCAL_META_KEYS = (META_EVIDENCE_COUNT,)
+"""The meta keys that belong to the local tables."""
+
 
 def encode_height(height: int) -> bytes:
     return height.to_bytes(HEIGHT_SIZE, "big")

@@ -24,7 +24,7 @@ from chain.state_proof import (
     get_bucket,
 )
 from storage import schema
-from storage.errors import CorruptionError, StalePreparedStateError
+from storage.errors import InconsistentDataError, StalePreparedStateError
 from storage.kv import KVStore, WriteBatch
 
 # Inlined copy of proof.compute_node_hash for the hot loops; must stay identical.
@@ -79,9 +79,9 @@ class StateTree:
             nodes[i] = EMPTY_BUCKET_HASH
         for key, value in self._kv.iterate(schema.TREE_BUCKET_HASH):
             if len(value) != 32 or len(key) != 3:
-                raise CorruptionError(
-                    f"state tree bucket hash at key {key.hex()} is malformed; the database "
-                    "is damaged: restore it from a backup or resync from peers")
+                raise InconsistentDataError(
+                    f"the state-tree bucket hash (0x32) at key {key.hex()} is malformed; the "
+                    "database is damaged: restore it from a backup or resync from peers")
             nodes[BUCKET_COUNT + schema.decode_tree_bucket_hash_key(key)] = value
         sha256 = hashlib.sha256
         for i in range(BUCKET_COUNT - 1, 0, -1):
@@ -143,7 +143,7 @@ class StateTree:
         entries = tuple((Hash32(stored[i:i + 32]), Hash32(stored[i + 32:i + ENTRY_SIZE]))
                         for i in range(0, len(stored), ENTRY_SIZE))
         if compute_bucket_hash(stored) != self._nodes[BUCKET_COUNT + bucket]:
-            raise CorruptionError(
+            raise InconsistentDataError(
                 f"state tree bucket {bucket} does not match its hash; the database is "
                 "damaged: restore it from a backup or resync from peers")
         siblings = []

@@ -6,8 +6,9 @@ derived by the replay itself), every transaction signature is verified, every
 transaction re-executed, and the tx root, state root and next validator set checked
 (node.execution). The first failure stops the replay as an `AuditMismatch` naming
 the height and what differs. Audit replays the node's own database into a temporary
-one and then compares the final state entry by entry; import replays an export file
-into a new home. Nothing here writes to the audited database.
+one and then compares every table with the replayed one (node.ops.audit_tables);
+import replays an export file into a new home. Nothing here writes to the audited
+database.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from chain import codec
-from chain.block import Block
+from chain.block import Block, compute_tx_root
 from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.vote import CommitCertificate, validate_certificate
@@ -33,10 +34,21 @@ from ledger.state import Overlay
 from node.config import DATA_DIR, GENESIS_FILE, read_genesis
 from node.errors import NodeError
 from node.execution import BlockExecutor, InvalidBlockError
+from node.ops.audit_tables import (
+    check_local_tables,
+    check_stored_records,
+    compare_chain_tables,
+    name_table,
+    read_source,
+)
+from node.ops.errors import AuditDamage as AuditDamage  # re-exported: callers import
+from node.ops.errors import AuditMismatch as AuditMismatch  # the errors from here too
+from node.ops.errors import ExportFormatError as ExportFormatError
 from node.verifier import SignatureVerifier, VerdictBatch
+from storage import schema
 from storage.chain_store import ChainStore
-from storage.damage import find_damage
-from storage.errors import CorruptionError, StorageError
+from storage.damage import find_damage, find_file_damage
+from storage.errors import CorruptionError, InconsistentDataError
 
 EXPORT_MAGIC = b"GOVCHAIN-EXPORT\n"
 EXPORT_VERSION = 1
@@ -47,29 +59,6 @@ SIGNATURE_CHUNK = 512
 
 Progress = Callable[[int, int, int, float], None]
 """Told (height, target height, txs so far, seconds so far) about once a second."""
-
-
-class AuditMismatch(NodeError):
-    """Raised when a replayed block, certificate, result or state entry differs."""
-
-    code = "audit_mismatch"
-
-    def __init__(self, height: int, what: str) -> None:
-        super().__init__(f"height {height}: {what}")
-        self.height = height
-        self.what = what
-
-
-class AuditDamage(NodeError):
-    """Raised when the audited database cannot be opened because a file is damaged."""
-
-    code = "audit_damage"
-
-
-class ExportFormatError(NodeError):
-    """Raised when an export file is not one this node reads, or is cut short."""
-
-    code = "export_format"
 
 
 @dataclass(frozen=True)
@@ -120,6 +109,24 @@ class Replayer:
         self.blocks = 0
         self.txs = 0
 
+    def _check_certificate(self, block: Block, certificate: CommitCertificate,
+                           height: int) -> None:
+        """The certificate must prove a quorum of this height's validators for the block.
+        Checked on its own first, so that a genuine certificate of another block names
+        the header as what differs, and a forged one the certificate."""
+        try:
+            validate_certificate(certificate, self.store.get_validator_set(height),
+                                 self.genesis.chain_id, height=height,
+                                 block_hash=certificate.block_hash)
+        except ChainError as e:
+            raise AuditMismatch(height, f"commit certificate: {e.message}",
+                                table=schema.CERTIFICATE) from e
+        if certificate.block_hash != block.hash:
+            raise AuditMismatch(height, f"the block hashes to {block.hash.hex()}, but its "
+                                        "commit certificate certifies "
+                                        f"{certificate.block_hash.hex()}",
+                                table=schema.BLOCK_HEADER)
+
     def check_signatures(self, block: Block) -> VerdictBatch:
         """Start verifying every signature of `block` in the worker processes."""
         return self.verifier.submit(block.txs, chunk=SIGNATURE_CHUNK)
@@ -134,12 +141,14 @@ class Replayer:
         """
         height = self.store.head_height + 1
         if block.height != height:
-            raise AuditMismatch(height, f"the next block is numbered {block.height}")
-        try:
-            validate_certificate(certificate, self.store.get_validator_set(height),
-                                 self.genesis.chain_id, height=height, block_hash=block.hash)
-        except ChainError as e:
-            raise AuditMismatch(height, f"commit certificate: {e.message}") from e
+            raise AuditMismatch(height, f"the next block is numbered {block.height}",
+                                table=schema.BLOCK_HEADER)
+        self._check_certificate(block, certificate, height)
+        # The certified header is genuine from here on: a tx root that differs means
+        # the transactions given with it are not the block's.
+        if compute_tx_root(block.txs) != block.header.tx_root:
+            raise AuditMismatch(height, "tx_root does not match the block's transactions",
+                                table=schema.TX_RECORD)
         try:
             bad = (signatures or self.check_signatures(block)).first_bad()
         except BrokenProcessPool:  # a worker died (killed for memory, say): once more
@@ -201,154 +210,79 @@ def _run_pipelined(replayer: Replayer, items: Iterator[tuple[Block, CommitCertif
 
 def _stored_blocks(source: ChainStore) -> Iterator[tuple[Block, CommitCertificate, Any]]:
     """Each stored block with its certificate and the stored bytes of its tx records."""
+    return read_source(_read_stored_blocks(source))
+
+
+def _read_stored_blocks(source: ChainStore) -> Iterator[tuple[Block, CommitCertificate, Any]]:
     for height in range(1, source.head_height + 1):
-        try:
-            found = source.get_block_with_records(height)
-            certificate = source.get_certificate(height)
-        except StorageError as e:
-            raise AuditMismatch(height, f"stored data cannot be read: {e}") from e
-        if found is None or certificate is None:
-            raise AuditMismatch(height, "the block or its certificate is missing")
+        found = source.get_block_with_records(height)
+        if found is None:
+            raise AuditMismatch(height, f"{name_table(schema.BLOCK_HEADER)}, height "
+                                        f"{height}: the block is missing")
+        certificate = source.get_certificate(height)
+        if certificate is None:
+            raise AuditMismatch(height, f"{name_table(schema.CERTIFICATE)}, height "
+                                        f"{height}: the certificate is missing")
         block, records = found
         yield block, certificate, records
-
-
-def _check_stored_records(replayed: ChainStore, block: Block, stored: Any) -> None:
-    """The stored tx records of `block` (transaction, result code, message and events)
-    against the ones its replay wrote, byte for byte. (The tx index is compared whole at
-    the end, in one ordered scan: `_compare_tx_index`.)"""
-    if len(stored) != len(block.txs):
-        raise AuditMismatch(block.height, f"{len(stored)} tx records are stored for "
-                                          f"{len(block.txs)} transactions")
-    records = replayed.tx_records(block.height)
-    if records == stored:
-        return
-    index = next(i for i, (a, b) in enumerate(zip(stored, records, strict=True)) if a != b)
-    mine = codec.decode(records[index])
-    try:
-        theirs = codec.unpack_unchecked(stored[index])
-    except ChainError:
-        theirs = None
-    what = f"transaction {index} ({block.txs[index].hash.hex()}): "
-    if not isinstance(theirs, tuple) or len(theirs) != 4:
-        raise AuditMismatch(block.height, what + "the stored record does not decode")
-    if theirs[1] != mine[1]:
-        raise AuditMismatch(block.height, what + f"the stored result is {theirs[1]!r}, "
-                                                 f"re-execution gives {mine[1]!r}")
-    if theirs[2] != mine[2]:
-        raise AuditMismatch(block.height, what + f"the stored result message is "
-                                                 f"{theirs[2]!r}, re-execution gives "
-                                                 f"{mine[2]!r}")
-    if theirs[3] != mine[3]:
-        raise AuditMismatch(block.height, what + "the stored events differ from the ones "
-                                                 "re-execution emits")
-    raise AuditMismatch(block.height, what + "the stored record is not in canonical form")
-
-
-def _compare_tx_index(source: ChainStore, replayer: Replayer) -> None:
-    """Raise AuditMismatch at the first tx index entry that differs from the index the
-    replay built: a transaction indexed at the wrong place, missing, or indexed but in
-    no block. Both indexes are read in hash order, side by side."""
-    try:
-        _compare_tx_index_entries(source, replayer)
-    except StorageError as e:
-        raise AuditMismatch(source.head_height, f"the tx index cannot be read: {e}") from e
-
-
-def _first_difference(stored: Iterator[tuple[bytes, Any]], replayed: Iterator[tuple[bytes, Any]]
-                      ) -> tuple[tuple[bytes, Any] | None, tuple[bytes, Any] | None] | None:
-    """Walk two key-ordered (key, value) streams side by side; at the first difference
-    return (stored item, replayed item): (item, None) for a key only stored, (None, item)
-    for a key only replayed, both for a value that differs. None when they are equal."""
-    a, b = next(stored, None), next(replayed, None)
-    while a is not None or b is not None:
-        if a == b:
-            a, b = next(stored, None), next(replayed, None)
-        elif b is None or (a is not None and a[0] < b[0]):
-            return a, None
-        elif a is None or b[0] < a[0]:
-            return None, b
-        else:
-            return a, b
-    return None
-
-
-def _compare_tx_index_entries(source: ChainStore, replayer: Replayer) -> None:
-    found = _first_difference(source.iterate_tx_index(), replayer.store.iterate_tx_index())
-    if found is None:
-        return
-    a, b = found
-    if b is None:
-        assert a is not None
-        height, what = a[1][0], (f"transaction {a[0].hex()} is indexed at height "
-                                 f"{a[1][0]} index {a[1][1]} but is in no block")
-    elif a is None:
-        height, what = b[1][0], (f"transaction {b[0].hex()} (height {b[1][0]} index "
-                                 f"{b[1][1]}) is missing from the tx index")
-    else:
-        height, what = b[1][0], (f"transaction {a[0].hex()} is indexed at height "
-                                 f"{a[1][0]} index {a[1][1]}, not at its place "
-                                 f"(height {b[1][0]} index {b[1][1]})")
-    raise AuditMismatch(height, what)
-
-
-def _compare_state(source: ChainStore, replayer: Replayer) -> None:
-    """Raise AuditMismatch at the first state key whose stored value differs."""
-    try:
-        _compare_state_entries(source, replayer)
-    except StorageError as e:
-        raise AuditMismatch(source.head_height, f"the stored state cannot be read: {e}") from e
-
-
-def _compare_state_entries(source: ChainStore, replayer: Replayer) -> None:
-    head = source.head_height
-    found = _first_difference(source.iterate_state(b""), replayer.store.iterate_state(b""))
-    if found is not None:
-        a, b = found
-        if b is None:
-            assert a is not None
-            key, what = a[0], "is in the stored state but not in the replayed state"
-        elif a is None:
-            key, what = b[0], "is missing from the stored state"
-        else:
-            key, what = a[0], "stored value differs from the replayed value"
-        written = replayer.last_written.get(key)
-        when = f"last written at height {written}" if written is not None \
-            else "never written by any block"
-        raise AuditMismatch(head, f"state entry {key.hex()} ({when}): {what}")
-    if source.head_state_root != replayer.store.head_state_root:
-        raise AuditMismatch(head, "the stored state tree root differs from the replayed one")
 
 
 def audit(home: Path, data_dir: Path | None = None, *, progress: Progress | None = None,
           work_dir: Path | None = None) -> ReplayReport:
     """Replay the chain in HOME's database (or `data_dir`, e.g. a snapshot) from genesis
-    into a temporary database; raise AuditMismatch at the first difference."""
+    into a temporary database and compare every table with it; raise AuditMismatch at
+    the first difference, AuditDamage for a file that cannot be read as written."""
     genesis = read_genesis(home / GENESIS_FILE)
     data = data_dir or home / DATA_DIR
     if not (data / "CURRENT").exists():
         raise NodeError(f"{data} is not a LevelDB data directory")
+    # Before any open: opening rewrites the log, dropping in silence what is torn or lost.
+    damage = find_file_damage(str(data))
+    if damage:
+        raise AuditDamage("; ".join(damage))
     try:
-        source = ChainStore.open(str(data), genesis)
-    except CorruptionError as e:
+        return _audit_database(genesis, data, progress, work_dir)
+    except AuditDamage as e:  # the database is closed now: find what else does not read
         where = [line for line in find_damage(str(data)) if line != e.message]
         raise AuditDamage("; ".join([e.message, *where])) from e
+
+
+def _audit_database(genesis: Genesis, data: Path, progress: Progress | None,
+                    work_dir: Path | None) -> ReplayReport:
+    try:
+        source = ChainStore.open(str(data), genesis, create=False, check_tree=False)
+    except InconsistentDataError as e:
+        raise AuditMismatch(e.height or 0, e.message) from e
+    except CorruptionError as e:
+        raise AuditDamage(e.message) from e
     try:
         with tempfile.TemporaryDirectory(prefix="govchain-audit-", dir=work_dir) as tmp:
             target = ChainStore.open(str(Path(tmp) / "replay"), genesis)
             try:
                 replayer = Replayer(genesis, target)
-                seconds = _run(replayer, _stored_blocks(source), source.head_height, progress,
-                               lambda block, stored, _: _check_stored_records(
-                                   target, block, stored))
-                _compare_tx_index(source, replayer)
-                _compare_state(source, replayer)
+                seconds = _replay_stored_blocks(source, replayer, progress)
+                compare_chain_tables(source, target, replayer.last_written)
+                check_local_tables(source, target)
                 return ReplayReport(replayer.blocks, replayer.txs, seconds, target.head_height,
                                     target.head_state_root.hex())
             finally:
                 target.close()
     finally:
         source.close()
+
+
+def _replay_stored_blocks(source: ChainStore, replayer: Replayer,
+                          progress: Progress | None) -> float:
+    """Replay every stored block, checking its tx records; a difference the replay
+    finds in a stored record names that record's table."""
+    try:
+        return _run(replayer, _stored_blocks(source), source.head_height, progress,
+                    lambda block, stored, _: check_stored_records(replayer.store, block, stored))
+    except AuditMismatch as e:
+        if e.table is None:
+            raise
+        raise AuditMismatch(e.height, f"{name_table(e.table)}, height {e.height}: {e.what}"
+                            ) from e
 
 
 # ------------------------------------------------------------------ export and import

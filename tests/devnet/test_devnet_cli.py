@@ -16,6 +16,7 @@ from devnet import process
 from devnet.cli import add_devnet_parser
 from devnet.links import PARTITION_FILE
 from devnet.manifest import LinksEntry, Manifest, NodeEntry, read_manifest, write_manifest
+from devnet.ports import read_ephemeral_range
 
 GENESIS_HASH = "ab" * 32
 
@@ -86,6 +87,21 @@ def test_up_refuses_a_directory_that_is_not_a_devnet(tmp_path: Path,
     assert run("devnet", "up", "--dir", str(tmp_path), "--base-port", "0") == 1
     assert "holds no devnet" in capsys.readouterr().err
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_up_refuses_a_base_port_in_the_ephemeral_range(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    ephemeral = read_ephemeral_range()
+    if ephemeral is None:
+        pytest.skip("no /proc/sys/net/ipv4/ip_local_port_range here")
+    base = ephemeral.first + 2232  # 35000 with Linux's default range
+    root = tmp_path / "net"
+    assert run("devnet", "up", "--dir", str(root), "--nodes", "16", "--base-port",
+               str(base)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("govchain: error: --base-port") and err.count("\n") == 1
+    assert "ephemeral port range" in err and "--base-port " in err
+    assert not (root / "genesis").exists() and not (root / "devnet.json").exists()
 
 
 def test_up_refuses_a_running_devnet(tmp_path: Path, rpc_port: int,

@@ -20,7 +20,17 @@ from devnet.manifest import (
     write_manifest,
 )
 from devnet.network import compute_group_cuts, read_tail
-from devnet.ports import get_free_ports, get_link_pairs, plan_ports
+from devnet.ports import (
+    EphemeralPortsError,
+    PortRange,
+    get_free_ports,
+    get_link_pairs,
+    plan_ports,
+    read_ephemeral_range,
+    read_reserved_ports,
+    suggest_base_port,
+    validate_outside_ephemeral_range,
+)
 
 
 def _manifest(root: Path) -> Manifest:
@@ -126,6 +136,10 @@ def test_free_ports_stay_reserved_until_a_server_takes_them() -> None:
             pass
 
 
+NO_EPHEMERAL = PortRange(65535, 65535)
+"""An ephemeral range that no test layout reaches: these tests look at other checks."""
+
+
 def test_fixed_base_port_layout() -> None:
     for _ in range(50):  # find a free range: ask for one port, take the five after it too
         with socket.socket() as sock:
@@ -134,7 +148,7 @@ def test_fixed_base_port_layout() -> None:
         if base > 65535 - 6:
             continue
         try:
-            plan = plan_ports(2, base)
+            plan = plan_ports(2, base, ephemeral=NO_EPHEMERAL)
         except DevnetError:
             continue  # one of the five after it is taken
         break
@@ -151,7 +165,69 @@ def test_taken_port_is_refused() -> None:
         sock.listen()
         taken = sock.getsockname()[1]
         with pytest.raises(DevnetError, match=f"port {taken} .* in use"):
-            plan_ports(1, taken)
+            plan_ports(1, taken, ephemeral=NO_EPHEMERAL)
+
+
+def test_invalid_base_port_in_the_ephemeral_range_is_refused() -> None:
+    # The kernel's own range: outgoing connections of earlier nodes take their source
+    # ports from it, so a node could find its port taken ("address already in use").
+    ephemeral = read_ephemeral_range()
+    if ephemeral is None:
+        pytest.skip("no /proc/sys/net/ipv4/ip_local_port_range here")
+    total = 2 * 16 + 16 * 15
+    base = ephemeral.first + 100
+    assert base + total - 1 <= min(ephemeral.last, 65535)
+    with pytest.raises(EphemeralPortsError) as e:
+        plan_ports(16, base)
+    message = str(e.value)
+    assert e.value.code == "ephemeral_ports"
+    assert f"{base}-{base + total - 1}" in message
+    assert f"ephemeral port range {ephemeral.first}-{ephemeral.last}" in message
+    assert "address already in use" in message
+    suggested = suggest_base_port(total, ephemeral)
+    assert f"--base-port {suggested}" in message
+    assert suggested + total - 1 < ephemeral.first or suggested > ephemeral.last
+    assert 1024 <= suggested <= 65535 - total + 1
+
+
+@pytest.mark.parametrize(("ephemeral", "suggested"), [
+    (PortRange(32768, 60999), 32000),   # Linux's default: just below the range
+    (PortRange(49152, 65535), 48000),   # the IANA range (BSD, Windows)
+    (PortRange(1500, 65400), 0),        # no room below or above: let the system pick
+    (PortRange(1024, 20000), 21000),    # no room below: just above
+])
+def test_suggested_base_port_lies_outside_the_range(ephemeral: PortRange,
+                                                    suggested: int) -> None:
+    assert suggest_base_port(272, ephemeral) == suggested
+
+
+def test_invalid_layout_overlapping_an_injected_range_is_refused() -> None:
+    ephemeral = PortRange(40000, 50000)
+    with pytest.raises(EphemeralPortsError, match=r"ports 39990-40009 overlap .* "
+                                                  r"40000-50000.* --base-port 39000"):
+        validate_outside_ephemeral_range(39990, 20, ephemeral, reserved=())
+    with pytest.raises(EphemeralPortsError, match="ports 50000-50019"):
+        validate_outside_ephemeral_range(50000, 20, ephemeral, reserved=())
+    validate_outside_ephemeral_range(39980, 20, ephemeral, reserved=())  # ends at 39999
+    validate_outside_ephemeral_range(50001, 20, ephemeral, reserved=())
+    # Ports the kernel is told to keep (ip_local_reserved_ports) are never source ports.
+    validate_outside_ephemeral_range(40000, 20, ephemeral,
+                                     reserved=(PortRange(39000, 40010), PortRange(40011, 40019)))
+    with pytest.raises(EphemeralPortsError, match="40019"):
+        validate_outside_ephemeral_range(40000, 20, ephemeral, reserved=(PortRange(40000, 40018),))
+
+
+def test_reserved_ports_are_read_from_the_kernel_list(tmp_path: Path) -> None:
+    path = tmp_path / "ip_local_reserved_ports"
+    path.write_text("8545,35000-35271\n")
+    assert read_reserved_ports(path) == (PortRange(8545, 8545), PortRange(35000, 35271))
+    path.write_text("\n")
+    assert read_reserved_ports(path) == ()
+    assert read_reserved_ports(tmp_path / "missing") == ()
+    range_file = tmp_path / "ip_local_port_range"
+    range_file.write_text("32768\t60999\n")
+    assert read_ephemeral_range(range_file) == PortRange(32768, 60999)
+    assert read_ephemeral_range(tmp_path / "missing") is None
 
 
 def test_invalid_base_port_is_refused() -> None:

@@ -3,9 +3,10 @@
 - A full disk: the data directory sits on a tiny tmpfs; load fills it; the node must
   stop with one ERROR line naming the disk (no traceback), and once space is freed it
   restarts at a consistent head with every block and transaction it reported final.
-- A damaged file: bytes flipped in a table (.ldb) or in the log (.log), or a table
-  deleted, in a stopped node's data directory: the node refuses to start with a clear
-  message, and `govchain audit` reports the damage.
+- A damaged file: bytes flipped in a table (.ldb) or in the log (.log), or a table or
+  the log deleted, in a stopped node's data directory: the node refuses to start with
+  a clear message, and `govchain audit` reports the damage. A log cut short and one
+  flipped byte in a table are reported by the audit too, naming the file.
 - A torn write: the log of a SIGKILLed node cut inside its last record: the node
   restarts at a consistent head with everything of the intact records, and audit passes.
 
@@ -338,6 +339,49 @@ def test_invalid_flipped_bytes_in_the_log_refused_and_found_by_audit(stopped_cha
     assert log_file.name in error, error  # named from LevelDB's own LOG
     code, report = audit(home)
     assert (code, report["result"]) == (2, "DAMAGED"), report
+
+
+def test_invalid_deleted_log_refused_and_found_by_audit(stopped_chain, tmp_path) -> None:
+    # LevelDB alone would open without it, at an older head and an older sign state.
+    home = copy_chain(stopped_chain, tmp_path, compact=False)
+    log_file = next((home / "data").glob("*.log"))
+    log_file.unlink()
+    error = start_refused(home)
+    assert "corrupt" in error and f"{log_file.name} is missing" in error, error
+    code, report = audit(home)
+    assert (code, report["result"]) == (2, "DAMAGED"), report
+    assert f"the log {log_file.name} is missing" in str(report["what"]), report
+
+
+def test_invalid_log_cut_short_found_by_audit(stopped_chain, tmp_path) -> None:
+    home = copy_chain(stopped_chain, tmp_path, compact=False)
+    log_file = next((home / "data").glob("*.log"))
+    records = read_log_records(log_file)
+    middle = records[len(records) // 2]
+    with open(log_file, "r+b") as f:
+        f.truncate((middle.start + middle.end) // 2)
+    before = {p.name: p.read_bytes() for p in (home / "data").iterdir() if p.name != "LOCK"}
+    code, report = audit(home)
+    assert (code, report["result"]) == (2, "DAMAGED"), report
+    assert f"the log {log_file.name} ends inside a record" in str(report["what"]), report
+    after = {p.name: p.read_bytes() for p in (home / "data").iterdir() if p.name != "LOCK"}
+    assert after == before  # found before any open: the evidence is still there
+
+
+def test_invalid_flipped_byte_in_a_table_found_by_audit(stopped_chain, tmp_path) -> None:
+    # One data block of the tx records damaged: the node may well start (it reads no
+    # old block at start) and stops when it meets it; the audit names the file.
+    home = copy_chain(stopped_chain, tmp_path, compact=False)
+    db = plyvel.DB(str(home / "data"), compression=None)  # uncompressed: values show
+    records = [value for _, value in db.iterator(prefix=schema.TX_RECORD)]
+    value = records[len(records) // 2]
+    db.compact_range()
+    db.close()
+    (table,) = [p for p in (home / "data").glob("*.ldb") if value in p.read_bytes()]
+    flip_bytes(table, [table.read_bytes().index(value) + len(value) // 2])
+    code, report = audit(home)
+    assert (code, report["result"]) == (2, "DAMAGED"), report
+    assert "checksum mismatch" in str(report["what"]) and table.name in str(report["what"])
 
 
 # ------------------------------------------------------------------ a torn write

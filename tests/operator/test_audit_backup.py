@@ -13,10 +13,13 @@ import pytest
 
 from chain import codec
 from chain.block import BlockHeader
+from chain.crypto import Hash32
 from chain.tx import Transaction
+from chain.vote import Vote, VoteKind
 from cli import main as cli
 from node.config import DATA_DIR, read_genesis
 from node.ops.replay import (
+    AuditDamage,
     AuditMismatch,
     ExportFormatError,
     audit,
@@ -26,7 +29,10 @@ from node.ops.replay import (
 )
 from storage import schema
 from storage.chain_store import ChainStore
-from tests.node.conftest import make_genesis, make_home
+from storage.damage import TABLES
+from storage.errors import CorruptionError, DataDirLockedError
+from tests.faults.leveldb_log import batch_puts, read_log_records
+from tests.node.conftest import CHAIN_ID, make_genesis, make_home
 from tests.operator.chain_builder import VALIDATOR, build_chain
 
 
@@ -35,6 +41,17 @@ def chain_home(tmp_path_factory) -> Path:
     import asyncio
 
     path = tmp_path_factory.mktemp("chain") / "home"
+    asyncio.run(build_chain(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def unopened_home(tmp_path_factory) -> Path:
+    """A chain whose database was opened once, by its node: everything it wrote is
+    still in its log file. Tests damage copies of it, never the chain itself."""
+    import asyncio
+
+    path = tmp_path_factory.mktemp("unopened") / "home"
     asyncio.run(build_chain(path))
     return path
 
@@ -115,7 +132,8 @@ def test_audit_pinpoints_a_rewritten_tx_result(chain_home: Path, tmp_path: Path,
         audit(home)
     assert e.value.height == height
     tx_hash = Transaction.decode(tx_bytes).hash.hex()
-    assert e.value.what == f"transaction 0 ({tx_hash}): " + {
+    where = f"tx records (0x21), height {height}: "
+    assert e.value.what == where + f"transaction 0 ({tx_hash}): " + {
         "code": "the stored result is 'insufficient_funds', re-execution gives 'ok'",
         "message": f"the stored result message is 'rewritten', re-execution gives "
                    f"{message!r}",
@@ -172,7 +190,7 @@ def test_audit_pinpoints_a_damaged_tx_index(chain_home: Path, tmp_path: Path,
                            "missing from the tx index",
                 "extra": f"transaction {bytes(32).hex()} is indexed at height {height} "
                          "index 0 but is in no block"}[damage]
-    assert e.value.what == expected
+    assert e.value.what == "tx hash index (0x20): " + expected
 
 
 def test_audit_pinpoints_a_corrupted_state_entry(chain_home: Path, tmp_path: Path,
@@ -190,6 +208,302 @@ def test_audit_pinpoints_a_corrupted_state_entry(chain_home: Path, tmp_path: Pat
     assert "last written at height" in e.value.what
     assert cli.main(["--json", "audit", "--home", str(home)]) == 2
     assert json.loads(capsys.readouterr().out)["result"] == "MISMATCH"
+
+
+# ------------------------------------------------------------------ every table
+
+
+def flip_byte(value: bytes, at: int = -1) -> bytes:
+    data = bytearray(value)
+    data[at] ^= 0x01
+    return bytes(data)
+
+
+def first_item(db: plyvel.DB, prefix: bytes) -> tuple[bytes, bytes]:
+    return next(iter(db.iterator(prefix=prefix)))
+
+
+def tamper_validator_set(db: plyvel.DB, part: str) -> None:
+    (key, name), *others = codec.decode(db.get(schema.validator_set_key(0)))
+    forged = [flip_byte(key, 5), name] if part == "key" else [key, name + "x"]
+    db.put(schema.validator_set_key(0), codec.encode([forged, *others]))
+
+
+def tamper_block_hash_index(db: plyvel.DB) -> None:
+    key = next(k for k, v in db.iterator(prefix=schema.BLOCK_HASH)
+               if schema.decode_height(v) == 2)
+    db.put(key, schema.encode_height(3))
+
+
+def tamper_tx_record(db: plyvel.DB, height: int) -> None:
+    tx_bytes, _, message, events = codec.decode(db.get(schema.tx_record_key(height, 0)))
+    db.put(schema.tx_record_key(height, 0),
+           codec.encode([tx_bytes, "insufficient_funds", message, events]))
+
+
+def tamper_tx_index(db: plyvel.DB, height: int) -> None:
+    record = db.get(schema.tx_record_key(height, 0))
+    tx_hash = Transaction.decode(codec.decode(record)[0]).hash
+    db.put(schema.tx_hash_key(tx_hash), schema.tx_location(height, 7))
+
+
+def tamper(db: plyvel.DB, table: str, height: int) -> bytes:
+    """Rewrite one record of `table` with valid LevelDB checksums; its prefix."""
+    if table == "meta":
+        db.put(schema.META_GENESIS_STATE_ROOT, flip_byte(db.get(schema.META_GENESIS_STATE_ROOT)))
+        return schema.META
+    if table == "block headers":
+        header = BlockHeader.decode(db.get(schema.block_header_key(3)))
+        db.put(schema.block_header_key(3),
+               dataclasses.replace(header, timestamp_ms=header.timestamp_ms + 1).encoded)
+        return schema.BLOCK_HEADER
+    if table == "block hash index":
+        tamper_block_hash_index(db)
+        return schema.BLOCK_HASH
+    if table == "commit certificates":
+        db.put(schema.certificate_key(4), db.get(schema.certificate_key(5)))
+        return schema.CERTIFICATE
+    if table in ("validator set name", "validator set key"):
+        tamper_validator_set(db, table.rsplit(" ", 1)[1])
+        return schema.VALIDATOR_SET
+    if table == "tx hash index":
+        tamper_tx_index(db, height)
+        return schema.TX_HASH
+    if table == "tx records":
+        tamper_tx_record(db, height)
+        return schema.TX_RECORD
+    prefix = {"state": schema.STATE, "state-tree buckets": schema.TREE_BUCKET,
+              "state-tree bucket hashes": schema.TREE_BUCKET_HASH}[table]
+    key, value = first_item(db, prefix)
+    db.put(key, flip_byte(value))
+    return prefix
+
+
+@pytest.mark.parametrize("table", [
+    "meta", "block headers", "block hash index", "commit certificates",
+    "validator set name", "validator set key", "tx hash index", "tx records", "state",
+    "state-tree buckets", "state-tree bucket hashes"])
+def test_audit_names_each_tampered_table(chain_home: Path, tmp_path: Path, table: str) -> None:
+    # Every table the node reads is re-derived by the replay: a record rewritten with
+    # valid LevelDB checksums is a MISMATCH that names its table.
+    home = copy_home(chain_home, tmp_path / "copy")
+    height = block_with_txs(home)
+    db = plyvel.DB(str(home / DATA_DIR))
+    try:
+        prefix = tamper(db, table, height)
+    finally:
+        db.close()
+    with pytest.raises(AuditMismatch) as e:
+        audit(home)
+    assert e.value.what.startswith(f"{TABLES[prefix]} (0x{prefix.hex()})"), e.value.what
+
+
+@pytest.mark.parametrize("prefix", [schema.BLOCK_HEADER, schema.TX_RECORD],
+                         ids=["header", "tx record"])
+def test_audit_names_a_record_beyond_the_head(chain_home: Path, tmp_path: Path,
+                                              prefix: bytes) -> None:
+    # The replay stops at the head: what is stored past it was written by no block.
+    home = copy_home(chain_home, tmp_path / "copy")
+    head, height = head_of(home)[0], block_with_txs(home)
+    db = plyvel.DB(str(home / DATA_DIR))
+    if prefix == schema.BLOCK_HEADER:
+        db.put(schema.block_header_key(head + 1), db.get(schema.block_header_key(head)))
+    else:
+        db.put(schema.tx_record_key(head + 1, 0), db.get(schema.tx_record_key(height, 0)))
+    db.close()
+    with pytest.raises(AuditMismatch) as e:
+        audit(home)
+    assert (e.value.height, e.value.what) == (head + 1, (
+        f"{TABLES[prefix]} (0x{prefix.hex()}), height {head + 1}: stored, but the replay "
+        "did not write it"))
+
+
+def test_audit_cli_reports_a_renamed_validator(chain_home: Path, tmp_path: Path,
+                                               capsys) -> None:
+    # The node reads this table for consensus and chain_validators; a name is in no
+    # hash, so only the comparison with the replay can see it changed.
+    home = copy_home(chain_home, tmp_path / "copy")
+    db = plyvel.DB(str(home / DATA_DIR))
+    tamper_validator_set(db, "name")
+    db.close()
+    assert cli.main(["--json", "audit", "--home", str(home)]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["result"] == "MISMATCH" and doc["height"] == 0
+    assert doc["what"] == ("validator sets (0x13), height 0: the stored value differs "
+                           "from the replayed one")
+
+
+def conflicting_prevotes(height: int) -> bytes:
+    """Evidence as the node records it: two prevotes of one validator for two blocks."""
+    first, second = (Vote.create(CHAIN_ID, VALIDATOR, VoteKind.PREVOTE, height, 0,
+                                 Hash32(bytes([i]) * 32)) for i in (1, 2))
+    return codec.encode([first.to_value(), second.to_value()])
+
+
+def add_evidence(home: Path, encoded: bytes) -> None:
+    store = ChainStore.open(str(home / DATA_DIR), read_genesis(home / "genesis.json"))
+    try:
+        assert store.add_evidence(encoded)
+    finally:
+        store.close()
+
+
+def test_audit_checks_recorded_evidence(chain_home: Path, tmp_path: Path) -> None:
+    home = copy_home(chain_home, tmp_path / "copy")
+    add_evidence(home, conflicting_prevotes(2))
+    audit(home)  # genuine evidence, its index and count: clean
+
+
+@pytest.mark.parametrize(("damage", "where"), [
+    ("forged evidence", "evidence (0x41), number 0: "),
+    ("extra index entry", "evidence index (0x42), key "),
+    ("wrong count", "meta (0x01), key 'evidence_count': "),
+    ("bad sign state", "sign state (0x40): "),
+    ("unknown table", "unknown table 0x50: "),
+])
+def test_audit_checks_the_tables_only_this_node_writes(chain_home: Path, tmp_path: Path,
+                                                       damage: str, where: str) -> None:
+    # The signer's state and the evidence are this node's own: no replay re-derives
+    # them, so the audit checks what they carry (signatures, hashes, counts, form).
+    home = copy_home(chain_home, tmp_path / "copy")
+    add_evidence(home, conflicting_prevotes(2))
+    db = plyvel.DB(str(home / DATA_DIR))
+    try:
+        if damage == "forged evidence":
+            first, second = codec.decode(db.get(schema.evidence_key(0)))
+            second = [*second[:-1], flip_byte(second[-1])]
+            db.put(schema.evidence_key(0), codec.encode([first, second]))
+        elif damage == "extra index entry":
+            db.put(schema.evidence_hash_key(bytes(32)), b"")
+        elif damage == "wrong count":
+            db.put(schema.META_EVIDENCE_COUNT, schema.encode_height(2))
+        elif damage == "bad sign state":
+            db.put(schema.sign_state_key(), b"\x01\x02")
+        else:
+            db.put(b"\x50", b"x")
+    finally:
+        db.close()
+    with pytest.raises(AuditMismatch) as e:
+        audit(home)
+    assert e.value.what.startswith(where), e.value.what
+
+
+def test_every_table_is_derived_or_checked() -> None:
+    # A new table must say which the audit does with it (docs/operator.md, "Audit").
+    prefixes = {value for name, value in vars(schema).items()
+                if name.isupper() and isinstance(value, bytes) and len(value) == 1}
+    assert prefixes == set(TABLES)
+    assert set(schema.CHAIN_TABLES) | set(schema.LOCAL_TABLES) == prefixes
+    assert not set(schema.CHAIN_TABLES) & set(schema.LOCAL_TABLES)
+
+
+# ------------------------------------------------------------------ damaged files
+
+
+def head_height_of(payload: bytes) -> int:
+    raw = batch_puts(payload).get(schema.META_HEAD_HEIGHT)
+    return -1 if raw is None else schema.decode_height(raw)
+
+
+def data_files(home: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (home / DATA_DIR).iterdir() if p.name != "LOCK"}
+
+
+def the_log(home: Path) -> Path:
+    (log,) = (home / DATA_DIR).glob("*.log")
+    assert log.stat().st_size > 10_000, "the chain's writes should still be in its log"
+    return log
+
+
+@pytest.mark.parametrize("inside", ["genesis", "block"])
+def test_audit_reports_a_truncated_log_as_damage(unopened_home: Path, tmp_path: Path,
+                                                 inside: str, capsys) -> None:
+    # LevelDB opens a log cut short without a word, dropping the rest: the database
+    # then looks like an older one (or one without a genesis state).
+    home = copy_home(unopened_home, tmp_path / "copy")
+    log = the_log(home)
+    records = read_log_records(log)
+    if inside == "genesis":
+        record = next(r for r in records
+                      if schema.META_GENESIS_STATE_ROOT in batch_puts(r.payload))
+    else:
+        record = max((r for r in records if head_height_of(r.payload) > 1),
+                     key=lambda r: r.end - r.start)  # a later block with transfers
+    with open(log, "r+b") as f:
+        f.truncate((record.start + record.end) // 2)
+    before = data_files(home)
+    with pytest.raises(AuditDamage) as e:
+        audit(home)
+    assert f"the log {log.name} ends inside a record" in e.value.message, e.value.message
+    assert data_files(home) == before  # the audit opened nothing: the log is as it was
+    assert cli.main(["--json", "audit", "--home", str(home)]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["result"] == "DAMAGED" and log.name in doc["what"]
+
+
+def test_audit_reports_a_deleted_log_as_damage(unopened_home: Path, tmp_path: Path) -> None:
+    home = copy_home(unopened_home, tmp_path / "copy")
+    log = the_log(home)
+    log.unlink()
+    before = data_files(home)
+    with pytest.raises(AuditDamage) as e:
+        audit(home)
+    assert f"the log {log.name} is missing" in e.value.message, e.value.message
+    assert data_files(home) == before
+    # The node refuses it too: it would start from an older state and sign state.
+    genesis = read_genesis(home / "genesis.json")
+    with pytest.raises(CorruptionError, match=f"{log.name} is missing"):
+        ChainStore.open(str(home / DATA_DIR), genesis)
+    assert data_files(home) == before
+
+
+def test_audit_refuses_a_database_in_use(chain_home: Path, tmp_path: Path) -> None:
+    # Its log is being written: reading it would look like a torn write.
+    import subprocess
+    import sys
+
+    home = copy_home(chain_home, tmp_path / "copy")
+    data = home / DATA_DIR
+    db = plyvel.DB(str(data))
+    try:
+        with pytest.raises(DataDirLockedError, match="in use by another process"):
+            audit(home)
+        # The audit's look at the lock did not drop the one LevelDB holds here.
+        other = subprocess.run([sys.executable, "-c", f"import plyvel; plyvel.DB({str(data)!r})"],
+                               capture_output=True, text=True, timeout=60)
+        assert other.returncode != 0 and "lock" in other.stderr.lower(), other.stderr
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("record", ["tx record", "state entry"])
+def test_audit_reports_a_flipped_byte_in_a_table_as_damage(unopened_home: Path,
+                                                           tmp_path: Path, record: str,
+                                                           capsys) -> None:
+    # A checksum mismatch met while replaying (a tx record) or while comparing the
+    # state at the end: DAMAGED, naming the table file, not MISMATCH.
+    home = copy_home(unopened_home, tmp_path / "copy")
+    data = home / DATA_DIR
+    db = plyvel.DB(str(data), compression=None)  # uncompressed: the value can be found
+    if record == "tx record":
+        height = next(int.from_bytes(k[1:9], "big") for k, _ in
+                      db.iterator(prefix=schema.TX_RECORD) if int.from_bytes(k[1:9], "big") > 2)
+        value = db.get(schema.tx_record_key(height, 0))
+    else:
+        value = max((v for _, v in db.iterator(prefix=schema.STATE)), key=len)
+    db.compact_range()
+    db.close()
+    assert not list(data.glob("*.log")) or all(p.stat().st_size == 0 for p in data.glob("*.log"))
+    (table,) = [p for p in data.glob("*.ldb") if value in p.read_bytes()]
+    content = bytearray(table.read_bytes())
+    content[content.index(value) + len(value) // 2] ^= 0xFF
+    table.write_bytes(bytes(content))
+    with pytest.raises(AuditDamage) as e:
+        audit(home)
+    assert "checksum mismatch" in e.value.message, e.value.message
+    assert table.name in e.value.message, e.value.message
+    assert cli.main(["--json", "audit", "--home", str(home)]) == 2
+    assert json.loads(capsys.readouterr().out)["result"] == "DAMAGED"
 
 
 def test_export_then_import_gives_identical_state(chain_home: Path, tmp_path: Path,
