@@ -30,10 +30,6 @@ from p2p.peers import P2PConfig, PeerInfo, Verdict
 
 log = logging.getLogger("govchain.net")
 
-# Admission errors that only a faulty or hostile peer can cause (an honest peer relays
-# only what it admitted, and these do not depend on state).
-PEER_FAULTS = frozenset({"bad_signature", "malformed", "wrong_chain", "too_large"})
-
 TXS_BATCH = 1024
 STATUS_INTERVAL_S = 1.0
 GUARD_PROBE_S = 3.0
@@ -180,7 +176,7 @@ class NodeNetwork:
         if not fresh:
             return Verdict.IGNORE
         errors = await self.node.submit_txs(fresh, relay=False)
-        if any(e is not None and e.code in PEER_FAULTS for e in errors):
+        if any(e is not None and e.code.is_peer_fault for e in errors):
             return Verdict.REJECT
         admitted = [tx for tx, e in zip(fresh, errors, strict=True) if e is None]
         if admitted:

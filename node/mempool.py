@@ -16,20 +16,9 @@ from dataclasses import dataclass
 from chain.crypto import Address, Hash32
 from chain.tx import Transaction
 from node.errors import MempoolError, MempoolFullError
+from node.rejection import Rejection, RejectionCode, Where
 
 REJECTED_MEMORY = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """Why a transaction this node saw will never be final."""
-
-    code: str
-    """Stable machine-readable reason, e.g. nonce_too_low."""
-    message: str
-    """What happened, in words."""
-    where: str
-    """admission, eviction, expiry or execution."""
 
 
 @dataclass(slots=True)
@@ -107,16 +96,16 @@ class Mempool:
             return
         account_nonce = self._get_nonce(tx.sender)
         if tx.nonce < account_nonce:
-            raise MempoolError("nonce_too_low",
+            raise MempoolError(RejectionCode.NONCE_TOO_LOW,
                                f"nonce {tx.nonce} is already used; the account's next nonce "
                                f"is {account_nonce}")
         if tx.nonce >= account_nonce + self.max_per_sender:
-            raise MempoolError("nonce_too_high",
+            raise MempoolError(RejectionCode.NONCE_TOO_HIGH,
                                f"nonce {tx.nonce} is too far ahead of the account's next nonce "
                                f"{account_nonce} (window {self.max_per_sender})")
         by_nonce = self._by_sender.get(tx.sender, {})
         if tx.nonce in by_nonce:
-            raise MempoolError("nonce_in_use",
+            raise MempoolError(RejectionCode.NONCE_IN_USE,
                                f"another pending transaction of this sender has nonce "
                                f"{tx.nonce} ({by_nonce[tx.nonce].hex()})")
         check(tx, account_nonce)
@@ -180,8 +169,8 @@ class Mempool:
                 tx_hash = by_nonce[nonce]
                 self._remove(tx_hash)
                 self.record_rejection(tx_hash, Rejection(
-                    "nonce_used", f"another transaction with nonce {nonce} became final",
-                    "eviction"))
+                    RejectionCode.NONCE_USED,
+                    f"another transaction with nonce {nonce} became final", Where.EVICTION))
 
     def drop_invalid(self, tx_hash: Hash32, rejection: Rejection) -> None:
         """Remove a tx that can never be applied (found while building a block)."""
@@ -201,13 +190,13 @@ class Mempool:
         for tx_hash in expired:
             self._remove(tx_hash)
             self.record_rejection(tx_hash, Rejection(
-                "expired", f"not included within {self.ttl_s:.0f} s", "expiry"))
+                RejectionCode.EXPIRED, f"not included within {self.ttl_s:.0f} s", Where.EXPIRY))
         return expired
 
     def flush(self) -> int:
         count = len(self._by_hash)
         for tx_hash in list(self._by_hash):
             self._remove(tx_hash)
-            self.record_rejection(tx_hash, Rejection("flushed", "the operator flushed the "
-                                                     "mempool", "eviction"))
+            self.record_rejection(tx_hash, Rejection(
+                RejectionCode.FLUSHED, "the operator flushed the mempool", Where.EVICTION))
         return count

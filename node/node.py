@@ -49,7 +49,8 @@ from node.clock import now_ms
 from node.config import NodeHome
 from node.errors import MempoolError
 from node.execution import BlockExecutor, ExecutedBlock, InvalidBlockError
-from node.mempool import Mempool, Rejection
+from node.mempool import Mempool
+from node.rejection import Rejection, RejectionCode, Where
 from node.verifier import SignatureVerifier
 from storage.chain_store import ChainStore
 
@@ -102,11 +103,6 @@ BUILD_SHARE_OF_PROPOSE_TIMEOUT = 0.4
 """A proposer stops adding transactions to its block when executing them has taken this
 share of the round's propose timeout (400 ms of round 0's 1 s by default), leaving the
 rest of the timeout for sending the proposal and for the validators to receive it."""
-
-
-# Refusals that no later state can undo: the same bytes will be refused again.
-PERMANENT_REJECTIONS = frozenset({"bad_signature", "malformed", "wrong_chain", "too_large",
-                                  "nonce_too_low", "nonce_used"})
 
 
 class Node:
@@ -294,7 +290,8 @@ class Node:
             proposer=self.home.validator_key.public_key, timestamp_ms=timestamp_ms,
             max_seconds=budget_s)
         for tx, error in dropped:
-            self.mempool.drop_invalid(tx.hash, Rejection(error.code, error.message, "execution"))
+            self.mempool.drop_invalid(tx.hash, Rejection.of(error.code, error.message,
+                                                            Where.EXECUTION))
             self._resolve_waiters(tx.hash)
         cut = len(txs) - len(executed.block.txs) - len(dropped)
         log.debug("built block %d round %d with %d txs of %d reaped (%d left for the next "
@@ -407,11 +404,12 @@ class Node:
         try:
             validate_chain_id(tx, self.chain_id)
             if len(tx.encoded) > self.params.max_tx_bytes:
-                raise MempoolError("too_large", f"transaction of {len(tx.encoded)} bytes "
-                                   f"exceeds the limit of {self.params.max_tx_bytes}")
+                raise MempoolError(RejectionCode.TOO_LARGE,
+                                   f"transaction of {len(tx.encoded)} bytes exceeds the "
+                                   f"limit of {self.params.max_tx_bytes}")
             if not signature_ok:
-                raise MempoolError("bad_signature", "a signature does not verify over the "
-                                   "transaction's signing bytes")
+                raise MempoolError(RejectionCode.BAD_SIGNATURE, "a signature does not verify "
+                                   "over the transaction's signing bytes")
             if tx.hash in self.mempool:
                 return None  # already pending: idempotent
             try:
@@ -419,17 +417,19 @@ class Node:
             except MempoolError as e:
                 # Only a transaction whose nonce is used can be final already: look it
                 # up then, not for every submission.
-                if e.code == "nonce_too_low" and \
+                if e.code is RejectionCode.NONCE_TOO_LOW and \
                         self.store.get_tx_location(tx.hash) is not None:
                     return None  # already final: idempotent
                 raise
         except MempoolError as e:
-            if e.code != "mempool_full":
-                self.mempool.record_rejection(tx.hash, Rejection(e.code, e.message, "admission"))
+            if not e.code.is_busy:
+                self.mempool.record_rejection(tx.hash,
+                                              Rejection(e.code, e.message, Where.ADMISSION))
             return e
         except ChainError as e:
-            error = MempoolError(e.code, e.message)
-            self.mempool.record_rejection(tx.hash, Rejection(e.code, e.message, "admission"))
+            error = MempoolError(RejectionCode(e.code), e.message)
+            self.mempool.record_rejection(tx.hash,
+                                          Rejection(error.code, e.message, Where.ADMISSION))
             return error
         return None
 
@@ -437,7 +437,7 @@ class Node:
         try:
             self.ledger.check_admission(self.state, tx, expected_nonce=account_nonce)
         except LedgerError as e:
-            raise MempoolError(e.code, e.message) from e
+            raise MempoolError(RejectionCode(e.code), e.message) from e
 
     def _expire_mempool(self) -> None:
         """Drop txs pending longer than the TTL, at most once a second (on commits)."""
@@ -460,7 +460,7 @@ class Node:
         """True for a tx that is final or that this node refused for good (its bytes are
         wrong, or its nonce is used): no need to decode it again."""
         rejection = self.mempool.get_rejection(tx_hash)
-        if rejection is not None and rejection.code in PERMANENT_REJECTIONS:
+        if rejection is not None and rejection.code.is_permanent:
             return True
         return self.store.get_tx_location(tx_hash) is not None
 

@@ -68,7 +68,7 @@ def block_json(block: Block, cert: CommitCertificate | None, *, full: bool) -> d
 
 
 def rejection_error(tx_hash: Hash32, error: MempoolError) -> RpcError:
-    code = BUSY if error.code == "mempool_full" else TX_REJECTED
+    code = BUSY if error.code.is_busy else TX_REJECTED
     return RpcError(code, error.code, error.message, {"hash": tx_hash.hex(), "where": "admission"})
 
 
