@@ -1,0 +1,111 @@
+"""Admission: whether each transaction handed to this node may wait in its mempool.
+
+RPC and gossip hand decoded transactions to `Admission.admit` (through Node.submit_txs);
+each gets one verdict, in order: chain id, size, signature, then the mempool's and the
+ledger's rules. A refusal never consumes a nonce or touches chain state: it leaves at
+most one bounded entry in the rejection memory. Never relays, never builds blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from chain.crypto import Hash32
+from chain.errors import ChainError
+from chain.genesis import ChainParams
+from chain.tx import Transaction, validate_chain_id
+from ledger.errors import LedgerError
+from ledger.execution import Ledger
+from ledger.state import StateReader
+from node.errors import MempoolError
+from node.mempool import Mempool
+from node.rejection import Rejection, RejectionCode, Where
+from node.verifier import SignatureVerifier
+from storage.chain_store import ChainStore
+
+
+class Admission:
+    """The node's admission rules over its mempool, verifier and committed state."""
+
+    def __init__(self, *, chain_id: str, ledger: Ledger, state: StateReader,
+                 get_params: Callable[[], ChainParams], mempool: Mempool,
+                 verifier: SignatureVerifier, store: ChainStore) -> None:
+        self.chain_id = chain_id
+        self.ledger = ledger
+        self.state = state
+        self._get_params = get_params
+        """The chain parameters in force (governance may change them at a commit)."""
+        self.mempool = mempool
+        self.verifier = verifier
+        self.store = store
+
+    async def admit(self, txs: Sequence[Transaction]) -> list[MempoolError | None]:
+        """Admit `txs` to the mempool; one error (or None) per tx, in order."""
+        verdicts = await self.verifier.verify(txs)
+        errors = [self._admit_one(tx, ok) for tx, ok in zip(txs, verdicts, strict=True)]
+        for tx in txs:
+            if tx.hash not in self.mempool:
+                self.verifier.forget(tx.hash)  # refused, or already final: not on its way
+        return errors
+
+    def _admit_one(self, tx: Transaction, signature_ok: bool) -> MempoolError | None:
+        try:
+            self._validate_admissible(tx, signature_ok)
+            if tx.hash in self.mempool:
+                return None  # already pending: idempotent
+            try:
+                self.mempool.add(tx, check=self._check_ledger)
+            except MempoolError as e:
+                # Only a transaction whose nonce is used can be final already: look it
+                # up then, not for every submission.
+                if e.code is RejectionCode.NONCE_TOO_LOW and \
+                        self.store.get_tx_location(tx.hash) is not None:
+                    return None  # already final: idempotent
+                raise
+        except MempoolError as e:
+            if not e.code.is_busy:
+                self.mempool.record_rejection(tx.hash,
+                                              Rejection(e.code, e.message, Where.ADMISSION))
+            return e
+        except ChainError as e:
+            error = MempoolError(RejectionCode(e.code), e.message)
+            self.mempool.record_rejection(tx.hash,
+                                          Rejection(error.code, e.message, Where.ADMISSION))
+            return error
+        return None
+
+    def _validate_admissible(self, tx: Transaction, signature_ok: bool) -> None:
+        """The checks of the bytes alone, before any state is read."""
+        validate_chain_id(tx, self.chain_id)
+        max_tx_bytes = self._get_params().max_tx_bytes
+        if len(tx.encoded) > max_tx_bytes:
+            raise MempoolError(RejectionCode.TOO_LARGE,
+                               f"transaction of {len(tx.encoded)} bytes exceeds the "
+                               f"limit of {max_tx_bytes}")
+        if not signature_ok:
+            raise MempoolError(RejectionCode.BAD_SIGNATURE, "a signature does not verify "
+                               "over the transaction's signing bytes")
+
+    def _check_ledger(self, tx: Transaction, account_nonce: int) -> None:
+        try:
+            self.ledger.check_admission(self.state, tx, expected_nonce=account_nonce)
+        except LedgerError as e:
+            raise MempoolError(RejectionCode(e.code), e.message) from e
+
+    def is_recently_seen(self, tx_hash: Hash32) -> bool:
+        """True for a tx that is final or that this node refused for good (its bytes are
+        wrong, or its nonce is used): no need to decode it again."""
+        rejection = self.mempool.get_rejection(tx_hash)
+        if rejection is not None and rejection.code.is_permanent:
+            return True
+        return self.store.get_tx_location(tx_hash) is not None
+
+    def get_rejection_status(self, tx_hash: Hash32) -> dict[str, Any] | None:
+        """tx_get's answer for a transaction this node refused or dropped, if it still
+        remembers it (the rejection memory is bounded)."""
+        rejection = self.mempool.get_rejection(tx_hash)
+        if rejection is None:
+            return None
+        return {"hash": tx_hash.hex(), "status": "rejected", "code": rejection.code,
+                "message": rejection.message, "where": rejection.where}
