@@ -210,6 +210,23 @@ async def test_invalid_unknown_sender_rejected(single_node):
     assert info.value.reason == "unknown_account"
 
 
+async def test_invalid_unknown_asset_rejected_without_using_the_nonce(single_node):
+    client = single_node.client
+    tx = make_transaction(CHAIN_ID, ALICE, 0, "transfer",
+                          {"to": BOB.address, "asset": "NOPE", "amount": 1})
+    before = await snapshot(single_node)
+    with pytest.raises(RpcClientError) as info:
+        await client.submit(tx)
+    assert info.value.reason == "unknown_asset"
+    assert "'NOPE'" in str(info.value)
+    assert await snapshot(single_node) == before
+    status = await client.call("tx_get", hash=tx.hash.hex())
+    assert (status["status"], status["code"], status["where"]) == (
+        "rejected", "unknown_asset", "admission")
+    # Nonce 0 is still Alice's to use.
+    assert (await client.submit(transfer(0, 5), wait="final"))["status"] == "final"
+
+
 @pytest.mark.parametrize("body, status, reason", [
     (b"{not json", 200, "parse_error"),
     (b"[]", 200, "invalid_request"),
