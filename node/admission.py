@@ -40,6 +40,13 @@ class Admission:
         self.verifier = verifier
         self.store = store
 
+    def decode_tx(self, data: bytes, tx_hash: Hash32 | None = None) -> Transaction:
+        """A transaction from a client's or a peer's bytes; raises ChainError (malformed,
+        too_large). The size limit in force is checked here, once, before decoding: every
+        transaction from outside comes this way (`tx_hash`: see Transaction.decode)."""
+        return Transaction.decode(data, max_size=self._get_params().max_tx_bytes,
+                                  tx_hash=tx_hash)
+
     async def admit(self, txs: Sequence[Transaction]) -> list[MempoolError | None]:
         """Admit `txs` to the mempool; one error (or None) per tx, in order."""
         verdicts = await self.verifier.verify(txs)
@@ -76,13 +83,9 @@ class Admission:
         return None
 
     def _validate_admissible(self, tx: Transaction, signature_ok: bool) -> None:
-        """The checks of the bytes alone, before any state is read."""
+        """The checks of the bytes alone, before any state is read (their size was
+        checked where they were decoded, `decode_tx`)."""
         validate_chain_id(tx, self.chain_id)
-        max_tx_bytes = self._get_params().max_tx_bytes
-        if len(tx.encoded) > max_tx_bytes:
-            raise MempoolError(RejectionCode.TOO_LARGE,
-                               f"transaction of {len(tx.encoded)} bytes exceeds the "
-                               f"limit of {max_tx_bytes}")
         if not signature_ok:
             raise MempoolError(RejectionCode.BAD_SIGNATURE, "a signature does not verify "
                                "over the transaction's signing bytes")

@@ -163,16 +163,15 @@ class NodeNetwork:
 
     async def _on_txs(self, peer_id: str, payloads: Any) -> Verdict:
         """Admit a batch of gossiped txs and relay the ones admitted (not the batch)."""
-        max_size = self.node.params.max_tx_bytes
         # Peers relay the same transactions: look each up by the hash of its bytes before
-        # paying for a decode.
+        # paying for a decode (which then reuses the hash).
         fresh = []
         for payload in payloads:
             data = as_bytes(payload)
             tx_hash = compute_hash(data)
             if tx_hash in self.node.mempool or self.node.is_recently_seen(tx_hash):
                 continue
-            fresh.append(Transaction.decode(data, max_size=max_size))
+            fresh.append(self.node.admission.decode_tx(data, tx_hash))
         if not fresh:
             return Verdict.IGNORE
         errors = await self.node.submit_txs(fresh, relay=False)

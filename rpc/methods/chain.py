@@ -133,12 +133,8 @@ class NodeApi:
 
     def _decode_tx(self, value: Any, name: str) -> Transaction:
         data = parse_hex(value, name)
-        max_size = self.node.params.max_tx_bytes
-        if len(data) > max_size:
-            raise RpcError(TX_REJECTED, "too_large",
-                           f"transaction of {len(data)} bytes exceeds the limit of {max_size}")
         try:
-            return Transaction.decode(data, max_size=max_size)
+            return self.node.admission.decode_tx(data)  # the size limit, then the form
         except ChainError as e:
             raise RpcError(TX_REJECTED, e.code, e.message) from e
 
