@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from chain.crypto import Hash32
+from chain.crypto import Address, Hash32
 from chain.errors import ChainError
 from chain.genesis import ChainParams
 from chain.tx import Transaction, validate_chain_id
@@ -112,3 +112,36 @@ class Admission:
             return None
         return {"hash": tx_hash.hex(), "status": "rejected", "code": rejection.code,
                 "message": rejection.message, "where": rejection.where}
+
+
+NONCE_CACHE_ENTRIES = 65_536
+"""Account nonces kept between two commits (about 150 bytes each): a sender's nonce is
+read for each of its transactions, and senders that do not exist are read too."""
+
+
+class CommittedNonces:
+    """Account nonces of the committed state, read once per height; cleared on commit.
+
+    Bounded: a flood of transactions from accounts that do not exist adds one entry
+    each, and while no block commits (no quorum) nothing else would clear them.
+    """
+
+    def __init__(self, read: Callable[[Address], int],
+                 max_entries: int = NONCE_CACHE_ENTRIES) -> None:
+        self._read = read
+        self._max_entries = max_entries
+        self._nonces: dict[Address, int] = {}
+
+    def get(self, address: Address) -> int:
+        nonce = self._nonces.get(address)
+        if nonce is None:
+            if len(self._nonces) >= self._max_entries:
+                self._nonces.clear()  # all are read again from the state cache, cheaply
+            nonce = self._nonces[address] = self._read(address)
+        return nonce
+
+    def clear(self) -> None:
+        self._nonces.clear()
+
+    def __len__(self) -> int:
+        return len(self._nonces)

@@ -44,14 +44,14 @@ from consensus.events import (
 )
 from ledger.execution import Ledger, default_modules
 from ledger.state import Overlay
-from node.admission import Admission
+from node.admission import Admission, CommittedNonces
 from node.clock import now_ms
 from node.config import NodeHome
 from node.errors import MempoolError
 from node.execution import BlockExecutor, ExecutedBlock, InvalidBlockError
 from node.mempool import Mempool
 from node.rejection import Rejection, Where
-from node.verifier import SignatureVerifier
+from node.verifier import VERDICTS_BEYOND_MEMPOOL, SignatureVerifier
 from storage.chain_store import ChainStore
 
 log = logging.getLogger("govchain.node")
@@ -123,14 +123,17 @@ class Node:
         self.state = self.executor.state
         # Governance may have changed them since genesis.
         self.params = self.executor.params = self.ledger.get_chain_params(self.state)
-        self.verifier = SignatureVerifier(home.config.verify_workers)
+        config = home.config
+        self.verifier = SignatureVerifier(
+            config.verify_workers, cache_size=config.mempool_max_txs + VERDICTS_BEYOND_MEMPOOL)
         # Account nonces of the committed state, read once per height (cleared on commit).
-        self._nonces: dict[Address, int] = {}
+        self._nonces = CommittedNonces(lambda address: self.ledger.get_nonce(self.state,
+                                                                             address))
         self.mempool = Mempool(
-            get_nonce=self._get_committed_nonce,
-            max_txs=home.config.mempool_max_txs, max_bytes=home.config.mempool_max_bytes,
-            max_per_sender=home.config.mempool_max_per_sender,
-            ttl_s=home.config.mempool_tx_ttl_s)
+            get_nonce=self._nonces.get, max_txs=config.mempool_max_txs,
+            max_bytes=config.mempool_max_bytes, max_per_sender=config.mempool_max_per_sender,
+            ttl_s=config.mempool_tx_ttl_s, max_rejections=config.mempool_max_rejections,
+            on_evicted=self.verifier.forget)
         self.admission = Admission(
             chain_id=self.chain_id, ledger=self.ledger, state=self.state,
             get_params=lambda: self.params, mempool=self.mempool, verifier=self.verifier,
@@ -245,12 +248,6 @@ class Node:
         self.store.save_sign_state(encode_sign_state(state), lock)
         if lock is not None:
             self._persisted_lock = lock_id
-
-    def _get_committed_nonce(self, address: Address) -> int:
-        nonce = self._nonces.get(address)
-        if nonce is None:
-            nonce = self._nonces[address] = self.ledger.get_nonce(self.state, address)
-        return nonce
 
     def _schedule(self, effect: ScheduleTimeout) -> None:
         loop = asyncio.get_running_loop()

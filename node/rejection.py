@@ -108,16 +108,26 @@ class Where(StrEnum):
     EXECUTION = "execution"
 
 
+MAX_REJECTION_MESSAGE = 200
+"""Characters of a message the rejection memory keeps: the node's own messages fit, and
+a longer one (a ledger message quoting values) cannot make an entry cost more."""
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why a transaction this node saw will never be final: all the rejection memory keeps."""
+    """Why a transaction this node saw will never be final: all the rejection memory keeps
+    of it (a shared code, a short message, a shared place): about 390 bytes with its key."""
 
     code: RejectionCode
     """Stable machine-readable reason, e.g. nonce_too_low."""
     message: str
-    """What happened, in words."""
+    """What happened, in words (cut to MAX_REJECTION_MESSAGE characters)."""
     where: Where
     """admission, eviction, expiry or execution."""
+
+    def __post_init__(self) -> None:
+        if len(self.message) > MAX_REJECTION_MESSAGE:
+            object.__setattr__(self, "message", self.message[:MAX_REJECTION_MESSAGE])
 
     @classmethod
     def of(cls, code: str, message: str, where: Where) -> Rejection:

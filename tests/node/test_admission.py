@@ -1,0 +1,104 @@
+"""What a refused transaction leaves behind: bounded rejection memory, no signature
+verdict, a bounded nonce cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from chain.crypto import Address, KeyPair
+from chain.tx import make_transaction
+from cli.service import NodeService
+from node.admission import CommittedNonces
+from sdk import AsyncClient
+from tests.node.conftest import ACCOUNT_KEYS, CHAIN_ID, make_genesis, make_home
+
+ALICE, BOB = ACCOUNT_KEYS[0], ACCOUNT_KEYS[1]
+BOUND = 50
+
+
+def stranger_transfers(count: int, salt: int = 7) -> list:
+    """Validly signed transfers, each from an account that does not exist."""
+    keys = [KeyPair.from_seed(salt.to_bytes(4, "big") + i.to_bytes(28, "big"))
+            for i in range(count)]
+    return [make_transaction(CHAIN_ID, key, 0, "transfer",
+                             {"to": BOB.address, "asset": "GOV", "amount": 1})
+            for key in keys]
+
+
+def test_committed_nonces_are_bounded() -> None:
+    reads: list[Address] = []
+
+    def read(address: Address) -> int:
+        reads.append(address)
+        return 3
+
+    nonces = CommittedNonces(read, max_entries=8)
+    addresses = [Address(i.to_bytes(20, "big")) for i in range(20)]
+    for address in addresses:
+        assert nonces.get(address) == 3
+        assert len(nonces) <= 8
+    assert nonces.get(addresses[-1]) == 3 and len(reads) == 20  # the newest still cached
+    nonces.clear()
+    assert len(nonces) == 0 and nonces.get(addresses[-1]) == 3 and len(reads) == 21
+
+
+@pytest.fixture
+async def bounded_node(tmp_path):
+    validator = KeyPair.from_seed(b"\x01" * 32)
+    home = make_home(tmp_path / "node0", make_genesis([validator]), validator,
+                     mempool_max_rejections=BOUND, log_level="INFO")
+    service = NodeService(home)
+    await service.start()
+    client = AsyncClient(service.rpc_url)
+    try:
+        yield service, client
+    finally:
+        await client.close()
+        await service.stop()
+
+
+async def test_refusals_beyond_the_bound_leave_only_the_bound(bounded_node) -> None:
+    service, client = bounded_node
+    node = service.node
+    txs = stranger_transfers(4 * BOUND)
+    for i in range(0, len(txs), 40):
+        answers = await client.submit_batch(txs[i:i + 40])
+        assert {a["error"]["data"]["reason"] for a in answers} == {"unknown_account"}
+        assert node.mempool.rejection_count <= BOUND
+        assert len(node.verifier) == 0  # no verdict kept for a refused transaction
+    assert node.mempool.rejection_count == BOUND
+    newest = await client.call("tx_get", hash=txs[-1].hash.hex())
+    assert (newest["status"], newest["code"]) == ("rejected", "unknown_account")
+    oldest = await client.call("tx_get", hash=txs[0].hash.hex())
+    assert oldest["status"] == "unknown"  # forgotten: the memory is bounded
+    # And a valid transfer still goes through.
+    ok = make_transaction(CHAIN_ID, ALICE, 0, "transfer",
+                          {"to": BOB.address, "asset": "GOV", "amount": 1})
+    assert (await client.submit(ok, wait="final"))["status"] == "final"
+
+
+async def test_no_verdict_is_kept_for_a_tx_that_leaves_the_mempool_unfinal(bounded_node):
+    service, _client = bounded_node
+    node = service.node
+    # Nonces 5 to 9 wait behind a gap: pending, verdicts kept.
+    waiting = [make_transaction(CHAIN_ID, ALICE, n, "transfer",
+                                {"to": BOB.address, "asset": "GOV", "amount": 1})
+               for n in range(5, 10)]
+    assert all(e is None for e in await node.submit_txs(waiting))
+    assert all(node.verifier.is_known_valid(tx.hash) for tx in waiting)
+    assert node.flush_mempool() == 5
+    assert len(node.verifier) == 0
+
+
+def test_verdict_cache_is_bounded_by_the_mempool(tmp_path) -> None:
+    from node.node import Node
+    from node.verifier import VERDICTS_BEYOND_MEMPOOL
+
+    validator = KeyPair.from_seed(b"\x01" * 32)
+    home = make_home(tmp_path / "node0", make_genesis([validator]), validator,
+                     mempool_max_txs=1000)
+    node = Node(home)
+    try:
+        assert node.verifier.cache_size == 1000 + VERDICTS_BEYOND_MEMPOOL
+    finally:
+        node.close()
