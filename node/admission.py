@@ -3,12 +3,15 @@
 RPC and gossip hand decoded transactions to `Admission.admit` (through Node.submit_txs);
 each gets one verdict, in order: chain id, size, signature, then the mempool's and the
 ledger's rules. A refusal never consumes a nonce or touches chain state: it leaves at
-most one bounded entry in the rejection memory. Never relays, never builds blocks.
+most one bounded entry in the rejection memory. Also what refusals cost a relaying
+peer (UnknownSenderAllowance). Never relays, never builds blocks.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from chain.crypto import Address, Hash32
@@ -145,3 +148,60 @@ class CommittedNonces:
 
     def __len__(self) -> int:
         return len(self._nonces)
+
+
+PENALTY_UNKNOWN_SENDERS = 5
+"""Points a peer loses, at most once per interval, for relaying more transactions of
+senders without an account than its allowance (docs/p2p.md#scoring-and-bans)."""
+
+
+@dataclass(slots=True)
+class _Allowance:
+    tokens: float
+    updated_at: float
+    penalized_at: float
+
+
+class UnknownSenderAllowance:
+    """How many transactions of senders that have no account a peer may relay for free.
+
+    An honest relay admitted them, so it knows the sender and we do not yet: we are a
+    block or two behind it, which passes. A relay that goes on costs us a signature
+    check each for nothing. Beyond `burst` (refilled at `per_s`), it is penalized
+    mildly, at most once per `interval_s`: a sustained flood gets it banned in about
+    twenty seconds, a lagging moment costs a few points that recover.
+    """
+
+    def __init__(self, *, burst: float = 10_000, per_s: float = 1_000,
+                 interval_s: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 max_peers: int = 1024) -> None:
+        self.burst = burst
+        self.per_s = per_s
+        self.interval_s = interval_s
+        self._clock = clock
+        self._max_peers = max_peers
+        self._peers: dict[str, _Allowance] = {}
+
+    def charge(self, peer_id: str, count: int) -> bool:
+        """Count `count` such transactions from `peer_id`; True when it is to be
+        penalized now."""
+        now = self._clock()
+        allowance = self._get(peer_id, now)
+        allowance.tokens = min(self.burst, allowance.tokens
+                               + (now - allowance.updated_at) * self.per_s) - count
+        allowance.updated_at = now
+        if allowance.tokens >= 0 or now - allowance.penalized_at < self.interval_s:
+            return False
+        allowance.penalized_at = now
+        return True
+
+    def _get(self, peer_id: str, now: float) -> _Allowance:
+        allowance = self._peers.get(peer_id)
+        if allowance is None:
+            if len(self._peers) >= self._max_peers:  # forget the longest known
+                del self._peers[next(iter(self._peers))]
+            allowance = self._peers[peer_id] = _Allowance(self.burst, now, -float("inf"))
+        return allowance
+
+    def __len__(self) -> int:
+        return len(self._peers)

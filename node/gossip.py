@@ -20,8 +20,11 @@ from chain.tx import Transaction
 from chain.vote import Proposal, Vote
 from consensus.core import is_valid_proposal_signature
 from consensus.events import ProposalReceived, VoteReceived
+from node.admission import PENALTY_UNKNOWN_SENDERS, UnknownSenderAllowance
 from node.clock import now_ms
+from node.errors import MempoolError
 from node.node import Node
+from node.rejection import RejectionCode
 from node.sync import BlockSync, as_bytes
 from node.tls import build_p2p_tls, ensure_p2p_certificate
 from p2p.frames import MessageType
@@ -66,6 +69,8 @@ class NodeNetwork:
         node.broadcast_txs = self.broadcast_txs
         node.add_commit_listener(lambda executed, cert: self.broadcast_status())
         self.sync = BlockSync(node, self.p2p)
+        self.unknown_senders = UnknownSenderAllowance()
+        """What relaying transactions of unknown senders costs each peer."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -177,11 +182,23 @@ class NodeNetwork:
         errors = await self.node.submit_txs(fresh, relay=False)
         if any(e is not None and e.code.is_peer_fault for e in errors):
             return Verdict.REJECT
+        self._charge_unknown_senders(peer_id, errors)
         admitted = [tx for tx, e in zip(fresh, errors, strict=True) if e is None]
         if admitted:
             self.broadcast_txs(admitted, exclude=peer_id)
         # The batch itself is not relayed: peers get only what we admitted.
         return Verdict.IGNORE
+
+    def _charge_unknown_senders(self, peer_id: str, errors: list[MempoolError | None]) -> None:
+        """A mild, rate-limited penalty for relaying transactions of senders without an
+        account beyond the peer's allowance (not a REJECT: an honest peer ahead of us
+        relays some; node/admission.py UnknownSenderAllowance)."""
+        count = sum(1 for e in errors
+                    if e is not None and e.code is RejectionCode.UNKNOWN_ACCOUNT)
+        if count and self.unknown_senders.charge(peer_id, count):
+            self.p2p.penalize(peer_id, PENALTY_UNKNOWN_SENDERS,
+                              f"relayed {count} transactions of senders without an account, "
+                              "beyond its allowance")
 
     def _current_height(self) -> int:
         return self.node.store.head_height + 1

@@ -1,5 +1,5 @@
 """What a refused transaction leaves behind: bounded rejection memory, no signature
-verdict, a bounded nonce cache."""
+verdict, a bounded nonce cache; and what relaying refusals costs a peer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from chain.crypto import Address, KeyPair
 from chain.tx import make_transaction
 from cli.service import NodeService
-from node.admission import CommittedNonces
+from node.admission import CommittedNonces, UnknownSenderAllowance
 from sdk import AsyncClient
 from tests.node.conftest import ACCOUNT_KEYS, CHAIN_ID, make_genesis, make_home
 
@@ -40,6 +40,35 @@ def test_committed_nonces_are_bounded() -> None:
     assert nonces.get(addresses[-1]) == 3 and len(reads) == 20  # the newest still cached
     nonces.clear()
     assert len(nonces) == 0 and nonces.get(addresses[-1]) == 3 and len(reads) == 21
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_unknown_senders_are_free_up_to_the_allowance_then_cost_mildly() -> None:
+    clock = FakeClock()
+    allowance = UnknownSenderAllowance(burst=100, per_s=10, interval_s=1.0, clock=clock)
+    assert not allowance.charge("a", 100)  # a lagging node's worth: free
+    assert allowance.charge("a", 1)  # beyond it: a penalty
+    assert not allowance.charge("a", 50)  # at most one per interval
+    assert not allowance.charge("b", 100)  # each peer has its own allowance
+    clock.now += 1.0
+    assert allowance.charge("a", 50)  # 10 refilled, 50 more: over again, a second later
+    clock.now += 20.0  # refilled to the burst, not beyond
+    assert not allowance.charge("a", 100)
+    assert allowance.charge("a", 1)
+
+
+def test_unknown_sender_allowance_forgets_old_peers() -> None:
+    allowance = UnknownSenderAllowance(burst=10, per_s=1, clock=FakeClock(), max_peers=4)
+    for i in range(10):
+        allowance.charge(f"peer{i}", 1)
+        assert len(allowance) <= 4
 
 
 @pytest.fixture
