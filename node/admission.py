@@ -28,6 +28,16 @@ from node.verifier import SignatureVerifier
 from storage.chain_store import ChainStore
 
 
+def _as_verdict(error: MempoolError) -> MempoolError:
+    """`error`, raised on its way here, as a plain value to hand back. Its traceback (and
+    its cause's) holds the frames that raised it, and they the batch being admitted and
+    the list of verdicts: a reference cycle that kept every refused transaction, decoded,
+    until the garbage collector's oldest generation ran (1 to 3 KiB a refusal)."""
+    error.__traceback__ = None
+    error.__cause__ = error.__context__ = None
+    return error
+
+
 class Admission:
     """The node's admission rules over its mempool, verifier and committed state."""
 
@@ -77,7 +87,7 @@ class Admission:
             if not e.code.is_busy:
                 self.mempool.record_rejection(tx.hash,
                                               Rejection(e.code, e.message, Where.ADMISSION))
-            return e
+            return _as_verdict(e)
         except ChainError as e:
             error = MempoolError(RejectionCode(e.code), e.message)
             self.mempool.record_rejection(tx.hash,

@@ -3,6 +3,9 @@ verdict, a bounded nonce cache; and what relaying refusals costs a peer."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 
 from chain.crypto import Address, KeyPair
@@ -104,6 +107,24 @@ async def test_refusals_beyond_the_bound_leave_only_the_bound(bounded_node) -> N
     ok = make_transaction(CHAIN_ID, ALICE, 0, "transfer",
                           {"to": BOB.address, "asset": "GOV", "amount": 1})
     assert (await client.submit(ok, wait="final"))["status"] == "final"
+
+
+async def test_a_refused_transaction_is_freed_at_once(bounded_node) -> None:
+    # Not left in a reference cycle (the refusal's traceback holding the frames that hold
+    # the batch) for the garbage collector, which the node runs rarely (cli/service.py).
+    service, _client = bounded_node
+    node = service.node
+    txs = [node.admission.decode_tx(tx.encoded) for tx in stranger_transfers(20)]
+    freed = [weakref.ref(tx) for tx in txs]
+    gc.disable()
+    try:
+        errors = await node.submit_txs(txs)
+        assert {e.code for e in errors if e is not None} == {"unknown_account"}
+        assert all(e is not None and e.__traceback__ is None for e in errors)
+        del txs, errors
+        assert [ref() for ref in freed] == [None] * 20
+    finally:
+        gc.enable()
 
 
 async def test_no_verdict_is_kept_for_a_tx_that_leaves_the_mempool_unfinal(bounded_node):
