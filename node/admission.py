@@ -1,10 +1,9 @@
-"""Admission: whether each transaction handed to this node may wait in its mempool.
+"""Admission: may each transaction handed to this node wait in its mempool?
 
-RPC and gossip hand decoded transactions to `Admission.admit` (through Node.submit_txs);
-each gets one verdict, in order: chain id, size, signature, then the mempool's and the
-ledger's rules. A refusal never consumes a nonce or touches chain state: it leaves at
-most one bounded entry in the rejection memory. Also what refusals cost a relaying
-peer (UnknownSenderAllowance). Never relays, never builds blocks.
+RPC and gossip decode through `decode_tx` (the size limit) and admit through
+Node.submit_txs: chain id, signature, the mempool's and the ledger's rules, one verdict
+each. A refusal never consumes a nonce or changes chain state; what it leaves is
+bounded, and what it costs a relaying peer is decided here. Never relays or builds.
 """
 
 from __future__ import annotations
