@@ -92,16 +92,22 @@ class Transaction:
         return tuple(s.public_key for s in self.signatures)
 
     @classmethod
-    def decode(cls, data: bytes, *, max_size: int = MAX_TX_BYTES) -> Transaction:
-        """Decode and check form; raises MalformedError or TooLargeError."""
-        if len(data) > max_size:
-            raise TooLargeError(f"transaction of {len(data)} bytes exceeds {max_size}")
+    def decode(cls, data: bytes, *, max_size: int = MAX_TX_BYTES,
+               tx_hash: Hash32 | None = None) -> Transaction:
+        """Decode and check form; raises MalformedError or TooLargeError.
+
+        `tx_hash` is compute_hash(data) when the caller has it already (gossip looks
+        each transaction up by it before decoding), so it is not computed twice.
+        """
+        validate_tx_size(len(data), max_size)
         data = bytes(data)
         tx = _decode_common_shape(cls, data)
         if tx is None:
             tx = cls.from_value(codec.decode(data, max_size=max_size))
         # from_value re-encodes identically, so the cached encoding is `data`.
         tx.__dict__["encoded"] = data
+        if tx_hash is not None:
+            tx.__dict__["hash"] = tx_hash
         return tx
 
     @classmethod
@@ -213,6 +219,12 @@ def _signature_from_value(value: Any) -> Signature:
         PublicKey(codec.expect_bytes(public_key, "signer key", size=PUBLIC_KEY_SIZE)),
         codec.expect_bytes(signature, "signature", size=SIGNATURE_SIZE),
     )
+
+
+def validate_tx_size(size: int, max_size: int) -> None:
+    """Raise TooLargeError when a transaction of `size` bytes exceeds `max_size`."""
+    if size > max_size:
+        raise TooLargeError(f"transaction of {size} bytes exceeds the limit of {max_size}")
 
 
 def validate_chain_id(tx: Transaction, chain_id: str) -> None:

@@ -24,9 +24,10 @@ from ledger.errors import (
     CorruptStateError,
     InsufficientBalanceError,
     InvalidGenesisStateError,
+    UnknownAssetError,
 )
 from ledger.interface import BlockContext, Event, TxHandler
-from ledger.keys import get_account_key, get_balance_key, get_freeze_key
+from ledger.keys import get_account_key, get_asset_key, get_balance_key, get_freeze_key
 from ledger.state import Overlay, StateReader
 
 TRANSFER = "transfer"
@@ -167,11 +168,28 @@ def validate_transfer_fields(fields: Mapping[str, Any]) -> None:
     f.expect_amount(fields, "amount")
 
 
+def validate_asset_exists(view: StateReader, symbol: str) -> None:
+    """Raise UnknownAssetError unless genesis or governance created `symbol`.
+
+    Only the presence of the asset record is read (ledger/assets.py owns its form), so
+    accounts stays below assets.
+    """
+    if view.get(get_asset_key(symbol)) is None:
+        raise UnknownAssetError(f"no asset {symbol!r}; governance creates assets")
+
+
+def check_transfer_state(view: StateReader, tx: Transaction) -> None:
+    """At admission: the asset exists. A transfer of any other could only fail, and would
+    use up the sender's nonce doing so; pending transfers cannot create an asset."""
+    validate_asset_exists(view, tx.fields["asset"])
+
+
 def apply_transfer(view: Overlay, ctx: BlockContext, tx: Transaction) -> list[Event]:
     """Move `amount` of `asset` from the sender to `to` (to oneself is allowed, a no-op)."""
     to: Address = tx.fields["to"]
     asset: str = tx.fields["asset"]
     amount: int = tx.fields["amount"]
+    validate_asset_exists(view, asset)  # else it would fail as insufficient_balance
     apply_debit(view, tx.sender, asset, amount)
     apply_credit(view, to, asset, amount)
     return [Event("transferred",
@@ -202,7 +220,7 @@ class AccountsModule:
 
     name = "accounts"
     tx_types: Mapping[str, TxHandler] = {
-        TRANSFER: TxHandler(validate_transfer_fields, apply_transfer),
+        TRANSFER: TxHandler(validate_transfer_fields, apply_transfer, check_transfer_state),
     }
 
     def apply_genesis(self, view: Overlay, genesis: Genesis) -> None:

@@ -97,13 +97,16 @@ class Ledger:
         nonce plus its transactions already pending; how far ahead a nonce may be is
         the mempool's window to enforce.
         """
-        self.validate_fields(tx)
+        handler = self._get_handler(tx.tx_type)
+        handler.validate_fields(tx.fields)
         record = self._get_sender_record(view, tx)
         validate_authorization(view, record, tx)
         if tx.nonce < expected_nonce:
             raise NonceTooLowError(
                 f"nonce {tx.nonce} of {tx.sender.hex()} is used or pending; "
                 f"the next free nonce is {expected_nonce}")
+        if handler.check_state is not None:
+            handler.check_state(view, tx)
 
     def validate_fields(self, tx: Transaction) -> None:
         """Raise unless a module owns `tx.tx_type` and its fields are well-formed."""

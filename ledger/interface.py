@@ -18,7 +18,7 @@ from chain.errors import MalformedError
 from chain.genesis import Genesis
 from chain.tx import Transaction
 from ledger.errors import LedgerError
-from ledger.state import Overlay
+from ledger.state import Overlay, StateReader
 
 OK = "ok"
 """The TxResult code of a transaction that succeeded."""
@@ -113,6 +113,10 @@ FieldValidator = Callable[[Mapping[str, Any]], None]
 TxApply = Callable[[Overlay, BlockContext, Transaction], list[Event]]
 """Applies a tx whose fields passed validation; raises LedgerError on a rule failure."""
 
+StateCheck = Callable[[StateReader, Transaction], None]
+"""Checks at admission, against the committed state, what no pending transaction can
+make right (a transfer of an asset that does not exist); raises LedgerError."""
+
 
 @dataclass(frozen=True, slots=True)
 class TxHandler:
@@ -122,6 +126,9 @@ class TxHandler:
     """Stateless check of the fields; run at admission and again before `apply`."""
     apply: TxApply
     """State transition; runs in a child overlay that is dropped if it raises LedgerError."""
+    check_state: StateCheck | None = None
+    """Optional stateful admission check, after the sender, signers and nonce are
+    checked; `apply` must still refuse the same (the state may change before the block)."""
 
 
 class LedgerModule(Protocol):

@@ -77,6 +77,9 @@ class NodeConfig:
     """Most pending transactions of one sender (also the nonce window ahead)."""
     mempool_tx_ttl_s: int = 600
     """A pending transaction older than this is dropped as expired."""
+    mempool_max_rejections: int = 100_000
+    """Refused or dropped transactions remembered for tx_get, least recently used
+    forgotten first (about 390 bytes each: 100,000 are about 37 MiB)."""
     rpc_max_body_bytes: int = 8 * 1024 * 1024
     """Largest accepted JSON-RPC request body."""
     rpc_max_batch: int = 10_000
@@ -237,7 +240,8 @@ def validate_config(config: NodeConfig, sources: Mapping[str, str] | None = None
     if config.pruning not in PRUNING_MODES:
         fail("pruning", "must be one of " + ", ".join(PRUNING_MODES))
     for key in ("mempool_max_txs", "mempool_max_bytes", "mempool_max_per_sender",
-                "mempool_tx_ttl_s", "rpc_max_body_bytes", "rpc_max_batch"):
+                "mempool_tx_ttl_s", "mempool_max_rejections", "rpc_max_body_bytes",
+                "rpc_max_batch"):
         if getattr(config, key) < 1:
             fail(key, "must be at least 1")
     for key in ("verify_workers", "max_blocks_behind", "ready_min_peers"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from node.rejection import RejectionCode
+
 
 class NodeError(Exception):
     """Root of errors raised by the node layer."""
@@ -22,9 +24,9 @@ class ConfigError(NodeError):
 class MempoolError(NodeError):
     """Raised when the mempool refuses a transaction at admission."""
 
-    code = "mempool_error"
+    code: RejectionCode
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: RejectionCode, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -33,4 +35,4 @@ class MempoolFullError(MempoolError):
     """Raised when the mempool is at its cap: the client should retry later."""
 
     def __init__(self, message: str) -> None:
-        super().__init__("mempool_full", message)
+        super().__init__(RejectionCode.MEMPOOL_FULL, message)

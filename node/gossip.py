@@ -20,8 +20,11 @@ from chain.tx import Transaction
 from chain.vote import Proposal, Vote
 from consensus.core import is_valid_proposal_signature
 from consensus.events import ProposalReceived, VoteReceived
+from node.admission import PENALTY_UNKNOWN_SENDERS, UnknownSenderAllowance
 from node.clock import now_ms
+from node.errors import MempoolError
 from node.node import Node
+from node.rejection import RejectionCode
 from node.sync import BlockSync, as_bytes
 from node.tls import build_p2p_tls, ensure_p2p_certificate
 from p2p.frames import MessageType
@@ -29,10 +32,6 @@ from p2p.network import P2PNetwork
 from p2p.peers import P2PConfig, PeerInfo, Verdict
 
 log = logging.getLogger("govchain.net")
-
-# Admission errors that only a faulty or hostile peer can cause (an honest peer relays
-# only what it admitted, and these do not depend on state).
-PEER_FAULTS = frozenset({"bad_signature", "malformed", "wrong_chain", "too_large"})
 
 TXS_BATCH = 1024
 STATUS_INTERVAL_S = 1.0
@@ -70,6 +69,8 @@ class NodeNetwork:
         node.broadcast_txs = self.broadcast_txs
         node.add_commit_listener(lambda executed, cert: self.broadcast_status())
         self.sync = BlockSync(node, self.p2p)
+        self.unknown_senders = UnknownSenderAllowance()
+        """What relaying transactions of unknown senders costs each peer."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -167,26 +168,37 @@ class NodeNetwork:
 
     async def _on_txs(self, peer_id: str, payloads: Any) -> Verdict:
         """Admit a batch of gossiped txs and relay the ones admitted (not the batch)."""
-        max_size = self.node.params.max_tx_bytes
         # Peers relay the same transactions: look each up by the hash of its bytes before
-        # paying for a decode.
+        # paying for a decode (which then reuses the hash).
         fresh = []
         for payload in payloads:
             data = as_bytes(payload)
             tx_hash = compute_hash(data)
             if tx_hash in self.node.mempool or self.node.is_recently_seen(tx_hash):
                 continue
-            fresh.append(Transaction.decode(data, max_size=max_size))
+            fresh.append(self.node.admission.decode_tx(data, tx_hash))
         if not fresh:
             return Verdict.IGNORE
         errors = await self.node.submit_txs(fresh, relay=False)
-        if any(e is not None and e.code in PEER_FAULTS for e in errors):
+        if any(e is not None and e.code.is_peer_fault for e in errors):
             return Verdict.REJECT
+        self._charge_unknown_senders(peer_id, errors)
         admitted = [tx for tx, e in zip(fresh, errors, strict=True) if e is None]
         if admitted:
             self.broadcast_txs(admitted, exclude=peer_id)
         # The batch itself is not relayed: peers get only what we admitted.
         return Verdict.IGNORE
+
+    def _charge_unknown_senders(self, peer_id: str, errors: list[MempoolError | None]) -> None:
+        """A mild, rate-limited penalty for relaying transactions of senders without an
+        account beyond the peer's allowance (not a REJECT: an honest peer ahead of us
+        relays some; node/admission.py UnknownSenderAllowance)."""
+        count = sum(1 for e in errors
+                    if e is not None and e.code is RejectionCode.UNKNOWN_ACCOUNT)
+        if count and self.unknown_senders.charge(peer_id, count):
+            self.p2p.penalize(peer_id, PENALTY_UNKNOWN_SENDERS,
+                              f"relayed {count} transactions of senders without an account, "
+                              "beyond its allowance")
 
     def _current_height(self) -> int:
         return self.node.store.head_height + 1

@@ -1,9 +1,9 @@
 """The mempool: transactions admitted but not yet final, ordered per sender by nonce.
 
-Admission (in order): size, decoding, chain id, duplicate, signature (by the caller,
-off the loop), stateful ledger checks, nonce window, per-sender and total caps. Each
-refusal raises MempoolError with a stable code. The mempool never executes
-transactions; it only offers ready runs of consecutive nonces to the block builder.
+Admission (node/admission.py) checks the bytes and signatures; `add` then checks the
+nonce window, the ledger's stateful rules and the caps, raising MempoolError with a
+stable code. It also remembers, bounded, why recent transactions will never be final.
+It never executes transactions; it offers ready runs of consecutive nonces to blocks.
 """
 
 from __future__ import annotations
@@ -16,20 +16,7 @@ from dataclasses import dataclass
 from chain.crypto import Address, Hash32
 from chain.tx import Transaction
 from node.errors import MempoolError, MempoolFullError
-
-REJECTED_MEMORY = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """Why a transaction this node saw will never be final."""
-
-    code: str
-    """Stable machine-readable reason, e.g. nonce_too_low."""
-    message: str
-    """What happened, in words."""
-    where: str
-    """admission, eviction, expiry or execution."""
+from node.rejection import Rejection, RejectionCode, Where
 
 
 @dataclass(slots=True)
@@ -43,15 +30,23 @@ class Mempool:
     """Pending transactions, by hash and by (sender, nonce)."""
 
     def __init__(self, *, get_nonce: Callable[[Address], int],
-                 max_txs: int, max_bytes: int, max_per_sender: int, ttl_s: float) -> None:
+                 max_txs: int, max_bytes: int, max_per_sender: int, ttl_s: float,
+                 max_rejections: int,
+                 on_evicted: Callable[[Hash32], None] = lambda tx_hash: None) -> None:
         self._get_nonce = get_nonce
         self.max_txs = max_txs
         self.max_bytes = max_bytes
         self.max_per_sender = max_per_sender
         self.ttl_s = ttl_s
+        self.max_rejections = max_rejections
+        self._on_evicted = on_evicted
+        """Told each tx that leaves without becoming final (evicted, expired, flushed,
+        dropped), so that the node drops what it keeps for it (its signature verdict)."""
         self._by_hash: OrderedDict[Hash32, PendingTx] = OrderedDict()
         self._by_sender: dict[Address, dict[int, Hash32]] = {}
         self._bytes = 0
+        # The rejection memory: least recently recorded or read first out, so a flood of
+        # refusals costs at most max_rejections entries (Rejection's size each).
         self._rejected: OrderedDict[Hash32, Rejection] = OrderedDict()
 
     def __len__(self) -> int:
@@ -68,14 +63,28 @@ class Mempool:
         entry = self._by_hash.get(tx_hash)
         return entry.tx if entry else None
 
+    @property
+    def rejection_count(self) -> int:
+        """Rejections remembered now (at most max_rejections)."""
+        return len(self._rejected)
+
     def get_rejection(self, tx_hash: Hash32) -> Rejection | None:
-        return self._rejected.get(tx_hash)
+        rejection = self._rejected.get(tx_hash)
+        if rejection is not None:
+            self._rejected.move_to_end(tx_hash)  # asked about: keep it longest
+        return rejection
 
     def record_rejection(self, tx_hash: Hash32, rejection: Rejection) -> None:
         self._rejected[tx_hash] = rejection
         self._rejected.move_to_end(tx_hash)
-        while len(self._rejected) > REJECTED_MEMORY:
+        while len(self._rejected) > self.max_rejections:
             self._rejected.popitem(last=False)
+
+    def _evict(self, tx_hash: Hash32, rejection: Rejection) -> None:
+        """Remove a pending tx that will never be final, and say why."""
+        if self._remove(tx_hash) is not None:
+            self.record_rejection(tx_hash, rejection)
+            self._on_evicted(tx_hash)
 
     def pending_count(self, sender: Address) -> int:
         return len(self._by_sender.get(sender, ()))
@@ -107,16 +116,16 @@ class Mempool:
             return
         account_nonce = self._get_nonce(tx.sender)
         if tx.nonce < account_nonce:
-            raise MempoolError("nonce_too_low",
+            raise MempoolError(RejectionCode.NONCE_TOO_LOW,
                                f"nonce {tx.nonce} is already used; the account's next nonce "
                                f"is {account_nonce}")
         if tx.nonce >= account_nonce + self.max_per_sender:
-            raise MempoolError("nonce_too_high",
+            raise MempoolError(RejectionCode.NONCE_TOO_HIGH,
                                f"nonce {tx.nonce} is too far ahead of the account's next nonce "
                                f"{account_nonce} (window {self.max_per_sender})")
         by_nonce = self._by_sender.get(tx.sender, {})
         if tx.nonce in by_nonce:
-            raise MempoolError("nonce_in_use",
+            raise MempoolError(RejectionCode.NONCE_IN_USE,
                                f"another pending transaction of this sender has nonce "
                                f"{tx.nonce} ({by_nonce[tx.nonce].hex()})")
         check(tx, account_nonce)
@@ -177,16 +186,13 @@ class Mempool:
                 continue
             account_nonce = self._get_nonce(sender)
             for nonce in [n for n in by_nonce if n < account_nonce]:
-                tx_hash = by_nonce[nonce]
-                self._remove(tx_hash)
-                self.record_rejection(tx_hash, Rejection(
-                    "nonce_used", f"another transaction with nonce {nonce} became final",
-                    "eviction"))
+                self._evict(by_nonce[nonce], Rejection(
+                    RejectionCode.NONCE_USED,
+                    f"another transaction with nonce {nonce} became final", Where.EVICTION))
 
     def drop_invalid(self, tx_hash: Hash32, rejection: Rejection) -> None:
         """Remove a tx that can never be applied (found while building a block)."""
-        if self._remove(tx_hash) is not None:
-            self.record_rejection(tx_hash, rejection)
+        self._evict(tx_hash, rejection)
 
     def expire(self, now: float | None = None) -> list[Hash32]:
         """Drop transactions pending longer than the TTL; return their hashes."""
@@ -199,15 +205,13 @@ class Mempool:
                 break
             expired.append(tx_hash)
         for tx_hash in expired:
-            self._remove(tx_hash)
-            self.record_rejection(tx_hash, Rejection(
-                "expired", f"not included within {self.ttl_s:.0f} s", "expiry"))
+            self._evict(tx_hash, Rejection(
+                RejectionCode.EXPIRED, f"not included within {self.ttl_s:.0f} s", Where.EXPIRY))
         return expired
 
     def flush(self) -> int:
         count = len(self._by_hash)
         for tx_hash in list(self._by_hash):
-            self._remove(tx_hash)
-            self.record_rejection(tx_hash, Rejection("flushed", "the operator flushed the "
-                                                     "mempool", "eviction"))
+            self._evict(tx_hash, Rejection(
+                RejectionCode.FLUSHED, "the operator flushed the mempool", Where.EVICTION))
         return count

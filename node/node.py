@@ -19,7 +19,7 @@ from chain import codec
 from chain.block import Block
 from chain.crypto import Address, Hash32
 from chain.errors import ChainError
-from chain.tx import Transaction, validate_chain_id
+from chain.tx import Transaction
 from chain.vote import NIL, CommitCertificate, Proposal, ValidatorSet, Vote, validate_certificate
 from consensus.core import ConsensusState, compute_timeout_ms
 from consensus.events import (
@@ -42,15 +42,16 @@ from consensus.events import (
     ValidateBlock,
     VoteReceived,
 )
-from ledger.errors import LedgerError
 from ledger.execution import Ledger, default_modules
 from ledger.state import Overlay
+from node.admission import Admission, CommittedNonces
 from node.clock import now_ms
 from node.config import NodeHome
 from node.errors import MempoolError
 from node.execution import BlockExecutor, ExecutedBlock, InvalidBlockError
-from node.mempool import Mempool, Rejection
-from node.verifier import SignatureVerifier
+from node.mempool import Mempool
+from node.rejection import Rejection, Where
+from node.verifier import VERDICTS_BEYOND_MEMPOOL, SignatureVerifier
 from storage.chain_store import ChainStore
 
 log = logging.getLogger("govchain.node")
@@ -104,11 +105,6 @@ share of the round's propose timeout (400 ms of round 0's 1 s by default), leavi
 rest of the timeout for sending the proposal and for the validators to receive it."""
 
 
-# Refusals that no later state can undo: the same bytes will be refused again.
-PERMANENT_REJECTIONS = frozenset({"bad_signature", "malformed", "wrong_chain", "too_large",
-                                  "nonce_too_low", "nonce_used"})
-
-
 class Node:
     """A govchain node: state, mempool, consensus driver; p2p and RPC plug in."""
 
@@ -127,14 +123,21 @@ class Node:
         self.state = self.executor.state
         # Governance may have changed them since genesis.
         self.params = self.executor.params = self.ledger.get_chain_params(self.state)
-        self.verifier = SignatureVerifier(home.config.verify_workers)
+        config = home.config
+        self.verifier = SignatureVerifier(
+            config.verify_workers, cache_size=config.mempool_max_txs + VERDICTS_BEYOND_MEMPOOL)
         # Account nonces of the committed state, read once per height (cleared on commit).
-        self._nonces: dict[Address, int] = {}
+        self._nonces = CommittedNonces(lambda address: self.ledger.get_nonce(self.state,
+                                                                             address))
         self.mempool = Mempool(
-            get_nonce=self._get_committed_nonce,
-            max_txs=home.config.mempool_max_txs, max_bytes=home.config.mempool_max_bytes,
-            max_per_sender=home.config.mempool_max_per_sender,
-            ttl_s=home.config.mempool_tx_ttl_s)
+            get_nonce=self._nonces.get, max_txs=config.mempool_max_txs,
+            max_bytes=config.mempool_max_bytes, max_per_sender=config.mempool_max_per_sender,
+            ttl_s=config.mempool_tx_ttl_s, max_rejections=config.mempool_max_rejections,
+            on_evicted=self.verifier.forget)
+        self.admission = Admission(
+            chain_id=self.chain_id, ledger=self.ledger, state=self.state,
+            get_params=lambda: self.params, mempool=self.mempool, verifier=self.verifier,
+            store=self.store)
         self._guard_until_height = 0
         self._sign_state = decode_sign_state(self.store.load_sign_state(),
                                              self.store.load_sign_lock())
@@ -246,12 +249,6 @@ class Node:
         if lock is not None:
             self._persisted_lock = lock_id
 
-    def _get_committed_nonce(self, address: Address) -> int:
-        nonce = self._nonces.get(address)
-        if nonce is None:
-            nonce = self._nonces[address] = self.ledger.get_nonce(self.state, address)
-        return nonce
-
     def _schedule(self, effect: ScheduleTimeout) -> None:
         loop = asyncio.get_running_loop()
         event = TimeoutFired(effect.height, effect.round, effect.kind)
@@ -294,7 +291,8 @@ class Node:
             proposer=self.home.validator_key.public_key, timestamp_ms=timestamp_ms,
             max_seconds=budget_s)
         for tx, error in dropped:
-            self.mempool.drop_invalid(tx.hash, Rejection(error.code, error.message, "execution"))
+            self.mempool.drop_invalid(tx.hash, Rejection.of(error.code, error.message,
+                                                            Where.EXECUTION))
             self._resolve_waiters(tx.hash)
         cut = len(txs) - len(executed.block.txs) - len(dropped)
         log.debug("built block %d round %d with %d txs of %d reaped (%d left for the next "
@@ -391,53 +389,14 @@ class Node:
 
     async def submit_txs(self, txs: list[Transaction], *, relay: bool = True
                          ) -> list[MempoolError | None]:
-        """Admit `txs` to the mempool; one error (or None) per tx, in order."""
-        verdicts = await self.verifier.verify(txs)
-        errors = [self._admit(tx, ok) for tx, ok in zip(txs, verdicts, strict=True)]
-        for tx in txs:
-            if tx.hash not in self.mempool:
-                self.verifier.forget(tx.hash)  # refused, or already final: not on its way
+        """Admit `txs` to the mempool (node/admission.py); one error (or None) per tx, in
+        order. The admitted ones are relayed to peers unless `relay` is false."""
+        errors = await self.admission.admit(txs)
         self.on_admission(errors)
         if relay:
             self.broadcast_txs([tx for tx, e in zip(txs, errors, strict=True) if e is None])
         self._signal_txs_available()
         return errors
-
-    def _admit(self, tx: Transaction, signature_ok: bool) -> MempoolError | None:
-        try:
-            validate_chain_id(tx, self.chain_id)
-            if len(tx.encoded) > self.params.max_tx_bytes:
-                raise MempoolError("too_large", f"transaction of {len(tx.encoded)} bytes "
-                                   f"exceeds the limit of {self.params.max_tx_bytes}")
-            if not signature_ok:
-                raise MempoolError("bad_signature", "a signature does not verify over the "
-                                   "transaction's signing bytes")
-            if tx.hash in self.mempool:
-                return None  # already pending: idempotent
-            try:
-                self.mempool.add(tx, check=self._check_admission)
-            except MempoolError as e:
-                # Only a transaction whose nonce is used can be final already: look it
-                # up then, not for every submission.
-                if e.code == "nonce_too_low" and \
-                        self.store.get_tx_location(tx.hash) is not None:
-                    return None  # already final: idempotent
-                raise
-        except MempoolError as e:
-            if e.code != "mempool_full":
-                self.mempool.record_rejection(tx.hash, Rejection(e.code, e.message, "admission"))
-            return e
-        except ChainError as e:
-            error = MempoolError(e.code, e.message)
-            self.mempool.record_rejection(tx.hash, Rejection(e.code, e.message, "admission"))
-            return error
-        return None
-
-    def _check_admission(self, tx: Transaction, account_nonce: int) -> None:
-        try:
-            self.ledger.check_admission(self.state, tx, expected_nonce=account_nonce)
-        except LedgerError as e:
-            raise MempoolError(e.code, e.message) from e
 
     def _expire_mempool(self) -> None:
         """Drop txs pending longer than the TTL, at most once a second (on commits)."""
@@ -459,10 +418,7 @@ class Node:
     def is_recently_seen(self, tx_hash: Hash32) -> bool:
         """True for a tx that is final or that this node refused for good (its bytes are
         wrong, or its nonce is used): no need to decode it again."""
-        rejection = self.mempool.get_rejection(tx_hash)
-        if rejection is not None and rejection.code in PERMANENT_REJECTIONS:
-            return True
-        return self.store.get_tx_location(tx_hash) is not None
+        return self.admission.is_recently_seen(tx_hash)
 
     def _resolve_waiters(self, tx_hash: Hash32) -> None:
         for future in self._final_waiters.pop(tx_hash, []):
@@ -511,10 +467,9 @@ class Node:
         if pending is not None:
             return {"hash": tx_hash.hex(), "status": "pending",
                     "waiting_for": self.mempool.get_wait_reason(pending)}
-        rejection = self.mempool.get_rejection(tx_hash)
-        if rejection is not None:
-            return {"hash": tx_hash.hex(), "status": "rejected", "code": rejection.code,
-                    "message": rejection.message, "where": rejection.where}
+        rejected = self.admission.get_rejection_status(tx_hash)
+        if rejected is not None:
+            return rejected
         return {"hash": tx_hash.hex(), "status": "unknown"}
 
     def get_account(self, address: Address) -> dict[str, Any]:

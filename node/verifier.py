@@ -9,7 +9,9 @@ from 5,100 to 7,150 final tx/s and the audit from 5,900 to 8,800 tx/s
 already holds, so sending it costs the node little.
 
 Verified transaction hashes are remembered (bounded), so a transaction admitted to the
-mempool is not verified again in a proposal or block.
+mempool is not verified again in a proposal or block. A verdict is dropped when its
+transaction is final, refused, or leaves the mempool otherwise: the cache follows
+the mempool, never the count of refusals.
 
 Workers start from a fork server that has imported only this module, never from a
 fork of the node (whose threads and open database must not be copied). A worker exits
@@ -38,6 +40,11 @@ log = logging.getLogger("govchain.verifier")
 
 BATCH_SIZE = 256
 """Transactions per message to a worker."""
+
+VERDICTS_BEYOND_MEMPOOL = 100_000
+"""Verdicts kept beyond the mempool's cap (the node's cache holds mempool_max_txs plus
+this many): those of proposals and synced blocks still on their way to a commit, ten
+full blocks of the default max_block_txs. About 150 bytes each."""
 
 
 def default_workers() -> int:
@@ -116,7 +123,8 @@ class SignatureVerifier:
         self._pool: ProcessPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._verified: OrderedDict[Hash32, None] = OrderedDict()
-        self._cache_size = cache_size
+        self.cache_size = cache_size
+        """Most verdicts kept; the oldest goes first."""
         # Transactions asked for during this turn of the event loop, sent together.
         self._queued: list[tuple[Sequence[Transaction], asyncio.Future[list[bool]]]] = []
         self._flush_tasks: set[asyncio.Task[None]] = set()
@@ -178,7 +186,7 @@ class SignatureVerifier:
 
     def remember(self, tx_hash: Hash32) -> None:
         self._verified[tx_hash] = None
-        if len(self._verified) > self._cache_size:
+        if len(self._verified) > self.cache_size:
             self._verified.popitem(last=False)
 
     def forget(self, tx_hash: Hash32) -> None:

@@ -46,6 +46,11 @@ RECENT_TXS = 20_000
 block, at most RECENT_TXS transactions: a decoded transaction costs a few KiB, and 64
 full blocks would be 640,000 of them."""
 
+VALIDATOR_SET_CACHE_HEIGHTS = 64
+"""Heights whose validator set is kept decoded between two commits. Every vote and
+proposal received asks for its height's set, which is otherwise a reverse scan of the
+database; a client may ask for any past height (chain_validators), hence the bound."""
+
 STATE_CACHE_ENTRIES = 262_144
 """Committed state values kept in memory (about 200 bytes each with the dict's own
 cost): the same accounts are read at admission, in the proposer's block, and again in
@@ -174,6 +179,11 @@ class ChainStore:
         self._state_cache: dict[bytes, bytes | None] = {}
         self._state_generation = 0
         self._state_cache_lock = threading.Lock()
+        # height -> validator set. Correct for ever once read (only heights up to
+        # head + 1 are answered, and a commit writes only head + 2's); cleared at each
+        # commit anyway, so it holds the heights asked for since, at most
+        # VALIDATOR_SET_CACHE_HEIGHTS of them.
+        self._validator_sets: dict[int, ValidatorSet] = {}
         self._on_failure: Callable[[StorageError], None] | None = None
         if self.is_initialized:
             self._head = self._load_head()
@@ -429,6 +439,7 @@ class ChainStore:
             self._remember_block(block)
             self._head = Head(block.height, block.hash, block.header.timestamp_ms,
                               block.header.state_root)
+            self._validator_sets.clear()
 
     def _remember_block(self, block: Block) -> None:
         self._recent_blocks[block.height] = block
@@ -590,6 +601,16 @@ class ChainStore:
             raise UnknownHeightError(
                 f"the validator set of height {height} is not known yet; the head is "
                 f"{self.head.height}")
+        cached = self._validator_sets.get(height)
+        if cached is not None:
+            return cached
+        validator_set = self._read_validator_set(height)
+        if len(self._validator_sets) >= VALIDATOR_SET_CACHE_HEIGHTS:
+            self._validator_sets.clear()
+        self._validator_sets[height] = validator_set
+        return validator_set
+
+    def _read_validator_set(self, height: int) -> ValidatorSet:
         start = schema.validator_set_key(height)
         for _, raw in self._kv.iterate(schema.VALIDATOR_SET, start=start, reverse=True):
             return self._decode(_decode_validator_set, raw, "validator set", height)

@@ -68,7 +68,7 @@ def block_json(block: Block, cert: CommitCertificate | None, *, full: bool) -> d
 
 
 def rejection_error(tx_hash: Hash32, error: MempoolError) -> RpcError:
-    code = BUSY if error.code == "mempool_full" else TX_REJECTED
+    code = BUSY if error.code.is_busy else TX_REJECTED
     return RpcError(code, error.code, error.message, {"hash": tx_hash.hex(), "where": "admission"})
 
 
@@ -133,12 +133,8 @@ class NodeApi:
 
     def _decode_tx(self, value: Any, name: str) -> Transaction:
         data = parse_hex(value, name)
-        max_size = self.node.params.max_tx_bytes
-        if len(data) > max_size:
-            raise RpcError(TX_REJECTED, "too_large",
-                           f"transaction of {len(data)} bytes exceeds the limit of {max_size}")
         try:
-            return Transaction.decode(data, max_size=max_size)
+            return self.node.admission.decode_tx(data)  # the size limit, then the form
         except ChainError as e:
             raise RpcError(TX_REJECTED, e.code, e.message) from e
 

@@ -16,13 +16,14 @@ from ledger.state import Overlay, StateReader
 from tests.ledger.ledger_fixtures import CTX, KEYS, make_genesis, make_world, transfer
 
 SENDERS = KEYS[:5]  # the first three are funded at genesis, the others start unknown
-ASSETS = ["GOV", "EUR", "XYZ"]  # nobody holds XYZ
+ASSETS = ["GOV", "EUR", "XYZ"]  # XYZ was never created
 GENESIS = make_genesis(accounts=(
     GenesisAccount(KEYS[0].address, {"GOV": 500, "EUR": 40}),
     GenesisAccount(KEYS[1].address, {"GOV": 100}),
     GenesisAccount(KEYS[2].address, {"EUR": 1}),
 ))
 SUPPLY = {"GOV": 600, "EUR": 41, "XYZ": 0}
+CREATED = {"GOV", "EUR"}  # genesis creates an asset for every symbol it credits
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class Model:
         if op.sender not in self.nonces:
             return "not_applicable:unknown_account"
         self.nonces[op.sender] += 1
+        if op.asset not in CREATED:
+            return "unknown_asset"
         if self.balances.get((op.sender, op.asset), 0) < op.amount:
             return "insufficient_balance"
         self.balances[op.sender, op.asset] -= op.amount

@@ -115,6 +115,34 @@ def test_invalid_balance_overflow() -> None:
     assert_rule_failure(world, transfer(ALICE, 0, BOB.address, 1), "balance_overflow")
 
 
+# unknown_asset
+
+
+def test_invalid_unknown_asset_at_admission(world: World) -> None:
+    tx = transfer(ALICE, 0, BOB.address, 1, asset="NOPE")
+    error = assert_refused_at_admission(world, tx, "unknown_asset")
+    assert "'NOPE'" in error.message
+
+
+def test_invalid_unknown_asset_at_execution_consumes_only_the_nonce(world: World) -> None:
+    # Not insufficient_balance: nobody can hold an asset that does not exist.
+    tx = transfer(ALICE, 0, BOB.address, 1, asset="NOPE")
+    assert "'NOPE'" in assert_rule_failure(world, tx, "unknown_asset")
+
+
+def test_invalid_unknown_asset_of_an_unknown_sender_names_the_sender(world: World) -> None:
+    tx = transfer(DAVE, 0, ALICE.address, 1, asset="NOPE")
+    assert_refused_at_admission(world, tx, "unknown_account")
+
+
+def test_asset_nobody_holds_is_admitted_and_fails_on_balance() -> None:
+    world = make_world(make_genesis(app_state={"assets": {"assets": [
+        {"symbol": "XYZ", "name": "created, never minted"}]}}))
+    tx = transfer(ALICE, 0, BOB.address, 1, asset="XYZ")
+    world.ledger.check_admission(world.state, tx, expected_nonce=0)
+    assert_rule_failure(world, tx, "insufficient_balance")
+
+
 # unknown_account
 
 

@@ -55,14 +55,14 @@ class RawPeer:
 
     @classmethod
     async def connect(cls, port: int, genesis_hash: bytes,
-                      key: KeyPair | None = None) -> RawPeer:
+                      key: KeyPair | None = None, chain_id: str = CHAIN_ID) -> RawPeer:
         key = key or KeyPair.generate()
         session = aiohttp.ClientSession()
         try:
             ws = await session.ws_connect(f"wss://127.0.0.1:{port}/p2p", ssl=TEST_TLS.client,
                                           max_msg_size=32 * 1024 * 1024)
             binding = compute_certificate_binding(ws.get_extra_info("ssl_object"))
-            local = build_hello(key, CHAIN_ID, genesis_hash, "", False)
+            local = build_hello(key, chain_id, genesis_hash, "", False)
             channel = _Channel(ws)
             hello = await run_handshake(channel, key, local, lambda h: None, 5.0,
                                         channel_binding=binding)

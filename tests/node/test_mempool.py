@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chain.crypto import Address
+from chain.crypto import Address, Hash32
 from chain.tx import Transaction
 from node.errors import MempoolError
 from node.mempool import Mempool
+from node.rejection import MAX_REJECTION_MESSAGE, Rejection, RejectionCode, Where
 
 ALICE = Address(b"\xa1" * 20)
 BOB = Address(b"\xb0" * 20)
@@ -48,9 +49,12 @@ class FakeLedger:
 
 
 def make_pool(ledger: FakeLedger, *, max_txs: int = 1000, max_bytes: int = 10**6,
-              max_per_sender: int = WINDOW, ttl_s: float = 60.0) -> Mempool:
+              max_per_sender: int = WINDOW, ttl_s: float = 60.0,
+              max_rejections: int = 1000,
+              on_evicted: Callable[[Hash32], None] = lambda tx_hash: None) -> Mempool:
     return Mempool(get_nonce=ledger.get_nonce, max_txs=max_txs, max_bytes=max_bytes,
-                   max_per_sender=max_per_sender, ttl_s=ttl_s)
+                   max_per_sender=max_per_sender, ttl_s=ttl_s, max_rejections=max_rejections,
+                   on_evicted=on_evicted)
 
 
 def contents(pool: Mempool) -> tuple[int, int, tuple[object, ...]]:
@@ -257,6 +261,58 @@ def test_readmission_clears_an_old_rejection(ledger: FakeLedger) -> None:
     assert pool.get_rejection(tx.hash) is not None
     pool.add(tx, check=ledger.check)
     assert tx.hash in pool and pool.get_rejection(tx.hash) is None
+
+
+def refusal(i: int, message: str = "no account") -> tuple[Hash32, Rejection]:
+    return Hash32(i.to_bytes(32, "big")), Rejection(RejectionCode.UNKNOWN_ACCOUNT, message,
+                                                    Where.ADMISSION)
+
+
+def test_rejection_memory_is_a_bounded_lru(ledger: FakeLedger) -> None:
+    pool = make_pool(ledger, max_rejections=10)
+    for i in range(10):
+        pool.record_rejection(*refusal(i))
+    assert pool.get_rejection(refusal(0)[0]) is not None  # read: now the most recent
+    for i in range(10, 35):  # more refusals than the bound
+        pool.record_rejection(*refusal(i))
+        assert pool.rejection_count <= 10
+    assert pool.rejection_count == 10
+    kept = [i for i in range(35) if pool.get_rejection(refusal(i)[0]) is not None]
+    assert kept == list(range(25, 35))
+
+
+def test_rejection_memory_keeps_only_a_short_message(ledger: FakeLedger) -> None:
+    pool = make_pool(ledger)
+    tx_hash, rejection = refusal(1, "x" * 10_000)
+    pool.record_rejection(tx_hash, Rejection.of(rejection.code, rejection.message,
+                                                rejection.where))
+    kept = pool.get_rejection(tx_hash)
+    assert kept is not None and len(kept.message) == MAX_REJECTION_MESSAGE
+    assert (kept.code, kept.where) == ("unknown_account", "admission")
+
+
+def test_every_tx_that_leaves_unfinal_is_reported_evicted(ledger: FakeLedger) -> None:
+    # So that the node drops what it keeps for it (its signature verdict).
+    evicted: list[Hash32] = []
+    pool = make_pool(ledger, ttl_s=10.0, on_evicted=evicted.append)
+    stale, expiring, dropped, flushed = (make_tx(ALICE, 0), make_tx(BOB, 0),
+                                         make_tx(CAROL, 0), make_tx(CAROL, 1))
+    for tx in (stale, expiring, dropped, flushed):
+        pool.add(tx, check=ledger.check)
+    ledger.commit(pool, [make_tx(ALICE, 0, amount=9)])  # another tx took nonce 0
+    assert evicted == [stale.hash]
+    pool._by_hash[expiring.hash].added_at -= 20.0
+    pool.expire(now=pool._by_hash[dropped.hash].added_at + 5.0)
+    assert evicted == [stale.hash, expiring.hash]
+    pool.drop_invalid(dropped.hash, Rejection(RejectionCode.UNAUTHORIZED, "not signed",
+                                              Where.EXECUTION))
+    assert evicted[2:] == [dropped.hash]
+    pool.flush()
+    assert evicted[3:] == [flushed.hash]
+    final = make_tx(ALICE, 1)
+    pool.add(final, check=ledger.check)
+    ledger.commit(pool, [final])  # final, not evicted
+    assert len(evicted) == 4
 
 
 # ------------------------------------------------------------------ property

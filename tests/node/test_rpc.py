@@ -10,6 +10,7 @@ import pytest
 
 from chain import codec
 from chain.crypto import KeyPair
+from chain.errors import TooLargeError
 from chain.tx import Transaction, make_transaction
 from sdk import RpcClientError
 from tests.node.conftest import ACCOUNT_KEYS, BALANCE, CHAIN_ID
@@ -208,6 +209,42 @@ async def test_invalid_unknown_sender_rejected(single_node):
     with pytest.raises(RpcClientError) as info:
         await single_node.client.submit(transfer(0, key=stranger))
     assert info.value.reason == "unknown_account"
+
+
+async def test_invalid_too_large_tx_rejected_with_one_message(single_node):
+    # The size is checked once, where both the RPC's and a peer's bytes are decoded.
+    node = single_node.node
+    limit = node.params.max_tx_bytes
+    tx = make_transaction(CHAIN_ID, ALICE, 0, "transfer",
+                          {"to": BOB.address, "asset": "GOV", "amount": 1, "memo": "x" * limit})
+    size = len(tx.encoded)
+    before = await snapshot(single_node)
+    with pytest.raises(RpcClientError) as info:
+        await single_node.client.submit(tx)
+    words = f"transaction of {size} bytes exceeds the limit of {limit}"
+    assert (info.value.reason, info.value.message) == ("too_large", words)
+    assert info.value.data == {"reason": "too_large"}  # found decoding: no hash, no where
+    assert await snapshot(single_node) == before
+    with pytest.raises(TooLargeError) as decoded:
+        node.admission.decode_tx(tx.encoded)
+    assert decoded.value.message == words
+
+
+async def test_invalid_unknown_asset_rejected_without_using_the_nonce(single_node):
+    client = single_node.client
+    tx = make_transaction(CHAIN_ID, ALICE, 0, "transfer",
+                          {"to": BOB.address, "asset": "NOPE", "amount": 1})
+    before = await snapshot(single_node)
+    with pytest.raises(RpcClientError) as info:
+        await client.submit(tx)
+    assert info.value.reason == "unknown_asset"
+    assert "'NOPE'" in str(info.value)
+    assert await snapshot(single_node) == before
+    status = await client.call("tx_get", hash=tx.hash.hex())
+    assert (status["status"], status["code"], status["where"]) == (
+        "rejected", "unknown_asset", "admission")
+    # Nonce 0 is still Alice's to use.
+    assert (await client.submit(transfer(0, 5), wait="final"))["status"] == "final"
 
 
 @pytest.mark.parametrize("body, status, reason", [

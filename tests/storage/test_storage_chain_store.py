@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from storage_builders import (
@@ -355,3 +356,46 @@ def test_a_read_racing_a_commit_does_not_cache_the_old_value(
     monkeypatch.setattr(kv, "get", get_then_commit)
     assert store.get_state(b"acct/alice") == b"100"  # the reader saw the old state
     assert store.get_state(b"acct/alice") == b"1"  # but nothing stale was kept
+
+
+def test_validator_sets_are_scanned_once_per_height(store: ChainStore,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every vote and proposal a node receives asks for its height's validator set; each
+    # ask was a reverse scan of the database.
+    from storage import schema
+
+    scans: list[bytes | None] = []
+    real_iterate = store._kv.iterate
+
+    def counting_iterate(prefix: bytes, **kwargs: Any) -> Any:
+        if prefix == schema.VALIDATOR_SET:
+            scans.append(kwargs.get("start"))
+        return real_iterate(prefix, **kwargs)
+
+    monkeypatch.setattr(store._kv, "iterate", counting_iterate)
+    for _ in range(100):
+        assert store.get_validator_set(1) == make_validator_set()
+    assert len(scans) == 1
+    # A commit may change the set of the next height: that one is read afresh, and the
+    # heights before keep theirs.
+    new_set = make_validator_set(KEYS[:3])
+    block, cert, prepared = make_block(store, {}, next_validator_set=new_set)
+    store.commit_block(block, cert, {}, [], new_set, prepared)
+    for _ in range(100):
+        assert store.get_validator_set(2) == new_set
+        assert store.get_validator_set(1) == make_validator_set()
+    assert len(scans) == 3
+    with pytest.raises(UnknownHeightError):
+        store.get_validator_set(3)
+
+
+def test_validator_set_memory_is_bounded(store: ChainStore) -> None:
+    # A client may ask for any past height (chain_validators): what is kept for them
+    # stays bounded.
+    from storage.chain_store import VALIDATOR_SET_CACHE_HEIGHTS
+
+    for _ in range(VALIDATOR_SET_CACHE_HEIGHTS + 10):
+        commit(store, {})
+    for height in range(1, store.head_height + 2):
+        assert store.get_validator_set(height) == make_validator_set()
+    assert len(store._validator_sets) <= VALIDATOR_SET_CACHE_HEIGHTS
