@@ -20,7 +20,7 @@ from chain.block import Block
 from chain.crypto import Address, Hash32
 from chain.errors import ChainError
 from chain.tx import Transaction, validate_chain_id
-from chain.vote import NIL, CommitCertificate, Proposal, ValidatorSet, Vote, validate_certificate
+from chain.vote import NIL, CommitCertificate, Proposal, ValidatorSet, Vote
 from consensus.core import ConsensusState, compute_timeout_ms
 from consensus.events import (
     BlockBuilt,
@@ -48,7 +48,12 @@ from ledger.state import Overlay
 from node.clock import now_ms
 from node.config import NodeHome
 from node.errors import MempoolError
-from node.execution import BlockExecutor, ExecutedBlock, InvalidBlockError
+from node.execution import (
+    BlockExecutor,
+    ExecutedBlock,
+    InvalidBlockError,
+    apply_certified_block,
+)
 from node.mempool import Mempool, Rejection
 from node.verifier import SignatureVerifier
 from storage.chain_store import ChainStore
@@ -233,7 +238,9 @@ class Node:
             elif isinstance(effect, ValidateBlock):
                 await self._validate_block(effect.block)
             elif isinstance(effect, CommitBlock):
-                await self._commit(effect.block, effect.certificate)
+                # The block's verdicts are cached since its validation (or admission).
+                await self._commit(effect.block, effect.certificate,
+                                   await self.verifier.verify(effect.block.txs))
             elif isinstance(effect, RecordEvidence):
                 self._record_evidence(effect.first, effect.second)
 
@@ -320,23 +327,21 @@ class Node:
         # than timeout_propose to check is still voted on.
         await self._step(BlockValidated(block.hash, valid))
 
-    async def _commit(self, block: Block, certificate: CommitCertificate) -> None:
-        self._decided = (block.height, asyncio.get_running_loop().time())
-        executed = self.executor.get_cached(block.hash)
-        if executed is None:
-            executed = await asyncio.to_thread(self.executor.execute, block)
-        await asyncio.to_thread(
-            self.store.commit_block, block, certificate, executed.changes,
-            executed.result_values(), executed.next_validator_set, executed.prepared)
-        self.executor.clear()
+    async def _commit(self, block: Block, certificate: CommitCertificate,
+                      verdicts: list[bool]) -> None:
+        """Apply a certified block, decided here or fetched by sync, then start the next
+        height; raises InvalidBlockError (and commits nothing) if the block fails."""
+        decided_at = asyncio.get_running_loop().time()
+        executed = await asyncio.to_thread(apply_certified_block, self.store, self.executor,
+                                           block, certificate, verdicts)
+        self._decided = (block.height, decided_at)
         self.verifier.forget_final(block.txs)
         if block.height >= self._guard_until_height > 0:
             self.core.lift_double_sign_guard()
             self._guard_until_height = 0
             log.info("height %d is final: this validator signs freely again", block.height)
         self._nonces.clear()
-        self.params = self.core.params = self.executor.params = \
-            self.ledger.get_chain_params(self.state)
+        self.params = self.core.params = self.executor.params
         self.mempool.update_after_commit(block.txs)
         self._expire_mempool()
         log.info("final block %d %s... txs=%d round=%d", block.height, block.hash.hex()[:12],
@@ -350,29 +355,21 @@ class Node:
         self._signal_txs_available()
 
     async def _apply_synced(self, item: SyncedBlock) -> None:
-        """Check a block fetched from a peer against its certificate, then commit it."""
+        """Apply a block fetched from a peer; tell the fetcher whether it was good."""
         block, certificate = item.block, item.certificate
         if block.height <= self.store.head_height:
             # Consensus committed it first; the copy from a peer is not needed.
             if not item.done.done():
                 item.done.set_result(True)
             return
+        verdicts = await (item.verdicts or self.verifier.verify(block.txs))
         try:
-            if block.height != self.store.head_height + 1:
-                raise InvalidBlockError(f"block {block.height} does not follow head "
-                                        f"{self.store.head_height}")
-            validate_certificate(certificate, self.store.get_validator_set(block.height),
-                                 self.chain_id, height=block.height, block_hash=block.hash)
-            verdicts = await (item.verdicts or self.verifier.verify(block.txs))
-            if not all(verdicts):
-                raise InvalidBlockError("a transaction has a bad signature")
-            await asyncio.to_thread(self.executor.execute, block)
-        except (InvalidBlockError, ChainError) as e:
-            log.warning("synced block %d rejected: %s", block.height, getattr(e, "message", e))
+            await self._commit(block, certificate, verdicts)
+        except InvalidBlockError as e:
+            log.warning("synced block %d rejected: %s", block.height, e.message)
             if not item.done.done():
                 item.done.set_result(False)
             return
-        await self._commit(block, certificate)
         if not item.done.done():
             item.done.set_result(True)
 

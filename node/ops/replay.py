@@ -27,12 +27,12 @@ from chain import codec
 from chain.block import Block
 from chain.errors import ChainError
 from chain.genesis import Genesis
-from chain.vote import CommitCertificate, validate_certificate
+from chain.vote import CommitCertificate
 from ledger.execution import Ledger, default_modules
 from ledger.state import Overlay
 from node.config import DATA_DIR, GENESIS_FILE, read_genesis
 from node.errors import NodeError
-from node.execution import BlockExecutor, InvalidBlockError
+from node.execution import BlockExecutor, InvalidBlockError, apply_certified_block
 from node.verifier import SignatureVerifier, VerdictBatch
 from storage.chain_store import ChainStore
 from storage.damage import find_damage
@@ -133,29 +133,15 @@ class Replayer:
         signatures are checked here.
         """
         height = self.store.head_height + 1
-        if block.height != height:
-            raise AuditMismatch(height, f"the next block is numbered {block.height}")
         try:
-            validate_certificate(certificate, self.store.get_validator_set(height),
-                                 self.genesis.chain_id, height=height, block_hash=block.hash)
-        except ChainError as e:
-            raise AuditMismatch(height, f"commit certificate: {e.message}") from e
-        try:
-            bad = (signatures or self.check_signatures(block)).first_bad()
+            verdicts = (signatures or self.check_signatures(block)).result()
         except BrokenProcessPool:  # a worker died (killed for memory, say): once more
             verdicts = self.verifier.verify_now(block.txs, chunk=SIGNATURE_CHUNK)
-            bad = verdicts.index(False) if not all(verdicts) else None
-        if bad is not None:
-            raise AuditMismatch(height, f"transaction {bad} ({block.txs[bad].hash.hex()}) has "
-                                        "a bad signature")
         try:
-            executed = self.executor.execute(block)
+            executed = apply_certified_block(self.store, self.executor, block, certificate,
+                                             verdicts)
         except InvalidBlockError as e:
             raise AuditMismatch(height, e.message) from e
-        self.store.commit_block(block, certificate, executed.changes, executed.result_values(),
-                                executed.next_validator_set, executed.prepared)
-        self.executor.clear()
-        self.executor.params = self.ledger.get_chain_params(self.executor.state)
         self.last_written.update(dict.fromkeys(executed.changes, height))
         self.blocks += 1
         self.txs += len(block.txs)
