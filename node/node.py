@@ -1,9 +1,11 @@
 """The node: one driver task that owns the chain state and runs the consensus core.
 
-Everything that changes chain state happens in `_drive`, one event at a time: the
-consensus core's effects are applied in their documented order (persist the sign
-state, fsync, then broadcast). RPC and p2p handlers only decode, check, and enqueue.
-Block execution runs in a worker thread so the event loop keeps answering.
+Everything that changes chain state happens in `run`, one queued event at a time
+(`_step`): the consensus core's effects are applied in their documented order
+(persist the sign state, fsync, then broadcast), and the events that answer effects
+go on the step's work list, never back into the core from inside its effects. RPC
+and p2p handlers only decode, check, and enqueue. Block execution runs in a worker
+thread so the event loop keeps answering.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
 from chain import codec
 from chain.block import Block
@@ -189,11 +192,7 @@ class Node:
         self.verifier.start()
         await self._step(self._start_height_event())
         while True:
-            event = await self._events.get()
-            if isinstance(event, SyncedBlock):
-                await self._apply_synced(event)
-            else:
-                await self._step(event)
+            await self._step(await self._events.get())
 
     def close(self) -> None:
         for timer in self._timers:
@@ -216,33 +215,61 @@ class Node:
 
     # ------------------------------------------------------------------ consensus
 
-    async def _step(self, event: Event) -> None:
-        effects = self.core.process_event(event)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("h=%d r=%d %s %s -> %s", self.core.height, self.core.round,
-                      self.core.step.value, _describe(event),
-                      ", ".join(_describe(e) for e in effects) or "-")
-        await self._apply_effects(effects)
+    async def _step(self, event: DriverEvent) -> None:
+        """Apply `event` and everything it leads to, before the next queued event.
 
-    async def _apply_effects(self, effects: list[Effect]) -> None:
-        for effect in effects:
-            if isinstance(effect, PersistSignState):
-                # Durable before the signature it protects leaves this process.
-                await asyncio.to_thread(self._persist_sign_state, effect)
-            elif isinstance(effect, Broadcast):
-                self.broadcast_message(effect.message)
-            elif isinstance(effect, ScheduleTimeout):
-                self._schedule(effect)
-            elif isinstance(effect, RequestBlock):
-                await self._build_block(effect)
-            elif isinstance(effect, ValidateBlock):
-                await self._validate_block(effect.block)
-            elif isinstance(effect, CommitBlock):
-                # The block's verdicts are cached since its validation (or admission).
-                await self._commit(effect.block, effect.certificate,
-                                   await self.verifier.verify(effect.block.txs))
-            elif isinstance(effect, RecordEvidence):
-                self._record_evidence(effect.first, effect.second)
+        The core's effects are applied in list order. An effect answered by an event of
+        its own (RequestBlock by BlockBuilt, ValidateBlock by BlockValidated, CommitBlock
+        and a synced block by StartHeight) puts that event on this step's work list,
+        which is taken in order once the current effects are applied: the answer comes
+        at once, ahead of queued events, and the core is never re-entered while its
+        effects are being applied.
+        """
+        work: deque[DriverEvent] = deque([event])
+        committed = False
+        while work:
+            item = work.popleft()
+            if isinstance(item, SyncedBlock):
+                follow_ups = await self._apply_synced(item)
+                committed = committed or bool(follow_ups)
+                work.extend(follow_ups)
+                continue
+            effects = self.core.process_event(item)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("h=%d r=%d %s %s -> %s", self.core.height, self.core.round,
+                          self.core.step.value, _describe(item),
+                          ", ".join(_describe(e) for e in effects) or "-")
+            for effect in effects:
+                follow_up = await self._apply_effect(effect)
+                if follow_up is not None:
+                    committed = committed or isinstance(effect, CommitBlock)
+                    work.append(follow_up)
+        if committed:
+            # Queued, not on the work list: like any TxsAvailable, it waits its turn.
+            self._signal_txs_available()
+
+    async def _apply_effect(self, effect: Effect) -> Event | None:
+        """Do what `effect` asks; return the event that answers it, if it has one."""
+        if isinstance(effect, PersistSignState):
+            # Durable before the signature it protects leaves this process.
+            await asyncio.to_thread(self._persist_sign_state, effect)
+        elif isinstance(effect, Broadcast):
+            self.broadcast_message(effect.message)
+        elif isinstance(effect, ScheduleTimeout):
+            self._schedule(effect)
+        elif isinstance(effect, RequestBlock):
+            return await self._build_block(effect)
+        elif isinstance(effect, ValidateBlock):
+            return await self._validate_block(effect.block)
+        elif isinstance(effect, CommitBlock):
+            # The block's verdicts are cached since its validation (or admission).
+            return await self._commit(effect.block, effect.certificate,
+                                      await self.verifier.verify(effect.block.txs))
+        elif isinstance(effect, RecordEvidence):
+            self._record_evidence(effect.first, effect.second)
+        else:
+            assert_never(effect)
+        return None
 
     def _persist_sign_state(self, state: PersistSignState) -> None:
         lock_id = (state.height, state.locked_round, state.locked_hash)
@@ -286,7 +313,7 @@ class Node:
         return (key is not None and validator_set is not None and self.core.height == height
                 and validator_set.get_proposer(height, 0) == key.public_key)
 
-    async def _build_block(self, request: RequestBlock) -> None:
+    async def _build_block(self, request: RequestBlock) -> BlockBuilt:
         assert self.home.validator_key is not None
         txs = self.mempool.reap(self.params.max_block_txs, self.params.max_block_bytes)
         timestamp_ms = max(now_ms(), request.min_timestamp_ms)
@@ -309,9 +336,9 @@ class Node:
                   request.round, len(executed.block.txs), len(txs), cut, budget_s * 1000,
                   len(self.mempool))
         # Answered at once, ahead of queued events: building is part of this step.
-        await self._step(BlockBuilt(request.height, request.round, executed.block))
+        return BlockBuilt(request.height, request.round, executed.block)
 
-    async def _validate_block(self, block: Block) -> None:
+    async def _validate_block(self, block: Block) -> BlockValidated:
         valid = True
         try:
             verdicts = await self.verifier.verify(block.txs)
@@ -325,12 +352,12 @@ class Node:
         # Answered at once, ahead of any timeout that fired meanwhile: validation is part
         # of receiving the proposal (Algorithm 1, line 22), so a block that takes longer
         # than timeout_propose to check is still voted on.
-        await self._step(BlockValidated(block.hash, valid))
+        return BlockValidated(block.hash, valid)
 
     async def _commit(self, block: Block, certificate: CommitCertificate,
-                      verdicts: list[bool]) -> None:
-        """Apply a certified block, decided here or fetched by sync, then start the next
-        height; raises InvalidBlockError (and commits nothing) if the block fails."""
+                      verdicts: list[bool]) -> StartHeight:
+        """Apply a certified block, decided here or fetched by sync; answer the start of
+        the next height. Raises InvalidBlockError (and commits nothing) if it fails."""
         decided_at = asyncio.get_running_loop().time()
         executed = await asyncio.to_thread(apply_certified_block, self.store, self.executor,
                                            block, certificate, verdicts)
@@ -351,27 +378,28 @@ class Node:
         for listener in self._commit_listeners:
             listener(executed, certificate)
         self._txs_signalled_height = -1
-        await self._step(self._start_height_event())
-        self._signal_txs_available()
+        return self._start_height_event()
 
-    async def _apply_synced(self, item: SyncedBlock) -> None:
-        """Apply a block fetched from a peer; tell the fetcher whether it was good."""
+    async def _apply_synced(self, item: SyncedBlock) -> list[Event]:
+        """Apply a block fetched from a peer and tell the fetcher whether it was good;
+        answer the start of the next height if it was applied."""
         block, certificate = item.block, item.certificate
         if block.height <= self.store.head_height:
             # Consensus committed it first; the copy from a peer is not needed.
             if not item.done.done():
                 item.done.set_result(True)
-            return
+            return []
         verdicts = await (item.verdicts or self.verifier.verify(block.txs))
         try:
-            await self._commit(block, certificate, verdicts)
+            start_height = await self._commit(block, certificate, verdicts)
         except InvalidBlockError as e:
             log.warning("synced block %d rejected: %s", block.height, e.message)
             if not item.done.done():
                 item.done.set_result(False)
-            return
+            return []
         if not item.done.done():
             item.done.set_result(True)
+        return [start_height]
 
     def _record_evidence(self, first: Vote, second: Vote) -> None:
         log.warning("equivocation by validator %s... at height %d round %d",
