@@ -4,8 +4,9 @@ Everything that changes chain state happens in `run`, one queued event at a time
 (`_step`): the consensus core's effects are applied in their documented order
 (persist the sign state, fsync, then broadcast), and the events that answer effects
 go on the step's work list, never back into the core from inside its effects. RPC
-and p2p handlers only decode, check, and enqueue. Block execution runs in a worker
-thread so the event loop keeps answering.
+and p2p handlers only decode, check, and enqueue. Block execution and disk writes run
+on the worker (a thread) so the event loop keeps answering; the clock, the worker and
+the verifier are handed in (node/runtime.py), so the simulation runs this very driver.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ from consensus.events import (
 from ledger.errors import LedgerError
 from ledger.execution import Ledger, default_modules
 from ledger.state import Overlay
-from node.clock import now_ms
 from node.config import NodeHome
 from node.errors import MempoolError
 from node.execution import (
@@ -58,6 +58,7 @@ from node.execution import (
     apply_certified_block,
 )
 from node.mempool import Mempool, Rejection
+from node.runtime import Clock, SystemClock, ThreadWorker, Timer, Verifier, Worker
 from node.verifier import SignatureVerifier
 from storage.chain_store import ChainStore
 
@@ -120,12 +121,20 @@ PERMANENT_REJECTIONS = frozenset({"bad_signature", "malformed", "wrong_chain", "
 class Node:
     """A govchain node: state, mempool, consensus driver; p2p and RPC plug in."""
 
-    def __init__(self, home: NodeHome) -> None:
+    def __init__(self, home: NodeHome, *, store: ChainStore | None = None,
+                 clock: Clock | None = None, worker: Worker | None = None,
+                 verifier: Verifier | None = None) -> None:
+        """The driver's I/O defaults to the real one (node/runtime.py): the LevelDB store
+        of the home's data directory, the system clock and the event loop's timers,
+        worker threads, and the signature worker processes."""
         self.home = home
         self.genesis = home.genesis
         self.chain_id = home.genesis.chain_id
         self.params = home.genesis.params
-        self.store = ChainStore.open(str(home.data_dir), home.genesis)
+        self.store = store if store is not None else ChainStore.open(str(home.data_dir),
+                                                                    home.genesis)
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.worker: Worker = worker if worker is not None else ThreadWorker()
         self.ledger = Ledger(default_modules())
         if not self.store.is_initialized:
             view = Overlay({})  # genesis applies over an empty state
@@ -135,14 +144,16 @@ class Node:
         self.state = self.executor.state
         # Governance may have changed them since genesis.
         self.params = self.executor.params = self.ledger.get_chain_params(self.state)
-        self.verifier = SignatureVerifier(home.config.verify_workers)
+        self.verifier: Verifier = (verifier if verifier is not None
+                                   else SignatureVerifier(home.config.verify_workers))
         # Account nonces of the committed state, read once per height (cleared on commit).
         self._nonces: dict[Address, int] = {}
         self.mempool = Mempool(
             get_nonce=self._get_committed_nonce,
             max_txs=home.config.mempool_max_txs, max_bytes=home.config.mempool_max_bytes,
             max_per_sender=home.config.mempool_max_per_sender,
-            ttl_s=home.config.mempool_tx_ttl_s)
+            ttl_s=home.config.mempool_tx_ttl_s,
+            clock_s=lambda: self.clock.monotonic_ms() / 1000)
         self._guard_until_height = 0
         self._sign_state = decode_sign_state(self.store.load_sign_state(),
                                              self.store.load_sign_lock())
@@ -152,9 +163,9 @@ class Node:
                                    self._sign_state)
         self.started_at = time.monotonic()
         self._events: asyncio.Queue[DriverEvent] = asyncio.Queue()
-        self._timers: set[asyncio.TimerHandle] = set()
-        self._decided: tuple[int, float] = (-1, 0.0)
-        """(height, loop time) of the last block this node began to commit."""
+        self._timers: set[Timer] = set()
+        self._decided: tuple[int, int] = (-1, 0)
+        """(height, monotonic ms) of the last block this node began to commit."""
         self._final_waiters: dict[Hash32, list[asyncio.Future[None]]] = {}
         self._commit_listeners: list[Callable[[ExecutedBlock, CommitCertificate], None]] = []
         self._txs_signalled_height = -1
@@ -252,7 +263,7 @@ class Node:
         """Do what `effect` asks; return the event that answers it, if it has one."""
         if isinstance(effect, PersistSignState):
             # Durable before the signature it protects leaves this process.
-            await asyncio.to_thread(self._persist_sign_state, effect)
+            await self.worker.run(self._persist_sign_state, effect)
         elif isinstance(effect, Broadcast):
             self.broadcast_message(effect.message)
         elif isinstance(effect, ScheduleTimeout):
@@ -287,10 +298,9 @@ class Node:
         return nonce
 
     def _schedule(self, effect: ScheduleTimeout) -> None:
-        loop = asyncio.get_running_loop()
         event = TimeoutFired(effect.height, effect.round, effect.kind)
-        delay_s = effect.delay_ms / 1000
-        decided_height, decided_at = self._decided
+        delay_ms = effect.delay_ms
+        decided_height, decided_at_ms = self._decided
         if (effect.kind is TimeoutKind.BLOCK_INTERVAL and effect.height == decided_height + 1
                 and self._is_first_proposer(effect.height)):
             # The proposer counts the interval from its decision, not from the end of
@@ -298,13 +308,13 @@ class Node:
             # is), it does not add the whole interval on top of that delay while the
             # others' propose timeouts run. The others still wait the interval after
             # their commit before they start those timeouts.
-            delay_s = max(0.0, delay_s - (loop.time() - decided_at))
+            delay_ms = max(0, delay_ms - (self.clock.monotonic_ms() - decided_at_ms))
 
         def fire() -> None:
             self._timers.discard(handle)
             self.enqueue(event)
 
-        handle = loop.call_later(delay_s, fire)
+        handle = self.clock.call_later(delay_ms, fire)
         self._timers.add(handle)
 
     def _is_first_proposer(self, height: int) -> bool:
@@ -316,14 +326,14 @@ class Node:
     async def _build_block(self, request: RequestBlock) -> BlockBuilt:
         assert self.home.validator_key is not None
         txs = self.mempool.reap(self.params.max_block_txs, self.params.max_block_bytes)
-        timestamp_ms = max(now_ms(), request.min_timestamp_ms)
+        timestamp_ms = max(self.clock.now_ms(), request.min_timestamp_ms)
         # The other validators' propose timeout runs while we build: a block that takes
         # longer to execute than the timeout is prevoted nil by all of them, and the next
         # round's proposer has even more to build. Stop taking transactions at a share
         # of the timeout; the rest go in the next block.
         budget_s = BUILD_SHARE_OF_PROPOSE_TIMEOUT * compute_timeout_ms(
             self.params, TimeoutKind.PROPOSE, request.round) / 1000
-        executed, dropped = await asyncio.to_thread(
+        executed, dropped = await self.worker.run(
             self.executor.build, height=request.height, round_=request.round, txs=txs,
             proposer=self.home.validator_key.public_key, timestamp_ms=timestamp_ms,
             max_seconds=budget_s)
@@ -344,7 +354,7 @@ class Node:
             verdicts = await self.verifier.verify(block.txs)
             if not all(verdicts):
                 raise InvalidBlockError(f"transaction {verdicts.index(False)} has a bad signature")
-            await asyncio.to_thread(self.executor.execute, block)
+            await self.worker.run(self.executor.execute, block)
         except InvalidBlockError as e:
             log.warning("block %d %s... from %s is invalid: %s", block.height,
                         block.hash.hex()[:12], block.header.proposer.hex()[:12], e.message)
@@ -358,10 +368,10 @@ class Node:
                       verdicts: list[bool]) -> StartHeight:
         """Apply a certified block, decided here or fetched by sync; answer the start of
         the next height. Raises InvalidBlockError (and commits nothing) if it fails."""
-        decided_at = asyncio.get_running_loop().time()
-        executed = await asyncio.to_thread(apply_certified_block, self.store, self.executor,
-                                           block, certificate, verdicts)
-        self._decided = (block.height, decided_at)
+        decided_at_ms = self.clock.monotonic_ms()
+        executed = await self.worker.run(apply_certified_block, self.store, self.executor,
+                                         block, certificate, verdicts)
+        self._decided = (block.height, decided_at_ms)
         self.verifier.forget_final(block.txs)
         if block.height >= self._guard_until_height > 0:
             self.core.lift_double_sign_guard()
@@ -466,7 +476,7 @@ class Node:
 
     def _expire_mempool(self) -> None:
         """Drop txs pending longer than the TTL, at most once a second (on commits)."""
-        now = time.monotonic()
+        now = self.clock.monotonic_ms() / 1000
         if now < self._next_expiry_at:
             return
         self._next_expiry_at = now + 1.0
