@@ -37,15 +37,19 @@ committing is a swap); a smaller one lists only the nodes it changes, which cost
 few microseconds where the copy costs milliseconds."""
 
 
-def _empty_subtree_hashes() -> list[bytes]:
-    """The hash of a subtree of empty buckets, by height above the buckets (0 ... 16)."""
-    hashes: list[bytes] = [EMPTY_BUCKET_HASH]
-    for _ in range(BUCKET_BITS):
-        hashes.append(hashlib.sha256(_NODE_TAG + hashes[-1] + hashes[-1]).digest())
-    return hashes
+def _empty_tree_nodes() -> list[bytes]:
+    """Every node of the tree over empty buckets (heap layout; index 0 unused): each
+    level holds one hash, that of a subtree of empty buckets of its height."""
+    nodes = [b""] * (2 * BUCKET_COUNT)
+    width, level_hash = BUCKET_COUNT, bytes(EMPTY_BUCKET_HASH)
+    while width:
+        nodes[width:2 * width] = [level_hash] * width
+        width, level_hash = width >> 1, hashlib.sha256(_NODE_TAG + level_hash
+                                                       + level_hash).digest()
+    return nodes
 
 
-_EMPTY_SUBTREE = _empty_subtree_hashes()
+_EMPTY_TREE = _empty_tree_nodes()
 
 
 @dataclass(frozen=True)
@@ -90,20 +94,16 @@ class StateTree:
 
     def __init__(self, kv: KVStore) -> None:
         self._kv = kv
-        self._nodes: list[bytes] = [b""] * (2 * BUCKET_COUNT)
+        self._nodes: list[bytes] = _EMPTY_TREE
         self.reload()
 
     def reload(self) -> None:
         """Rebuild every node from the stored bucket hashes (at open).
 
         Subtrees of empty buckets have a known hash per level: only the paths above
-        stored buckets are hashed, all 65,535 nodes once most buckets are stored.
+        stored buckets are hashed, all 65,535 nodes once many buckets are stored.
         """
-        nodes = self._nodes
-        width = BUCKET_COUNT
-        for level_hash in _EMPTY_SUBTREE:
-            nodes[width:2 * width] = [level_hash] * width
-            width >>= 1
+        nodes = _EMPTY_TREE.copy()
         stored: set[int] = set()
         for key, value in self._kv.iterate(schema.TREE_BUCKET_HASH):
             if len(value) != 32 or len(key) != 3:
@@ -117,12 +117,13 @@ class StateTree:
         if len(stored) > LARGE_UPDATE_BUCKETS:
             for i in range(BUCKET_COUNT - 1, 0, -1):
                 nodes[i] = sha256(_NODE_TAG + nodes[2 * i] + nodes[2 * i + 1]).digest()
-            return
-        dirty = stored
-        for _ in range(BUCKET_BITS):
-            dirty = {i >> 1 for i in dirty}
-            for i in dirty:
-                nodes[i] = sha256(_NODE_TAG + nodes[2 * i] + nodes[2 * i + 1]).digest()
+        else:
+            dirty = stored
+            for _ in range(BUCKET_BITS):
+                dirty = {i >> 1 for i in dirty}
+                for i in dirty:
+                    nodes[i] = sha256(_NODE_TAG + nodes[2 * i] + nodes[2 * i + 1]).digest()
+        self._nodes = nodes
 
     @property
     def root(self) -> Hash32:
