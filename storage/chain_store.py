@@ -46,6 +46,10 @@ RECENT_TXS = 20_000
 block, at most RECENT_TXS transactions: a decoded transaction costs a few KiB, and 64
 full blocks would be 640,000 of them."""
 
+VALIDATOR_SETS_CACHED = 256
+"""Decoded validator sets kept by height: the node asks for the set of the next height
+for every vote and proposal it receives."""
+
 STATE_CACHE_ENTRIES = 262_144
 """Committed state values kept in memory (about 200 bytes each with the dict's own
 cost): the same accounts are read at admission, in the proposer's block, and again in
@@ -174,6 +178,9 @@ class ChainStore:
         self._state_generation = 0
         self._state_cache_lock = threading.Lock()
         self._on_failure: Callable[[StorageError], None] | None = None
+        # Decoded validator sets by the height they certify: the set of a height up to
+        # head + 1 never changes (a commit only adds the set of the height after).
+        self._validator_sets: dict[int, ValidatorSet] = {}
         if self.is_initialized:
             self._head = self._load_head()
             if self._tree.root != self._head.state_root:
@@ -193,9 +200,10 @@ class ChainStore:
             raise
 
     @classmethod
-    def open_memory(cls, genesis: Genesis) -> ChainStore:
-        """A store in memory, for the deterministic simulation only."""
-        return cls(MemoryStore(), genesis)
+    def open_memory(cls, genesis: Genesis, kv: MemoryStore | None = None) -> ChainStore:
+        """A store in memory, for the deterministic simulation only; with `kv`, the store
+        over that data (a simulated node reopening its database after a crash)."""
+        return cls(kv if kv is not None else MemoryStore(), genesis)
 
     def close(self) -> None:
         with self._lock:
@@ -575,9 +583,16 @@ class ChainStore:
             raise UnknownHeightError(
                 f"the validator set of height {height} is not known yet; the head is "
                 f"{self.head.height}")
+        cached = self._validator_sets.get(height)
+        if cached is not None:
+            return cached
         start = schema.validator_set_key(height)
         for _, raw in self._kv.iterate(schema.VALIDATOR_SET, start=start, reverse=True):
-            return self._decode(_decode_validator_set, raw, "validator set", height)
+            validator_set = self._decode(_decode_validator_set, raw, "validator set", height)
+            if len(self._validator_sets) >= VALIDATOR_SETS_CACHED:
+                self._validator_sets.clear()
+            self._validator_sets[height] = validator_set
+            return validator_set
         raise CorruptionError(f"no validator set is stored in {self.location}")
 
 
