@@ -175,6 +175,9 @@ class Node:
         self.on_evidence: Callable[[Vote, Vote], None] = lambda a, b: None
         self.on_admission: Callable[[list[MempoolError | None]], None] = lambda errors: None
         """Told each admission batch's verdicts (metrics)."""
+        self.on_step: Callable[[Event, list[Effect]], None] = self._log_step
+        """Told each event the core takes and the effects it answers, before they are
+        applied: a DEBUG line by default; the simulation keeps its trace with it."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -246,10 +249,7 @@ class Node:
                 work.extend(follow_ups)
                 continue
             effects = self.core.process_event(item)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("h=%d r=%d %s %s -> %s", self.core.height, self.core.round,
-                          self.core.step.value, _describe(item),
-                          ", ".join(_describe(e) for e in effects) or "-")
+            self.on_step(item, effects)
             for effect in effects:
                 follow_up = await self._apply_effect(effect)
                 if follow_up is not None:
@@ -258,6 +258,12 @@ class Node:
         if committed:
             # Queued, not on the work list: like any TxsAvailable, it waits its turn.
             self._signal_txs_available()
+
+    def _log_step(self, event: Event, effects: list[Effect]) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("h=%d r=%d %s %s -> %s", self.core.height, self.core.round,
+                      self.core.step.value, _describe(event),
+                      ", ".join(_describe(e) for e in effects) or "-")
 
     async def _apply_effect(self, effect: Effect) -> Event | None:
         """Do what `effect` asks; return the event that answers it, if it has one."""
