@@ -56,6 +56,7 @@ from node.execution import (
     ExecutedBlock,
     InvalidBlockError,
     apply_certified_block,
+    validate_signature_verdicts,
 )
 from node.mempool import Mempool, Rejection
 from node.runtime import Clock, SystemClock, ThreadWorker, Timer, Verifier, Worker
@@ -357,9 +358,7 @@ class Node:
     async def _validate_block(self, block: Block) -> BlockValidated:
         valid = True
         try:
-            verdicts = await self.verifier.verify(block.txs)
-            if not all(verdicts):
-                raise InvalidBlockError(f"transaction {verdicts.index(False)} has a bad signature")
+            validate_signature_verdicts(block, await self.verifier.verify(block.txs))
             await self.worker.run(self.executor.execute, block)
         except InvalidBlockError as e:
             log.warning("block %d %s... from %s is invalid: %s", block.height,
