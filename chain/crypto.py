@@ -58,15 +58,35 @@ def compute_multisig_address(threshold: int, members: tuple[bytes, ...]) -> Addr
     return Address(compute_hash(b"govchain/address/multisig\x00" + payload)[:ADDRESS_SIZE])
 
 
+VERIFIED_MEMORY = 16_384
+"""Valid signatures of short messages remembered by `is_valid_signature` (all are
+forgotten at once when it is full)."""
+VERIFIED_MESSAGE_BYTES = 256
+"""Messages up to this size have their valid signatures remembered: votes and
+proposals, whose signing bytes are about a hundred bytes."""
+_verified: dict[tuple[bytes, bytes, bytes], None] = {}
+
+
 def is_valid_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    """True when `signature` is a valid ed25519 signature of `message` by `public_key`."""
+    """True when `signature` is a valid ed25519 signature of `message` by `public_key`.
+
+    A valid signature of a short message is remembered (VERIFIED_MEMORY): a node checks
+    each precommit when it arrives and again inside the commit certificate it makes.
+    """
     if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
         return False
+    key = (public_key, signature, message) if len(message) <= VERIFIED_MESSAGE_BYTES else None
+    if key is not None and key in _verified:
+        return True
     try:
         nacl.bindings.crypto_sign_open(signature + message, public_key)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError,
             nacl.exceptions.TypeError):
         return False
+    if key is not None:
+        if len(_verified) >= VERIFIED_MEMORY:
+            _verified.clear()
+        _verified[key] = None
     return True
 
 
@@ -96,7 +116,10 @@ class KeyPair:
 
     def sign(self, message: bytes) -> bytes:
         """Return the 64-byte detached signature of `message`."""
-        return nacl.signing.SigningKey(self.seed).sign(message).signature
+        # libsodium's secret key is the seed followed by the public key: signing with it
+        # skips deriving the key pair again (a SigningKey) for every signature.
+        signed = nacl.bindings.crypto_sign(message, self.seed + self.public_key)
+        return signed[:SIGNATURE_SIZE]
 
     def __repr__(self) -> str:
         return f"KeyPair(public_key={self.public_key.hex()})"

@@ -23,7 +23,7 @@ from ledger.state import StateReader
 from node.errors import MempoolError
 from node.mempool import Mempool
 from node.rejection import Rejection, RejectionCode, Where
-from node.verifier import SignatureVerifier
+from node.runtime import Verifier
 from storage.chain_store import ChainStore
 
 
@@ -42,7 +42,7 @@ class Admission:
 
     def __init__(self, *, chain_id: str, ledger: Ledger, state: StateReader,
                  get_params: Callable[[], ChainParams], mempool: Mempool,
-                 verifier: SignatureVerifier, store: ChainStore) -> None:
+                 verifier: Verifier, store: ChainStore) -> None:
         self.chain_id = chain_id
         self.ledger = ledger
         self.state = state

@@ -1,23 +1,27 @@
-"""Building and executing blocks against the committed state.
+"""Building, executing and applying blocks against the committed state.
 
 One place turns transactions into a block (proposer), re-executes a received block
-and checks every header field it implies (validator, sync, audit), and keeps the
-result so that a block executed once is committed without executing it again.
+and checks every header field it implies, and keeps the result so that a block
+executed once is committed without executing it again. `apply_certified_block` is the
+one way a block enters the chain, for every caller: the consensus commit, sync, the
+audit's replay and import. Nothing here talks to peers or reads a clock but for the
+build budget.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from chain.block import Block, BlockHeader, compute_tx_root
 from chain.crypto import Hash32, PublicKey
+from chain.errors import ChainError
 from chain.genesis import ChainParams
 from chain.tx import Transaction
-from chain.vote import ValidatorSet
+from chain.vote import CommitCertificate, ValidatorSet, validate_certificate
 from ledger.errors import LedgerError, TxNotApplicable
 from ledger.execution import BlockContext, Ledger, TxResult
 from ledger.state import Overlay
@@ -83,6 +87,12 @@ class BlockExecutor:
     def clear(self) -> None:
         self._cache.clear()
 
+    def on_committed(self) -> None:
+        """The head moved: cached executions are stale, and governance may have changed
+        the chain parameters."""
+        self.clear()
+        self.params = self.ledger.get_chain_params(self.state)
+
     def build(self, *, height: int, round_: int, txs: list[Transaction], proposer: PublicKey,
               timestamp_ms: int, max_seconds: float | None = None,
               ) -> tuple[ExecutedBlock, list[tuple[Transaction, LedgerError]]]:
@@ -128,14 +138,15 @@ class BlockExecutor:
     def execute(self, block: Block) -> ExecutedBlock:
         """Re-execute `block` on the head; raise InvalidBlockError if anything differs.
 
-        Transaction signatures must have been verified by the caller.
+        The caller has checked the header's links to the head (`validate_header_links`:
+        the consensus core does for a proposal, `apply_certified_block` for a certified
+        block) and the transaction signatures.
         """
         cached = self._cache.get(block.hash)
         if cached is not None:
             return cached
         started = time.perf_counter()
         header = block.header
-        self._validate_header_links(header)
         self._validate_limits(block)
         if compute_tx_root(block.txs) != header.tx_root:
             raise InvalidBlockError("tx_root does not match the block's transactions")
@@ -176,7 +187,9 @@ class BlockExecutor:
                 raise InvalidBlockError(f"transaction {index} of {len(tx.encoded)} bytes exceeds "
                                         f"the limit of {params.max_tx_bytes}")
 
-    def _validate_header_links(self, header: BlockHeader) -> None:
+    def validate_header_links(self, header: BlockHeader) -> None:
+        """Raise InvalidBlockError unless `header` follows the head: chain, height,
+        parent, time, validator set and the proposer of its round."""
         if header.chain_id != self.chain_id:
             raise InvalidBlockError(f"block is for chain {header.chain_id!r}")
         if header.height != self.store.head_height + 1:
@@ -193,6 +206,48 @@ class BlockExecutor:
             raise InvalidBlockError(
                 f"proposer is not the validator whose turn it is at height {header.height} "
                 f"round {header.round}")
+
+
+def apply_certified_block(store: ChainStore, executor: BlockExecutor, block: Block,
+                          certificate: CommitCertificate, verdicts: Sequence[bool]
+                          ) -> ExecutedBlock:
+    """Make `block` the store's new head, trusting nothing; raise InvalidBlockError.
+
+    `verdicts` are the signature verdicts of `block.txs`, in order. The certificate must
+    prove a quorum of the validator set of the next height for this very block, every
+    signature must verify, the header must follow the head, and executing the block
+    must reproduce its tx root, state root and next validator set; then everything it
+    brings is written in one batch (storage.chain_store.commit_block).
+    """
+    validate_block_certificate(store, executor.chain_id, block, certificate)
+    validate_signature_verdicts(block, verdicts)
+    executor.validate_header_links(block.header)
+    executed = executor.execute(block)
+    store.commit_block(block, certificate, executed.changes, executed.result_values(),
+                       executed.next_validator_set, executed.prepared)
+    executor.on_committed()
+    return executed
+
+
+def validate_block_certificate(store: ChainStore, chain_id: str, block: Block,
+                               certificate: CommitCertificate) -> None:
+    """Raise InvalidBlockError unless `certificate` proves a quorum of the validator set
+    of the next height for `block` at that height."""
+    height = store.head_height + 1
+    try:
+        validate_certificate(certificate, store.get_validator_set(height), chain_id,
+                             height=height, block_hash=block.hash)
+    except ChainError as e:
+        raise InvalidBlockError(f"commit certificate: {e.message}") from e
+
+
+def validate_signature_verdicts(block: Block, verdicts: Sequence[bool]) -> None:
+    """Raise InvalidBlockError naming the first transaction whose signature failed."""
+    assert len(verdicts) == len(block.txs), "one verdict per transaction"
+    bad = next((index for index, ok in enumerate(verdicts) if not ok), None)
+    if bad is not None:
+        raise InvalidBlockError(f"transaction {bad} ({block.txs[bad].hash.hex()}) has a "
+                                "bad signature")
 
 
 class _CommittedState:

@@ -21,7 +21,6 @@ from chain.vote import Proposal, Vote
 from consensus.core import is_valid_proposal_signature
 from consensus.events import ProposalReceived, VoteReceived
 from node.admission import PENALTY_UNKNOWN_SENDERS, UnknownSenderAllowance
-from node.clock import now_ms
 from node.errors import MempoolError
 from node.node import Node
 from node.rejection import RejectionCode
@@ -230,7 +229,7 @@ class NodeNetwork:
         # re-proposed, so its header can name another builder.
         if not is_valid_proposal_signature(proposal, validator_set, self.node.chain_id):
             return Verdict.REJECT
-        skew_ms = proposal.block.header.timestamp_ms - now_ms()
+        skew_ms = proposal.block.header.timestamp_ms - self.node.clock.now_ms()
         if skew_ms > self.node.params.clock_skew_ms:
             log.warning("proposal %d/%d is %d ms ahead of our clock; ignored",
                         proposal.height, proposal.round, skew_ms)

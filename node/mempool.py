@@ -32,8 +32,12 @@ class Mempool:
     def __init__(self, *, get_nonce: Callable[[Address], int],
                  max_txs: int, max_bytes: int, max_per_sender: int, ttl_s: float,
                  max_rejections: int,
-                 on_evicted: Callable[[Hash32], None] = lambda tx_hash: None) -> None:
+                 on_evicted: Callable[[Hash32], None] = lambda tx_hash: None,
+                 clock_s: Callable[[], float] | None = None) -> None:
+        """`clock_s`: seconds of a clock that never goes back (arrival times, expiry);
+        time.monotonic by default."""
         self._get_nonce = get_nonce
+        self._clock_s = clock_s if clock_s is not None else time.monotonic
         self.max_txs = max_txs
         self.max_bytes = max_bytes
         self.max_per_sender = max_per_sender
@@ -133,7 +137,7 @@ class Mempool:
         if len(self._by_hash) >= self.max_txs or self._bytes + size > self.max_bytes:
             raise MempoolFullError(f"the mempool is full ({len(self._by_hash)} transactions, "
                                    f"{self._bytes} bytes): busy, retry later")
-        self._by_hash[tx.hash] = PendingTx(tx, size, time.monotonic())
+        self._by_hash[tx.hash] = PendingTx(tx, size, self._clock_s())
         self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx.hash
         self._bytes += size
         self._rejected.pop(tx.hash, None)
@@ -196,7 +200,7 @@ class Mempool:
 
     def expire(self, now: float | None = None) -> list[Hash32]:
         """Drop transactions pending longer than the TTL; return their hashes."""
-        deadline = (now if now is not None else time.monotonic()) - self.ttl_s
+        deadline = (now if now is not None else self._clock_s()) - self.ttl_s
         # Entries are in arrival order (added_at never decreases along it): stop at the
         # first one still in time instead of scanning a full mempool every second.
         expired = []

@@ -1,9 +1,12 @@
 """The node: one driver task that owns the chain state and runs the consensus core.
 
-Everything that changes chain state happens in `_drive`, one event at a time: the
-consensus core's effects are applied in their documented order (persist the sign
-state, fsync, then broadcast). RPC and p2p handlers only decode, check, and enqueue.
-Block execution runs in a worker thread so the event loop keeps answering.
+Everything that changes chain state happens in `run`, one queued event at a time
+(`_step`): the consensus core's effects are applied in their documented order
+(persist the sign state, fsync, then broadcast), and the events that answer effects
+go on the step's work list, never back into the core from inside its effects. RPC
+and p2p handlers only decode, check, and enqueue. Block execution and disk writes run
+on the worker (a thread) so the event loop keeps answering; the clock, the worker and
+the verifier are handed in (node/runtime.py), so the simulation runs this very driver.
 """
 
 from __future__ import annotations
@@ -11,16 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
 from chain import codec
 from chain.block import Block
 from chain.crypto import Address, Hash32
-from chain.errors import ChainError
 from chain.tx import Transaction
-from chain.vote import NIL, CommitCertificate, Proposal, ValidatorSet, Vote, validate_certificate
+from chain.vote import NIL, CommitCertificate, Proposal, ValidatorSet, Vote
 from consensus.core import ConsensusState, compute_timeout_ms
 from consensus.events import (
     BlockBuilt,
@@ -45,12 +48,18 @@ from consensus.events import (
 from ledger.execution import Ledger, default_modules
 from ledger.state import Overlay
 from node.admission import Admission, CommittedNonces
-from node.clock import now_ms
 from node.config import NodeHome
 from node.errors import MempoolError
-from node.execution import BlockExecutor, ExecutedBlock, InvalidBlockError
+from node.execution import (
+    BlockExecutor,
+    ExecutedBlock,
+    InvalidBlockError,
+    apply_certified_block,
+    validate_signature_verdicts,
+)
 from node.mempool import Mempool
 from node.rejection import Rejection, Where
+from node.runtime import Clock, SystemClock, ThreadWorker, Timer, Verifier, Worker
 from node.verifier import VERDICTS_BEYOND_MEMPOOL, SignatureVerifier
 from storage.chain_store import ChainStore
 
@@ -108,12 +117,20 @@ rest of the timeout for sending the proposal and for the validators to receive i
 class Node:
     """A govchain node: state, mempool, consensus driver; p2p and RPC plug in."""
 
-    def __init__(self, home: NodeHome) -> None:
+    def __init__(self, home: NodeHome, *, store: ChainStore | None = None,
+                 clock: Clock | None = None, worker: Worker | None = None,
+                 verifier: Verifier | None = None) -> None:
+        """The driver's I/O defaults to the real one (node/runtime.py): the LevelDB store
+        of the home's data directory, the system clock and the event loop's timers,
+        worker threads, and the signature worker processes."""
         self.home = home
         self.genesis = home.genesis
         self.chain_id = home.genesis.chain_id
         self.params = home.genesis.params
-        self.store = ChainStore.open(str(home.data_dir), home.genesis)
+        self.store = store if store is not None else ChainStore.open(str(home.data_dir),
+                                                                    home.genesis)
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.worker: Worker = worker if worker is not None else ThreadWorker()
         self.ledger = Ledger(default_modules())
         if not self.store.is_initialized:
             view = Overlay({})  # genesis applies over an empty state
@@ -124,8 +141,8 @@ class Node:
         # Governance may have changed them since genesis.
         self.params = self.executor.params = self.ledger.get_chain_params(self.state)
         config = home.config
-        self.verifier = SignatureVerifier(
-            config.verify_workers, cache_size=config.mempool_max_txs + VERDICTS_BEYOND_MEMPOOL)
+        self.verifier: Verifier = (verifier if verifier is not None else SignatureVerifier(
+            config.verify_workers, cache_size=config.mempool_max_txs + VERDICTS_BEYOND_MEMPOOL))
         # Account nonces of the committed state, read once per height (cleared on commit).
         self._nonces = CommittedNonces(lambda address: self.ledger.get_nonce(self.state,
                                                                              address))
@@ -133,7 +150,8 @@ class Node:
             get_nonce=self._nonces.get, max_txs=config.mempool_max_txs,
             max_bytes=config.mempool_max_bytes, max_per_sender=config.mempool_max_per_sender,
             ttl_s=config.mempool_tx_ttl_s, max_rejections=config.mempool_max_rejections,
-            on_evicted=self.verifier.forget)
+            on_evicted=self.verifier.forget,
+            clock_s=lambda: self.clock.monotonic_ms() / 1000)
         self.admission = Admission(
             chain_id=self.chain_id, ledger=self.ledger, state=self.state,
             get_params=lambda: self.params, mempool=self.mempool, verifier=self.verifier,
@@ -147,9 +165,9 @@ class Node:
                                    self._sign_state)
         self.started_at = time.monotonic()
         self._events: asyncio.Queue[DriverEvent] = asyncio.Queue()
-        self._timers: set[asyncio.TimerHandle] = set()
-        self._decided: tuple[int, float] = (-1, 0.0)
-        """(height, loop time) of the last block this node began to commit."""
+        self._timers: set[Timer] = set()
+        self._decided: tuple[int, int] = (-1, 0)
+        """(height, monotonic ms) of the last block this node began to commit."""
         self._final_waiters: dict[Hash32, list[asyncio.Future[None]]] = {}
         self._commit_listeners: list[Callable[[ExecutedBlock, CommitCertificate], None]] = []
         self._txs_signalled_height = -1
@@ -159,6 +177,9 @@ class Node:
         self.on_evidence: Callable[[Vote, Vote], None] = lambda a, b: None
         self.on_admission: Callable[[list[MempoolError | None]], None] = lambda errors: None
         """Told each admission batch's verdicts (metrics)."""
+        self.on_step: Callable[[Event, list[Effect]], None] = self._log_step
+        """Told each event the core takes and the effects it answers, before they are
+        applied: a DEBUG line by default; the simulation keeps its trace with it."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -187,11 +208,7 @@ class Node:
         self.verifier.start()
         await self._step(self._start_height_event())
         while True:
-            event = await self._events.get()
-            if isinstance(event, SyncedBlock):
-                await self._apply_synced(event)
-            else:
-                await self._step(event)
+            await self._step(await self._events.get())
 
     def close(self) -> None:
         for timer in self._timers:
@@ -214,31 +231,64 @@ class Node:
 
     # ------------------------------------------------------------------ consensus
 
-    async def _step(self, event: Event) -> None:
-        effects = self.core.process_event(event)
+    async def _step(self, event: DriverEvent) -> None:
+        """Apply `event` and everything it leads to, before the next queued event.
+
+        The core's effects are applied in list order. An effect answered by an event of
+        its own (RequestBlock by BlockBuilt, ValidateBlock by BlockValidated, CommitBlock
+        and a synced block by StartHeight) puts that event on this step's work list,
+        which is taken in order once the current effects are applied: the answer comes
+        at once, ahead of queued events, and the core is never re-entered while its
+        effects are being applied.
+        """
+        work: deque[DriverEvent] = deque([event])
+        committed = False
+        while work:
+            item = work.popleft()
+            if isinstance(item, SyncedBlock):
+                follow_ups = await self._apply_synced(item)
+                committed = committed or bool(follow_ups)
+                work.extend(follow_ups)
+                continue
+            effects = self.core.process_event(item)
+            self.on_step(item, effects)
+            for effect in effects:
+                follow_up = await self._apply_effect(effect)
+                if follow_up is not None:
+                    committed = committed or isinstance(effect, CommitBlock)
+                    work.append(follow_up)
+        if committed:
+            # Queued, not on the work list: like any TxsAvailable, it waits its turn.
+            self._signal_txs_available()
+
+    def _log_step(self, event: Event, effects: list[Effect]) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("h=%d r=%d %s %s -> %s", self.core.height, self.core.round,
                       self.core.step.value, _describe(event),
                       ", ".join(_describe(e) for e in effects) or "-")
-        await self._apply_effects(effects)
 
-    async def _apply_effects(self, effects: list[Effect]) -> None:
-        for effect in effects:
-            if isinstance(effect, PersistSignState):
-                # Durable before the signature it protects leaves this process.
-                await asyncio.to_thread(self._persist_sign_state, effect)
-            elif isinstance(effect, Broadcast):
-                self.broadcast_message(effect.message)
-            elif isinstance(effect, ScheduleTimeout):
-                self._schedule(effect)
-            elif isinstance(effect, RequestBlock):
-                await self._build_block(effect)
-            elif isinstance(effect, ValidateBlock):
-                await self._validate_block(effect.block)
-            elif isinstance(effect, CommitBlock):
-                await self._commit(effect.block, effect.certificate)
-            elif isinstance(effect, RecordEvidence):
-                self._record_evidence(effect.first, effect.second)
+    async def _apply_effect(self, effect: Effect) -> Event | None:
+        """Do what `effect` asks; return the event that answers it, if it has one."""
+        if isinstance(effect, PersistSignState):
+            # Durable before the signature it protects leaves this process.
+            await self.worker.run(self._persist_sign_state, effect)
+        elif isinstance(effect, Broadcast):
+            self.broadcast_message(effect.message)
+        elif isinstance(effect, ScheduleTimeout):
+            self._schedule(effect)
+        elif isinstance(effect, RequestBlock):
+            return await self._build_block(effect)
+        elif isinstance(effect, ValidateBlock):
+            return await self._validate_block(effect.block)
+        elif isinstance(effect, CommitBlock):
+            # The block's verdicts are cached since its validation (or admission).
+            return await self._commit(effect.block, effect.certificate,
+                                      await self.verifier.verify(effect.block.txs))
+        elif isinstance(effect, RecordEvidence):
+            self._record_evidence(effect.first, effect.second)
+        else:
+            assert_never(effect)
+        return None
 
     def _persist_sign_state(self, state: PersistSignState) -> None:
         lock_id = (state.height, state.locked_round, state.locked_hash)
@@ -250,10 +300,9 @@ class Node:
             self._persisted_lock = lock_id
 
     def _schedule(self, effect: ScheduleTimeout) -> None:
-        loop = asyncio.get_running_loop()
         event = TimeoutFired(effect.height, effect.round, effect.kind)
-        delay_s = effect.delay_ms / 1000
-        decided_height, decided_at = self._decided
+        delay_ms = effect.delay_ms
+        decided_height, decided_at_ms = self._decided
         if (effect.kind is TimeoutKind.BLOCK_INTERVAL and effect.height == decided_height + 1
                 and self._is_first_proposer(effect.height)):
             # The proposer counts the interval from its decision, not from the end of
@@ -261,13 +310,13 @@ class Node:
             # is), it does not add the whole interval on top of that delay while the
             # others' propose timeouts run. The others still wait the interval after
             # their commit before they start those timeouts.
-            delay_s = max(0.0, delay_s - (loop.time() - decided_at))
+            delay_ms = max(0, delay_ms - (self.clock.monotonic_ms() - decided_at_ms))
 
         def fire() -> None:
             self._timers.discard(handle)
             self.enqueue(event)
 
-        handle = loop.call_later(delay_s, fire)
+        handle = self.clock.call_later(delay_ms, fire)
         self._timers.add(handle)
 
     def _is_first_proposer(self, height: int) -> bool:
@@ -276,17 +325,17 @@ class Node:
         return (key is not None and validator_set is not None and self.core.height == height
                 and validator_set.get_proposer(height, 0) == key.public_key)
 
-    async def _build_block(self, request: RequestBlock) -> None:
+    async def _build_block(self, request: RequestBlock) -> BlockBuilt:
         assert self.home.validator_key is not None
         txs = self.mempool.reap(self.params.max_block_txs, self.params.max_block_bytes)
-        timestamp_ms = max(now_ms(), request.min_timestamp_ms)
+        timestamp_ms = max(self.clock.now_ms(), request.min_timestamp_ms)
         # The other validators' propose timeout runs while we build: a block that takes
         # longer to execute than the timeout is prevoted nil by all of them, and the next
         # round's proposer has even more to build. Stop taking transactions at a share
         # of the timeout; the rest go in the next block.
         budget_s = BUILD_SHARE_OF_PROPOSE_TIMEOUT * compute_timeout_ms(
             self.params, TimeoutKind.PROPOSE, request.round) / 1000
-        executed, dropped = await asyncio.to_thread(
+        executed, dropped = await self.worker.run(
             self.executor.build, height=request.height, round_=request.round, txs=txs,
             proposer=self.home.validator_key.public_key, timestamp_ms=timestamp_ms,
             max_seconds=budget_s)
@@ -300,15 +349,13 @@ class Node:
                   request.round, len(executed.block.txs), len(txs), cut, budget_s * 1000,
                   len(self.mempool))
         # Answered at once, ahead of queued events: building is part of this step.
-        await self._step(BlockBuilt(request.height, request.round, executed.block))
+        return BlockBuilt(request.height, request.round, executed.block)
 
-    async def _validate_block(self, block: Block) -> None:
+    async def _validate_block(self, block: Block) -> BlockValidated:
         valid = True
         try:
-            verdicts = await self.verifier.verify(block.txs)
-            if not all(verdicts):
-                raise InvalidBlockError(f"transaction {verdicts.index(False)} has a bad signature")
-            await asyncio.to_thread(self.executor.execute, block)
+            validate_signature_verdicts(block, await self.verifier.verify(block.txs))
+            await self.worker.run(self.executor.execute, block)
         except InvalidBlockError as e:
             log.warning("block %d %s... from %s is invalid: %s", block.height,
                         block.hash.hex()[:12], block.header.proposer.hex()[:12], e.message)
@@ -316,25 +363,23 @@ class Node:
         # Answered at once, ahead of any timeout that fired meanwhile: validation is part
         # of receiving the proposal (Algorithm 1, line 22), so a block that takes longer
         # than timeout_propose to check is still voted on.
-        await self._step(BlockValidated(block.hash, valid))
+        return BlockValidated(block.hash, valid)
 
-    async def _commit(self, block: Block, certificate: CommitCertificate) -> None:
-        self._decided = (block.height, asyncio.get_running_loop().time())
-        executed = self.executor.get_cached(block.hash)
-        if executed is None:
-            executed = await asyncio.to_thread(self.executor.execute, block)
-        await asyncio.to_thread(
-            self.store.commit_block, block, certificate, executed.changes,
-            executed.result_values(), executed.next_validator_set, executed.prepared)
-        self.executor.clear()
+    async def _commit(self, block: Block, certificate: CommitCertificate,
+                      verdicts: list[bool]) -> StartHeight:
+        """Apply a certified block, decided here or fetched by sync; answer the start of
+        the next height. Raises InvalidBlockError (and commits nothing) if it fails."""
+        decided_at_ms = self.clock.monotonic_ms()
+        executed = await self.worker.run(apply_certified_block, self.store, self.executor,
+                                         block, certificate, verdicts)
+        self._decided = (block.height, decided_at_ms)
         self.verifier.forget_final(block.txs)
         if block.height >= self._guard_until_height > 0:
             self.core.lift_double_sign_guard()
             self._guard_until_height = 0
             log.info("height %d is final: this validator signs freely again", block.height)
         self._nonces.clear()
-        self.params = self.core.params = self.executor.params = \
-            self.ledger.get_chain_params(self.state)
+        self.params = self.core.params = self.executor.params
         self.mempool.update_after_commit(block.txs)
         self._expire_mempool()
         log.info("final block %d %s... txs=%d round=%d", block.height, block.hash.hex()[:12],
@@ -344,35 +389,28 @@ class Node:
         for listener in self._commit_listeners:
             listener(executed, certificate)
         self._txs_signalled_height = -1
-        await self._step(self._start_height_event())
-        self._signal_txs_available()
+        return self._start_height_event()
 
-    async def _apply_synced(self, item: SyncedBlock) -> None:
-        """Check a block fetched from a peer against its certificate, then commit it."""
+    async def _apply_synced(self, item: SyncedBlock) -> list[Event]:
+        """Apply a block fetched from a peer and tell the fetcher whether it was good;
+        answer the start of the next height if it was applied."""
         block, certificate = item.block, item.certificate
         if block.height <= self.store.head_height:
             # Consensus committed it first; the copy from a peer is not needed.
             if not item.done.done():
                 item.done.set_result(True)
-            return
+            return []
+        verdicts = await (item.verdicts or self.verifier.verify(block.txs))
         try:
-            if block.height != self.store.head_height + 1:
-                raise InvalidBlockError(f"block {block.height} does not follow head "
-                                        f"{self.store.head_height}")
-            validate_certificate(certificate, self.store.get_validator_set(block.height),
-                                 self.chain_id, height=block.height, block_hash=block.hash)
-            verdicts = await (item.verdicts or self.verifier.verify(block.txs))
-            if not all(verdicts):
-                raise InvalidBlockError("a transaction has a bad signature")
-            await asyncio.to_thread(self.executor.execute, block)
-        except (InvalidBlockError, ChainError) as e:
-            log.warning("synced block %d rejected: %s", block.height, getattr(e, "message", e))
+            start_height = await self._commit(block, certificate, verdicts)
+        except InvalidBlockError as e:
+            log.warning("synced block %d rejected: %s", block.height, e.message)
             if not item.done.done():
                 item.done.set_result(False)
-            return
-        await self._commit(block, certificate)
+            return []
         if not item.done.done():
             item.done.set_result(True)
+        return [start_height]
 
     def _record_evidence(self, first: Vote, second: Vote) -> None:
         log.warning("equivocation by validator %s... at height %d round %d",
@@ -400,7 +438,7 @@ class Node:
 
     def _expire_mempool(self) -> None:
         """Drop txs pending longer than the TTL, at most once a second (on commits)."""
-        now = time.monotonic()
+        now = self.clock.monotonic_ms() / 1000
         if now < self._next_expiry_at:
             return
         self._next_expiry_at = now + 1.0

@@ -212,9 +212,10 @@ class ChainStore:
             raise
 
     @classmethod
-    def open_memory(cls, genesis: Genesis) -> ChainStore:
-        """A store in memory, for the deterministic simulation only."""
-        return cls(MemoryStore(), genesis)
+    def open_memory(cls, genesis: Genesis, kv: MemoryStore | None = None) -> ChainStore:
+        """A store in memory, for the deterministic simulation only; with `kv`, the store
+        over that data (a simulated node reopening its database after a crash)."""
+        return cls(kv if kv is not None else MemoryStore(), genesis)
 
     def close(self) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ dict for the pure simulation only. Writes happen only through an atomic
 
 from __future__ import annotations
 
+import bisect
 import errno
 import os
 import shutil
@@ -272,10 +273,22 @@ def describe_disk(path: str) -> str:
 
 
 class MemoryStore:
-    """A dict-backed store for the deterministic simulation; nothing is durable."""
+    """A dict-backed store for the deterministic simulation; nothing is durable.
+
+    Its keys are also kept in a sorted list, so that a scan costs a binary search and
+    the keys it returns, not a pass over the whole store.
+    """
 
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
+        self._keys: list[bytes] = []
+
+    def copy(self) -> MemoryStore:
+        """Another store holding the same data (simulated nodes start from one genesis)."""
+        other = MemoryStore()
+        other._data = dict(self._data)
+        other._keys = list(self._keys)
+        return other
 
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
@@ -283,7 +296,9 @@ class MemoryStore:
     def iterate(self, prefix: bytes, *, start: bytes | None = None,
                 reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         low, high = _scan_bounds(prefix, start, reverse)
-        keys = sorted(k for k in self._data if k >= low and (high is None or k < high))
+        keys = self._keys
+        keys = keys[bisect.bisect_left(keys, low):
+                    len(keys) if high is None else bisect.bisect_left(keys, high)]
         if reverse:
             keys.reverse()
         # Values are captured now, like the snapshot a LevelDB iterator reads.
@@ -291,11 +306,16 @@ class MemoryStore:
         yield from items
 
     def write(self, batch: WriteBatch, *, sync: bool = True) -> None:
+        data, keys = self._data, self._keys
         for key, value in batch.ops.items():
             if value is None:
-                self._data.pop(key, None)
+                if data.pop(key, None) is not None:
+                    del keys[bisect.bisect_left(keys, key)]
             else:
-                self._data[key] = value
+                if key not in data:
+                    bisect.insort(keys, key)
+                data[key] = value
 
     def close(self) -> None:
         self._data = {}
+        self._keys = []

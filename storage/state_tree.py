@@ -30,6 +30,27 @@ from storage.kv import KVStore, WriteBatch
 # Inlined copy of proof.compute_node_hash for the hot loops; must stay identical.
 _NODE_TAG = b"\x01"
 
+LARGE_UPDATE_BUCKETS = 4096
+"""A change touching more buckets than this is prepared on a whole copy of the node
+array (a pointer copy of about 1 MB, cheaper than a dict of that many nodes, and
+committing is a swap); a smaller one lists only the nodes it changes, which costs a
+few microseconds where the copy costs milliseconds."""
+
+
+def _empty_tree_nodes() -> list[bytes]:
+    """Every node of the tree over empty buckets (heap layout; index 0 unused): each
+    level holds one hash, that of a subtree of empty buckets of its height."""
+    nodes = [b""] * (2 * BUCKET_COUNT)
+    width, level_hash = BUCKET_COUNT, bytes(EMPTY_BUCKET_HASH)
+    while width:
+        nodes[width:2 * width] = [level_hash] * width
+        width, level_hash = width >> 1, hashlib.sha256(_NODE_TAG + level_hash
+                                                       + level_hash).digest()
+    return nodes
+
+
+_EMPTY_TREE = _empty_tree_nodes()
+
 
 @dataclass(frozen=True)
 class PreparedState:
@@ -43,9 +64,13 @@ class PreparedState:
     """State key -> new value, None to delete."""
     buckets: Mapping[int, bytes]
     """Bucket -> its new sorted entries (empty bytes: bucket now empty)."""
-    nodes: list[bytes]
-    """All tree node hashes after the changes (heap layout: root 1, bucket b at
-    65,536 + b); never mutated once prepared."""
+    bucket_hashes: Mapping[int, bytes]
+    """Bucket -> the hash of its new entries."""
+    nodes: list[bytes] | None
+    """For a change of many buckets, every tree node hash after it (heap layout: root
+    1, bucket b at 65,536 + b); never mutated once prepared. None for a smaller one."""
+    node_updates: Mapping[int, bytes]
+    """For a smaller change, the tree nodes it gives a new hash, by heap index."""
 
     def apply_to(self, batch: WriteBatch) -> None:
         """Add the state values, bucket entries and bucket hashes to `batch`."""
@@ -58,7 +83,7 @@ class PreparedState:
             if entries:
                 batch.put(schema.tree_bucket_key(bucket), entries)
                 batch.put(schema.tree_bucket_hash_key(bucket),
-                          self.nodes[BUCKET_COUNT + bucket])
+                          self.bucket_hashes[bucket])
             else:
                 batch.delete(schema.tree_bucket_key(bucket))
                 batch.delete(schema.tree_bucket_hash_key(bucket))
@@ -69,23 +94,36 @@ class StateTree:
 
     def __init__(self, kv: KVStore) -> None:
         self._kv = kv
-        self._nodes: list[bytes] = [b""] * (2 * BUCKET_COUNT)
+        self._nodes: list[bytes] = _EMPTY_TREE
         self.reload()
 
     def reload(self) -> None:
-        """Rebuild every node from the stored bucket hashes (at open)."""
-        nodes = self._nodes
-        for i in range(BUCKET_COUNT, 2 * BUCKET_COUNT):
-            nodes[i] = EMPTY_BUCKET_HASH
+        """Rebuild every node from the stored bucket hashes (at open).
+
+        Subtrees of empty buckets have a known hash per level: only the paths above
+        stored buckets are hashed, all 65,535 nodes once many buckets are stored.
+        """
+        nodes = _EMPTY_TREE.copy()
+        stored: set[int] = set()
         for key, value in self._kv.iterate(schema.TREE_BUCKET_HASH):
             if len(value) != 32 or len(key) != 3:
                 raise InconsistentDataError(
                     f"the state-tree bucket hash (0x32) at key {key.hex()} is malformed; the "
                     "database is damaged: restore it from a backup or resync from peers")
-            nodes[BUCKET_COUNT + schema.decode_tree_bucket_hash_key(key)] = value
+            index = BUCKET_COUNT + schema.decode_tree_bucket_hash_key(key)
+            nodes[index] = value
+            stored.add(index)
         sha256 = hashlib.sha256
-        for i in range(BUCKET_COUNT - 1, 0, -1):
-            nodes[i] = sha256(_NODE_TAG + nodes[2 * i] + nodes[2 * i + 1]).digest()
+        if len(stored) > LARGE_UPDATE_BUCKETS:
+            for i in range(BUCKET_COUNT - 1, 0, -1):
+                nodes[i] = sha256(_NODE_TAG + nodes[2 * i] + nodes[2 * i + 1]).digest()
+        else:
+            dirty = stored
+            for _ in range(BUCKET_BITS):
+                dirty = {i >> 1 for i in dirty}
+                for i in dirty:
+                    nodes[i] = sha256(_NODE_TAG + nodes[2 * i] + nodes[2 * i + 1]).digest()
+        self._nodes = nodes
 
     @property
     def root(self) -> Hash32:
@@ -110,31 +148,54 @@ class StateTree:
                 per_bucket[key_hash] = value_hash
 
         buckets: dict[int, bytes] = {}
-        # Copy-on-write of the whole node array: a pointer copy (~1 MB) is cheaper than
-        # a dict overlay, and committing becomes a swap.
-        nodes = self._nodes.copy()
+        bucket_hashes: dict[int, bytes] = {}
         get = self._kv.get
         for bucket, bucket_updates in updates.items():
             stored = get(schema.tree_bucket_key(bucket))
             entries = _apply_bucket_updates(stored or b"", bucket_updates)
             buckets[bucket] = entries
-            nodes[BUCKET_COUNT + bucket] = compute_bucket_hash(entries)
-
-        dirty = {BUCKET_COUNT + b for b in updates}
+            bucket_hashes[bucket] = compute_bucket_hash(entries)
+        # Copy-on-write, of the whole node array for a change of many buckets, else of
+        # the changed nodes only (LARGE_UPDATE_BUCKETS).
+        if len(updates) > LARGE_UPDATE_BUCKETS:
+            nodes = self._nodes.copy()
+            for bucket, bucket_hash in bucket_hashes.items():
+                nodes[BUCKET_COUNT + bucket] = bucket_hash
+            dirty = {BUCKET_COUNT + b for b in updates}
+            for _ in range(BUCKET_BITS):
+                dirty = {i >> 1 for i in dirty}
+                for p in dirty:
+                    nodes[p] = sha256(_NODE_TAG + nodes[2 * p] + nodes[2 * p + 1]).digest()
+            return PreparedState(base_root=self.root, root=Hash32(nodes[1]),
+                                 changes=dict(changes), buckets=buckets,
+                                 bucket_hashes=bucket_hashes, nodes=nodes, node_updates={})
+        base = self._nodes
+        changed = {BUCKET_COUNT + b: h for b, h in bucket_hashes.items()}
+        dirty = set(changed)
         for _ in range(BUCKET_BITS):
-            parents = {i >> 1 for i in dirty}
-            for p in parents:
-                nodes[p] = sha256(_NODE_TAG + nodes[2 * p] + nodes[2 * p + 1]).digest()
-            dirty = parents
-        return PreparedState(base_root=self.root, root=Hash32(nodes[1]), changes=dict(changes),
-                             buckets=buckets, nodes=nodes)
+            dirty = {i >> 1 for i in dirty}
+            for p in dirty:
+                left, right = 2 * p, 2 * p + 1
+                changed[p] = sha256(_NODE_TAG + changed.get(left, base[left])
+                                    + changed.get(right, base[right])).digest()
+        root = changed.get(1, base[1])
+        return PreparedState(base_root=self.root, root=Hash32(root), changes=dict(changes),
+                             buckets=buckets, bucket_hashes=bucket_hashes, nodes=None,
+                             node_updates=changed)
 
     def on_committed(self, prepared: PreparedState) -> None:
         """Move the in-memory tree to `prepared`, whose ops are now durable."""
         if prepared.base_root != self.root:
             raise StalePreparedStateError(
                 "the prepared state was computed on another state root; prepare it again")
-        self._nodes = prepared.nodes
+        if prepared.nodes is not None:
+            self._nodes = prepared.nodes
+            return
+        # In place: any other state prepared on this tree is stale now (its base root
+        # is no longer the root), and is refused as such.
+        nodes = self._nodes
+        for index, node_hash in prepared.node_updates.items():
+            nodes[index] = node_hash
 
     def get_proof(self, key: bytes, *, height: int) -> StateProof:
         """Inclusion or non-inclusion proof of `key` against the committed root."""

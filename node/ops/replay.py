@@ -33,7 +33,7 @@ from ledger.execution import Ledger, default_modules
 from ledger.state import Overlay
 from node.config import DATA_DIR, GENESIS_FILE, read_genesis
 from node.errors import NodeError
-from node.execution import BlockExecutor, InvalidBlockError
+from node.execution import BlockExecutor, InvalidBlockError, apply_certified_block
 from node.ops.audit_tables import (
     check_local_tables,
     check_stored_records,
@@ -143,6 +143,8 @@ class Replayer:
         if block.height != height:
             raise AuditMismatch(height, f"the next block is numbered {block.height}",
                                 table=schema.BLOCK_HEADER)
+        # Checked apart first only to name what differs (apply_certified_block below
+        # checks the certificate again, and everything else, as every caller does).
         self._check_certificate(block, certificate, height)
         # The certified header is genuine from here on: a tx root that differs means
         # the transactions given with it are not the block's.
@@ -150,21 +152,14 @@ class Replayer:
             raise AuditMismatch(height, "tx_root does not match the block's transactions",
                                 table=schema.TX_RECORD)
         try:
-            bad = (signatures or self.check_signatures(block)).first_bad()
+            verdicts = (signatures or self.check_signatures(block)).result()
         except BrokenProcessPool:  # a worker died (killed for memory, say): once more
             verdicts = self.verifier.verify_now(block.txs, chunk=SIGNATURE_CHUNK)
-            bad = verdicts.index(False) if not all(verdicts) else None
-        if bad is not None:
-            raise AuditMismatch(height, f"transaction {bad} ({block.txs[bad].hash.hex()}) has "
-                                        "a bad signature")
         try:
-            executed = self.executor.execute(block)
+            executed = apply_certified_block(self.store, self.executor, block, certificate,
+                                             verdicts)
         except InvalidBlockError as e:
             raise AuditMismatch(height, e.message) from e
-        self.store.commit_block(block, certificate, executed.changes, executed.result_values(),
-                                executed.next_validator_set, executed.prepared)
-        self.executor.clear()
-        self.executor.params = self.ledger.get_chain_params(self.executor.state)
         self.last_written.update(dict.fromkeys(executed.changes, height))
         self.blocks += 1
         self.txs += len(block.txs)

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from chain.block import Block, BlockHeader
 from chain.crypto import KeyPair
 from chain.genesis import ChainParams, Genesis, GenesisAccount
-from chain.vote import Validator, ValidatorSet
+from chain.vote import NIL, CommitCertificate, Validator, ValidatorSet
 from cli.service import NodeService
 from node.config import NodeConfig, NodeHome, init_home
+from node.node import Node, SyncedBlock
 from sdk import AsyncClient
 
 CHAIN_ID = "govchain-test"
@@ -101,6 +103,19 @@ async def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.05)
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(poll_s)
+
+
+async def driver_caught_up(node: Node, timeout_s: float = 10) -> None:
+    """Return once `node`'s driver has taken every event queued before this call.
+
+    The marker is a synced block of height 0, below any head: the driver drops it as
+    soon as it reaches it, and says so.
+    """
+    header = BlockHeader(node.chain_id, 0, 0, 0, NIL, NIL, NIL, NIL, NIL, NIL)
+    marker = Block(header, ())
+    taken: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    node.enqueue(SyncedBlock(marker, CommitCertificate(0, 0, marker.hash, ()), taken))
+    await asyncio.wait_for(taken, timeout_s)
 
 
 @pytest.fixture

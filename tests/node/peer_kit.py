@@ -4,6 +4,9 @@ sends whatever frames a test wants (a hostile peer)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,7 @@ import aiohttp
 
 from chain.crypto import KeyPair
 from node.tls import build_p2p_tls, create_self_signed_certificate
-from p2p.frames import MessageType, encode_frame
+from p2p.frames import MessageType, decode_frame, encode_frame
 from p2p.handshake import Hello, build_hello, compute_certificate_binding, run_handshake
 from p2p.network import P2PNetwork
 from p2p.peers import P2PConfig, Verdict
@@ -52,6 +55,7 @@ class RawPeer:
         self.session = session
         self.ws = ws
         self.peer_hello = hello
+        self._request_ids = itertools.count(1)
 
     @classmethod
     async def connect(cls, port: int, genesis_hash: bytes,
@@ -76,6 +80,20 @@ class RawPeer:
 
     async def send_bytes(self, data: bytes) -> None:
         await self.ws.send_bytes(data)
+
+    async def ping(self, timeout_s: float = 10.0) -> None:
+        """Send a PING and read frames until its PONG. The node handles one connection's
+        frames in order, so by then it has handled every frame sent before the PING."""
+        nonce = secrets.token_bytes(8)
+        await self.send_frame(MessageType.PING, nonce, request_id=next(self._request_ids))
+        async with asyncio.timeout(timeout_s):
+            while True:
+                msg = await self.ws.receive()
+                if msg.type != aiohttp.WSMsgType.BINARY:
+                    raise AssertionError(f"connection closed before the PONG ({msg.type.name})")
+                frame = decode_frame(msg.data)
+                if frame.msg_type == MessageType.PONG and frame.payload == nonce:
+                    return
 
     @property
     def closed(self) -> bool:

@@ -19,6 +19,7 @@ from p2p.peers import P2PConfig
 from tests.node.conftest import (
     CHAIN_ID,
     VALIDATOR_KEYS,
+    driver_caught_up,
     make_home,
     start_network,
     stop_network,
@@ -146,10 +147,14 @@ async def test_future_height_messages_do_not_accumulate(network4):
             vote = Vote.create(CHAIN_ID, validator, VoteKind.PREVOTE, head + 1000 + i, 0,
                                bytes(32))
             await peer.send_frame(MessageType.VOTE, vote.encoded)
-        await asyncio.sleep(0.5)
+        # Barriers, not a sleep: the PING after the votes is answered once the node has
+        # handled all of them; then the driver takes whatever they could have queued.
+        await peer.ping()
+        queued = node._events.qsize()
+        await driver_caught_up(node)
         # Nothing of them is kept: not in the core, not queued for the driver.
         assert all(v.height <= node.store.head_height + 1 for v in node.core.votes_for_height())
-        assert node._events.qsize() < 100
+        assert queued < 100
         assert not await _is_banned(target, key)
         await _keeps_finalizing(network4)
     finally:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from chain import codec
 from chain.block import Block, BlockHeader
 from chain.crypto import KeyPair
@@ -13,7 +11,13 @@ from chain.vote import Proposal, Vote, VoteKind
 from p2p.errors import HandshakeError, WrongGenesisError
 from p2p.frames import MessageType
 from p2p.peers import Verdict
-from tests.node.conftest import ACCOUNT_KEYS, CHAIN_ID, VALIDATOR_KEYS, wait_for
+from tests.node.conftest import (
+    ACCOUNT_KEYS,
+    CHAIN_ID,
+    VALIDATOR_KEYS,
+    driver_caught_up,
+    wait_for,
+)
 from tests.node.peer_kit import make_peer
 
 
@@ -104,7 +108,11 @@ async def test_invalid_votes_and_proposals_rejected(network4):
         # Sent over the wire too: the node penalizes and never counts them.
         peer.send(peer_id, MessageType.VOTE, outsider_vote.encoded)
         peer.send(peer_id, MessageType.PROPOSAL, codec.encode(proposal.to_value()))
-        await asyncio.sleep(0.3)
+        # Barriers, not a sleep: the PING after them is answered only once the node has
+        # handled both frames (one connection's frames are handled in order); then the
+        # driver takes whatever they could have queued.
+        await peer.request(peer_id, MessageType.PING, bytes(8))
+        await driver_caught_up(node.node)
         assert outsider.public_key not in {v.validator for v in node.node.core.votes_for_height()}
         assert all(p.block.hash != proposal.block.hash
                    for p in node.node.core.proposals_for_height())

@@ -1,8 +1,10 @@
-"""Seeded simulations of a validator network around the real consensus core.
+"""Seeded simulations of a validator network of real nodes (node/node.py's driver,
+core, mempool, executor and store) in a simulated world (tests/simulation/world.py).
 
 Each seed runs chaos (drops, duplicates, reordering, partitions, crashes, an
-equivocating validator) then heals; invariants are checked at every step. A failure
-prints SIM_SEED=<seed>; `SIM_SEED=<seed> pytest tests/simulation` replays it.
+equivocating validator) then heals; invariants are checked at every broadcast and
+commit. A failure prints SIM_SEED=<seed>; `SIM_SEED=<seed> pytest tests/simulation`
+replays it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def test_random_seeds_keep_safety_and_liveness(first: int) -> None:
 def test_larger_validator_sets(n: int) -> None:
     for seed in range(10):
         sim = run_seed(1000 + seed, n=n)
-        assert all(len(node.chain) >= 3 for node in sim.honest_up())
+        assert all(node.height >= 3 for node in sim.honest_up())
 
 
 def test_equivocating_validator_is_reported() -> None:
@@ -52,14 +54,14 @@ def test_quorum_lost_then_regained_with_a_wiped_validator() -> None:
     sim = Simulation(scenario)
     heights_during_outage: list[int] = []
     sim.at(2_900, lambda: heights_during_outage.append(
-        max(len(n.chain) for n in sim.nodes)))
+        max(n.height for n in sim.nodes)))
     sim.at(700, lambda: heights_during_outage.append(
-        max(len(n.chain) for n in sim.nodes)))
+        max(n.height for n in sim.nodes)))
     sim.run()
     assert heights_during_outage[0] == heights_during_outage[1], "progress without quorum"
     wiped = sim.nodes[2]
     assert wiped.is_up and wiped.sign_state is not None, "the wiped validator never signed"
-    assert len(wiped.chain) >= heights_during_outage[0] + 3
+    assert wiped.height >= heights_during_outage[0] + 3
 
 
 def test_blocks_slower_to_execute_than_the_propose_timeout_commit_in_round_0() -> None:

@@ -23,7 +23,7 @@ from chain.state_proof import (
 )
 from storage.errors import StalePreparedStateError
 from storage.kv import MemoryStore, WriteBatch
-from storage.state_tree import StateTree
+from storage.state_tree import LARGE_UPDATE_BUCKETS, StateTree
 
 keys_st = st.binary(min_size=1, max_size=12)
 state_st = st.dictionaries(keys_st, st.binary(max_size=20), max_size=40)
@@ -101,6 +101,24 @@ def test_prepare_is_speculative_and_repeatable() -> None:
     assert tree.root == compute_state_root([(b"a", b"1"), (b"b", b"3")])
     with pytest.raises(StalePreparedStateError):
         tree.on_committed(candidate_a)
+
+
+def test_large_and_small_changes_build_the_same_tree() -> None:
+    # Above LARGE_UPDATE_BUCKETS changed buckets a change is prepared on a copy of the
+    # whole node array, below on the changed nodes only; opening a store rebuilds the
+    # tree the same two ways (many stored buckets, or few).
+    state = {b"k%d" % i: b"v%d" % i for i in range(3 * LARGE_UPDATE_BUCKETS)}
+    at_once_kv, in_steps_kv = MemoryStore(), MemoryStore()
+    at_once, in_steps = StateTree(at_once_kv), StateTree(in_steps_kv)
+    commit(at_once, at_once_kv, dict(state))
+    items = list(state.items())
+    for start in range(0, len(items), 500):
+        commit(in_steps, in_steps_kv, dict(items[start:start + 500]))
+    assert at_once.root == in_steps.root == compute_state_root(state.items())
+    assert StateTree(at_once_kv).root == at_once.root
+    commit(at_once, at_once_kv, {key: None for key in list(state)[10:]})
+    assert at_once.root == compute_state_root(items[:10])
+    assert StateTree(at_once_kv).root == at_once.root
 
 
 def make_tree(state: dict[bytes, bytes]) -> StateTree:
