@@ -713,12 +713,23 @@ const GovchainVerify = (() => {
     }
   };
 
+  /** `check`, with a value_mismatch named for what the value is. */
+  async function renamed(check, code) {
+    try {
+      await check;
+    } catch (e) {
+      if (e instanceof VerifyError && e.code === "value_mismatch") fail(code, e.params);
+      throw e;
+    }
+  }
+
   /** A registry record: its state proof against the certified header. */
   async function checkRecordProof(proof, header, height) {
     if (proof.state_proof.height !== height) fail("header_mismatch", { height });
     const key = stateKeys.record(proof.namespace, proof.key);
     if (typeof proof.value !== "string") fail("malformed", { what: "record value" });
-    await verifyStateProof(proof.state_proof, key, fromHex(proof.value), header.stateRoot, height);
+    await renamed(verifyStateProof(proof.state_proof, key, fromHex(proof.value), header.stateRoot,
+      height), "record_altered");
     const record = decodeValue(proof.value, "record");
     if (!record || record.namespace !== proof.namespace || record.key !== proof.key) {
       fail("record_mismatch", { height });
@@ -735,7 +746,8 @@ const GovchainVerify = (() => {
       if (item.state_proof.height !== height) fail("header_mismatch", { height });
       const key = fromHex(item.key);
       const value = item.value === null ? null : fromHex(item.value);
-      await verifyStateProof(item.state_proof, key, value, header.stateRoot, height);
+      await renamed(verifyStateProof(item.state_proof, key, value, header.stateRoot, height),
+        "account_altered");
       proven.set(toHex(key), value === null ? null : decodeValue(item.value, "account state"));
     }
     const get = (key) => {

@@ -123,8 +123,11 @@ class DevTools:
             if value:
                 return value
             if asyncio.get_running_loop().time() > deadline:
+                page = await self.evaluate("document.body ? document.body.innerText : ''")
                 raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; "
-                                     f"console: {self.console[-5:]}")
+                                     f"console: {self.console[-5:]}; exceptions: "
+                                     f"{self.exceptions[-3:]}; the page says: "
+                                     f"{(page or '')[:1500]!r}")
             await asyncio.sleep(0.1)
 
 
