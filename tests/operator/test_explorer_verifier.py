@@ -45,6 +45,8 @@ from rpc.operator import EXPLORER_DIR
 from tests.node.conftest import ACCOUNT_KEYS, BALANCE, make_genesis
 from tests.operator.browser import DevTools, open_browser
 
+pytestmark = pytest.mark.slow  # a headless Chromium per test
+
 PAGE = """<!doctype html><meta charset="utf-8"><title>verifier</title>
 <script src="/explorer/verify.js"></script>
 <script>
