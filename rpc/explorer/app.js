@@ -686,16 +686,20 @@ async function verify(kind, ref, context) {
   // The bundle is checked as a reader would check the file: genesis and bundle alone.
   const checked = await V.checkBundle(jsonOf(bundle), genesis);
   if (kind === "tx" && context.tx) compareTx(context.tx, checked.subject);
+  // Never a green box beside content that is not the proven one.
+  if (isChangedSinceShown(kind, context, checked.subject, proof)) {
+    throw new V.VerifyError(`${kind}_changed`, { height: checked.height });
+  }
   const sets = chain.setChain(checked.height);
   return { ok: true, kind, height: checked.height, signed: checked.signed, subject: checked.subject,
-    changed: isChangedSinceShown(kind, context, checked.subject, proof),
     setChanges: sets.length - 1, namesFromNode: sets.some((s) => s.certified_by), reported,
     bundle: jsonOf(bundle), genesis: { hash: genesis.hash, chainId: genesis.chainId,
       source: genesis.source, fileName: genesis.fileName } };
 }
 
 /** True when the proven record or account differs from what the page showed: it
- * changed in between, or the node's two answers disagree. */
+ * changed in between, or the node's two answers disagree (record_changed,
+ * account_changed). */
 function isChangedSinceShown(kind, context, subject, proof) {
   if (kind === "record") return context.value !== undefined && context.value !== proof.value;
   if (kind !== "account" || !context.account) return false;
@@ -753,7 +757,6 @@ function outcomeNotes(outcome) {
       : `${t("status_rejected")}${reported.code ? ` (${reported.code})` : ""}`;
     notes.push(["note-outcome", tf("note_outcome", { outcome: said })]);
   }
-  if (outcome.changed) notes.push(["note-changed", tf(`note_${outcome.kind}_changed`, { height: outcome.height })]);
   if (outcome.namesFromNode) notes.push(["note-names", t("note_names")]);
   if (outcome.genesis.source === "node") notes.push(["note-anchor", t("note_anchor_node")]);
   return notes;

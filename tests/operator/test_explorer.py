@@ -50,7 +50,7 @@ def used_keys() -> set[str]:
     kinds = set(re.findall(r'verifyPanel\("([a-z]+)"', js))
     assert kinds == {"block", "record", "account", "tx"}
     keys |= {f"{prefix}_{kind}" for kind in kinds for prefix in ("verify_hint", "ok")}
-    keys |= {f"note_{kind}_changed" for kind in ("record", "account")}
+    keys |= {f"fail_{kind}_changed" for kind in ("record", "account")}
     return keys
 
 

@@ -450,6 +450,17 @@ def change_record_text(method: str, params: dict[str, Any], result: Any) -> Any:
                                                         "value": record["value"].hex()}}
 
 
+def change_shown_record_only(method: str, params: dict[str, Any], result: Any) -> Any:
+    """The record the page shows is a lie; the one sent with the proof is true."""
+    return result if params.get("proof") else change_record_text(method, params, result)
+
+
+def raise_shown_balance(method: str, params: dict[str, Any], result: Any) -> Any:
+    if method != "state_account":
+        return result
+    return {**result, "balances": {k: v + 1 for k, v in result["balances"].items()}}
+
+
 def flip_certificate_signature(method: str, params: dict[str, Any], result: Any) -> Any:
     if method != "state_record" or "proof" not in result:
         return result
@@ -492,6 +503,7 @@ def raise_balance(method: str, params: dict[str, Any], result: Any) -> Any:
 @pytest.mark.parametrize("case", [
     # (tamper, page, expected code, message parameters)
     ("record_text", change_record_text, f"record/{TEXT_RECORD}", "record_altered"),
+    ("record_shown_only", change_shown_record_only, f"record/{TEXT_RECORD}", "record_changed"),
     ("record_signature", flip_certificate_signature, f"record/{TEXT_RECORD}",
      "cert_bad_signature"),
     ("block_2_signature", flip_block_2_signature, f"record/{TEXT_RECORD}",
@@ -499,6 +511,8 @@ def raise_balance(method: str, params: dict[str, Any], result: Any) -> Any:
     ("payment_amount", change_payment_amount, "tx/PAYMENT", "tx_fields_mismatch"),
     ("payment_proof", stretch_tx_proof, "tx/PAYMENT", "tx_not_included"),
     ("balance", raise_balance, f"account/{CITIZEN.address.hex()}", "account_altered"),
+    ("balance_shown_only", raise_shown_balance, f"account/{CITIZEN.address.hex()}",
+     "account_changed"),
 ], ids=lambda case: case[0])
 async def test_a_changed_answer_fails_verification_visibly(
         ledger_chain: LedgerChain, chromium: str, case: tuple[Any, ...]) -> None:
@@ -509,7 +523,7 @@ async def test_a_changed_answer_fails_verification_visibly(
         proxy.tamper = tamper
         for lang in LANGUAGES:
             await open_page(devtools, proxy.url, route, lang)
-            if name == "record_text":  # the page shows the lie until it is checked
+            if name in ("record_text", "record_shown_only"):  # the lie shows until checked
                 assert await text_of(devtools, "#record-content") == "Crypto Exchange LTD"
             outcome = await click_verify(devtools)
             assert outcome["state"] == "failed", (name, outcome)
