@@ -381,7 +381,10 @@ async function renderBlock(ref) {
   const validators = (await rpc("chain_validators", { height: block.height })).validators;
   const cert = block.certificate;
   const quorum = Math.floor((2 * validators.length) / 3) + 1;
-  const signatures = cert ? cert.signatures : [];
+  // In the set's order (rotation order), as the verification names them.
+  const position = (key) => validators.findIndex((v) => v.public_key === key);
+  const signatures = (cert ? [...cert.signatures] : [])
+    .sort((a, b) => position(a.validator) - position(b.validator));
   const signers = el("div", { id: "block-signers" },
     el("div", { id: "block-signed-count", text: signedSummary(signatures.length, validators.length, quorum) }),
     el("div", { id: "block-signer-names", text: signatures.map((s) => validatorName(s.validator, validators)).join(", ") }));

@@ -33,7 +33,16 @@ from cli.ledger import add_dev_ledger
 from cli.service import NodeService
 from ledger.keys import get_record_key
 from sdk import AsyncClient
-from tests.node.conftest import ACCOUNT_KEYS, BALANCE, CHAIN_ID, make_genesis, make_home
+from tests.node.conftest import (
+    ACCOUNT_KEYS,
+    BALANCE,
+    CHAIN_ID,
+    VALIDATOR_KEYS,
+    make_genesis,
+    make_home,
+    start_network,
+    stop_network,
+)
 from tests.operator.browser import DevTools, open_browser, submit_search
 from tests.operator.test_explorer import load_i18n
 
@@ -587,6 +596,54 @@ async def test_a_genesis_file_of_another_chain_fails(ledger_chain: LedgerChain,
         assert "note-anchor" not in outcome["notes"]  # the reader's file, not the node's
         await screenshot(devtools, "record-verified-own-genesis-ky")
         assert devtools.exceptions == [], devtools.exceptions
+
+
+FOUR_MINISTRIES = ("Finance", "Justice", "Health", "Interior")
+
+
+@pytest.mark.slow
+async def test_four_ministries_sign_and_the_page_names_them(tmp_path: Path,
+                                                            chromium: str) -> None:
+    """Four validators: the block page and Verify count the signers against the set of
+    four and its quorum of three, and name them."""
+    i18n = load_i18n()
+    keys = VALIDATOR_KEYS[:4]
+    genesis = add_dev_ledger(make_genesis(keys), list(ACCOUNT_KEYS), BALANCE)
+    genesis = replace(genesis, validator_set=ValidatorSet(tuple(
+        Validator(k.public_key, name) for k, name in zip(keys, FOUR_MINISTRIES, strict=True))))
+    nodes = await start_network(tmp_path, 4, genesis)
+    try:
+        status = await nodes[0].client.submit(make_transaction(
+            CHAIN_ID, WRITER, 0, "record_put", {"namespace": "licenses", "key": "vasp-0001",
+                                                "value": b"Crypto Exchange LLC"}), wait="final")
+        height = status["height"]
+        block = await nodes[0].client.call("chain_block", height=height)
+        signers = len(block["certificate"]["signatures"])
+        assert signers >= 3
+        async with open_browser(chromium) as devtools:
+            await open_page(devtools, nodes[0].service.rpc_url, f"block/{height}", "en")
+            assert await text_of(devtools, "#block-signed-count") == \
+                f"{signers} of 4 validators (quorum 3)"
+            names = (await text_of(devtools, "#block-signer-names") or "").split(", ")
+            assert len(names) == signers and set(names) <= set(FOUR_MINISTRIES)
+            assert names == [n for n in FOUR_MINISTRIES if n in names]  # in the set's order
+            outcome = await click_verify(devtools)
+            assert outcome["state"] == "ok", outcome
+            assert outcome["headline"] == fill(i18n["en"]["ok_block"], height=height,
+                                               signed=signed_by("en", signers, 4, ", ".join(names)))
+            assert fill(i18n["en"]["check_certificate"], height=height, signers=signers,
+                        total=4, quorum=3, round=block["certificate"]["round"]) \
+                in outcome["checks"]
+            await screenshot(devtools, "block-four-ministries-en")
+            await open_page(devtools, nodes[0].service.rpc_url, f"record/{TEXT_RECORD}", "ru")
+            outcome = await click_verify(devtools)
+            assert outcome["state"] == "ok", outcome
+            assert re.fullmatch(r"Подписи: [34] из 4 министерств — .+; запись доказана в блоке "
+                                r"\d+\.", outcome["headline"]), outcome["headline"]
+            await screenshot(devtools, "record-four-ministries-ru")
+            assert devtools.exceptions == [], devtools.exceptions
+    finally:
+        await stop_network(nodes)
 
 
 async def test_the_node_serves_its_genesis_to_the_page(ledger_chain: LedgerChain) -> None:
