@@ -125,10 +125,20 @@ class RpcError extends Error {
 }
 
 async function post(body) {
-  const response = await fetch("/rpc", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-  });
-  return V.parseJson(await response.text());  // integers beyond 2^53 stay exact
+  let text;
+  try {
+    const response = await fetch("/rpc", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    text = await response.text();
+  } catch (error) {
+    throw new RpcError({ message: String(error.message || error) });  // no connection
+  }
+  try {
+    return V.parseJson(text);  // integers beyond 2^53 stay exact
+  } catch (error) {
+    throw new RpcError({ message: "the answer is not JSON" });
+  }
 }
 
 async function rpc(method, params) {
@@ -711,10 +721,13 @@ function isChangedSinceShown(kind, context, subject, proof) {
   return stableJson({ n: shown.nonce, b: shown.balances || {} }) !== stableJson({ n: subject.nonce, b: balances });
 }
 
-function failureOutcome(error) {
+/** A failed check as data. Anything but a VerifyError or a failed call is an answer (or
+ * a bundle file) without the fields the check reads. */
+function failureOutcome(error, fromFile) {
   if (error instanceof V.VerifyError) return { ok: false, code: error.code, params: error.params };
   if (error instanceof RpcError) return { ok: false, code: "rpc_failed", params: { message: error.message } };
-  return { ok: false, code: "rpc_failed", params: { message: String(error && error.message || error) } };
+  const what = String((error && error.message) || error);
+  return { ok: false, code: fromFile ? "bundle_invalid" : "malformed", params: { what } };
 }
 
 function signedSentence(signed) {
@@ -830,6 +843,7 @@ function verifyPanel(kind, ref, context) {
   };
   input.addEventListener("change", () => {
     if (input.files && input.files[0]) chooseGenesisFile(input.files[0], refresh);
+    input.value = "";
   });
   useNode.addEventListener("click", () => {
     state.genesis = null; state.verifier = null; state.verification = null;
@@ -879,7 +893,8 @@ async function checkBundleFile(file) {
       bundle, offline: true, genesis: { hash: genesis.hash, chainId: genesis.chainId,
         source: genesis.source, fileName: genesis.fileName } };
   } catch (error) {
-    outcome = failureOutcome(error);
+    outcome = failureOutcome(error, true);
+    if (outcome.code === "malformed") outcome.code = "bundle_invalid";  // the file, not a node
   }
   state.bundleCheck = outcome;
   renderBundleCheck();
@@ -958,8 +973,10 @@ async function start() {
     e.preventDefault();
     search(document.getElementById("search").value).catch((err) => showError(err.message));
   });
+  // Each input is emptied once read, so that choosing the same file again checks it again.
   document.getElementById("bundle-file").addEventListener("change", (e) => {
     if (e.target.files && e.target.files[0]) checkBundleFile(e.target.files[0]);
+    e.target.value = "";
   });
   document.getElementById("bundle-genesis-file").addEventListener("change", (e) => {
     if (e.target.files && e.target.files[0]) {
@@ -968,6 +985,7 @@ async function start() {
         renderBundleCheck();
       });
     }
+    e.target.value = "";
   });
   window.addEventListener("hashchange", route);
   applyLanguage();

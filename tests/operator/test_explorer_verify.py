@@ -442,6 +442,12 @@ async def test_payment_account_and_block_pages_verify(ledger_chain: LedgerChain,
                                 "=== 'failed'", "the forged bundle to fail")
         outcome = await read_outcome(devtools, "bundle-result")
         assert outcome["reason"] == i18n["en"]["fail_tx_hash_mismatch"]
+        # A file that is not a whole bundle is named as such, not blamed on the node.
+        del forged["block"]
+        forged_file.write_text(json.dumps(forged))
+        await devtools.set_file_input("#bundle-file", forged_file)
+        await devtools.wait_for("document.getElementById('bundle-result').dataset.code "
+                                "=== 'bundle_invalid'", "the incomplete bundle to fail")
         assert devtools.exceptions == [], devtools.exceptions
 
 
