@@ -519,8 +519,18 @@ const GovchainVerify = (() => {
     (typeof v === "bigint" && v >= 0n);
 
   /** A genesis document (JSON text): its chain id, validator set and hash, computed as
-   * chain/genesis.py Genesis.hash over the canonical map of section 8. */
+   * chain/genesis.py Genesis.hash over the canonical map of section 8. Anything wrong
+   * with the document is genesis_invalid. */
   async function loadGenesis(text) {
+    try {
+      return await readGenesis(text);
+    } catch (e) {
+      if (e instanceof VerifyError) throw e;
+      return genesisError(String(e.message || e));
+    }
+  }
+
+  async function readGenesis(text) {
     let doc;
     try {
       doc = parseJson(text);

@@ -487,6 +487,7 @@ async def test_genesis_hash_as_python(page: Page) -> None:
         {**doc, "validators": []}, {**doc, "validators": doc["validators"] * 2},
         {**doc, "chain_id": ""},
     ]
+    refused += [{**doc, "accounts": {"not": "a list"}}, {**doc, "validators": [None]}]
     texts = [json.dumps(d) for d in refused] + [dev.to_json().replace('"reserve": 100000000',
                                                                       '"reserve": 1.0e8'), "[]"]
     got = await js_genesis(page, texts)
