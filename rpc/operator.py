@@ -1,5 +1,5 @@
-"""Operator endpoints on the node's HTTP server: /metrics, /ready, /explorer/ and the
-loopback-only /admin/snapshot.
+"""Operator endpoints on the node's HTTP server: /metrics, /ready, /explorer/ (with the
+node's genesis document at /explorer/genesis.json) and the loopback-only /admin/snapshot.
 
 Readiness: the node is ready when it is within `max_blocks_behind` blocks of the best
 peer it knows of and has at least `ready_min_peers` peers (a node configured with no
@@ -107,6 +107,15 @@ def add_operator_routes(app: web.Application, service: ServedNode) -> None:
         async def explorer_redirect(request: web.Request) -> web.Response:
             raise web.HTTPFound("/explorer/")
 
+        async def explorer_genesis(request: web.Request) -> web.Response:
+            # The genesis this process runs (not the file, which may have been edited
+            # since): its hash is the one block 1 names. The page verifies from it, or
+            # from a genesis file the reader loads from disk.
+            return web.Response(text=service.home.genesis.to_json(),
+                                content_type="application/json",
+                                headers={"Cache-Control": "no-cache"})
+
         app.router.add_get("/explorer", explorer_redirect)
         app.router.add_get("/explorer/", explorer_index)
+        app.router.add_get("/explorer/genesis.json", explorer_genesis)  # before the static files
         app.router.add_static("/explorer/", EXPLORER_DIR)

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from chain import merkle
 from chain.block import Block
 from chain.crypto import Address, Hash32
 from chain.errors import ChainError
@@ -93,6 +94,9 @@ class NodeApi:
           spec=specs.TX_SUBMIT_BATCH)
         r("tx_get", self.tx_get, ("hash",), "A transaction's status and result",
           spec=specs.TX_GET)
+        r("tx_proof", self.tx_proof, ("hash",),
+          "A final transaction's bytes and its inclusion proof in its block's tx root",
+          spec=specs.TX_PROOF)
         r("chain_block", self.chain_block, ("height", "hash", "full"),
           "A final block with its commit certificate (latest by default)",
           spec=specs.CHAIN_BLOCK)
@@ -185,6 +189,21 @@ class NodeApi:
     async def tx_get(self, params: dict[str, Any]) -> dict[str, Any]:
         tx_hash = Hash32(parse_hex(params.get("hash"), "hash", size=32))
         return self.node.get_tx_status(tx_hash)
+
+    async def tx_proof(self, params: dict[str, Any]) -> dict[str, Any]:
+        tx_hash = Hash32(parse_hex(params.get("hash"), "hash", size=32))
+        store = self.node.store
+        location = store.get_tx_location(tx_hash)
+        block = None if location is None else store.get_block(location[0])
+        if location is None or block is None:
+            raise RpcError(NOT_FOUND, "tx_not_found",
+                           "no transaction with this hash in a final block; tx_get says "
+                           "whether it is pending or was refused")
+        height, index = location
+        hashes = [tx.hash for tx in block.txs]
+        return {"hash": tx_hash.hex(), "height": height, "index": index,
+                "tx_count": len(hashes), "tx": block.txs[index].encoded.hex(),
+                "path": [p.hex() for p in merkle.compute_proof(hashes, index)]}
 
     async def chain_block(self, params: dict[str, Any]) -> dict[str, Any]:
         store = self.node.store

@@ -14,11 +14,11 @@ from typing import Any
 from chain import codec
 from chain.crypto import compute_address
 from chain.state_proof import verify_state_proof
-from ledger.assets import get_asset_info, get_attestations, get_holder_info
+from ledger.assets import AssetRecord, get_asset_info, get_attestations, get_holder_info
 from ledger.errors import LedgerError
 from ledger.fields import is_valid_asset
 from ledger.governance import get_proposal_count, get_proposal_info
-from ledger.keys import get_record_key
+from ledger.keys import ASSET_PREFIX, get_record_key
 from ledger.multisig import get_multisig_info
 from ledger.registry import (
     RECORD_KEY_PATTERN,
@@ -42,6 +42,8 @@ def register_ledger_methods(dispatcher: RpcDispatcher, node: Node) -> None:
     r("state_asset", api.state_asset, ("asset", "holder"),
       "An asset: supply, reserve, roles, latest attestation; a holder's balance",
       spec=specs.STATE_ASSET)
+    r("state_assets", api.state_assets, (), "Every asset: symbol, name, decimals, supply, reserve",
+      spec=specs.STATE_ASSETS)
     r("state_attestations", api.state_attestations, ("asset", "start", "limit"),
       "Reserve attestations of an asset, oldest first", spec=specs.STATE_ATTESTATIONS)
     r("state_record", api.state_record, ("namespace", "key", "proof"),
@@ -94,6 +96,16 @@ class LedgerApi:
             holder = parse_hex(params["holder"], "holder", size=20)
             info["holder"] = get_holder_info(self.node.state, symbol, holder)
         return {**to_json(info), "height": self.node.store.head_height}
+
+    async def state_assets(self, params: dict[str, Any]) -> dict[str, Any]:
+        store = self.node.store
+        assets = []
+        for key, value in store.iterate_state(ASSET_PREFIX):
+            record = AssetRecord.from_value(codec.decode(value))
+            assets.append({"symbol": key[len(ASSET_PREFIX):].decode(), **record.to_value()})
+            if len(assets) >= MAX_LIST:
+                break
+        return {"assets": assets, "height": store.head_height}
 
     async def state_attestations(self, params: dict[str, Any]) -> dict[str, Any]:
         symbol = _parse_name(params, "asset")

@@ -85,6 +85,18 @@ TX_GET = MethodSpec(
     params=(Param("hash", HASH, "the transaction hash", True),),
     result=TX_STATUS, tags=("tx",))
 
+TX_PROOF = MethodSpec(
+    params=(Param("hash", HASH, "the transaction hash", True),),
+    result=obj({"hash": HASH, "height": HEIGHT, "index": NONCE, "tx_count": NONCE, "tx": HEX,
+                "path": array(HASH)},
+               ["hash", "height", "index", "tx_count", "tx", "path"]),
+    errors=(NOT_FOUND,),
+    description="The exact transaction bytes (they hash to `hash`), its position in the "
+                "block and the RFC 9162 audit path to the tx_root of the header at "
+                "`height` (docs/protocol.md section 6). A transaction whose execution "
+                "failed is in its block too: inclusion says nothing of the outcome.",
+    tags=("tx",))
+
 CHAIN_BLOCK = MethodSpec(
     params=(Param("height", HEIGHT, "height of the block (default: the latest)"),
             Param("hash", HASH, "hash of the block (instead of height)"),
@@ -135,6 +147,15 @@ STATE_ASSET = MethodSpec(
     result=ANY_OBJECT, errors=(NOT_FOUND,),
     description="Supply, attested reserve, decimals, roles and the latest attestation of "
                 "an asset (docs/ledger.md).", tags=("ledger",))
+STATE_ASSETS = MethodSpec(
+    params=(),
+    result=obj({"assets": array(obj({"symbol": {"type": "string"}, "name": {"type": "string"},
+                                     "decimals": NONCE, "reserve_backed": {"type": "boolean"},
+                                     "supply": NONCE, "reserve": NONCE, "attestations": NONCE,
+                                     "created_height": NONCE})),
+                "height": NONCE}, ["assets", "height"]),
+    description="Every asset's record, by symbol (at most 1000): what state_asset answers "
+                "without the role holders and the latest attestation.", tags=("ledger",))
 STATE_ATTESTATIONS = MethodSpec(
     params=(Param("asset", NAME, "the asset symbol", True),
             Param("start", START, "index of the first attestation (default 0)"),
