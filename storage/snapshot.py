@@ -314,6 +314,17 @@ def prune_state_snapshots(root: Path, genesis_hash: bytes, keep: int = SNAPSHOTS
 # ------------------------------------------------------------------ restore
 
 
+def encode_restore_marker(height: int, manifest_hash: bytes) -> bytes:
+    """The marker's value: [height, manifest hash] of the snapshot being restored."""
+    return codec.encode([height, manifest_hash])
+
+
+def decode_restore_marker(data: bytes) -> tuple[int, bytes]:
+    height, manifest_hash = codec.expect_tuple(codec.decode(data), 2, "restore marker")
+    return codec.expect_int(height, "restore height"), codec.expect_bytes(
+        manifest_hash, "restore manifest hash", size=32)
+
+
 class DataDirStatus(enum.Enum):
     """What a data directory holds, as far as state sync cares."""
 
@@ -375,7 +386,7 @@ class StateRestore:
         shutil.rmtree(path, ignore_errors=True)
         kv = PlyvelStore(str(path))
         batch = WriteBatch()
-        batch.put(schema.META_RESTORE, codec.encode([manifest.height, manifest.hash]))
+        batch.put(schema.META_RESTORE, encode_restore_marker(manifest.height, manifest.hash))
         kv.write(batch, sync=True)
         return cls(kv, manifest)
 
