@@ -56,7 +56,7 @@ NODE_STATUS = MethodSpec(
     params=(),
     result=obj({"chain_id": {"type": "string"}, "genesis_hash": HASH, "height": NONCE,
                 "head_hash": HASH, "head_time_ms": NONCE, "finalized_height": NONCE,
-                "consensus": ANY_OBJECT, "node_id": HEX, "moniker": {"type": "string"},
+                "base_height": NONCE, "consensus": ANY_OBJECT, "node_id": HEX, "moniker": {"type": "string"},
                 "is_validator": {"type": "boolean"}, "validator_key": nullable(HEX),
                 "peers": NONCE, "mempool_size": NONCE, "version": {"type": "string"}},
                ["chain_id", "height", "finalized_height"]),
