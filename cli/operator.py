@@ -243,6 +243,7 @@ def cmd_keys_change_passphrase(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from cli.service import tune_garbage_collector
     from node.ops.replay import AuditDamage, AuditMismatch, audit
+    from node.ops.statesync_audit import StateSyncedAuditMismatch
 
     tune_garbage_collector()
 
@@ -250,7 +251,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     try:
         report = audit(Path(args.home), Path(args.data) if args.data else None,
                        progress=None if args.json else _progress)
-    except AuditMismatch as e:
+    except (AuditMismatch, StateSyncedAuditMismatch) as e:
         _print({"result": "MISMATCH", "height": e.height, "what": e.what}, args.json)
         return 2
     except AuditDamage as e:

@@ -33,6 +33,7 @@ from ledger.state import Overlay
 from node.config import DATA_DIR, GENESIS_FILE, read_genesis
 from node.errors import NodeError
 from node.execution import BlockExecutor, InvalidBlockError
+from node.ops.statesync_audit import StateSyncedAuditReport, audit_state_synced
 from node.verifier import SignatureVerifier, VerdictBatch
 from storage.chain_store import ChainStore
 from storage.damage import find_damage
@@ -321,9 +322,10 @@ def _compare_state_entries(source: ChainStore, replayer: Replayer) -> None:
 
 
 def audit(home: Path, data_dir: Path | None = None, *, progress: Progress | None = None,
-          work_dir: Path | None = None) -> ReplayReport:
+          work_dir: Path | None = None) -> ReplayReport | StateSyncedAuditReport:
     """Replay the chain in HOME's database (or `data_dir`, e.g. a snapshot) from genesis
-    into a temporary database; raise AuditMismatch at the first difference."""
+    into a temporary database; raise AuditMismatch at the first difference. A store that
+    joined by state sync is checked as far as it can be (node.ops.statesync_audit)."""
     genesis = read_genesis(home / GENESIS_FILE)
     data = data_dir or home / DATA_DIR
     if not (data / "CURRENT").exists():
@@ -334,6 +336,8 @@ def audit(home: Path, data_dir: Path | None = None, *, progress: Progress | None
         where = [line for line in find_damage(str(data)) if line != e.message]
         raise AuditDamage("; ".join([e.message, *where])) from e
     try:
+        if source.base_height > 0:  # joined by state sync: there is no history to replay
+            return audit_state_synced(source, genesis)
         with tempfile.TemporaryDirectory(prefix="govchain-audit-", dir=work_dir) as tmp:
             target = ChainStore.open(str(Path(tmp) / "replay"), genesis)
             try:
