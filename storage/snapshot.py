@@ -177,6 +177,8 @@ def _spill_state(view: SnapshotView, work: Path, cancelled: threading.Event | No
 
 
 def _flush_spill(work: Path, group: int, buffer: bytearray) -> None:
+    if not buffer:
+        return
     with open(_spill_path(work, group), "ab") as f:
         f.write(buffer)
     buffer.clear()
