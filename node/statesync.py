@@ -62,6 +62,8 @@ MAX_FETCH_PEERS = 4
 REQUEST_TIMEOUT_S = 10.0
 CHUNK_TIMEOUT_S = 30.0
 BUSY_RETRY_S = 0.5
+BUSY_RETRIES = 20
+"""A peer that answers "busy" this many times in a row leaves the fetch."""
 PENALTY_BAD_SNAPSHOT = PENALTY_BAD_BLOCK
 """A light block, manifest or chunk that fails its proof costs what a bad block does."""
 
@@ -424,16 +426,18 @@ class ChunkFetcher:
 
     async def _work(self, peer_id: str) -> None:
         """Fetch chunks from `peer_id` until none is left or the peer fails."""
-        height, manifest_hash = self.manifest.height, self.candidate.offer.manifest_hash
+        busy = 0
         while True:
             index = await self.queue.get()
             try:
-                _, data = await self.client.p2p.request(
-                    peer_id, MessageType.GET_CHUNK, [height, manifest_hash, index],
-                    timeout_s=CHUNK_TIMEOUT_S)
+                data = await self._fetch(peer_id, index)
             except RequestRefusedError as e:
                 self.queue.put_nowait(index)
-                if e.remote_code != "busy":
+                # "busy" passes; anything else ("not_found": the peer pruned the snapshot
+                # meanwhile, it keeps the last two) ends this peer's part.
+                busy = busy + 1 if e.remote_code == "busy" else BUSY_RETRIES
+                if busy >= BUSY_RETRIES:
+                    log.info("state sync: %s... refused chunk %d: %s", peer_id[:12], index, e)
                     return
                 await asyncio.sleep(BUSY_RETRY_S)
                 continue
@@ -441,8 +445,16 @@ class ChunkFetcher:
                 log.info("state sync: chunk %d from %s... failed: %s", index, peer_id[:12], e)
                 self.queue.put_nowait(index)
                 return
+            busy = 0
             if not await self._apply_chunk(peer_id, index, data):
                 return
+
+    async def _fetch(self, peer_id: str, index: int) -> bytes:
+        _, data = await self.client.p2p.request(
+            peer_id, MessageType.GET_CHUNK,
+            [self.manifest.height, self.candidate.offer.manifest_hash, index],
+            timeout_s=CHUNK_TIMEOUT_S)
+        return bytes(data)
 
     async def _apply_chunk(self, peer_id: str, index: int, data: bytes) -> bool:
         async with self._apply:

@@ -40,7 +40,7 @@ from tests.node.conftest import (
 )
 from tests.node.peer_kit import make_peer
 
-SNAPSHOT_INTERVAL = 4
+SNAPSHOT_INTERVAL = 8
 CHUNK_TARGET_BYTES = 16 * 1024
 """Small chunks, so that a few thousand accounts make a dozen chunks or more."""
 
@@ -264,6 +264,38 @@ async def test_invalid_oversized_chunk_is_refused_before_it_is_decoded(validator
             await service.stop()
     finally:
         await hostile.stop()
+
+
+async def test_a_node_trusting_a_checkpoint_walks_from_it(validators, tmp_path):
+    checkpoint = validators[0].node.store.get_block_header(2)
+    assert checkpoint is not None
+    home = joiner_home(tmp_path, [address_of(n) for n in validators])
+    home = NodeHome.load(home.path, overrides={"trusted_height": "2",
+                                               "trusted_hash": checkpoint.hash.hex()})
+    service = await join(home)
+    try:
+        assert service.state_sync is not None and service.state_sync.height >= 2
+        store = service.node.store
+        assert [h for h, _ in store.iterate_validator_set_changes(0, 10**9)] == [2]
+        await wait_following(service, validators)
+    finally:
+        await service.stop()
+    report = audit(home.path).to_json()
+    assert "the trusted checkpoint at height 2" in report["note"]
+
+
+async def test_invalid_checkpoint_hash_refuses_every_snapshot(validators, tmp_path, caplog,
+                                                             monkeypatch):
+    monkeypatch.setattr(statesync, "DISCOVERY_S", 2.0)
+    home = joiner_home(tmp_path, [address_of(validators[0])])
+    home = NodeHome.load(home.path, overrides={"trusted_height": "2",
+                                               "trusted_hash": compute_hash(b"x").hex()})
+    service = await join(home)
+    try:
+        assert service.state_sync is None and service.node.store.base_height == 0
+        assert "not the trusted checkpoint" in warnings_of(caplog)
+    finally:
+        await service.stop()
 
 
 # ------------------------------------------------------------------ a validator
