@@ -54,6 +54,8 @@ DISCOVERY_S = 10.0
 """How long to look for snapshot offers before block-syncing from genesis instead."""
 SETTLE_S = 1.0
 """After the first usable offer, how long other peers may still answer."""
+ASK_AGAIN_S = 0.5
+"""How often a peer with no usable snapshot is asked again during discovery."""
 ATTEMPTS = 3
 """Discovery rounds before giving up on state sync (each tries every offer)."""
 MAX_FETCH_PEERS = 4
@@ -202,25 +204,28 @@ class StateSyncClient:
     # ------------------------------------------------------------------ discovery
 
     async def _discover(self) -> list[Candidate]:
-        """Ask every peer for its snapshots; best first (highest, most peers)."""
+        """Ask every peer for its snapshots; best first (highest, most peers). A peer with
+        nothing usable yet is asked again each round until the deadline: it may be about
+        to take its first snapshot."""
         deadline = time.monotonic() + DISCOVERY_S
         answered: dict[str, list[SnapshotOffer]] = {}
         first_offer_at: float | None = None
         while True:
-            asking = [p.node_id for p in self.p2p.peers()
-                      if p.node_id not in answered and p.node_id not in self.faulty]
+            asking = [p.node_id for p in self.p2p.peers() if p.node_id not in self.faulty
+                      and not self._usable(answered.get(p.node_id, []))]
             results = await asyncio.gather(*(self._ask_snapshots(p) for p in asking))
             answered.update((p, r) for p, r in zip(asking, results, strict=True) if r is not None)
-            usable = any(o.height >= max(self.trusted_height, 1)
-                         for offers in answered.values() for o in offers)
             now = time.monotonic()
-            if usable and first_offer_at is None:
+            if first_offer_at is None and any(map(self._usable, answered.values())):
                 first_offer_at = now
             settled = first_offer_at is not None and (
                 len(answered) >= len(self.home.config.peers) or now - first_offer_at > SETTLE_S)
             if settled or now > deadline:
                 return self._rank(answered)
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(ASK_AGAIN_S)
+
+    def _usable(self, offers: list[SnapshotOffer]) -> bool:
+        return any(offer.height >= max(self.trusted_height, 1) for offer in offers)
 
     async def _ask_snapshots(self, peer_id: str) -> list[SnapshotOffer] | None:
         try:
@@ -239,7 +244,7 @@ class StateSyncClient:
         peers: dict[SnapshotOffer, list[str]] = {}
         for peer_id, offers in answered.items():
             for offer in offers:
-                if offer.height >= max(self.trusted_height, 1):
+                if self._usable([offer]):
                     peers.setdefault(offer, []).append(peer_id)
         ranked = sorted(peers.items(), key=lambda item: (item[0].height, len(item[1])),
                         reverse=True)
