@@ -159,6 +159,7 @@ def _spill_state(view: SnapshotView, work: Path, cancelled: threading.Event | No
     hash's first byte; buffers are flushed at SPILL_FLUSH_BYTES, so memory stays small."""
     buffers = [bytearray() for _ in range(SPILL_GROUPS)]
     sha256 = hashlib.sha256
+    pack = _RECORD.pack
     strip = len(schema.STATE)
     for count, (stored_key, value) in enumerate(view.iterate(schema.STATE)):
         if cancelled is not None and count & 0xFFF == 0 and cancelled.is_set():
@@ -166,10 +167,7 @@ def _spill_state(view: SnapshotView, work: Path, cancelled: threading.Event | No
         key = stored_key[strip:]
         key_hash = sha256(key).digest()
         buffer = buffers[key_hash[0]]
-        buffer += _RECORD.pack(len(key), len(value))
-        buffer += key_hash
-        buffer += key
-        buffer += value
+        buffer += pack(len(key), len(value)) + key_hash + key + value
         if len(buffer) >= SPILL_FLUSH_BYTES:
             _flush_spill(work, key_hash[0], buffer)
     for group, buffer in enumerate(buffers):
@@ -397,13 +395,7 @@ class StateRestore:
 
         Not synced: the last batch is, and a crash before it leaves the marker, so the
         whole restore starts over."""
-        batch = WriteBatch()
-        for key, value in verified.chunk.entries:
-            batch.put(schema.state_key(key), value)
-        for bucket, entries, bucket_hash in verified.buckets:
-            batch.put(schema.tree_bucket_key(bucket), entries)
-            batch.put(schema.tree_bucket_hash_key(bucket), bucket_hash)
-        self._kv.write(batch, sync=False)
+        self._kv.write_pairs(_chunk_rows(verified), sync=False)
         self.written.add(index)
 
     def finish(self, chain: RestoredChain) -> None:
@@ -440,6 +432,17 @@ class StateRestore:
 
     def close(self) -> None:
         self._kv.close()
+
+
+def _chunk_rows(verified: VerifiedChunk) -> Iterator[tuple[bytes, bytes]]:
+    """The database rows of a verified chunk: its state entries, its buckets' entries
+    and their hashes (keys as storage.schema builds them)."""
+    state_key = schema.state_key
+    for key, value in verified.chunk.entries:
+        yield state_key(key), value
+    for bucket, entries, bucket_hash in verified.buckets:
+        yield schema.tree_bucket_key(bucket), entries
+        yield schema.tree_bucket_hash_key(bucket), bucket_hash
 
 
 def discard_restore(path: Path) -> None:

@@ -284,6 +284,15 @@ def test_invalid_chunk_over_the_size_limit_is_refused_unread():
         SnapshotChunk.decode(b"\x00" * (MAX_CHUNK_BYTES + 1))
 
 
+def test_invalid_chunk_in_a_non_canonical_encoding():
+    canonical = SnapshotChunk(3, 0, 0, BUCKET_COUNT, ((b"k", b"v"),)).encode()
+    assert SnapshotChunk.decode(canonical).height == 3
+    longer = canonical.replace(b"\x96\x01\x03", b"\x96\x01\xcd\x00\x03", 1)  # uint16 3
+    assert longer != canonical
+    with pytest.raises(MalformedError, match="canonical"):
+        SnapshotChunk.decode(longer)
+
+
 def test_invalid_chunk_encodings():
     good = SnapshotChunk(3, 0, 0, BUCKET_COUNT, ((b"k", b"v"),)).to_value()
     for bad in ([2, *good[1:]], [*good[:5], [[b"k"]]], [*good[:5], [[b"k", "text"]]],
