@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import threading
 from typing import Any
@@ -177,7 +178,8 @@ def read_light_blocks(store: ChainStore, first: int, last: int) -> list[bytes]:
     more than fit in one answer (the peer asks again from the last one sent)."""
     if last > store.head_height:
         raise Unavailable(f"height {last} is above this node's head {store.head_height}")
-    heights = [c - 1 for c, _ in store.iterate_validator_set_changes(first + 1, last)]
+    changes = store.iterate_validator_set_changes(first + 1, last)
+    heights = [c - 1 for c, _ in itertools.islice(changes, MAX_LIGHT_BLOCKS_PER_RESPONSE)]
     items: list[bytes] = []
     size = 0
     for height in [*heights, last][:MAX_LIGHT_BLOCKS_PER_RESPONSE]:

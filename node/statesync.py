@@ -43,6 +43,7 @@ from p2p.peers import PENALTY_BAD_BLOCK, Verdict
 from storage.snapshot import (
     DataDirStatus,
     RestoredChain,
+    RestoreError,
     StateRestore,
     discard_restore,
     get_data_dir_status,
@@ -74,13 +75,6 @@ class SnapshotRefused(NodeError):
     """Raised when one offered snapshot cannot be proven or fetched; the next is tried."""
 
     code = "snapshot_refused"
-
-
-class RestoreInterruptedError(NodeError):
-    """Raised at start when the data directory holds an interrupted state-sync restore
-    and state sync is off: the node cannot start on it."""
-
-    code = "restore_interrupted"
 
 
 @dataclass(frozen=True)
@@ -123,17 +117,13 @@ class StateSyncResult:
 
 def should_state_sync(home: NodeHome) -> bool:
     """True when the node must state-sync before it starts: state sync is on and the data
-    directory is empty (an interrupted restore is deleted here, to start over).
-
-    Raises RestoreInterruptedError for an interrupted restore with state sync off.
-    """
+    directory is empty (an interrupted restore is deleted here, to start over)."""
+    if not home.config.state_sync:
+        # Not looked at (it costs a second database open at every start): a directory
+        # left by an interrupted restore has no genesis hash, and the store refuses it.
+        return False
     status = get_data_dir_status(home.data_dir)
     if status is DataDirStatus.RESTORING:
-        if not home.config.state_sync:
-            raise RestoreInterruptedError(
-                f"{home.data_dir} holds a state-sync restore that was interrupted: start "
-                "with state_sync = true to restart it, or delete the directory to sync "
-                "from genesis")
         log.warning("%s holds an interrupted state-sync restore: deleting it and starting "
                     "over", home.data_dir)
         discard_restore(home.data_dir)
@@ -266,9 +256,11 @@ class StateSyncClient:
             chain = RestoredChain(self.home.genesis.hash, compute_genesis_state_root(self.home),
                                   walk.light_blocks, walk.validator_sets)
             await asyncio.to_thread(restore.finish, chain)
-        except BaseException:
+        except BaseException as e:
             restore.close()
             await asyncio.to_thread(discard_restore, data_dir)
+            if isinstance(e, RestoreError):  # e.g. the written state gives another root
+                raise SnapshotRefused(e.message) from e
             raise
         restore.close()
         result = StateSyncResult(offer.height, manifest.chunk_count, fetcher.bytes_fetched,
