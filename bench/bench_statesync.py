@@ -132,7 +132,7 @@ async def height_of(client: AsyncClient) -> int | None:
 
 
 def read_snapshot_meta(home: Path) -> dict[str, Any] | None:
-    for meta in sorted(home.glob("snapshots/*/snapshot.json")):
+    for meta in sorted(home.glob("state-snapshots/*/snapshot.json")):
         return json.loads(meta.read_text())  # type: ignore[no-any-return]
     return None
 
@@ -159,7 +159,7 @@ def set_snapshot_interval(home: Path, genesis: Genesis) -> None:
 async def join(workdir: Path, source_home: Path, genesis: Genesis,
                max_seconds: float) -> dict[str, float]:
     source_p2p, source_rpc = get_free_port(), get_free_port()
-    shutil.rmtree(source_home / "snapshots", ignore_errors=True)  # one taken near the head
+    shutil.rmtree(source_home / "state-snapshots", ignore_errors=True)  # one taken near the head
     set_snapshot_interval(source_home, genesis)
     shutil.rmtree(workdir / "joiner", ignore_errors=True)
     source = NodeProcess("source", source_home, f"http://127.0.0.1:{source_rpc}", source_p2p,

@@ -353,7 +353,7 @@ def _wait_first_snapshot(manifest: Manifest, deadline: float, report: Report) ->
     would fall back to replaying blocks)."""
     homes = [Path(node.home) for node in manifest.nodes if node.validator]
     announced = False
-    while not any(next(home.glob("snapshots/*/snapshot.json"), None) for home in homes):
+    while not any(next(home.glob("state-snapshots/*/snapshot.json"), None) for home in homes):
         if not announced:
             report("waiting for a validator's first state snapshot (one every "
                    f"{DEVNET_SNAPSHOT_INTERVAL} heights)")

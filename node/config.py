@@ -6,7 +6,7 @@
     HOME/node_key.json      the p2p identity key
     HOME/admin_token        the bearer token of admin RPC methods
     HOME/data/              LevelDB
-    HOME/snapshots/         state snapshots served to nodes that state-sync
+    HOME/state-snapshots/   state snapshots served to nodes that state-sync
 
 Each setting comes from, in rising priority: its default, the file, an environment
 variable GOVCHAIN_<KEY> and a `govchain run` flag. Unknown keys and bad values are
@@ -47,7 +47,8 @@ VALIDATOR_KEY_FILE = "validator_key.json"
 NODE_KEY_FILE = "node_key.json"
 ADMIN_TOKEN_FILE = "admin_token"
 DATA_DIR = "data"
-SNAPSHOTS_DIR = "snapshots"
+STATE_SNAPSHOTS_DIR = "state-snapshots"
+"""Apart from HOME/snapshots, where `govchain snapshot` writes database backups."""
 ENV_PREFIX = "GOVCHAIN_"
 RENAMED_KEYS = {"verify_threads": "verify_workers"}
 """Keys an earlier release wrote into config.toml, read under their new names (and
@@ -145,7 +146,7 @@ class NodeConfig:
     operator trusts (another ministry's node, its published checkpoint)."""
     snapshot_interval: int = 1000
     """Take a state snapshot at every height that is a multiple of this and serve the
-    last 2 to nodes that state-sync (HOME/snapshots); 0 = serve none."""
+    last 2 to nodes that state-sync (HOME/state-snapshots); 0 = serve none."""
 
     @property
     def rpc_host_port(self) -> tuple[str, int]:
@@ -419,8 +420,8 @@ class NodeHome:
         return self.path / DATA_DIR
 
     @property
-    def snapshots_dir(self) -> Path:
-        return self.path / SNAPSHOTS_DIR
+    def state_snapshots_dir(self) -> Path:
+        return self.path / STATE_SNAPSHOTS_DIR
 
     @classmethod
     def load(cls, home: Path, *, env: Mapping[str, str] | None = None,

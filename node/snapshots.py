@@ -2,7 +2,7 @@
 and the answers to GET_SNAPSHOTS, GET_LIGHT_BLOCKS, GET_MANIFEST and GET_CHUNK.
 
 The driver's commit listener takes a LevelDB view between two commits (no copy); a
-worker thread exports it to HOME/snapshots and releases it. Answers read those files
+worker thread exports it to HOME/state-snapshots and releases it. Answers read those files
 and the store off the event loop. It never changes chain state, and a peer's request
 can cost only a bounded answer (docs/state-sync.md).
 """
@@ -69,7 +69,7 @@ class SnapshotServer:
         self.store = node.store
         self.genesis_hash = node.genesis.hash
         self.interval = node.home.config.snapshot_interval
-        self.root = node.home.snapshots_dir
+        self.root = node.home.state_snapshots_dir
         self.chunk_target_bytes = CHUNK_TARGET_BYTES
         """Where exports cut chunks (tests lower it to get many chunks from a small state)."""
         self._pending: tuple[Head, SnapshotView] | None = None

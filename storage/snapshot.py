@@ -78,7 +78,7 @@ class SnapshotFiles:
     """A complete state snapshot on disk, ready to serve."""
 
     path: Path
-    """Its directory: HOME/snapshots/HEIGHT."""
+    """Its directory: HOME/state-snapshots/HEIGHT."""
     height: int
     """The committed height whose state it holds."""
     manifest_hash: Hash32
