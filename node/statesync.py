@@ -23,6 +23,7 @@ from chain.snapshot import (
     SnapshotManifest,
     SnapshotOffer,
     TrustPoint,
+    VerifiedChunk,
     get_genesis_trust,
     validate_manifest,
     verify_checkpoint,
@@ -61,7 +62,8 @@ ATTEMPTS = 3
 """Discovery rounds before giving up on state sync (each tries every offer)."""
 MAX_FETCH_PEERS = 4
 """Peers fetched from at once, one chunk in flight each: with CHUNK frames of at most
-8 MiB, the chunks held at once stay under 4 x 8 MiB, plus the one being verified."""
+8 MiB, the chunks held at once stay under 4 x 8 MiB, plus one being verified and one
+being written."""
 REQUEST_TIMEOUT_S = 10.0
 CHUNK_TIMEOUT_S = 30.0
 BUSY_RETRY_S = 0.5
@@ -401,8 +403,9 @@ class ChunkFetcher:
         self.left = manifest.chunk_count
         self.bytes_fetched = 0
         self._done = asyncio.Event()
-        self._apply = asyncio.Lock()
-        """One chunk decoded and verified at a time: memory stays at one chunk's worth."""
+        self._verifying = asyncio.Lock()
+        self._writing = asyncio.Lock()
+        """One chunk verified and one written at a time: at most two decoded at once."""
 
     async def run(self) -> None:
         peers = [p for p in self.candidate.peers if p not in self.client.faulty]
@@ -454,22 +457,25 @@ class ChunkFetcher:
         return bytes(data)
 
     async def _apply_chunk(self, peer_id: str, index: int, data: bytes) -> bool:
-        async with self._apply:
+        """Verify, then write; the next chunk is verified while this one is written
+        (LevelDB writes without the GIL), so at most two are decoded at once."""
+        async with self._verifying:
             try:
-                await asyncio.to_thread(self._verify_and_write, index, data)
+                verified = await asyncio.to_thread(self._verify, index, data)
             except ChainError as e:
                 self.queue.put_nowait(index)
                 self.client.penalize(peer_id, f"sent chunk {index} of height "
                                               f"{self.manifest.height} that fails its proof: "
                                               f"{e.message}")
                 return False
+        async with self._writing:
+            await asyncio.to_thread(self.restore.write_chunk, index, verified)
         self.bytes_fetched += len(data)
         self.left -= 1
         if self.left == 0:
             self._done.set()
         return True
 
-    def _verify_and_write(self, index: int, data: bytes) -> None:
-        verified = verify_chunk(self.manifest, index, SnapshotChunk.decode(data))
-        self.restore.write_chunk(index, verified)
+    def _verify(self, index: int, data: bytes) -> VerifiedChunk:
+        return verify_chunk(self.manifest, index, SnapshotChunk.decode(data))
 
