@@ -641,6 +641,7 @@ class ChainStore:
     def base_height(self) -> int:
         """0, or the height a state-sync restore started this store at: no block at or
         below it has its body here, only the headers the restore proved."""
+        # Read once: a restore writes it before any open, and nothing changes it after.
         cached: int | None = self.__dict__.get("_base_height")
         if cached is None:
             raw = self._kv.get(schema.META_BASE_HEIGHT)
