@@ -52,3 +52,34 @@ class InvalidGenesisError(ChainError):
     """Raised when a genesis document is missing fields or has bad values."""
 
     code = "invalid_genesis"
+
+
+class SnapshotError(ChainError):
+    """Raised when a state-sync object from a peer does not prove what it claims.
+
+    The subclasses say which proof failed; a node that meets one penalizes the peer
+    that sent the object and fetches it elsewhere."""
+
+    code = "invalid_snapshot"
+
+
+class UnprovenHeaderError(SnapshotError):
+    """Raised when a light block does not follow from the trusted validator sets: a
+    certificate that does not verify, a skipped validator set change, a header that is
+    not the operator's trusted checkpoint."""
+
+    code = "unproven_header"
+
+
+class ManifestMismatchError(SnapshotError):
+    """Raised when a snapshot manifest's bucket hashes do not give the certified state
+    root, or it names another height than the certified header."""
+
+    code = "manifest_mismatch"
+
+
+class InvalidChunkError(SnapshotError):
+    """Raised when a snapshot chunk's entries do not give exactly the bucket hashes of
+    its range in the manifest (or it is of another snapshot, range or order)."""
+
+    code = "invalid_chunk"

@@ -244,6 +244,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from cli.service import tune_garbage_collector
     from node.ops.errors import AuditDamage, AuditMismatch
     from node.ops.replay import audit
+    from node.ops.statesync_audit import StateSyncedAuditMismatch
 
     tune_garbage_collector()
 
@@ -251,7 +252,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     try:
         report = audit(Path(args.home), Path(args.data) if args.data else None,
                        progress=None if args.json else _progress)
-    except AuditMismatch as e:
+    except (AuditMismatch, StateSyncedAuditMismatch) as e:
         _print({"result": "MISMATCH", "height": e.height, "what": e.what}, args.json)
         return 2
     except AuditDamage as e:

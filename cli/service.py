@@ -23,6 +23,7 @@ from node.errors import NodeError
 from node.gossip import NodeNetwork
 from node.keystore import PassphraseSource
 from node.node import Node
+from node.statesync import StateSyncResult, run_state_sync, should_state_sync
 from node.tls import build_rpc_ssl_context
 from p2p.network import P2PNetwork
 from rpc.dispatcher import RpcDispatcher, make_rpc_handler
@@ -64,11 +65,12 @@ class NodeService:
 
     def __init__(self, home: NodeHome) -> None:
         self.home = home
-        self.node = Node(home)
-        logs.set_log_context(lambda: (self.node.core.height, self.node.core.round))
-        self.network = NodeNetwork(self.node)
-        self.api = NodeApi(self.node, peers=self.network.peer_list,
-                           max_batch=home.config.rpc_max_batch)
+        self.state_sync_pending = should_state_sync(home)
+        """True until the state sync that must run before the node is assembled ran."""
+        self.state_sync: StateSyncResult | None = None
+        """What the state sync at start restored (None: none ran, or none was usable)."""
+        if not self.state_sync_pending:
+            self._assemble()
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.rpc_port = 0
@@ -77,6 +79,14 @@ class NodeService:
         self.storage_failure: StorageError | None = None
         """The first failed read or write of the database: the node stops on it."""
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _assemble(self) -> None:
+        """The node on its data directory, its network and its API."""
+        self.node = Node(self.home)
+        logs.set_log_context(lambda: (self.node.core.height, self.node.core.round))
+        self.network = NodeNetwork(self.node)
+        self.api = NodeApi(self.node, peers=self.network.peer_list,
+                           max_batch=self.home.config.rpc_max_batch)
         self.node.store.set_failure_listener(self._on_storage_failure)
 
     @property
@@ -86,6 +96,11 @@ class NodeService:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self.state_sync_pending:
+            # Before the node exists: it then opens the restored store like any other.
+            self.state_sync = await run_state_sync(self.home)
+            self.state_sync_pending = False
+            self._assemble()
         app = build_http_app(self.node, self.api, self.network.p2p)
         self.api_dispatcher = app[DISPATCHER_KEY]
         add_operator_routes(app, self)
@@ -129,6 +144,8 @@ class NodeService:
         self.failed.set()
 
     async def stop(self) -> None:
+        if self.state_sync_pending:
+            return  # stopped during the state sync: nothing was assembled
         for task in self._tasks:
             task.cancel()
         # A task that failed was reported by _on_task_done; its error must not cut the
@@ -145,7 +162,7 @@ class NodeService:
 async def serve(home: NodeHome, stop: asyncio.Event) -> None:
     service = NodeService(home)
     try:
-        await service.start()
+        await _start_unless_stopped(service, stop)
         stop_task = asyncio.create_task(stop.wait())
         failed_task = asyncio.create_task(service.failed.wait())
         await asyncio.wait({stop_task, failed_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -159,6 +176,20 @@ async def serve(home: NodeHome, stop: asyncio.Event) -> None:
         raise service.storage_failure
     if service.failed.is_set():
         raise NodeError("a node task failed; see the error above")
+
+
+async def _start_unless_stopped(service: NodeService, stop: asyncio.Event) -> None:
+    """Start the service; a stop asked for meanwhile (a state sync can take a while)
+    cancels the start."""
+    starting = asyncio.create_task(service.start())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not starting.done():
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        return
+    starting.result()
 
 
 GC_THRESHOLDS = (50_000, 20, 20)

@@ -194,6 +194,16 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_add_node(args: argparse.Namespace) -> int:
+    node = network.add_node(_dir(args), state_sync=args.state_sync,
+                            ready_timeout_s=args.timeout, report=_report)
+    how = "joined by state sync" if args.state_sync else "syncing blocks from genesis"
+    _done(args, {"node": node.name, "pid": node.pid, "rpc_url": node.rpc_url,
+                 "state_sync": args.state_sync},
+          f"{node.name} is running ({how}): pid {node.pid}, {node.rpc_url}")
+    return 0
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     name = network.normalize_name(args.node)
     outcome = network.stop_node(_dir(args), name, kill=False)
@@ -313,6 +323,11 @@ def add_devnet_parser(subparsers: Any) -> None:
     p = command("start", cmd_start, "start a stopped node with its home as it is", node=True)
     p.add_argument("--timeout", type=float, default=network.READY_TIMEOUT_S,
                    help="seconds to wait for the node to answer")
+    p = command("add-node", cmd_add_node, "add a full node that follows the devnet")
+    p.add_argument("--state-sync", action="store_true",
+                   help="join from a validator's state snapshot instead of replaying blocks")
+    p.add_argument("--timeout", type=float, default=network.READY_TIMEOUT_S,
+                   help="seconds to wait for the node to answer (default %(default)s)")
     command("stop", cmd_stop, "stop a node (SIGTERM; SIGKILL if it does not exit)", node=True)
     command("kill", cmd_kill, "kill a node at once (SIGKILL), as a crash would", node=True)
     command("wipe", cmd_wipe, "stop a node and delete its data (keys and config stay)",

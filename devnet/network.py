@@ -33,12 +33,15 @@ from devnet.manifest import (
     write_json_atomically,
     write_manifest,
 )
-from devnet.ports import HOST, get_link_pairs, plan_ports
+from devnet.ports import HOST, get_free_ports, get_link_pairs, plan_ports
 from devnet.rpc import get_node_status
 
 DEFAULT_CHAIN_ID = "govchain-devnet"
 DEFAULT_PARAMS = {"empty_block_interval_ms": 1000}
 """Devnet chain parameters: an empty block every second, so the chain visibly moves."""
+DEVNET_SNAPSHOT_INTERVAL = 20
+"""The validators of a new devnet take a state snapshot every 20 heights (about 20 s
+with the default parameters), so that a node added with state sync can join soon."""
 READY_TIMEOUT_S = 60.0
 """How long `up` and `start` wait for a node to answer node_status."""
 CLI_TIMEOUT_S = 120.0
@@ -120,6 +123,7 @@ def create_devnet(options: UpOptions, node_count: int, report: Report = _quiet) 
                      "--validator-key", str(genesis_dir / f"validator{i}_key.json"),
                      "--moniker", name, "--rpc-listen", f"{HOST}:{plan.rpc[i]}",
                      "--p2p-listen", f"{HOST}:{plan.p2p[i]}", *peers, "--no-peer-exchange")
+        append_settings(home, {"snapshot_interval": DEVNET_SNAPSHOT_INTERVAL})
         nodes.append(NodeEntry(name=name, rpc_url=f"http://{HOST}:{plan.rpc[i]}",
                                rpc_port=plan.rpc[i], p2p_port=plan.p2p[i], home=str(home),
                                log=str(home / NODE_LOG), validator=True,
@@ -131,6 +135,14 @@ def create_devnet(options: UpOptions, node_count: int, report: Report = _quiet) 
                          control=str(root / PARTITION_FILE)))
     write_manifest(manifest)
     return manifest
+
+
+def append_settings(home: Path, settings: dict[str, Any]) -> None:
+    """Set config keys that `govchain init` has no flag for, at the end of config.toml
+    (where init left them commented out)."""
+    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    with open(home / "config.toml", "a") as config:
+        config.write("\n# Set by govchain devnet.\n" + "\n".join(lines) + "\n")
 
 
 def _read_account(entry: dict[str, str]) -> DevAccount:
@@ -300,6 +312,56 @@ def start_node(devnet_dir: Path, name: str, ready_timeout_s: float = READY_TIMEO
         _spawn_node(manifest, node, report)
         _wait_ready(manifest, node, time.monotonic() + ready_timeout_s)
         return node
+
+
+def add_node(devnet_dir: Path, *, state_sync: bool = False,
+             ready_timeout_s: float = READY_TIMEOUT_S, report: Report = _quiet) -> NodeEntry:
+    """Create a full node (no validator key) whose peers are the devnet's nodes, start it
+    and wait until it answers. With `state_sync` it joins from a validator's snapshot
+    instead of replaying the chain (docs/state-sync.md).
+
+    Its links go straight to the other nodes' p2p ports, not through the link proxy:
+    partitions do not cut them."""
+    with locked(devnet_dir):
+        manifest = read_manifest(devnet_dir)
+        names = {node.name for node in manifest.nodes}
+        name = next(f"node{i}" for i in range(len(names) + 1) if f"node{i}" not in names)
+        rpc_port, p2p_port = get_free_ports(2)
+        home = devnet_dir / name
+        peers = [arg for node in manifest.nodes for arg in ("--peer", f"{HOST}:{node.p2p_port}")]
+        report(f"{name}: creating a full node home in {home}"
+               + (" (joins by state sync)" if state_sync else ""))
+        run_govchain("init", "--home", str(home),
+                     "--genesis", str(devnet_dir / "genesis" / "genesis.json"),
+                     "--moniker", name, "--rpc-listen", f"{HOST}:{rpc_port}",
+                     "--p2p-listen", f"{HOST}:{p2p_port}", *peers, "--no-peer-exchange")
+        if state_sync:
+            append_settings(home, {"state_sync": True})
+            _wait_first_snapshot(manifest, time.monotonic() + ready_timeout_s, report)
+        node = NodeEntry(name=name, rpc_url=f"http://{HOST}:{rpc_port}", rpc_port=rpc_port,
+                         p2p_port=p2p_port, home=str(home), log=str(home / NODE_LOG),
+                         validator=False)
+        manifest.nodes.append(node)
+        write_manifest(manifest)
+        _spawn_node(manifest, node, report)
+        _wait_ready(manifest, node, time.monotonic() + ready_timeout_s)
+        return node
+
+
+def _wait_first_snapshot(manifest: Manifest, deadline: float, report: Report) -> None:
+    """Wait until a validator serves a state snapshot (without one, a state-syncing node
+    would fall back to replaying blocks)."""
+    homes = [Path(node.home) for node in manifest.nodes if node.validator]
+    announced = False
+    while not any(next(home.glob("state-snapshots/*/snapshot.json"), None) for home in homes):
+        if not announced:
+            report("waiting for a validator's first state snapshot (one every "
+                   f"{DEVNET_SNAPSHOT_INTERVAL} heights)")
+            announced = True
+        if time.monotonic() > deadline:
+            raise DevnetError("no validator has taken a state snapshot yet: is the devnet "
+                              "running, and does its config set snapshot_interval?")
+        time.sleep(0.2)
 
 
 def stop_node(devnet_dir: Path, name: str, *, kill: bool = False) -> str:

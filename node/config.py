@@ -6,6 +6,7 @@
     HOME/node_key.json      the p2p identity key
     HOME/admin_token        the bearer token of admin RPC methods
     HOME/data/              LevelDB
+    HOME/state-snapshots/   state snapshots served to nodes that state-sync
 
 Each setting comes from, in rising priority: its default, the file, an environment
 variable GOVCHAIN_<KEY> and a `govchain run` flag. Unknown keys and bad values are
@@ -46,6 +47,8 @@ VALIDATOR_KEY_FILE = "validator_key.json"
 NODE_KEY_FILE = "node_key.json"
 ADMIN_TOKEN_FILE = "admin_token"
 DATA_DIR = "data"
+STATE_SNAPSHOTS_DIR = "state-snapshots"
+"""Apart from HOME/snapshots, where `govchain snapshot` writes database backups."""
 ENV_PREFIX = "GOVCHAIN_"
 RENAMED_KEYS = {"verify_threads": "verify_workers"}
 """Keys an earlier release wrote into config.toml, read under their new names (and
@@ -134,6 +137,19 @@ class NodeConfig:
     https only. A relative path is taken from the node home."""
     rpc_tls_key: str = ""
     """PEM private key of `rpc_tls_cert`."""
+    state_sync: bool = False
+    """On an empty data directory, fetch a recent certified state from peers in chunks
+    instead of replaying history, then follow blocks (docs/state-sync.md); without a
+    snapshot offered above the trust point the node block-syncs from genesis."""
+    trusted_height: int = 0
+    """State sync's trust point: the height of a block the operator trusts (with
+    `trusted_hash`); 0 = prove the validator sets from genesis instead."""
+    trusted_hash: str = ""
+    """The hash (64 hex digits) of the block at `trusted_height`, from a source the
+    operator trusts (another ministry's node, its published checkpoint)."""
+    snapshot_interval: int = 1000
+    """Take a state snapshot at every height that is a multiple of this and serve the
+    last 2 to nodes that state-sync (HOME/state-snapshots); 0 = serve none."""
 
     @property
     def rpc_host_port(self) -> tuple[str, int]:
@@ -244,11 +260,23 @@ def validate_config(config: NodeConfig, sources: Mapping[str, str] | None = None
                 "rpc_max_batch"):
         if getattr(config, key) < 1:
             fail(key, "must be at least 1")
-    for key in ("verify_workers", "max_blocks_behind", "ready_min_peers"):
+    if (config.trusted_height > 0) != bool(config.trusted_hash):
+        fail("trusted_height", "needs trusted_hash too (set both, or neither)")
+    if config.trusted_hash and not _is_hash_hex(config.trusted_hash):
+        fail("trusted_hash", "must be a block hash of 64 hex digits")
+    for key in ("verify_workers", "max_blocks_behind", "ready_min_peers", "trusted_height",
+                "snapshot_interval"):
         if getattr(config, key) < 0:
             fail(key, "must not be negative")
     if not config.moniker.strip():
         fail("moniker", "must not be empty")
+
+
+def _is_hash_hex(text: str) -> bool:
+    try:
+        return len(bytes.fromhex(text.removeprefix("0x"))) == 32
+    except ValueError:
+        return False
 
 
 def load_config_with_sources(
@@ -394,6 +422,10 @@ class NodeHome:
     @property
     def data_dir(self) -> Path:
         return self.path / DATA_DIR
+
+    @property
+    def state_snapshots_dir(self) -> Path:
+        return self.path / STATE_SNAPSHOTS_DIR
 
     @classmethod
     def load(cls, home: Path, *, env: Mapping[str, str] | None = None,

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from chain import codec
@@ -21,13 +22,15 @@ from chain.vote import Proposal, Vote
 from consensus.core import is_valid_proposal_signature
 from consensus.events import ProposalReceived, VoteReceived
 from node.admission import PENALTY_UNKNOWN_SENDERS, UnknownSenderAllowance
+from node.config import NodeHome
 from node.errors import MempoolError
 from node.node import Node
 from node.rejection import RejectionCode
+from node.snapshots import STATE_SYNC_REQUESTS, SnapshotServer
 from node.sync import BlockSync, as_bytes
 from node.tls import build_p2p_tls, ensure_p2p_certificate
 from p2p.frames import MessageType
-from p2p.network import P2PNetwork
+from p2p.network import MessageHandler, P2PNetwork, PeerConnected, RequestHandler
 from p2p.peers import P2PConfig, PeerInfo, Verdict
 
 log = logging.getLogger("govchain.net")
@@ -37,32 +40,42 @@ STATUS_INTERVAL_S = 1.0
 GUARD_PROBE_S = 3.0
 
 
+def build_p2p_network(home: NodeHome, handler: MessageHandler, *,
+                      handle_request: RequestHandler,
+                      on_peer_connected: PeerConnected | None = None,
+                      admission: Callable[[bytes], bool] | None = None) -> P2PNetwork:
+    """The p2p network of a node home: its listen address, key, TLS and limits (also the
+    state-sync phase's network, which runs before the node is assembled)."""
+    config = home.config
+    host, port = config.p2p_host_port
+    p2p_key = home.node_key
+    if config.p2p_closed and home.validator_key is not None:
+        # Admission by validator-set membership needs the key the set names.
+        p2p_key = home.validator_key
+    tls = None
+    if config.p2p_tls:
+        tls = build_p2p_tls(*ensure_p2p_certificate(home.path, p2p_key.public_key.hex()))
+    return P2PNetwork(
+        p2p_key, home.genesis.chain_id, home.genesis.hash, host, port,
+        list(config.peers), handler, handle_request=handle_request,
+        on_peer_connected=on_peer_connected, is_validator=home.validator_key is not None,
+        config=P2PConfig(peer_exchange=config.peer_exchange,
+                         max_peers=config.p2p_max_peers,
+                         max_inbound_per_host=config.p2p_max_inbound_per_host),
+        server_ssl=tls.server if tls else None, client_ssl=tls.client if tls else None,
+        tls_fingerprint=tls.fingerprint if tls else None, admission=admission)
+
+
 class NodeNetwork:
     """Connects a Node to its peers."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
         config = node.home.config
-        host, port = config.p2p_host_port
-        p2p_key = node.home.node_key
-        if config.p2p_closed and node.home.validator_key is not None:
-            # Admission by validator-set membership needs the key the set names.
-            p2p_key = node.home.validator_key
-        tls = None
-        if config.p2p_tls:
-            tls = build_p2p_tls(*ensure_p2p_certificate(node.home.path,
-                                                        p2p_key.public_key.hex()))
         self._allowed_peers = frozenset(bytes.fromhex(k) for k in config.p2p_allowed_peers)
-        self.p2p = P2PNetwork(
-            p2p_key, node.chain_id, node.genesis.hash, host, port,
-            list(config.peers), self.on_message, handle_request=self._on_request,
+        self.p2p = build_p2p_network(
+            node.home, self.on_message, handle_request=self._on_request,
             on_peer_connected=self.on_peer_connected,
-            is_validator=node.home.validator_key is not None,
-            config=P2PConfig(peer_exchange=config.peer_exchange,
-                             max_peers=config.p2p_max_peers,
-                             max_inbound_per_host=config.p2p_max_inbound_per_host),
-            server_ssl=tls.server if tls else None, client_ssl=tls.client if tls else None,
-            tls_fingerprint=tls.fingerprint if tls else None,
             admission=self.is_admitted if config.p2p_closed else None)
         node.broadcast_message = self.broadcast_consensus
         node.broadcast_txs = self.broadcast_txs
@@ -70,6 +83,7 @@ class NodeNetwork:
         self.sync = BlockSync(node, self.p2p)
         self.unknown_senders = UnknownSenderAllowance()
         """What relaying transactions of unknown senders costs each peer."""
+        self.snapshots = SnapshotServer(node)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -104,7 +118,8 @@ class NodeNetwork:
 
     def create_tasks(self) -> list[asyncio.Task[None]]:
         return [asyncio.create_task(self._status_loop(), name="status"),
-                asyncio.create_task(self.sync.run(), name="sync")]
+                asyncio.create_task(self.sync.run(), name="sync"),
+                asyncio.create_task(self.snapshots.run(), name="snapshots")]
 
     # ------------------------------------------------------------------ outbound
 
@@ -239,4 +254,6 @@ class NodeNetwork:
 
     async def _on_request(self, peer_id: str, msg_type: MessageType,
                           payload: Any) -> tuple[MessageType, Any] | None:
+        if msg_type in STATE_SYNC_REQUESTS:
+            return await self.snapshots.on_request(peer_id, msg_type, payload)
         return await self.sync.on_request(peer_id, msg_type, payload)

@@ -151,6 +151,11 @@ class BlockSync:
         store = self.node.store
         if msg_type == MessageType.GET_BLOCKS:
             start, count = int(payload[0]), min(int(payload[1]), SYNC_BATCH)
+            if start <= store.base_height:
+                # Joined by state sync: the asking node tries another peer.
+                return MessageType.ERROR, [
+                    "pruned", f"blocks up to height {store.base_height} are not kept here "
+                              "(this node joined by state sync); ask another peer"]
             # Read off the event loop: an answer can be megabytes of blocks.
             items = await asyncio.to_thread(read_blocks_answer, store, start, count)
             return MessageType.BLOCKS, items

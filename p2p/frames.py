@@ -2,8 +2,9 @@
 messages, with a size limit per message type and a payload shape per type.
 
 Pure code: no I/O. Decoding raises only FrameError subclasses, never anything else,
-whatever bytes a peer sends. Consensus payloads (TX, PROPOSAL, VOTE, blocks,
-certificates) are opaque bytes here: p2p never decodes chain objects.
+whatever bytes a peer sends. Consensus and state-sync payloads (TX, PROPOSAL, VOTE,
+blocks, certificates, light blocks, manifests, chunks) are opaque bytes here: p2p
+never decodes chain objects.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from chain import codec
 from chain.crypto import compute_hash
 from chain.errors import MalformedError, TooLargeError
+from chain.snapshot import MAX_CHUNK_BYTES, MAX_LIGHT_BLOCK_BYTES, MAX_MANIFEST_BYTES
 from p2p.errors import MalformedFrameError, OversizedFrameError, UnknownMessageTypeError
 
 PROTOCOL_VERSION = 2  # 2: AUTH signs the TLS channel binding
@@ -33,6 +35,8 @@ MAX_BLOCKS_PER_RESPONSE = 256
 MAX_VOTES_PER_RESPONSE = 4096
 MAX_BLOCKS_PER_REQUEST = 256
 MAX_TXS_PER_BATCH = 4096
+MAX_SNAPSHOT_OFFERS = 16
+MAX_LIGHT_BLOCKS_PER_RESPONSE = 64
 
 
 class MessageType(IntEnum):
@@ -55,6 +59,14 @@ class MessageType(IntEnum):
     PEERS = 31  # answer: ["host:port", ...]
     PING = 40  # request: 8-byte nonce
     PONG = 41  # answer: the same nonce
+    GET_SNAPSHOTS = 50  # request: nil (state sync, docs/state-sync.md)
+    SNAPSHOTS = 51  # answer: [[height, manifest_hash, chunk_count], ...]
+    GET_LIGHT_BLOCKS = 52  # request: [from_height, to_height]
+    LIGHT_BLOCKS = 53  # answer: [light_block_bytes, ...]
+    GET_MANIFEST = 54  # request: [height, manifest_hash]
+    MANIFEST = 55  # answer: manifest_bytes
+    GET_CHUNK = 56  # request: [height, manifest_hash, index]
+    CHUNK = 57  # answer: chunk_bytes
 
 
 # Relayed to other peers when the handler accepts them; de-duplicated.
@@ -63,12 +75,14 @@ GOSSIP_TYPES = frozenset({MessageType.TX, MessageType.TXS, MessageType.PROPOSAL,
 # Sent with a non-zero request id; the peer answers with the same id.
 REQUEST_TYPES = frozenset({
     MessageType.GET_STATUS, MessageType.GET_BLOCKS, MessageType.GET_VOTES,
-    MessageType.PEERS_REQUEST, MessageType.PING,
+    MessageType.PEERS_REQUEST, MessageType.PING, MessageType.GET_SNAPSHOTS,
+    MessageType.GET_LIGHT_BLOCKS, MessageType.GET_MANIFEST, MessageType.GET_CHUNK,
 })
 # Sent with the request id of the request they answer. ERROR may answer any request.
 RESPONSE_TYPES = frozenset({
     MessageType.STATUS, MessageType.BLOCKS, MessageType.VOTES, MessageType.PEERS,
-    MessageType.PONG, MessageType.ERROR,
+    MessageType.PONG, MessageType.ERROR, MessageType.SNAPSHOTS, MessageType.LIGHT_BLOCKS,
+    MessageType.MANIFEST, MessageType.CHUNK,
 })
 # The answer type of each request (or ERROR).
 EXPECTED_RESPONSE = {
@@ -77,6 +91,10 @@ EXPECTED_RESPONSE = {
     MessageType.GET_VOTES: MessageType.VOTES,
     MessageType.PEERS_REQUEST: MessageType.PEERS,
     MessageType.PING: MessageType.PONG,
+    MessageType.GET_SNAPSHOTS: MessageType.SNAPSHOTS,
+    MessageType.GET_LIGHT_BLOCKS: MessageType.LIGHT_BLOCKS,
+    MessageType.GET_MANIFEST: MessageType.MANIFEST,
+    MessageType.GET_CHUNK: MessageType.CHUNK,
 }
 assert set(EXPECTED_RESPONSE) == REQUEST_TYPES
 # Sent with request id 0 after the handshake, outside gossip: delivered, never relayed.
@@ -102,6 +120,16 @@ MAX_FRAME_SIZE: dict[MessageType, int] = {
     MessageType.PEERS: 32 * KiB,
     MessageType.PING: 64,
     MessageType.PONG: 64,
+    MessageType.GET_SNAPSHOTS: 64,
+    MessageType.SNAPSHOTS: 4 * KiB,
+    MessageType.GET_LIGHT_BLOCKS: 64,
+    MessageType.LIGHT_BLOCKS: MAX_FRAME_BYTES,
+    MessageType.GET_MANIFEST: 128,
+    MessageType.MANIFEST: MAX_MANIFEST_BYTES + 1 * KiB,
+    MessageType.GET_CHUNK: 128,
+    # A bigger CHUNK is refused before its payload is parsed: the syncing node holds at
+    # most this per peer it fetches from.
+    MessageType.CHUNK: MAX_CHUNK_BYTES + 1 * KiB,
 }
 assert set(MAX_FRAME_SIZE) == set(MessageType)
 
@@ -197,6 +225,38 @@ def _check_peers(value: Any) -> None:
         codec.expect_str(item, "PEERS address", max_len=MAX_ADDRESS_TEXT)
 
 
+def _check_snapshots(value: Any) -> None:
+    for item in _expect_list(value, "SNAPSHOTS", MAX_SNAPSHOT_OFFERS):
+        items = codec.expect_tuple(item, 3, "SNAPSHOTS offer")
+        codec.expect_int(items[0], "SNAPSHOTS height", lo=1)
+        codec.expect_bytes(items[1], "SNAPSHOTS manifest_hash", size=32)
+        codec.expect_int(items[2], "SNAPSHOTS chunk_count", lo=1, hi=65_536)
+
+
+def _check_get_light_blocks(value: Any) -> None:
+    items = codec.expect_tuple(value, 2, "GET_LIGHT_BLOCKS")
+    low = codec.expect_int(items[0], "GET_LIGHT_BLOCKS from_height", lo=1)
+    codec.expect_int(items[1], "GET_LIGHT_BLOCKS to_height", lo=low)
+
+
+def _check_light_blocks(value: Any) -> None:
+    for item in _expect_list(value, "LIGHT_BLOCKS", MAX_LIGHT_BLOCKS_PER_RESPONSE):
+        codec.expect_bytes(item, "LIGHT_BLOCKS light block", max_size=MAX_LIGHT_BLOCK_BYTES)
+
+
+def _check_get_manifest(value: Any) -> None:
+    items = codec.expect_tuple(value, 2, "GET_MANIFEST")
+    codec.expect_int(items[0], "GET_MANIFEST height", lo=1)
+    codec.expect_bytes(items[1], "GET_MANIFEST manifest_hash", size=32)
+
+
+def _check_get_chunk(value: Any) -> None:
+    items = codec.expect_tuple(value, 3, "GET_CHUNK")
+    codec.expect_int(items[0], "GET_CHUNK height", lo=1)
+    codec.expect_bytes(items[1], "GET_CHUNK manifest_hash", size=32)
+    codec.expect_int(items[2], "GET_CHUNK index", hi=65_535)
+
+
 _PAYLOAD_CHECKS: dict[MessageType, Callable[[Any], None]] = {
     MessageType.HELLO: _check_hello,
     MessageType.AUTH: _bytes_check("AUTH signature", size=64),
@@ -215,6 +275,14 @@ _PAYLOAD_CHECKS: dict[MessageType, Callable[[Any], None]] = {
     MessageType.PEERS: _check_peers,
     MessageType.PING: _bytes_check("PING nonce", size=8),
     MessageType.PONG: _bytes_check("PONG nonce", size=8),
+    MessageType.GET_SNAPSHOTS: lambda v: _expect_nil(v, "GET_SNAPSHOTS"),
+    MessageType.SNAPSHOTS: _check_snapshots,
+    MessageType.GET_LIGHT_BLOCKS: _check_get_light_blocks,
+    MessageType.LIGHT_BLOCKS: _check_light_blocks,
+    MessageType.GET_MANIFEST: _check_get_manifest,
+    MessageType.MANIFEST: _bytes_check("MANIFEST"),
+    MessageType.GET_CHUNK: _check_get_chunk,
+    MessageType.CHUNK: _bytes_check("CHUNK"),
 }
 assert set(_PAYLOAD_CHECKS) == set(MessageType)
 

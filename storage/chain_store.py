@@ -37,7 +37,7 @@ from storage.errors import (
     StorageError,
     UnknownHeightError,
 )
-from storage.kv import KVStore, MemoryStore, PlyvelStore, WriteBatch
+from storage.kv import KVStore, MemoryStore, PlyvelStore, SnapshotView, WriteBatch
 from storage.state_tree import PreparedState, StateTree
 
 RECENT_BLOCKS = 64
@@ -677,6 +677,41 @@ class ChainStore:
     def list_evidence(self) -> list[bytes]:
         """All recorded evidence, oldest first."""
         return [value for _, value in self._kv.iterate(schema.EVIDENCE)]
+
+    # -- state sync (docs/state-sync.md) ------------------------------------------
+
+    @property
+    def base_height(self) -> int:
+        """0, or the height a state-sync restore started this store at: no block at or
+        below it has its body here, only the headers the restore proved."""
+        # Read once: a restore writes it before any open, and nothing changes it after.
+        cached: int | None = self.__dict__.get("_base_height")
+        if cached is None:
+            raw = self._kv.get(schema.META_BASE_HEIGHT)
+            cached = self.__dict__["_base_height"] = 0 if raw is None \
+                else schema.decode_height(raw)
+        return cached
+
+    def open_state_view(self) -> tuple[Head, SnapshotView]:
+        """The head and a point-in-time view of the database at that head, taken
+        between two commits; the caller closes the view."""
+        with self._lock:
+            open_view = getattr(self._kv, "open_view", None)
+            if open_view is None:
+                raise StorageError("this store cannot give a point-in-time view")
+            view: SnapshotView = open_view()
+            return self.head, view
+
+    def iterate_validator_set_changes(self, first: int, last: int
+                                      ) -> Iterator[tuple[int, ValidatorSet]]:
+        """(height, set) of each validator set stored at a height in [first, last]: the
+        heights from which a new set certifies blocks."""
+        for key, raw in self._kv.iterate(schema.VALIDATOR_SET,
+                                         start=schema.validator_set_key(first)):
+            height = schema.decode_height(key[len(schema.VALIDATOR_SET):])
+            if height > last:
+                return
+            yield height, self._decode(_decode_validator_set, raw, "validator set", height)
 
 
 def _decode_validator_set(raw: bytes) -> ValidatorSet:

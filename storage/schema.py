@@ -36,6 +36,12 @@ META_GENESIS_HASH = META + b"genesis_hash"
 META_GENESIS_STATE_ROOT = META + b"genesis_state_root"
 META_HEAD_HEIGHT = META + b"head_height"
 META_EVIDENCE_COUNT = META + b"evidence_count"
+META_BASE_HEIGHT = META + b"base_height"
+"""Set by a state-sync restore: the height whose state was restored. Blocks at and
+below it have no bodies here (only the headers the restore proved); absent: 0."""
+META_RESTORE = META + b"restore_in_progress"
+"""Present while a state-sync restore writes: such a directory is never opened as a
+chain store (its genesis hash is written only by the restore's last batch)."""
 
 # What `govchain audit` does with each table (docs/operator.md, "8. Audit"); a new
 # table goes in one of these.

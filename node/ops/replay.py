@@ -44,6 +44,7 @@ from node.ops.audit_tables import (
 from node.ops.errors import AuditDamage as AuditDamage  # re-exported: callers import
 from node.ops.errors import AuditMismatch as AuditMismatch  # the errors from here too
 from node.ops.errors import ExportFormatError as ExportFormatError
+from node.ops.statesync_audit import StateSyncedAuditReport, audit_state_synced
 from node.verifier import SignatureVerifier, VerdictBatch
 from storage import schema
 from storage.chain_store import ChainStore
@@ -223,10 +224,11 @@ def _read_stored_blocks(source: ChainStore) -> Iterator[tuple[Block, CommitCerti
 
 
 def audit(home: Path, data_dir: Path | None = None, *, progress: Progress | None = None,
-          work_dir: Path | None = None) -> ReplayReport:
+          work_dir: Path | None = None) -> ReplayReport | StateSyncedAuditReport:
     """Replay the chain in HOME's database (or `data_dir`, e.g. a snapshot) from genesis
     into a temporary database and compare every table with it; raise AuditMismatch at
-    the first difference, AuditDamage for a file that cannot be read as written."""
+    the first difference, AuditDamage for a file that cannot be read as written. A store
+    that joined by state sync is checked as far as it can be (node.ops.statesync_audit)."""
     genesis = read_genesis(home / GENESIS_FILE)
     data = data_dir or home / DATA_DIR
     if not (data / "CURRENT").exists():
@@ -243,7 +245,7 @@ def audit(home: Path, data_dir: Path | None = None, *, progress: Progress | None
 
 
 def _audit_database(genesis: Genesis, data: Path, progress: Progress | None,
-                    work_dir: Path | None) -> ReplayReport:
+                    work_dir: Path | None) -> ReplayReport | StateSyncedAuditReport:
     try:
         source = ChainStore.open(str(data), genesis, create=False, check_tree=False)
     except InconsistentDataError as e:
@@ -251,6 +253,8 @@ def _audit_database(genesis: Genesis, data: Path, progress: Progress | None,
     except CorruptionError as e:
         raise AuditDamage(e.message) from e
     try:
+        if source.base_height > 0:  # joined by state sync: there is no history to replay
+            return audit_state_synced(source, genesis)
         with tempfile.TemporaryDirectory(prefix="govchain-audit-", dir=work_dir) as tmp:
             target = ChainStore.open(str(Path(tmp) / "replay"), genesis)
             try:

@@ -123,6 +123,7 @@ class NodeApi:
             "head_hash": node.store.head_hash.hex(),
             "head_time_ms": head.header.timestamp_ms if head else node.genesis.genesis_time_ms,
             "finalized_height": node.store.head_height,
+            "base_height": node.store.base_height,
             "consensus": {"height": node.core.height, "round": node.core.round,
                           "step": node.core.step.value},
             "node_id": node.home.node_key.public_key.hex(),
@@ -212,6 +213,10 @@ class NodeApi:
         else:
             height = params.get("height")
             height = store.head_height if height is None else parse_int(height, "height", lo=1)
+            if height <= store.base_height:
+                raise RpcError(NOT_FOUND, "block_pruned",
+                               f"blocks up to height {store.base_height} are not kept here: "
+                               "this node joined by state sync; ask a node that holds them")
             block = store.get_block(height)
         if block is None:
             raise RpcError(NOT_FOUND, "block_not_found",

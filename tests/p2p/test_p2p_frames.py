@@ -41,6 +41,14 @@ VALID_PAYLOADS = [
     (MessageType.PONG, b"12345678"),
     (MessageType.ERROR, ("busy", "try later")),
     (MessageType.AUTH, bytes(64)),
+    (MessageType.GET_SNAPSHOTS, None),
+    (MessageType.SNAPSHOTS, ((1000, bytes(32), 12), (2000, bytes(range(32)), 13))),
+    (MessageType.GET_LIGHT_BLOCKS, (1, 2000)),
+    (MessageType.LIGHT_BLOCKS, (b"light block 1", b"light block 2")),
+    (MessageType.GET_MANIFEST, (2000, bytes(32))),
+    (MessageType.MANIFEST, b"manifest"),
+    (MessageType.GET_CHUNK, (2000, bytes(32), 7)),
+    (MessageType.CHUNK, b"chunk"),
 ]
 
 
@@ -71,6 +79,16 @@ def test_invalid_oversized_for_its_type():
         encode_frame(MessageType.VOTE, 0, big)
 
 
+def test_invalid_oversized_chunk_is_refused_before_its_payload_is_parsed():
+    # A CHUNK one byte over its limit, with a payload that would not even parse: the
+    # size is what refuses it.
+    limit = MAX_FRAME_SIZE[MessageType.CHUNK]
+    assert limit <= 9 * 1024 * 1024
+    data = bytes.fromhex("9339") + b"\xff" * (limit - 1)
+    with pytest.raises(OversizedFrameError, match="CHUNK"):
+        decode_frame(data)
+
+
 @pytest.mark.parametrize("data", [
     b"",
     b"\x93",
@@ -83,6 +101,15 @@ def test_invalid_oversized_for_its_type():
     codec.encode([int(MessageType.TX), 0, b""]) + b"\x00",  # trailing bytes
     msgpack.packb([int(MessageType.TX), 0, {"b": 1, "a": 2}]),  # wrong shape
     bytes.fromhex("930a00d90161"),  # non-canonical: str8 where fixstr fits
+    codec.encode([int(MessageType.SNAPSHOTS), 1, [[0, bytes(32), 1]]]),  # height 0
+    codec.encode([int(MessageType.SNAPSHOTS), 1, [[5, bytes(31), 1]]]),
+    codec.encode([int(MessageType.SNAPSHOTS), 1, [[5, bytes(32), 1]] * 17]),
+    codec.encode([int(MessageType.GET_LIGHT_BLOCKS), 1, [9, 8]]),  # to below from
+    codec.encode([int(MessageType.GET_LIGHT_BLOCKS), 1, [0, 8]]),
+    codec.encode([int(MessageType.LIGHT_BLOCKS), 1, [b"x"] * 65]),
+    codec.encode([int(MessageType.GET_MANIFEST), 1, [5]]),
+    codec.encode([int(MessageType.GET_CHUNK), 1, [5, bytes(32), 65_536]]),
+    codec.encode([int(MessageType.CHUNK), 1, "text"]),
 ])
 def test_invalid_malformed(data):
     with pytest.raises(MalformedFrameError):
