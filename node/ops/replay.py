@@ -45,9 +45,14 @@ from node.ops.errors import AuditDamage as AuditDamage  # re-exported: callers i
 from node.ops.errors import AuditMismatch as AuditMismatch  # the errors from here too
 from node.ops.errors import ExportFormatError as ExportFormatError
 from node.verifier import SignatureVerifier, VerdictBatch
-from storage import schema
 from storage.chain_store import ChainStore
-from storage.damage import find_damage, find_file_damage
+from storage.damage import (
+    HISTORY_CERTIFICATE,
+    HISTORY_HEADER,
+    HISTORY_TX_RECORD,
+    find_damage,
+    find_file_damage,
+)
 from storage.errors import CorruptionError, InconsistentDataError
 
 EXPORT_MAGIC = b"GOVCHAIN-EXPORT\n"
@@ -120,12 +125,12 @@ class Replayer:
                                  block_hash=certificate.block_hash)
         except ChainError as e:
             raise AuditMismatch(height, f"commit certificate: {e.message}",
-                                table=schema.CERTIFICATE) from e
+                                table=HISTORY_CERTIFICATE) from e
         if certificate.block_hash != block.hash:
             raise AuditMismatch(height, f"the block hashes to {block.hash.hex()}, but its "
                                         "commit certificate certifies "
                                         f"{certificate.block_hash.hex()}",
-                                table=schema.BLOCK_HEADER)
+                                table=HISTORY_HEADER)
 
     def check_signatures(self, block: Block) -> VerdictBatch:
         """Start verifying every signature of `block` in the worker processes."""
@@ -142,13 +147,13 @@ class Replayer:
         height = self.store.head_height + 1
         if block.height != height:
             raise AuditMismatch(height, f"the next block is numbered {block.height}",
-                                table=schema.BLOCK_HEADER)
+                                table=HISTORY_HEADER)
         self._check_certificate(block, certificate, height)
         # The certified header is genuine from here on: a tx root that differs means
         # the transactions given with it are not the block's.
         if compute_tx_root(block.txs) != block.header.tx_root:
             raise AuditMismatch(height, "tx_root does not match the block's transactions",
-                                table=schema.TX_RECORD)
+                                table=HISTORY_TX_RECORD)
         try:
             bad = (signatures or self.check_signatures(block)).first_bad()
         except BrokenProcessPool:  # a worker died (killed for memory, say): once more
@@ -217,11 +222,11 @@ def _read_stored_blocks(source: ChainStore) -> Iterator[tuple[Block, CommitCerti
     for height in range(1, source.head_height + 1):
         found = source.get_block_with_records(height)
         if found is None:
-            raise AuditMismatch(height, f"{name_table(schema.BLOCK_HEADER)}, height "
+            raise AuditMismatch(height, f"{name_table(HISTORY_HEADER)}, height "
                                         f"{height}: the block is missing")
         certificate = source.get_certificate(height)
         if certificate is None:
-            raise AuditMismatch(height, f"{name_table(schema.CERTIFICATE)}, height "
+            raise AuditMismatch(height, f"{name_table(HISTORY_CERTIFICATE)}, height "
                                         f"{height}: the certificate is missing")
         block, records = found
         yield block, certificate, records
