@@ -117,7 +117,8 @@ class Node:
         self.genesis = home.genesis
         self.chain_id = home.genesis.chain_id
         self.params = home.genesis.params
-        self.store = ChainStore.open(str(home.data_dir), home.genesis)
+        self.store = ChainStore.open(str(home.data_dir), home.genesis,
+                                     retain_blocks=home.config.retain_blocks)
         self.ledger = Ledger(default_modules())
         if not self.store.is_initialized:
             view = Overlay({})  # genesis applies over an empty state
@@ -515,6 +516,9 @@ class Node:
         if rejection is not None:
             return {"hash": tx_hash.hex(), "status": "rejected", "code": rejection.code,
                     "message": rejection.message, "where": rejection.where}
+        base = self.store.base_height
+        if base > 1:  # a pruned block's transactions are no longer indexed here
+            return {"hash": tx_hash.hex(), "status": "pruned", "pruned_below": base}
         return {"hash": tx_hash.hex(), "status": "unknown"}
 
     def get_account(self, address: Address) -> dict[str, Any]:
