@@ -4,7 +4,7 @@ English, Russian and Kyrgyz, the proof bundle (checked again by the Python code 
 the page's bundle checker), and answers changed on the way to the browser (a proxy
 between browser and node) or a genesis file of another chain, each of which must make
 the check fail with a message that names what failed. Screenshots of every page are
-saved under /tmp/govchain-explorer-screenshots/.
+saved in the test's temporary folder, or under $GOVCHAIN_SCREENSHOTS when it is set.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,7 +48,7 @@ from tests.node.conftest import (
 from tests.operator.browser import DevTools, open_browser, submit_search
 from tests.operator.test_explorer import load_i18n
 
-SCREENSHOTS = Path("/tmp/govchain-explorer-screenshots")
+SCREENSHOTS = Path(os.environ.get("GOVCHAIN_SCREENSHOTS", ""))
 VALIDATOR = KeyPair.from_seed(b"\x01" * 32)
 MINISTRY = "Ministry of Finance"
 ISSUER, AUDITOR, _COMPLIANCE, WRITER = ACCOUNT_KEYS
@@ -241,6 +243,13 @@ def signed_by(lang: str, signers: int = 1, total: int = 1, names: str = MINISTRY
     form = "one" if total == 1 else "other"
     return fill(load_i18n()[lang][f"signed_by_names_{form}"], signers=signers, total=total,
                 names=names)
+
+
+@pytest.fixture(autouse=True)
+def _screenshots_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Screenshots go to $GOVCHAIN_SCREENSHOTS when set, else into the test's tmp_path."""
+    if not os.environ.get("GOVCHAIN_SCREENSHOTS"):
+        monkeypatch.setattr(sys.modules[__name__], "SCREENSHOTS", tmp_path / "screenshots")
 
 
 async def screenshot(devtools: DevTools, name: str) -> Path:
