@@ -62,6 +62,17 @@ def _parse_address(text: str) -> bytes:
     return value
 
 
+def _parse_fund_amount(text: str, default: int) -> int:
+    """The AMOUNT of a `--fund ADDRESS=AMOUNT` (omitted: the default balance)."""
+    amount = text.partition("=")[2].replace("_", "")
+    if not amount:
+        return default
+    if not amount.isdigit():
+        raise CliError(f"--fund {text!r}: the amount must be a whole number of the "
+                       f"smallest unit (digits only), got {amount!r}")
+    return int(amount)
+
+
 # ------------------------------------------------------------------ keys, genesis, init
 
 
@@ -101,8 +112,7 @@ def cmd_genesis_new(args: argparse.Namespace) -> int:
         account_keys.append(key)
         accounts.append({"address": key.address.hex(), "key_file": str(path)})
     for text in args.fund or []:
-        address, _, amount = text.partition("=")
-        funded[_parse_address(address)] = int(amount or args.balance)
+        funded[_parse_address(text.partition("=")[0])] = _parse_fund_amount(text, args.balance)
     params = ChainParams(**json.loads(args.params)) if args.params else ChainParams()
     genesis = build_genesis(args.chain_id, keys, [f"validator-{i}" for i in range(len(keys))],
                             funded, params)

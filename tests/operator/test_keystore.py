@@ -269,3 +269,17 @@ def test_show_public_of_a_sealed_key_says_what_it_checked(tmp_path: Path, capsys
     assert run_cli("keys", "show-public", str(path), "--passphrase-file",
                    str(tmp_path / "pass")) == 1
     assert "does not match its public_key" in capsys.readouterr().err
+
+
+def test_genesis_new_fund_amount_must_be_digits(tmp_path: Path, capsys) -> None:
+    address = "ab" * 20
+    assert run_cli("genesis", "new", "--accounts", "0", "--out-dir", str(tmp_path / "bad"),
+                   "--fund", f"{address}=1e6") == 1
+    err = capsys.readouterr().err
+    assert "--fund" in err and "'1e6'" in err and "whole number" in err
+    assert not (tmp_path / "bad" / "genesis.json").exists()
+    assert run_cli("--json", "genesis", "new", "--accounts", "0", "--out-dir",
+                   str(tmp_path / "good"), "--fund", f"{address}=1_000_000") == 0
+    genesis = json.loads((tmp_path / "good" / "genesis.json").read_text())
+    assert [a["balances"] for a in genesis["accounts"]
+                           if a["address"] == address] == [{"GOV": 1_000_000}]
