@@ -20,6 +20,7 @@ from chain.tx import Transaction
 from cli.options import add_rpc_option
 from ledger.governance import sign_acceptance
 from node.config import read_key_file
+from node.keystore import PassphraseSource
 from sdk import Client
 from sdk.tx import load_tx_file, save_tx_file
 
@@ -79,7 +80,7 @@ def read_tx_file(path: Path) -> Transaction:
 def _submit_or_save(args: argparse.Namespace, tx_type: str, fields: dict[str, Any]
                     ) -> dict[str, Any]:
     client = Client(args.rpc)
-    key = read_key_file(Path(args.key))
+    key = read_key_file(Path(args.key), PassphraseSource(file=args.passphrase_file))
     sender = _hex(args.sender, "sender", 20) if args.sender else key.address
     chain_id = args.chain_id or client.status()["chain_id"]
     nonce = args.nonce if args.nonce is not None else client.next_nonce(sender)
@@ -108,7 +109,8 @@ def _fields_propose(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _fields_accept(a: argparse.Namespace) -> dict[str, Any]:
-    candidate = read_key_file(Path(a.candidate_key))
+    candidate = read_key_file(Path(a.candidate_key),
+                              PassphraseSource(file=a.candidate_passphrase_file))
     chain_id = a.chain_id or Client(a.rpc).status()["chain_id"]
     return {"public_key": candidate.public_key, "name": a.name,
             "signature": sign_acceptance(chain_id, candidate, a.name)}
@@ -174,6 +176,9 @@ def _add_tx_arguments(name: str, p: argparse.ArgumentParser) -> None:
     elif name == "validator-accept":
         p.add_argument("--candidate-key", required=True, help="the new validator's key file")
         p.add_argument("--name", required=True, help="the validator's name, e.g. ministry")
+        p.add_argument("--candidate-passphrase-file",
+                       help="passphrase of an encrypted candidate key file (else "
+                            "$GOVCHAIN_KEY_PASSPHRASE(_FILE) or a prompt)")
     elif name in ("mint", "burn", "attest", "freeze", "unfreeze"):
         p.add_argument("--asset", required=True, help="the asset's symbol, e.g. KGS")
         if name == "mint":
@@ -207,6 +212,8 @@ def _add_tx_arguments(name: str, p: argparse.ArgumentParser) -> None:
             p.add_argument("--meta", action="append", metavar="NAME=TEXT",
                            help="a metadata entry; repeatable")
     p.add_argument("--key", required=True, help="signer's key file")
+    p.add_argument("--passphrase-file", help="passphrase of an encrypted --key (else "
+                   "$GOVCHAIN_KEY_PASSPHRASE(_FILE) or a prompt)")
     p.add_argument("--sender", help="multisig account address (default: the key's)")
     p.add_argument("--nonce", type=int, help="default: the account's next nonce")
     p.add_argument("--chain-id", help="default: the node's")

@@ -283,3 +283,29 @@ def test_genesis_new_fund_amount_must_be_digits(tmp_path: Path, capsys) -> None:
     genesis = json.loads((tmp_path / "good" / "genesis.json").read_text())
     assert [a["balances"] for a in genesis["accounts"]
                            if a["address"] == address] == [{"GOV": 1_000_000}]
+
+
+def test_validator_accept_unlocks_encrypted_keys_from_passphrase_files(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    """`tx validator-accept --out` signs offline with both keys sealed, each unlocked from
+    its own passphrase file (no prompt, no environment)."""
+    monkeypatch.delenv("GOVCHAIN_KEY_PASSPHRASE", raising=False)
+    monkeypatch.delenv("GOVCHAIN_KEY_PASSPHRASE_FILE", raising=False)
+    (tmp_path / "sender-pass").write_text("sender passphrase\n")
+    (tmp_path / "candidate-pass").write_text("candidate passphrase\n")
+    for name in ("sender", "candidate"):
+        assert run_cli("keys", "new", "--out", str(tmp_path / f"{name}.json"),
+                       "--passphrase-file", str(tmp_path / f"{name}-pass"),
+                       "--kdf-cost", "test") == 0
+    capsys.readouterr()
+    argv = ["tx", "validator-accept", "--candidate-key", str(tmp_path / "candidate.json"),
+            "--name", "Ministry of Health", "--key", str(tmp_path / "sender.json"),
+            "--passphrase-file", str(tmp_path / "sender-pass"), "--nonce", "0",
+            "--chain-id", "govchain-test", "--out", str(tmp_path / "accept.json")]
+    wrong = [*argv, "--candidate-passphrase-file", str(tmp_path / "sender-pass")]
+    assert run_cli(*wrong) == 1
+    assert "passphrase" in capsys.readouterr().err
+    assert not (tmp_path / "accept.json").exists()
+    assert run_cli(*argv, "--candidate-passphrase-file", str(tmp_path / "candidate-pass")) == 0
+    tx = json.loads((tmp_path / "accept.json").read_text())
+    assert "Ministry of Health" in json.dumps(tx)
