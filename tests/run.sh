@@ -8,4 +8,7 @@ cd "$ROOT"
 echo "== ruff"; ruff check .
 echo "== mypy"; mypy
 echo "== import contracts"; lint-imports
-echo "== pytest"; exec python -m pytest -q "$@"
+# Two workers: the multi-process tests (marked slow) run one at a time on one of them
+# (tests/conftest.py), the in-process tests share both. GOVCHAIN_TEST_WORKERS=0 runs
+# everything in this process.
+echo "== pytest"; exec python -m pytest -q -n "${GOVCHAIN_TEST_WORKERS:-2}" --dist loadgroup "$@"

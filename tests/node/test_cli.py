@@ -274,8 +274,10 @@ def test_invalid_queries_answer_one_line(chain: CliChain) -> None:
 def test_invalid_transfer_rejected_by_node(chain: CliChain) -> None:
     cli_json("tx", "transfer", "--key", chain.account_key(0), "--to", chain.address(1),
              "--amount", "1", *chain.rpc)  # nonce 0 is used from here on
+    # Another transfer with nonce 0 (the same one again would be the same tx, whose
+    # resubmission answers its final result).
     args = ["tx", "transfer", "--key", chain.account_key(0), "--to", chain.address(1),
-            "--amount", "1", "--nonce", "0", *chain.rpc]
+            "--amount", "2", "--nonce", "0", *chain.rpc]
     assert_one_line_error(run_cli("--json", *args), "nonce_too_low")
     plain = run_cli(*args)  # a progress line may precede the error; the error comes last
     assert plain.returncode == 1 and "Traceback" not in plain.stderr
