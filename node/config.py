@@ -147,6 +147,9 @@ class NodeConfig:
     trusted_hash: str = ""
     """The hash (64 hex digits) of the block at `trusted_height`, from a source the
     operator trusts (another ministry's node, its published checkpoint)."""
+    upgrade_halt_linger_s: int = 5
+    """When the node halts for an upgrade it does not implement, it keeps answering RPC
+    (node_status, /health and /ready say why) this many seconds, then exits with status 3."""
     snapshot_interval: int = 1000
     """Take a state snapshot at every height that is a multiple of this and serve the
     last 2 to nodes that state-sync (HOME/state-snapshots); 0 = serve none."""
@@ -265,7 +268,7 @@ def validate_config(config: NodeConfig, sources: Mapping[str, str] | None = None
     if config.trusted_hash and not _is_hash_hex(config.trusted_hash):
         fail("trusted_hash", "must be a block hash of 64 hex digits")
     for key in ("verify_workers", "max_blocks_behind", "ready_min_peers", "trusted_height",
-                "snapshot_interval"):
+                "snapshot_interval", "upgrade_halt_linger_s"):
         if getattr(config, key) < 0:
             fail(key, "must not be negative")
     if not config.moniker.strip():

@@ -59,7 +59,8 @@ NODE_STATUS = MethodSpec(
                 "base_height": NONCE, "consensus": ANY_OBJECT, "node_id": HEX,
                 "moniker": {"type": "string"},
                 "is_validator": {"type": "boolean"}, "validator_key": nullable(HEX),
-                "peers": NONCE, "mempool_size": NONCE, "version": {"type": "string"}},
+                "peers": NONCE, "mempool_size": NONCE, "version": {"type": "string"},
+                "upgrade": nullable(ANY_OBJECT), "halted": nullable({"type": "string"})},
                ["chain_id", "height", "finalized_height"]),
     tags=("node",))
 
