@@ -128,6 +128,9 @@ class NodeConfig:
     A validator then uses its validator key as its p2p identity."""
     p2p_allowed_peers: list[str] = field(default_factory=list)
     """Hex public keys of the (non-validator) nodes admitted to a closed network."""
+    p2p_private_peers: list[str] = field(default_factory=list)
+    """Hex node keys of peers whose address this node never tells other peers (peer
+    exchange): on a public full node, its ministry's validator."""
     p2p_max_peers: int = 32
     """Most connected peers."""
     p2p_max_inbound_per_host: int = 16
@@ -243,13 +246,14 @@ def validate_config(config: NodeConfig, sources: Mapping[str, str] | None = None
             split_host_port(peer, "peers")
         except ConfigError:
             fail("peers", f"must hold host:port entries ({peer!r} is not)")
-    for text in config.p2p_allowed_peers:
-        try:
-            valid = isinstance(text, str) and len(bytes.fromhex(text)) == 32
-        except ValueError:
-            valid = False
-        if not valid:
-            fail("p2p_allowed_peers", f"must hold node keys of 64 hex digits ({text!r} is not)")
+    for key in ("p2p_allowed_peers", "p2p_private_peers"):
+        for text in getattr(config, key):
+            try:
+                valid = isinstance(text, str) and len(bytes.fromhex(text)) == 32
+            except ValueError:
+                valid = False
+            if not valid:
+                fail(key, f"must hold node keys of 64 hex digits ({text!r} is not)")
     if bool(config.rpc_tls_cert) != bool(config.rpc_tls_key):
         fail("rpc_tls_cert", "needs rpc_tls_key too (set both, or neither)")
     if config.log_level not in LOG_LEVELS:
