@@ -247,8 +247,9 @@ class Node:
         self.store.close()
 
     def enqueue(self, event: DriverEvent) -> None:
-        if self.upgrade_halt is not None and isinstance(event, SyncedBlock):
-            if not event.done.done():
+        if self.upgrade_halt is not None:
+            # Halted: nothing is taken any more, so nothing may pile up either.
+            if isinstance(event, SyncedBlock) and not event.done.done():
                 event.done.set_result(True)  # not the peer's fault: we stop here
             return
         self._events.put_nowait(event)
