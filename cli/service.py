@@ -25,6 +25,7 @@ from node.keystore import PassphraseSource
 from node.node import Node
 from node.statesync import StateSyncResult, run_state_sync, should_state_sync
 from node.tls import build_rpc_ssl_context
+from node.upgrades import EXIT_HALTED_FOR_UPGRADE, HaltedForUpgradeError
 from p2p.network import P2PNetwork
 from rpc.dispatcher import RpcDispatcher, make_rpc_handler
 from rpc.methods.chain import NodeApi
@@ -53,6 +54,10 @@ def build_http_app(node: Node, api: NodeApi, p2p: P2PNetwork | None = None) -> w
     app[GATEWAY_KEY] = gateway
 
     async def health(request: web.Request) -> web.Response:
+        if node.upgrade_halt is not None:
+            return web.json_response({"status": "halted", "height": node.store.head_height,
+                                      "message": node.upgrade_halt.message,
+                                      "upgrade": node.upgrade_halt.to_json()}, status=503)
         return web.json_response({"status": "ok", "height": node.store.head_height})
 
     app.router.add_get("/health", health)
@@ -76,6 +81,8 @@ class NodeService:
         self.rpc_port = 0
         self.failed = asyncio.Event()
         """Set when a node task dies of an error: the process must stop."""
+        self.halted = asyncio.Event()
+        """Set when the node halts for an upgrade it does not implement (node/upgrades.py)."""
         self.storage_failure: StorageError | None = None
         """The first failed read or write of the database: the node stops on it."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -88,6 +95,7 @@ class NodeService:
         self.api = NodeApi(self.node, peers=self.network.peer_list,
                            max_batch=self.home.config.rpc_max_batch)
         self.node.store.set_failure_listener(self._on_storage_failure)
+        self.node.on_upgrade_halt = lambda halt: self.halted.set()
 
     @property
     def rpc_url(self) -> str:
@@ -113,6 +121,11 @@ class NodeService:
             if (config := self.home.config).rpc_tls_cert else None)
         await site.start()
         self.rpc_port = self._runner.addresses[0][1]
+        if self.node.upgrade_halt is not None:
+            # Refuse to run on: the RPC answers why until the process exits.
+            log.error("%s", self.node.upgrade_halt.message)
+            self.halted.set()
+            return
         await self.network.start()
         log.info("node %s up: chain %s, height %d, rpc %s, p2p %s:%d, validator %s",
                  self.home.config.moniker, self.node.chain_id, self.node.store.head_height,
@@ -165,15 +178,25 @@ async def serve(home: NodeHome, stop: asyncio.Event) -> None:
         await _start_unless_stopped(service, stop)
         stop_task = asyncio.create_task(stop.wait())
         failed_task = asyncio.create_task(service.failed.wait())
-        await asyncio.wait({stop_task, failed_task}, return_when=asyncio.FIRST_COMPLETED)
-        stop_task.cancel()
+        halted_task = asyncio.create_task(service.halted.wait())
+        await asyncio.wait({stop_task, failed_task, halted_task},
+                           return_when=asyncio.FIRST_COMPLETED)
         failed_task.cancel()
+        halted_task.cancel()
+        if service.halted.is_set() and not stop.is_set():
+            linger_s = home.config.upgrade_halt_linger_s
+            log.info("halted for an upgrade: answering RPC for %d s before exiting", linger_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(stop_task), linger_s)
+        stop_task.cancel()
         log.info("stopping")
     finally:
         await service.stop()
         log.info("stopped")
     if service.storage_failure is not None:
         raise service.storage_failure
+    if service.halted.is_set() and service.node.upgrade_halt is not None:
+        raise HaltedForUpgradeError(service.node.upgrade_halt)
     if service.failed.is_set():
         raise NodeError("a node task failed; see the error above")
 
@@ -225,6 +248,9 @@ def run_node(home_path: Path, overrides: dict[str, Any] | None = None,
 
     try:
         asyncio.run(main())
+    except HaltedForUpgradeError as e:
+        log.error("%s", e)
+        return EXIT_HALTED_FOR_UPGRADE
     except (NodeError, ChainError, StorageError) as e:
         log.error("%s", e)
         return 1

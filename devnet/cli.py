@@ -68,9 +68,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     options = network.UpOptions(
         devnet_dir=_dir(args), nodes=args.nodes, base_port=args.base_port,
         chain_id=args.chain_id, accounts=args.accounts, params=params,
-        ready_timeout_s=args.timeout)
+        ready_timeout_s=args.timeout, full_nodes=args.full_nodes)
     if options.nodes is not None and options.nodes < 1:
         raise DevnetError("--nodes must be at least 1")
+    if options.full_nodes < 0:
+        raise DevnetError("--full-nodes must not be negative")
     manifest = network.up(options, _report)
     if args.json:
         _print_json(json.loads(manifest.to_json()))
@@ -88,7 +90,15 @@ def _print_summary(manifest: Manifest, detached: bool) -> None:
     print()
     for node in manifest.nodes:
         print(f"  {node.name}  {node.rpc_url}  p2p {node.p2p_port}  pid {node.pid}  "
-              f"log {node.log}")
+              f"log {node.log}" + (f"  (public, in front of {node.fronts})"
+                                   if node.fronts else ""))
+    public = [node.rpc_url for node in manifest.nodes if node.fronts]
+    if public:
+        print()
+        print("public endpoints (give these to integrators; the validators' RPC stays "
+              "for their operators):")
+        for url in public:
+            print(f"  {url}")
     print()
     print("dev accounts (funded at genesis; devnet keys, never use them elsewhere):")
     for account in manifest.accounts:
@@ -310,6 +320,10 @@ def add_devnet_parser(subparsers: Any) -> None:
     p.add_argument("--chain-id", default=network.DEFAULT_CHAIN_ID,
                    help="chain id of a new devnet")
     p.add_argument("--accounts", type=int, default=4, help="funded dev accounts (default 4)")
+    p.add_argument("--full-nodes", type=int, default=0,
+                   help="public full nodes of a new devnet, in front of the validators in "
+                        "turn; the validators then admit only each other and their own "
+                        "full nodes (default 0)")
     p.add_argument("--params", help="JSON object of chain parameters to override")
     p.add_argument("--timeout", type=float, default=network.READY_TIMEOUT_S,
                    help="seconds to wait for every node to answer (default %(default)s)")

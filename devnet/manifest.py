@@ -47,6 +47,9 @@ class NodeEntry:
     """The validator's public key (hex), or None for a full node."""
     pid: int | None = None
     """Process id of its `govchain run` (also its process group), None when never started."""
+    fronts: str | None = None
+    """For a public full node made by `up --full-nodes`: the name of the validator it
+    stands in front of (its ministry's); None otherwise."""
 
 
 @dataclass(slots=True)

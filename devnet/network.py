@@ -75,6 +75,10 @@ class UpOptions:
     """Chain parameters overriding DEFAULT_PARAMS."""
     ready_timeout_s: float = READY_TIMEOUT_S
     """Deadline for every node to answer node_status."""
+    full_nodes: int = 0
+    """Public full nodes of a new devnet, in front of the validators in turn (one per
+    ministry when equal to `nodes`); with any, validators admit only each other and
+    their own full nodes (docs/operator.md, "Topology")."""
 
 
 # ------------------------------------------------------------------ the govchain CLI
@@ -128,6 +132,8 @@ def create_devnet(options: UpOptions, node_count: int, report: Report = _quiet) 
                                rpc_port=plan.rpc[i], p2p_port=plan.p2p[i], home=str(home),
                                log=str(home / NODE_LOG), validator=True,
                                validator_key=created["validators"][i]))
+    nodes += _create_full_nodes(root, Path(created["genesis"]), nodes, options.full_nodes,
+                                report)
     manifest = Manifest(
         chain_id=options.chain_id, genesis_hash=created["genesis_hash"], dir=str(root),
         nodes=nodes, accounts=[_read_account(a) for a in created["accounts"]],
@@ -135,6 +141,45 @@ def create_devnet(options: UpOptions, node_count: int, report: Report = _quiet) 
                          control=str(root / PARTITION_FILE)))
     write_manifest(manifest)
     return manifest
+
+
+def _create_full_nodes(root: Path, genesis: Path, validators: list[NodeEntry], count: int,
+                       report: Report) -> list[NodeEntry]:
+    """`count` full nodes, full{j} in front of validator j mod n: each dials its validator
+    (directly, not through the link proxy) and the other full nodes, and never tells
+    peers its validator's address; each validator is closed to all but the validators
+    and its own full nodes."""
+    if count == 0:
+        return []
+    report(f"creating {count} public full nodes in front of the validators")
+    ports = get_free_ports(2 * count)
+    names = [f"full{j}" for j in range(count)]
+    fronted = [validators[j % len(validators)] for j in range(count)]
+    entries: list[NodeEntry] = []
+    for j, name in enumerate(names):
+        home = root / name
+        rpc_port, p2p_port = ports[2 * j], ports[2 * j + 1]
+        peer_ports = [fronted[j].p2p_port, *(ports[2 * k + 1] for k in range(count) if k != j)]
+        peers = [arg for port in peer_ports for arg in ("--peer", f"{HOST}:{port}")]
+        run_govchain("init", "--home", str(home), "--genesis", str(genesis),
+                     "--moniker", name, "--rpc-listen", f"{HOST}:{rpc_port}",
+                     "--p2p-listen", f"{HOST}:{p2p_port}", *peers, "--no-peer-exchange")
+        append_settings(home, {"p2p_private_peers": [fronted[j].validator_key]})
+        entries.append(NodeEntry(name=name, rpc_url=f"http://{HOST}:{rpc_port}",
+                                 rpc_port=rpc_port, p2p_port=p2p_port, home=str(home),
+                                 log=str(home / NODE_LOG), validator=False,
+                                 fronts=fronted[j].name))
+    for validator in validators:
+        own = [read_node_key(Path(entry.home)) for entry in entries
+               if entry.fronts == validator.name]
+        append_settings(Path(validator.home), {"p2p_closed": True, "p2p_allowed_peers": own})
+    return entries
+
+
+def read_node_key(home: Path) -> str:
+    """The public node key (hex) of a devnet home (its key file is plaintext)."""
+    doc = json.loads((home / "node_key.json").read_text())
+    return str(doc["public_key"])
 
 
 def append_settings(home: Path, settings: dict[str, Any]) -> None:
@@ -185,10 +230,17 @@ def up(options: UpOptions, report: Report = _quiet) -> Manifest:
                 raise DevnetError(f"a devnet is already running in {root} ({', '.join(running)})"
                                   f": stop it with `govchain devnet down --dir {root}`, "
                                   "or choose another --dir")
-            if options.nodes is not None and options.nodes != len(manifest.nodes):
-                raise DevnetError(f"{root} holds a stopped devnet of {len(manifest.nodes)} "
-                                  f"nodes, not {options.nodes}: restart it without --nodes, "
-                                  "or delete it with `govchain devnet down --clean`")
+            validators = sum(1 for node in manifest.nodes if node.validator)
+            full_nodes = sum(1 for node in manifest.nodes if node.fronts)
+            if options.nodes is not None and options.nodes != validators:
+                raise DevnetError(f"{root} holds a stopped devnet of {validators} "
+                                  f"validators, not {options.nodes}: restart it without "
+                                  "--nodes, or delete it with `govchain devnet down --clean`")
+            if options.full_nodes and options.full_nodes != full_nodes:
+                raise DevnetError(f"{root} holds a stopped devnet of {full_nodes} public full "
+                                  f"nodes, not {options.full_nodes}: restart it without "
+                                  "--full-nodes, or delete it with `govchain devnet down "
+                                  "--clean`")
             report(f"restarting the stopped devnet in {root}")
         else:
             if root.exists() and any(p.name != ".devnet.lock" for p in root.iterdir()):
@@ -328,7 +380,10 @@ def add_node(devnet_dir: Path, *, state_sync: bool = False,
         name = next(f"node{i}" for i in range(len(names) + 1) if f"node{i}" not in names)
         rpc_port, p2p_port = get_free_ports(2)
         home = devnet_dir / name
-        peers = [arg for node in manifest.nodes for arg in ("--peer", f"{HOST}:{node.p2p_port}")]
+        # Behind public full nodes the validators admit no one else: dial the full nodes.
+        fronted = [node for node in manifest.nodes if node.fronts]
+        peers = [arg for node in fronted or manifest.nodes
+                 for arg in ("--peer", f"{HOST}:{node.p2p_port}")]
         report(f"{name}: creating a full node home in {home}"
                + (" (joins by state sync)" if state_sync else ""))
         run_govchain("init", "--home", str(home),

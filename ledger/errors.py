@@ -314,6 +314,37 @@ class TooManyError(_CodedError):
     CODE = "limit_reached"
 
 
+class UpgradeHeightPassedError(_CodedError):
+    """Raised when an upgrade is scheduled at or below the height that schedules it."""
+
+    CODE = "upgrade_height_passed"
+
+
+class UpgradeExistsError(_CodedError):
+    """Raised when an upgrade name was scheduled before (a name is used once, ever)."""
+
+    CODE = "upgrade_exists"
+
+
+class UpgradePendingError(_CodedError):
+    """Raised when an upgrade is scheduled while another one is still pending."""
+
+    CODE = "upgrade_pending"
+
+
+class UnknownUpgradeError(_CodedError):
+    """Raised when cancelling an upgrade that is not scheduled (never, or done already)."""
+
+    CODE = "unknown_upgrade"
+
+
+class UpgradeNotImplementedError(_CodedError):
+    """Raised when a block at an upgrade's height is executed by a version of govchain
+    that does not implement that upgrade: it must not run past it."""
+
+    CODE = "upgrade_not_implemented"
+
+
 class TxNotApplicable(LedgerError):
     """Raised when a transaction must never be in a block (wrong nonce, unauthorized...).
 

@@ -8,7 +8,7 @@ Theory of operation and every rejection code: docs/ledger.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from chain import codec
@@ -44,6 +44,7 @@ from ledger.recovery import RecoveryModule
 from ledger.registry import RegistryModule
 from ledger.roles import RolesModule
 from ledger.state import Overlay, StateReader
+from ledger.upgrades import Upgrade, apply_upgrade_due, get_pending_upgrade
 
 __all__ = ["OK", "BlockContext", "Event", "Ledger", "TxResult", "default_modules"]
 
@@ -57,8 +58,11 @@ def default_modules() -> list[LedgerModule]:
 class Ledger:
     """The state machine: a fixed list of modules and the rules that run them."""
 
-    def __init__(self, modules: Sequence[LedgerModule]) -> None:
+    def __init__(self, modules: Sequence[LedgerModule],
+                 upgrades: Mapping[str, Upgrade] | None = None) -> None:
         self.modules: tuple[LedgerModule, ...] = tuple(modules)
+        self.upgrades: dict[str, Upgrade] = dict(upgrades or {})
+        """The upgrades this version implements, by name (ledger/upgrades.py)."""
         self._handlers: dict[str, TxHandler] = {}
         names = [module.name for module in self.modules]
         if len(set(names)) != len(names):
@@ -112,6 +116,18 @@ class Ledger:
         """Raise unless a module owns `tx.tx_type` and its fields are well-formed."""
         self._get_handler(tx.tx_type).validate_fields(tx.fields)
 
+    def begin_block(self, view: Overlay, ctx: BlockContext) -> list[Event]:
+        """What runs before a block's transactions: the upgrade due at its height.
+
+        Raises UpgradeNotImplementedError when that upgrade is not one this version
+        implements (the block must then be neither built nor accepted).
+        """
+        return apply_upgrade_due(view, ctx, self.upgrades)
+
+    def get_pending_upgrade(self, view: StateReader) -> dict[str, Any] | None:
+        """The scheduled upgrade plan not yet reached, or None."""
+        return get_pending_upgrade(view)
+
     def apply_tx(self, view: Overlay, ctx: BlockContext, tx: Transaction) -> TxResult:
         """Execute `tx` (signatures already verified) and return its result.
 
@@ -146,6 +162,7 @@ class Ledger:
         not be in a block; `view` is then left untouched.
         """
         block_view = view.child()
+        self.begin_block(block_view, ctx)
         results = []
         for index, tx in enumerate(txs):
             try:

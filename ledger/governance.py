@@ -1,7 +1,8 @@
 """Governance: validators propose and vote; a proposal that gathers a quorum takes effect.
 
 Actions: add_validator, remove_validator, replace_validator, grant_role, revoke_role,
-create_asset, create_namespace, set_param. A proposal passes in the transaction whose vote brings
+create_asset, create_namespace, set_param, schedule_upgrade, cancel_upgrade
+(ledger/upgrades.py). A proposal passes in the transaction whose vote brings
 the approvals of the validator set in force to floor(2n/3)+1 before its expiry
 height, and its action runs right there, so every node applies it at the same place.
 A validator-set change is written to valset/v1, which certifies the *next* height.
@@ -60,6 +61,14 @@ from ledger.keys import (
 from ledger.registry import apply_create_namespace, validate_create_namespace_args
 from ledger.roles import GRANTABLE_ROLES, apply_grant_role, apply_revoke_role
 from ledger.state import Overlay, StateReader, get_value, put_value
+from ledger.upgrades import (
+    CANCEL_UPGRADE,
+    SCHEDULE_UPGRADE,
+    apply_cancel_upgrade,
+    apply_schedule_upgrade,
+    validate_cancel_upgrade_args,
+    validate_schedule_upgrade_args,
+)
 
 PROPOSE = "propose"
 VOTE = "vote"
@@ -281,6 +290,8 @@ ACTIONS: dict[str, tuple[Callable[[Mapping[str, Any]], None], ActionApply]] = {
     CREATE_ASSET: (validate_create_asset_args, apply_create_asset),
     CREATE_NAMESPACE: (validate_create_namespace_args, apply_create_namespace),
     SET_PARAM: (_validate_set_param, _apply_set_param),
+    SCHEDULE_UPGRADE: (validate_schedule_upgrade_args, apply_schedule_upgrade),
+    CANCEL_UPGRADE: (validate_cancel_upgrade_args, apply_cancel_upgrade),
 }
 """Each action: a stateless check of its args, and its state transition."""
 

@@ -65,6 +65,12 @@ PROPOSAL_COUNT_KEY = b"proposals/v1"
 """proposals/v1 -> the number of proposals made (the last id)."""
 CANDIDATE_PREFIX = b"candidate/v1/"
 """candidate/v1/<public key 32> -> {"height", "name"}: the key proved possession."""
+UPGRADE_PREFIX = b"upgrade/v1/"
+"""upgrade/v1/<name> -> an upgrade plan {"name", "height", "info", "status", ...}."""
+PENDING_UPGRADE_KEY = b"upgradepending/v1"
+"""upgradepending/v1 -> the name of the one scheduled upgrade not yet reached (absent: none)."""
+LAST_UPGRADE_KEY = b"upgradelast/v1"
+"""upgradelast/v1 -> [name, height, info] of the last upgrade applied (absent: none)."""
 VALIDATOR_SET_BASE_KEY = b"valsetbase/v1"
 """valsetbase/v1 -> [height, validator set certifying that height]: the set before the
 changes made at that height, to bound how much one height may change."""
@@ -121,3 +127,8 @@ def get_proposal_key(proposal_id: int) -> bytes:
 def get_candidate_key(public_key: bytes) -> bytes:
     assert len(public_key) == 32
     return CANDIDATE_PREFIX + public_key
+
+
+def get_upgrade_key(name: str) -> bytes:
+    assert "/" not in name
+    return UPGRADE_PREFIX + name.encode()

@@ -128,6 +128,9 @@ class NodeConfig:
     A validator then uses its validator key as its p2p identity."""
     p2p_allowed_peers: list[str] = field(default_factory=list)
     """Hex public keys of the (non-validator) nodes admitted to a closed network."""
+    p2p_private_peers: list[str] = field(default_factory=list)
+    """Hex node keys of peers whose address this node never tells other peers (peer
+    exchange): on a public full node, its ministry's validator."""
     p2p_max_peers: int = 32
     """Most connected peers."""
     p2p_max_inbound_per_host: int = 16
@@ -147,6 +150,9 @@ class NodeConfig:
     trusted_hash: str = ""
     """The hash (64 hex digits) of the block at `trusted_height`, from a source the
     operator trusts (another ministry's node, its published checkpoint)."""
+    upgrade_halt_linger_s: int = 5
+    """When the node halts for an upgrade it does not implement, it keeps answering RPC
+    (node_status, /health and /ready say why) this many seconds, then exits with status 3."""
     snapshot_interval: int = 1000
     """Take a state snapshot at every height that is a multiple of this and serve the
     last 2 to nodes that state-sync (HOME/state-snapshots); 0 = serve none."""
@@ -240,13 +246,14 @@ def validate_config(config: NodeConfig, sources: Mapping[str, str] | None = None
             split_host_port(peer, "peers")
         except ConfigError:
             fail("peers", f"must hold host:port entries ({peer!r} is not)")
-    for text in config.p2p_allowed_peers:
-        try:
-            valid = isinstance(text, str) and len(bytes.fromhex(text)) == 32
-        except ValueError:
-            valid = False
-        if not valid:
-            fail("p2p_allowed_peers", f"must hold node keys of 64 hex digits ({text!r} is not)")
+    for key in ("p2p_allowed_peers", "p2p_private_peers"):
+        for text in getattr(config, key):
+            try:
+                valid = isinstance(text, str) and len(bytes.fromhex(text)) == 32
+            except ValueError:
+                valid = False
+            if not valid:
+                fail(key, f"must hold node keys of 64 hex digits ({text!r} is not)")
     if bool(config.rpc_tls_cert) != bool(config.rpc_tls_key):
         fail("rpc_tls_cert", "needs rpc_tls_key too (set both, or neither)")
     if config.log_level not in LOG_LEVELS:
@@ -265,7 +272,7 @@ def validate_config(config: NodeConfig, sources: Mapping[str, str] | None = None
     if config.trusted_hash and not _is_hash_hex(config.trusted_hash):
         fail("trusted_hash", "must be a block hash of 64 hex digits")
     for key in ("verify_workers", "max_blocks_behind", "ready_min_peers", "trusted_height",
-                "snapshot_interval"):
+                "snapshot_interval", "upgrade_halt_linger_s"):
         if getattr(config, key) < 0:
             fail(key, "must not be negative")
     if not config.moniker.strip():

@@ -22,7 +22,7 @@ from chain.errors import ChainError
 from chain.genesis import ChainParams
 from chain.tx import Transaction
 from chain.vote import CommitCertificate, ValidatorSet, validate_certificate
-from ledger.errors import LedgerError, TxNotApplicable
+from ledger.errors import CorruptStateError, LedgerError, TxNotApplicable
 from ledger.execution import BlockContext, Ledger, TxResult
 from ledger.state import Overlay
 from storage.chain_store import ChainStore
@@ -108,6 +108,9 @@ class BlockExecutor:
         validator_set = self.store.get_validator_set(height)
         view = Overlay(self.state)
         ctx = BlockContext(self.chain_id, height, timestamp_ms, proposer)
+        # The node halts before an upgrade it does not implement (node/upgrades.py), so
+        # a refusal here is a bug of ours, not a bad block: it propagates.
+        self.ledger.begin_block(view, ctx)
         included: list[Transaction] = []
         results: list[TxResult] = []
         dropped: list[tuple[Transaction, LedgerError]] = []
@@ -152,6 +155,12 @@ class BlockExecutor:
             raise InvalidBlockError("tx_root does not match the block's transactions")
         view = Overlay(self.state)
         ctx = BlockContext(self.chain_id, header.height, header.timestamp_ms, header.proposer)
+        try:
+            self.ledger.begin_block(view, ctx)
+        except CorruptStateError:
+            raise
+        except LedgerError as e:
+            raise InvalidBlockError(f"block {header.height}: {e.message}") from e
         results = []
         for index, tx in enumerate(block.txs):
             if tx.chain_id != self.chain_id:

@@ -61,6 +61,7 @@ def build_p2p_network(home: NodeHome, handler: MessageHandler, *,
         on_peer_connected=on_peer_connected, is_validator=home.validator_key is not None,
         config=P2PConfig(peer_exchange=config.peer_exchange,
                          max_peers=config.p2p_max_peers,
+                         private_peers=frozenset(k.lower() for k in config.p2p_private_peers),
                          max_inbound_per_host=config.p2p_max_inbound_per_host),
         server_ssl=tls.server if tls else None, client_ssl=tls.client if tls else None,
         tls_fingerprint=tls.fingerprint if tls else None, admission=admission)

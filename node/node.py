@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, assert_never
 
@@ -47,6 +47,7 @@ from consensus.events import (
 )
 from ledger.execution import Ledger, default_modules
 from ledger.state import Overlay
+from ledger.upgrades import Upgrade
 from node.admission import Admission, CommittedNonces
 from node.config import NodeHome
 from node.errors import MempoolError
@@ -58,8 +59,9 @@ from node.execution import (
     validate_signature_verdicts,
 )
 from node.mempool import Mempool
-from node.rejection import Rejection, Where
+from node.rejection import Rejection, RejectionCode, Where
 from node.runtime import Clock, SystemClock, ThreadWorker, Timer, Verifier, Worker
+from node.upgrades import UpgradeHalt, get_upgrade_halt, load_known_upgrades
 from node.verifier import VERDICTS_BEYOND_MEMPOOL, SignatureVerifier
 from storage.chain_store import ChainStore
 
@@ -119,10 +121,12 @@ class Node:
 
     def __init__(self, home: NodeHome, *, store: ChainStore | None = None,
                  clock: Clock | None = None, worker: Worker | None = None,
-                 verifier: Verifier | None = None) -> None:
+                 verifier: Verifier | None = None,
+                 upgrades: Mapping[str, Upgrade] | None = None) -> None:
         """The driver's I/O defaults to the real one (node/runtime.py): the LevelDB store
         of the home's data directory, the system clock and the event loop's timers,
-        worker threads, and the signature worker processes."""
+        worker threads, and the signature worker processes. `upgrades` are those this
+        version implements (default: node.upgrades.load_known_upgrades())."""
         self.home = home
         self.genesis = home.genesis
         self.chain_id = home.genesis.chain_id
@@ -131,7 +135,8 @@ class Node:
                                                                     home.genesis)
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.worker: Worker = worker if worker is not None else ThreadWorker()
-        self.ledger = Ledger(default_modules())
+        self.ledger = Ledger(default_modules(),
+                             load_known_upgrades() if upgrades is None else upgrades)
         if not self.store.is_initialized:
             view = Overlay({})  # genesis applies over an empty state
             self.ledger.apply_genesis(view, home.genesis)
@@ -177,6 +182,11 @@ class Node:
         self.on_evidence: Callable[[Vote, Vote], None] = lambda a, b: None
         self.on_admission: Callable[[list[MempoolError | None]], None] = lambda errors: None
         """Told each admission batch's verdicts (metrics)."""
+        self.upgrade_halt: UpgradeHalt | None = self.get_upgrade_halt()
+        """Set once an upgrade this version does not implement is due: the driver stops
+        (at start already, if the chain is there)."""
+        self.on_upgrade_halt: Callable[[UpgradeHalt], None] = lambda halt: None
+        """Told when the driver halts for an upgrade (the service stops the process)."""
         self.on_step: Callable[[Event, list[Effect]], None] = self._log_step
         """Told each event the core takes and the effects it answers, before they are
         applied: a DEBUG line by default; the simulation keeps its trace with it."""
@@ -203,12 +213,31 @@ class Node:
                                    fresh_start=True)
         self._guard_until_height = network_height + 1
 
+    def get_upgrade_halt(self) -> UpgradeHalt | None:
+        """The upgrade halt due at the head, or None (node/upgrades.py)."""
+        return get_upgrade_halt(self.state, self.store.head_height, self.ledger.upgrades)
+
     async def run(self) -> None:
-        """The driver: start at head + 1, then apply events until cancelled."""
+        """The driver: start at head + 1, then apply events until cancelled, or until it
+        halts for an upgrade (then it returns)."""
         self.verifier.start()
-        await self._step(self._start_height_event())
-        while True:
+        if self.upgrade_halt is None:
+            await self._step(self._start_height_event())
+        while self.upgrade_halt is None:
             await self._step(await self._events.get())
+        self._on_halted()
+
+    def _on_halted(self) -> None:
+        """Nothing more is decided here: timers off, waiting fetchers and clients told."""
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        while not self._events.empty():
+            item = self._events.get_nowait()
+            if isinstance(item, SyncedBlock) and not item.done.done():
+                item.done.set_result(True)  # not the peer's fault: we stop here
+        for tx_hash in list(self._final_waiters):
+            self._resolve_waiters(tx_hash)
 
     def close(self) -> None:
         for timer in self._timers:
@@ -218,6 +247,11 @@ class Node:
         self.store.close()
 
     def enqueue(self, event: DriverEvent) -> None:
+        if self.upgrade_halt is not None:
+            # Halted: nothing is taken any more, so nothing may pile up either.
+            if isinstance(event, SyncedBlock) and not event.done.done():
+                event.done.set_result(True)  # not the peer's fault: we stop here
+            return
         self._events.put_nowait(event)
 
     def add_commit_listener(self, listener: Callable[[ExecutedBlock, CommitCertificate],
@@ -243,7 +277,7 @@ class Node:
         """
         work: deque[DriverEvent] = deque([event])
         committed = False
-        while work:
+        while work and self.upgrade_halt is None:
             item = work.popleft()
             if isinstance(item, SyncedBlock):
                 follow_ups = await self._apply_synced(item)
@@ -389,6 +423,11 @@ class Node:
         for listener in self._commit_listeners:
             listener(executed, certificate)
         self._txs_signalled_height = -1
+        halt = self.get_upgrade_halt()
+        if halt is not None:
+            self.upgrade_halt = halt
+            log.error("%s", halt.message)
+            self.on_upgrade_halt(halt)
         return self._start_height_event()
 
     async def _apply_synced(self, item: SyncedBlock) -> list[Event]:
@@ -429,6 +468,9 @@ class Node:
                          ) -> list[MempoolError | None]:
         """Admit `txs` to the mempool (node/admission.py); one error (or None) per tx, in
         order. The admitted ones are relayed to peers unless `relay` is false."""
+        if self.upgrade_halt is not None:
+            halted = MempoolError(RejectionCode.HALTED_FOR_UPGRADE, self.upgrade_halt.message)
+            return [halted] * len(txs)
         errors = await self.admission.admit(txs)
         self.on_admission(errors)
         if relay:

@@ -74,6 +74,13 @@ class RejectionCode(StrEnum):
     ROLE_EXISTS = "role_exists"
     ROLE_NOT_HELD = "role_not_held"
     LIMIT_REACHED = "limit_reached"
+    UPGRADE_HEIGHT_PASSED = "upgrade_height_passed"
+    UPGRADE_EXISTS = "upgrade_exists"
+    UPGRADE_PENDING = "upgrade_pending"
+    UNKNOWN_UPGRADE = "unknown_upgrade"
+    UPGRADE_NOT_IMPLEMENTED = "upgrade_not_implemented"
+    # The node (node/upgrades.py).
+    HALTED_FOR_UPGRADE = "halted_for_upgrade"
 
     @property
     def is_permanent(self) -> bool:
@@ -91,7 +98,7 @@ class RejectionCode(StrEnum):
     def is_busy(self) -> bool:
         """Not a verdict on the transaction: the node is at a cap, the client retries;
         nothing is remembered about it."""
-        return self is RejectionCode.MEMPOOL_FULL
+        return self in (RejectionCode.MEMPOOL_FULL, RejectionCode.HALTED_FOR_UPGRADE)
 
 
 _PEER_FAULTS = frozenset({RejectionCode.BAD_SIGNATURE, RejectionCode.MALFORMED,

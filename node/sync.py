@@ -57,7 +57,7 @@ class BlockSync:
         out, answers nothing although it claimed to be ahead, sends a bad block) is
         penalized and skipped for this pass, and the next peer ahead is asked."""
         failed: set[str] = set()
-        while True:
+        while self.node.upgrade_halt is None:  # halted: no block past it is wanted
             head = self.node.store.head_height
             ahead = sorted((p for p in self.p2p.peers()
                             if (p.status_height or 0) > head and p.node_id not in failed),

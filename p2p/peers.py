@@ -89,6 +89,9 @@ class P2PConfig:
     """How long a banned node key and address are refused."""
     peer_exchange: bool = True
     """Ask peers for addresses (PEERS_REQUEST) and dial the ones we lack."""
+    private_peers: frozenset[str] = frozenset()
+    """Node ids (hex keys) of peers whose address is never given to other peers in a
+    PEERS answer: a validator behind its full nodes stays unknown to the public."""
     peer_exchange_interval_s: float = 30.0
     """Period of peer exchange and of dialing discovered addresses."""
     max_dial_failures: int = 3

@@ -103,7 +103,8 @@ class RequestServer:
             session.answer(MessageType.PONG, request_id, frame.payload)
         elif msg_type == MessageType.PEERS_REQUEST:
             session.answer(MessageType.PEERS, request_id,
-                           self._table.get_listen_addresses(exclude=session))
+                           self._table.get_listen_addresses(
+                               exclude=session, private=self._config.private_peers))
         elif self._callbacks.handle_request is None:
             session.answer(MessageType.ERROR, request_id,
                            ["unsupported", f"{msg_type.name} is not served by this node"])

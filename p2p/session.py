@@ -367,7 +367,10 @@ class PeerTable:
                 count += 1
         return count
 
-    def get_listen_addresses(self, exclude: PeerSession | None = None) -> list[str]:
-        """Where our peers (but `exclude`) can be dialed: a PEERS answer."""
+    def get_listen_addresses(self, exclude: PeerSession | None = None,
+                             private: frozenset[str] = frozenset()) -> list[str]:
+        """Where our peers (but `exclude` and the `private` node ids) can be dialed: a
+        PEERS answer."""
         return [session.listen_address for session in self._sessions.values()
-                if session is not exclude and session.listen_address][:MAX_PEER_ADDRESSES]
+                if session is not exclude and session.listen_address
+                and session.peer_id not in private][:MAX_PEER_ADDRESSES]

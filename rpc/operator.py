@@ -34,6 +34,8 @@ def compute_readiness(service: ServedNode) -> tuple[bool, dict[str, Any]]:
     best = max([head, *(p.status_height or 0 for p in peers)])
     needed_peers = config.ready_min_peers if config.peers else 0
     reasons = []
+    if service.node.upgrade_halt is not None:
+        reasons.append(service.node.upgrade_halt.message)
     if best - head > config.max_blocks_behind:
         reasons.append(f"syncing: {best - head} blocks behind the best peer "
                        f"(allowed {config.max_blocks_behind})")

@@ -45,6 +45,7 @@ from node.ops.errors import AuditDamage as AuditDamage  # re-exported: callers i
 from node.ops.errors import AuditMismatch as AuditMismatch  # the errors from here too
 from node.ops.errors import ExportFormatError as ExportFormatError
 from node.ops.statesync_audit import StateSyncedAuditReport, audit_state_synced
+from node.upgrades import load_known_upgrades
 from node.verifier import SignatureVerifier, VerdictBatch
 from storage import schema
 from storage.chain_store import ChainStore
@@ -94,7 +95,7 @@ class Replayer:
     def __init__(self, genesis: Genesis, store: ChainStore) -> None:
         self.genesis = genesis
         self.store = store
-        self.ledger = Ledger(default_modules())
+        self.ledger = Ledger(default_modules(), load_known_upgrades())
         self.last_written: dict[bytes, int] = {}
         """The height at which each state key was last written by the replay."""
         if not store.is_initialized:

@@ -134,6 +134,8 @@ class NodeApi:
             "peers": len(self.peers()),
             "mempool_size": len(node.mempool),
             "version": __version__,
+            "upgrade": to_json(node.ledger.get_pending_upgrade(node.state)),
+            "halted": node.upgrade_halt.message if node.upgrade_halt else None,
         }
 
     def _decode_tx(self, value: Any, name: str) -> Transaction:

@@ -18,7 +18,7 @@ from ledger.assets import AssetRecord, get_asset_info, get_attestations, get_hol
 from ledger.errors import LedgerError
 from ledger.fields import is_valid_asset
 from ledger.governance import get_proposal_count, get_proposal_info
-from ledger.keys import ASSET_PREFIX, get_record_key
+from ledger.keys import ASSET_PREFIX, LAST_UPGRADE_KEY, get_record_key
 from ledger.multisig import get_multisig_info
 from ledger.registry import (
     RECORD_KEY_PATTERN,
@@ -27,6 +27,8 @@ from ledger.registry import (
     get_record_history,
 )
 from ledger.roles import get_account_roles, get_role_holders
+from ledger.state import get_value
+from ledger.upgrades import UPGRADE_NAME_PATTERN, get_pending_upgrade, get_upgrade_plan
 from node.node import Node
 from rpc.dispatcher import NOT_FOUND, RpcDispatcher, RpcError, invalid_params
 from rpc.methods import specs
@@ -57,6 +59,9 @@ def register_ledger_methods(dispatcher: RpcDispatcher, node: Node) -> None:
       spec=specs.STATE_PROPOSAL)
     r("state_proposals", api.state_proposals, ("status", "start", "limit"),
       "Governance proposals, newest first", spec=specs.STATE_PROPOSALS)
+    r("state_upgrade", api.state_upgrade, ("name",),
+      "Upgrade plans, the upgrades this node implements, the chain parameters in force",
+      spec=specs.STATE_UPGRADE)
     r("state_roles", api.state_roles, ("address", "role", "scope"),
       "The roles of an account, or the holders of a role in a scope", spec=specs.STATE_ROLES)
 
@@ -168,6 +173,26 @@ class LedgerApi:
         if info is None:
             raise RpcError(NOT_FOUND, "unknown_proposal", f"no proposal {proposal_id}")
         result: dict[str, Any] = to_json(info)
+        return result
+
+    async def state_upgrade(self, params: dict[str, Any]) -> dict[str, Any]:
+        state, ledger = self.node.state, self.node.ledger
+        last = get_value(state, LAST_UPGRADE_KEY, "last upgrade")
+        result: dict[str, Any] = {
+            "pending": to_json(get_pending_upgrade(state)),
+            "last_applied": (None if last is None else
+                             {"name": last[0], "height": last[1], "info": last[2]}),
+            "implemented": [{"name": u.name, "summary": u.summary}
+                            for u in sorted(ledger.upgrades.values(), key=lambda u: u.name)],
+            "params": ledger.get_chain_params(state).to_value()}
+        name = params.get("name")
+        if name is not None:
+            if not isinstance(name, str) or UPGRADE_NAME_PATTERN.fullmatch(name) is None:
+                raise invalid_params(f"name must match {UPGRADE_NAME_PATTERN.pattern}")
+            plan = get_upgrade_plan(state, name)
+            if plan is None:
+                raise RpcError(NOT_FOUND, "unknown_upgrade", f"no upgrade named {name!r}")
+            result["plan"] = to_json(plan)
         return result
 
     async def state_proposals(self, params: dict[str, Any]) -> dict[str, Any]:

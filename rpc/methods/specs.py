@@ -59,7 +59,8 @@ NODE_STATUS = MethodSpec(
                 "base_height": NONCE, "consensus": ANY_OBJECT, "node_id": HEX,
                 "moniker": {"type": "string"},
                 "is_validator": {"type": "boolean"}, "validator_key": nullable(HEX),
-                "peers": NONCE, "mempool_size": NONCE, "version": {"type": "string"}},
+                "peers": NONCE, "mempool_size": NONCE, "version": {"type": "string"},
+                "upgrade": nullable(ANY_OBJECT), "halted": nullable({"type": "string"})},
                ["chain_id", "height", "finalized_height"]),
     tags=("node",))
 
@@ -189,6 +190,14 @@ STATE_NAMESPACE = MethodSpec(
 STATE_PROPOSAL = MethodSpec(
     params=(Param("id", {"type": "integer", "minimum": 1}, "the proposal id", True),),
     result=ANY_OBJECT, errors=(NOT_FOUND,), tags=("ledger",))
+STATE_UPGRADE = MethodSpec(
+    params=(Param("name", {"type": "string", "maxLength": 48},
+                  "an upgrade plan's name (default: none, only the summary)"),),
+    result=obj({"pending": nullable(ANY_OBJECT), "last_applied": nullable(ANY_OBJECT),
+                "plan": nullable(ANY_OBJECT), "implemented": {"type": "array"},
+                "params": ANY_OBJECT},
+               ["pending", "last_applied", "implemented", "params"]),
+    errors=(NOT_FOUND,), tags=("ledger",))
 STATE_PROPOSALS = MethodSpec(
     params=(Param("status", {"enum": ["open", "passed", "failed", "expired"]},
                   "only proposals in this state"),

@@ -46,7 +46,7 @@ def test_wire_strings_and_their_meaning_are_unchanged() -> None:
         "bad_signature", "malformed", "wrong_chain", "too_large"}
     assert {c.value for c in RejectionCode if c.is_permanent} == {
         "bad_signature", "malformed", "wrong_chain", "too_large", "nonce_too_low", "nonce_used"}
-    assert [c.value for c in RejectionCode if c.is_busy] == ["mempool_full"]
+    assert [c.value for c in RejectionCode if c.is_busy] == ["mempool_full", "halted_for_upgrade"]
     assert all(c.value == c.name.lower() for c in RejectionCode)
 
 

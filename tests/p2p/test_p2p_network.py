@@ -426,3 +426,18 @@ def _dialer_settled(node, address, caplog) -> bool:
 
 def _count(caplog, text: str) -> int:
     return sum(text in record.getMessage() for record in caplog.records)
+
+
+async def test_private_peers_are_never_given_out_in_peer_exchange(make_node):
+    validator = await make_node()
+    other = await make_node()
+    full = await make_node([validator.address, other.address],
+                           private_peers=frozenset({validator.node_id}))
+    public = await make_node([full.address])
+    await wait_for(lambda: peer_ids(full) == {validator.node_id, other.node_id,
+                                              public.node_id}
+                   and full.node_id in peer_ids(public), what="full node's peers")
+    _, addresses = await public.network.request(full.node_id, MessageType.PEERS_REQUEST, None)
+    # The other peer is given out; the validator behind the full node never is.
+    assert other.address in addresses
+    assert validator.address not in addresses
