@@ -276,7 +276,8 @@ def parse_shape_file(text: str) -> ShapeSet:
         raise ShapeError("version and seed must be integers")
     shapes: dict[ShapeKey, LinkShape] = {}
     for entry in doc.get("links", []):
-        shapes[_read_key(entry)] = _read_shape(entry)
+        key = _read_key(entry)
+        shapes[key] = _read_shape(entry)
     return ShapeSet(version, seed, shapes)
 
 
