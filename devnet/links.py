@@ -45,6 +45,7 @@ from devnet.shaping import (
 
 PARTITION_FILE = "partition.json"
 APPLIED_FILE = "partition.applied.json"
+STATS_FILE = "links.stats.json"
 HOST = "127.0.0.1"
 
 log = logging.getLogger("devnet.links")
@@ -106,6 +107,14 @@ class _LinkState:
     accepted: int = 0
     """Connections accepted so far: numbers them for their random draws."""
     directions: set[_Direction] = field(default_factory=set)
+    counters: dict[ShapeKey, _Counters] = field(default_factory=dict)
+    """Since the proxy started, per direction (src, dst) of the link's connections."""
+
+
+@dataclass(slots=True)
+class _Counters:
+    delivered_bytes: int = 0
+    lost_segments: int = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -114,6 +123,7 @@ class _Direction:
 
     key: ShapeKey
     schedule: DeliverySchedule
+    counters: _Counters
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     queue: deque[tuple[float, bytes]] = field(default_factory=deque)
     queued_bytes: int = 0
@@ -164,8 +174,19 @@ class LinkProxy:
         return sum(d.queued_bytes for d in self._links[name].directions)
 
     def count_lost_segments(self, name: str) -> int:
-        """Segments lost so far on the link's open connections (retransmissions count)."""
-        return sum(d.schedule.lost_segments for d in self._links[name].directions)
+        """Segments lost on the link since the start, both directions (a lost
+        retransmission counts again)."""
+        return sum(c.lost_segments for c in self._links[name].counters.values())
+
+    def get_stats(self) -> dict[str, Any]:
+        """Per link: open connections, bytes held, and per direction the bytes delivered
+        and segments lost since the proxy started."""
+        return {name: {"connections": len(state.connections),
+                       "queued_bytes": sum(d.queued_bytes for d in state.directions),
+                       "directions": {f"{src}->{dst}": {"delivered_bytes": c.delivered_bytes,
+                                                         "lost_segments": c.lost_segments}
+                                      for (src, dst), c in sorted(state.counters.items())}}
+                for name, state in self._links.items()}
 
     async def start(self) -> None:
         """Listen on every link's port; OSError if one is taken (nothing left open)."""
@@ -237,10 +258,9 @@ class LinkProxy:
         number = state.accepted
         state.accepted += 1
         seed = self._shapes.seed
-        out = _Direction((link.src, link.dst),
-                         DeliverySchedule(get_rng(seed, (link.src, link.dst), number)))
-        back = _Direction((link.dst, link.src),
-                          DeliverySchedule(get_rng(seed, (link.dst, link.src), number)))
+        out, back = (_Direction(key, DeliverySchedule(get_rng(seed, key, number)),
+                                state.counters.setdefault(key, _Counters()))
+                     for key in ((link.src, link.dst), (link.dst, link.src)))
         state.directions.update((out, back))
         pumps = [asyncio.create_task(self._pump(reader, upstream, out)),
                  asyncio.create_task(self._pump(up_reader, writer, back))]
@@ -283,10 +303,12 @@ class LinkProxy:
                 rtt_s = (shape.delay_ms + self._shapes.get(*reversed(direction.key)).delay_ms
                          ) / 1000
                 offset = 0
+                lost_before = direction.schedule.lost_segments
                 for deliver_at, size in direction.schedule.plan(loop.time(), len(data),
                                                                 shape, rtt_s):
                     direction.queue.append((deliver_at, data[offset:offset + size]))
                     offset += size
+                direction.counters.lost_segments += direction.schedule.lost_segments - lost_before
                 direction.queued_bytes += len(data)
                 async with changed:
                     changed.notify_all()
@@ -317,6 +339,7 @@ class LinkProxy:
                 parts.append(queue.popleft()[1])
             data = b"".join(parts)
             direction.queued_bytes -= len(data)
+            direction.counters.delivered_bytes += len(data)
             async with changed:
                 changed.notify_all()
             writer.write(data)
@@ -349,17 +372,27 @@ def render_partition(version: int, cuts: Iterable[CutPair]) -> str:
 
 
 async def watch_partition(proxy: LinkProxy, devnet_dir: Path, stop: asyncio.Event,
-                          poll_s: float = 0.1) -> None:
-    """Apply DIR/partition.json and DIR/shape.json whenever they change, until `stop` or
-    the devnet is gone. Shapes are applied first, so that the applied partition file
-    (what `devnet up` waits for) also means the shapes in force."""
+                          poll_s: float = 0.1, stats_interval_s: float = 1.0) -> None:
+    """Apply DIR/partition.json and DIR/shape.json whenever they change, and write
+    DIR/links.stats.json every `stats_interval_s`, until `stop` or the devnet is gone.
+    Shapes are applied first, so that the applied partition file (what `devnet up`
+    waits for) also means the shapes in force."""
     watched = [(devnet_dir / SHAPE_FILE, _apply_shape_file),
                (devnet_dir / PARTITION_FILE, _apply_partition_file)]
     seen: dict[Path, Any] = {}
+    loop = asyncio.get_running_loop()
+    stats_due = loop.time()
     while not stop.is_set():
         if not get_manifest_path(devnet_dir).exists():
             log.info("%s is gone: stopping", get_manifest_path(devnet_dir))
             return
+        if loop.time() >= stats_due:
+            stats_due = loop.time() + stats_interval_s
+            try:
+                write_json_atomically(devnet_dir / STATS_FILE,
+                                      json.dumps(proxy.get_stats(), indent=1) + "\n")
+            except OSError as e:
+                log.warning("cannot write %s: %s", STATS_FILE, e)
         for control, apply in watched:
             try:
                 st = control.stat()

@@ -20,7 +20,14 @@ from typing import Any
 
 from devnet import process
 from devnet.errors import DevnetError
-from devnet.links import APPLIED_FILE, PARTITION_FILE, CutPair, parse_partition, render_partition
+from devnet.links import (
+    APPLIED_FILE,
+    PARTITION_FILE,
+    STATS_FILE,
+    CutPair,
+    parse_partition,
+    render_partition,
+)
 from devnet.manifest import (
     DevAccount,
     LinkEntry,
@@ -596,3 +603,19 @@ def set_link_shapes(devnet_dir: Path,
                 raise DevnetError(f"the link proxy did not apply the shapes within "
                                   f"{timeout_s:.0f} s: see {devnet_dir / LINKS_LOG}")
             time.sleep(0.05)
+
+
+def read_direction_stats(devnet_dir: Path) -> dict[str, dict[str, int]]:
+    """Per direction `src->dst`: bytes delivered and segments lost since the proxy started,
+    over both links of the pair (from DIR/links.stats.json, written every second)."""
+    try:
+        doc = json.loads((devnet_dir / STATS_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    totals: dict[str, dict[str, int]] = {}
+    for link in doc.values() if isinstance(doc, dict) else ():
+        for direction, counters in link.get("directions", {}).items():
+            total = totals.setdefault(direction, {"delivered_bytes": 0, "lost_segments": 0})
+            for name in total:
+                total[name] += int(counters.get(name, 0))
+    return totals

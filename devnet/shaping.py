@@ -319,3 +319,29 @@ def replace_shapes(shape_set: ShapeSet, changes: Iterable[tuple[ShapeKey, LinkSh
         else:
             shapes[key] = shape
     return ShapeSet(shape_set.version + 1, shape_set.seed if seed is None else seed, shapes)
+
+
+def make_wan_profile(names: list[str], *, seed: int = 0, min_delay_ms: float = 20.0,
+                     max_delay_ms: float = 80.0, jitter_ms: float = 10.0, loss: float = 0.01,
+                     rate_bps: int = 0, slow_pair: tuple[str, str] | None = None,
+                     slow_delay_ms: float = 300.0) -> list[tuple[ShapeKey, LinkShape]]:
+    """A wide-area network between `names`: each direction gets its own delay, drawn
+    from `seed`, such that delay ± jitter stays within [min_delay_ms, max_delay_ms];
+    every direction loses `loss`; both directions of `slow_pair` take `slow_delay_ms`."""
+    if not 0 <= min_delay_ms <= max_delay_ms:
+        raise ShapeError(f"the delays must satisfy 0 <= min ({min_delay_ms:g} ms) <= max "
+                         f"({max_delay_ms:g} ms)")
+    jitter_ms = min(jitter_ms, (max_delay_ms - min_delay_ms) / 2)
+    rng = random.Random(f"wan:{seed}")
+    profile = []
+    for src in names:
+        for dst in names:
+            if src == dst:
+                continue
+            if slow_pair is not None and {src, dst} == set(slow_pair):
+                delay_ms = slow_delay_ms
+            else:
+                delay_ms = round(rng.uniform(min_delay_ms + jitter_ms,
+                                             max_delay_ms - jitter_ms), 1)
+            profile.append(((src, dst), LinkShape(delay_ms, jitter_ms, loss, rate_bps)))
+    return profile
