@@ -12,6 +12,7 @@ interval between final blocks p50/p99, rounds past 0, and the segments the proxy
     python bench/bench_wan.py --min-delay 25ms --max-delay 25ms --jitter 0ms --no-slow
                                                                 # a 50 ms round trip, 1 % loss
     python bench/bench_wan.py --clear                           # the same load, links clear
+    python bench/bench_wan.py --far-nodes 2                     # every quorum crosses 300 ms
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -51,6 +53,9 @@ def start_devnet(args: argparse.Namespace, root: Path) -> Manifest:
     profile = make_wan_profile(names, seed=args.seed, min_delay_ms=args.min_delay,
                                max_delay_ms=args.max_delay, jitter_ms=args.jitter,
                                loss=args.loss, slow_pair=slow, slow_delay_ms=args.slow_delay)
+    far = set(names[len(names) - args.far_nodes:]) if args.far_nodes else set()
+    profile = [(key, replace(shape, delay_ms=args.slow_delay) if far & set(key) else shape)
+               for key, shape in profile]
     network.set_link_shapes(root, lambda _m, _c: profile, seed=args.seed)
     for (src, dst), shape in profile:
         report(f"  {src}->{dst}: {shape.describe()}")
@@ -134,7 +139,9 @@ def print_figures(args: argparse.Namespace, manifest: Manifest, t0: float,
         f"{args.min_delay:g}-{args.max_delay:g} ms each way, jitter {args.jitter:g} ms, "
         f"loss {args.loss:.1%}" + ("" if args.no_slow else
                                    f", {manifest.nodes[0].name}<->{manifest.nodes[-1].name} "
-                                   f"{args.slow_delay:g} ms"))
+                                   f"{args.slow_delay:g} ms")
+        + (f", the last {args.far_nodes} nodes {args.slow_delay:g} ms from all"
+           if args.far_nodes else ""))
     print(f"nodes={args.nodes} rate={args.rate:g} tx/s seconds={args.seconds:g} "
           f"batch={args.batch} block_interval_ms={args.block_interval_ms}; {profile}")
     print(f"final tx/s         {len(final_at) / max(t_end - t0, 1e-9):,.0f}  "
@@ -166,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loss", type=parse_loss, default=0.01)
     parser.add_argument("--slow-delay", type=parse_duration_ms, default=300.0)
     parser.add_argument("--no-slow", action="store_true", help="no slow pair")
+    parser.add_argument("--far-nodes", type=int, default=0,
+                        help="the last K nodes are --slow-delay away from every other node "
+                             "(with 4 validators and K=2, every quorum crosses a slow link)")
     parser.add_argument("--clear", action="store_true", help="leave every link clear")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the devnet directory")
