@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -43,7 +44,8 @@ def report(line: str) -> None:
 
 
 def start_devnet(args: argparse.Namespace, root: Path) -> Manifest:
-    params = {"block_interval_ms": args.block_interval_ms, "empty_block_interval_ms": 1000}
+    params = {"block_interval_ms": args.block_interval_ms, "empty_block_interval_ms": 1000,
+              **json.loads(args.params)}
     manifest = network.up(network.UpOptions(devnet_dir=root, nodes=args.nodes, base_port=0,
                                             accounts=args.senders, params=params), report)
     if args.clear:
@@ -143,7 +145,8 @@ def print_figures(args: argparse.Namespace, manifest: Manifest, t0: float,
         + (f", the last {args.far_nodes} nodes {args.slow_delay:g} ms from all"
            if args.far_nodes else ""))
     print(f"nodes={args.nodes} rate={args.rate:g} tx/s seconds={args.seconds:g} "
-          f"batch={args.batch} block_interval_ms={args.block_interval_ms}; {profile}")
+          f"batch={args.batch} block_interval_ms={args.block_interval_ms} "
+          f"params={args.params}; {profile}")
     print(f"final tx/s         {len(final_at) / max(t_end - t0, 1e-9):,.0f}  "
           f"({len(final_at)} of {len(submitted_at)} final in {t_end - t0:.1f} s)")
     print(f"latency p50        {percentile(latencies, 0.50):.3f} s  (submit to final)")
@@ -167,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=50, help="transfers per request")
     parser.add_argument("--in-flight", type=int, default=8, help="requests in flight at most")
     parser.add_argument("--block-interval-ms", type=int, default=200)
+    parser.add_argument("--params", default="{}",
+                        help='more chain parameters, JSON: {"timeout_propose_ms": 3000}')
     parser.add_argument("--min-delay", type=parse_duration_ms, default=20.0)
     parser.add_argument("--max-delay", type=parse_duration_ms, default=80.0)
     parser.add_argument("--jitter", type=parse_duration_ms, default=10.0)
@@ -189,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if has_manifest(root):
             network.down(root, clean=not args.keep, report=report)
+        if not args.keep:
+            shutil.rmtree(root.parent, ignore_errors=True)
     return 0
 
 
