@@ -29,6 +29,7 @@ from devnet.shaping import (
     ShapeSet,
     get_retransmission_s,
     get_rng,
+    make_wan_profile,
     parse_duration_ms,
     parse_loss,
     parse_rate_bps,
@@ -380,3 +381,20 @@ def test_invalid_link_commands_change_nothing(stub_devnet: Path, argv: list[str]
     assert run("devnet", "link", *argv, "--dir", str(stub_devnet)) == 1
     assert message in capsys.readouterr().err
     assert not (stub_devnet / SHAPE_FILE).exists()
+
+
+def test_wan_profile_is_seeded_and_stays_within_its_bounds() -> None:
+    names = ["node0", "node1", "node2", "node3"]
+    profile = make_wan_profile(names, seed=1, slow_pair=("node0", "node3"))
+    assert make_wan_profile(names, seed=1, slow_pair=("node0", "node3")) == profile
+    assert make_wan_profile(names, seed=2, slow_pair=("node0", "node3")) != profile
+    assert len(profile) == 12
+    for (src, dst), shape in profile:
+        assert shape.loss == 0.01 and shape.jitter_ms == 10
+        if {src, dst} == {"node0", "node3"}:
+            assert shape.delay_ms == 300
+        else:
+            assert shape.delay_ms - shape.jitter_ms >= 20
+            assert shape.delay_ms + shape.jitter_ms <= 80
+    with pytest.raises(ShapeError):
+        make_wan_profile(names, min_delay_ms=80, max_delay_ms=20)
