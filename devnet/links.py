@@ -98,6 +98,11 @@ class ProxyLimits:
     max_connections_per_link: int = 16
     """Connections beyond this on one link are refused."""
 
+    def __post_init__(self) -> None:
+        if self.max_queued_bytes < self.chunk_bytes:
+            raise ValueError(f"max_queued_bytes ({self.max_queued_bytes}) must hold at least "
+                             f"one chunk ({self.chunk_bytes} bytes)")
+
 
 @dataclass(slots=True)
 class _LinkState:
