@@ -22,6 +22,16 @@ from devnet import network
 from devnet.errors import DevnetError
 from devnet.manifest import Manifest, has_manifest, read_manifest
 from devnet.ports import DEFAULT_BASE_PORT
+from devnet.shaping import (
+    LinkShape,
+    ShapeError,
+    ShapeSet,
+    format_rate,
+    make_wan_profile,
+    parse_duration_ms,
+    parse_loss,
+    parse_rate_bps,
+)
 
 DEFAULT_DIR = "devnet-data"
 Command = Callable[[argparse.Namespace], int]
@@ -291,6 +301,163 @@ def _print_cuts(args: argparse.Namespace, cuts: Any) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ link shapes
+
+
+def cmd_link_set(args: argparse.Namespace) -> int:
+    changes = {name: value for name, value in (
+        ("delay_ms", args.delay), ("jitter_ms", args.jitter), ("loss", args.loss),
+        ("rate_bps", args.rate)) if value is not None}
+    if not changes and args.seed is None:
+        raise DevnetError("say what to set: --delay, --jitter, --loss, --rate or --seed")
+
+    def change(manifest: Manifest, current: ShapeSet) -> Any:
+        keys = network.get_shape_keys(manifest, args.src, args.dst, both=args.both)
+        try:
+            return [(key, LinkShape(**{**current.get(*key).to_doc(), **changes}))
+                    for key in keys]
+        except ShapeError as e:
+            raise DevnetError(str(e)) from e
+
+    return _print_shapes(args, network.set_link_shapes(_dir(args), change, seed=args.seed))
+
+
+def cmd_link_clear(args: argparse.Namespace) -> int:
+    if (args.src is None) != (args.dst is None):
+        raise DevnetError("name both ends of the link (`link clear node0 node1`), or neither")
+
+    def change(manifest: Manifest, current: ShapeSet) -> Any:
+        if args.src is None:
+            keys = [key for key, _ in current.items()]
+        else:
+            keys = network.get_shape_keys(manifest, args.src, args.dst, both=args.both)
+        return [(key, LinkShape()) for key in keys]
+
+    return _print_shapes(args, network.set_link_shapes(_dir(args), change))
+
+
+def cmd_link_wan(args: argparse.Namespace) -> int:
+    slow = None
+    if args.slow:
+        ends = [network.normalize_name(n) for n in args.slow.split(",")]
+        if len(ends) != 2 or ends[0] == ends[1]:
+            raise DevnetError(f"--slow names two nodes, A,B, not {args.slow!r}")
+        slow = (ends[0], ends[1])
+
+    def change(manifest: Manifest, current: ShapeSet) -> Any:
+        keys = network.get_shape_keys(manifest, "all", "all", both=False)
+        if slow is not None:
+            network.get_shape_keys(manifest, *slow, both=False)  # both must be proxied
+        names = sorted({name for key in keys for name in key},
+                       key=[n.name for n in manifest.nodes].index)
+        try:
+            return make_wan_profile(names, seed=args.seed, min_delay_ms=args.min_delay,
+                                    max_delay_ms=args.max_delay, jitter_ms=args.jitter,
+                                    loss=args.loss, rate_bps=args.rate, slow_pair=slow,
+                                    slow_delay_ms=args.slow_delay)
+        except ShapeError as e:
+            raise DevnetError(str(e)) from e
+
+    return _print_shapes(args, network.set_link_shapes(_dir(args), change, seed=args.seed))
+
+
+def cmd_link_show(args: argparse.Namespace) -> int:
+    root = _dir(args)
+    read_manifest(root)  # a clear error when there is no devnet here
+    return _print_shapes(args, network.read_requested_shapes(root))
+
+
+def _print_shapes(args: argparse.Namespace, shapes: ShapeSet) -> int:
+    root = _dir(args)
+    applied = network.read_applied_shapes(root)
+    in_force = applied is not None and applied.version >= shapes.version
+    stats = network.read_direction_stats(root)
+    if args.json:
+        _print_json({"version": shapes.version, "seed": shapes.seed, "applied": in_force,
+                     "links": [{"src": src, "dst": dst, **shape.to_doc()}
+                               for (src, dst), shape in shapes.items()],
+                     "stats": stats})
+        return 0
+    rows = [("LINK", "DELAY", "JITTER", "LOSS", "RATE", "DELIVERED", "LOST SEGMENTS")]
+    for (src, dst), shape in shapes.items():
+        counters = stats.get(f"{src}->{dst}", {})
+        rows.append((f"{src}->{dst}", f"{shape.delay_ms:g}ms", f"{shape.jitter_ms:g}ms",
+                     f"{shape.loss * 100:g}%",
+                     format_rate(shape.rate_bps) if shape.rate_bps else "-",
+                     _text(counters.get("delivered_bytes")), _text(counters.get("lost_segments"))))
+    if len(rows) > 1:
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    else:
+        print("every link is clear (no delay, loss or rate cap)")
+    print(f"version {shapes.version}, seed {shapes.seed}; "
+          + ("in force" if in_force else "not applied yet (is the link proxy running?)")
+          + "; delivered bytes and lost segments count since the proxy started")
+    return 0
+
+
+def _add_link_parser(sub: Any) -> None:
+    """`devnet link set|show|clear`: shape the directed links of the link proxy."""
+    link = sub.add_parser("link", help="delay, jitter, loss and bandwidth of the links",
+                          description="Shape the directed links between nodes, while the "
+                                      "devnet runs (docs/devnet.md, \"A WAN rehearsal\").")
+    link_sub = link.add_subparsers(dest="link_command", required=True)
+
+    def command(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = link_sub.add_parser(name, help=help_text,
+                                                         description=help_text)
+        p.add_argument("--dir", default=DEFAULT_DIR,
+                       help=f"the devnet directory (default ./{DEFAULT_DIR})")
+        p.set_defaults(func=_guarded(func))
+        return p
+
+    def parsed(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+        def read(text: str) -> Any:
+            try:
+                return parse(text)
+            except ValueError as e:
+                raise argparse.ArgumentTypeError(str(e)) from None
+        return read
+
+    p = command("set", cmd_link_set, "shape the bytes SRC sends to DST (options not given "
+                                     "keep their value)")
+    p.add_argument("src", help="sending node (or `all`)")
+    p.add_argument("dst", help="receiving node (or `all`)")
+    p.add_argument("--delay", type=parsed(parse_duration_ms), help="one-way delay: 40ms, 0.3s")
+    p.add_argument("--jitter", type=parsed(parse_duration_ms),
+                   help="each chunk's delay is drawn from delay ± jitter")
+    p.add_argument("--loss", type=parsed(parse_loss),
+                   help="TCP segments lost: 1%% or 0.01 (each costs a retransmission)")
+    p.add_argument("--rate", type=parsed(parse_rate_bps),
+                   help="bandwidth cap: 1mbit, 512kbit, 2mbps (bytes); 0: unlimited")
+    p.add_argument("--both", action="store_true", help="also shape DST -> SRC the same way")
+    p.add_argument("--seed", type=int, help="seed of the jitter and loss draws of new "
+                                            "connections (default 0)")
+    p = command("wan", cmd_link_wan, "shape every link like a wide-area network: its own "
+                                     "delay per direction, jitter, loss, one slow pair")
+    p.add_argument("--min-delay", type=parsed(parse_duration_ms), default=20.0,
+                   help="shortest one-way delay, jitter included (default 20ms)")
+    p.add_argument("--max-delay", type=parsed(parse_duration_ms), default=80.0,
+                   help="longest one-way delay, jitter included (default 80ms)")
+    p.add_argument("--jitter", type=parsed(parse_duration_ms), default=10.0,
+                   help="jitter of every direction (default 10ms)")
+    p.add_argument("--loss", type=parsed(parse_loss), default=0.01,
+                   help="segments lost on every direction (default 1%%)")
+    p.add_argument("--rate", type=parsed(parse_rate_bps), default=0,
+                   help="bandwidth cap of every direction (default: none)")
+    p.add_argument("--slow", metavar="A,B", help="a pair of nodes whose link is slow")
+    p.add_argument("--slow-delay", type=parsed(parse_duration_ms), default=300.0,
+                   help="one-way delay of the slow pair, both ways (default 300ms)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the delays and of every draw of jitter and loss (default 0)")
+    command("show", cmd_link_show, "the shaped links and whether the proxy applied them")
+    p = command("clear", cmd_link_clear, "remove every shape (or only SRC -> DST's)")
+    p.add_argument("src", nargs="?", help="sending node (or `all`)")
+    p.add_argument("dst", nargs="?", help="receiving node (or `all`)")
+    p.add_argument("--both", action="store_true", help="also clear DST -> SRC")
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -355,3 +522,4 @@ def add_devnet_parser(subparsers: Any) -> None:
     command("isolate", cmd_isolate, "cut every link of one node", node=True)
     p = command("heal", cmd_heal, "restore every cut link (or only one node's)")
     p.add_argument("node", nargs="?", help="heal only this node's links")
+    _add_link_parser(sub)

@@ -4,12 +4,14 @@ Node i dials 127.0.0.1:port(i->j) instead of node j; the proxy forwards the byte
 both ways. The partition file (DIR/partition.json) lists cut node pairs: a cut pair
 has its open connections aborted and new ones refused until healed. After applying
 each version the proxy writes DIR/partition.applied.json, so commands can wait for
-the cut to be effective. Run as `python -m devnet.links DIR`; it stops on SIGTERM or
-SIGINT, or by itself when DIR/devnet.json disappears.
+the cut to be effective. The shape file (DIR/shape.json, see devnet/shaping.py) gives
+directions delay, jitter, loss and a bandwidth cap; it is applied the same way and
+echoed in DIR/shape.applied.json. Run as `python -m devnet.links DIR`; it stops on
+SIGTERM or SIGINT, or by itself when DIR/devnet.json disappears.
 
-It must stay boring: bounded buffers (one chunk in flight per direction), a
-deadline on every connect and write, an idle timeout on every read, a cap on
-connections per link, and no busy loops.
+It must stay boring: bounded buffers (at most `max_queued_bytes` held per direction
+of a connection while they wait out their delay), a deadline on every connect and
+write, an idle timeout on every read, a cap on connections per link, and no busy loops.
 """
 
 from __future__ import annotations
@@ -22,15 +24,28 @@ import json
 import logging
 import signal
 import sys
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from devnet.manifest import get_manifest_path, read_manifest, write_json_atomically
+from devnet.shaping import (
+    SHAPE_APPLIED_FILE,
+    SHAPE_FILE,
+    DeliverySchedule,
+    ShapeError,
+    ShapeKey,
+    ShapeSet,
+    get_rng,
+    parse_shape_file,
+    render_shape_file,
+)
 
 PARTITION_FILE = "partition.json"
 APPLIED_FILE = "partition.applied.json"
+STATS_FILE = "links.stats.json"
 HOST = "127.0.0.1"
 
 log = logging.getLogger("devnet.links")
@@ -66,7 +81,12 @@ class ProxyLimits:
     """Bounds on what the proxy waits for and holds."""
 
     chunk_bytes: int = 64 * 1024
-    """Most bytes read at once; with the writer's drain, the data in flight per direction."""
+    """Most bytes read at once."""
+    max_queued_bytes: int = 1024 * 1024
+    """Most bytes one direction of one connection holds while they wait out their delay
+    or the bandwidth cap; reading stops until there is room for another chunk (the
+    sender then meets TCP flow control). Like a TCP window, it caps a direction's
+    throughput at max_queued_bytes / delay (3.3 MiB/s at 300 ms)."""
     connect_timeout_s: float = 3.0
     """Deadline to reach the target node."""
     write_timeout_s: float = 10.0
@@ -78,12 +98,43 @@ class ProxyLimits:
     max_connections_per_link: int = 16
     """Connections beyond this on one link are refused."""
 
+    def __post_init__(self) -> None:
+        if self.max_queued_bytes < self.chunk_bytes:
+            raise ValueError(f"max_queued_bytes ({self.max_queued_bytes}) must hold at least "
+                             f"one chunk ({self.chunk_bytes} bytes)")
+
 
 @dataclass(slots=True)
 class _LinkState:
     link: Link
     server: asyncio.Server | None = None
     connections: set[asyncio.Task[None]] = field(default_factory=set)
+    accepted: int = 0
+    """Connections accepted so far: numbers them for their random draws."""
+    directions: set[_Direction] = field(default_factory=set)
+    counters: dict[ShapeKey, _Counters] = field(default_factory=dict)
+    """Since the proxy started, per direction (src, dst) of the link's connections."""
+
+
+@dataclass(slots=True)
+class _Counters:
+    delivered_bytes: int = 0
+    lost_segments: int = 0
+
+
+@dataclass(eq=False, slots=True)
+class _Direction:
+    """The bytes that `key[0]` sends to `key[1]` over one connection, waiting for delivery."""
+
+    key: ShapeKey
+    schedule: DeliverySchedule
+    counters: _Counters
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    queue: deque[tuple[float, bytes]] = field(default_factory=deque)
+    queued_bytes: int = 0
+    ended: bool = False
+    """The sender closed: deliver what is queued, then stop."""
+    error: BaseException | None = None
 
 
 class LinkProxy:
@@ -93,6 +144,7 @@ class LinkProxy:
         self.limits = limits or ProxyLimits()
         self._links = {link.name: _LinkState(link) for link in links}
         self._cuts: frozenset[CutPair] = frozenset()
+        self._shapes = ShapeSet()
 
     @property
     def ports(self) -> dict[str, int]:
@@ -112,6 +164,34 @@ class LinkProxy:
 
     def count_connections(self, name: str) -> int:
         return len(self._links[name].connections)
+
+    @property
+    def shapes(self) -> ShapeSet:
+        return self._shapes
+
+    def apply_shapes(self, shapes: ShapeSet) -> None:
+        """Shape from now on: bytes read later follow the new shapes; bytes already
+        queued keep the delivery time they were given."""
+        self._shapes = shapes
+
+    def count_queued_bytes(self, name: str) -> int:
+        """Bytes the link's connections hold, both directions."""
+        return sum(d.queued_bytes for d in self._links[name].directions)
+
+    def count_lost_segments(self, name: str) -> int:
+        """Segments lost on the link since the start, both directions (a lost
+        retransmission counts again)."""
+        return sum(c.lost_segments for c in self._links[name].counters.values())
+
+    def get_stats(self) -> dict[str, Any]:
+        """Per link: open connections, bytes held, and per direction the bytes delivered
+        and segments lost since the proxy started."""
+        return {name: {"connections": len(state.connections),
+                       "queued_bytes": sum(d.queued_bytes for d in state.directions),
+                       "directions": {f"{src}->{dst}": {"delivered_bytes": c.delivered_bytes,
+                                                         "lost_segments": c.lost_segments}
+                                      for (src, dst), c in sorted(state.counters.items())}}
+                for name, state in self._links.items()}
 
     async def start(self) -> None:
         """Listen on every link's port; OSError if one is taken (nothing left open)."""
@@ -166,7 +246,7 @@ class LinkProxy:
                 self.limits.connect_timeout_s)
             upstream = up_writer
             log.debug("%s: connected", link.name)
-            await self._forward(link, reader, writer, up_reader, up_writer)
+            await self._forward(state, reader, writer, up_reader, up_writer)
         except (OSError, TimeoutError) as e:
             log.debug("%s: %s", link.name, e or type(e).__name__)
         finally:
@@ -175,12 +255,20 @@ class LinkProxy:
             if upstream is not None:
                 upstream.transport.abort()
 
-    async def _forward(self, link: Link, reader: asyncio.StreamReader,
+    async def _forward(self, state: _LinkState, reader: asyncio.StreamReader,
                        writer: asyncio.StreamWriter, up_reader: asyncio.StreamReader,
                        upstream: asyncio.StreamWriter) -> None:
         """Pump both directions until either side closes (or the task is cancelled)."""
-        pumps = [asyncio.create_task(self._pump(reader, upstream)),
-                 asyncio.create_task(self._pump(up_reader, writer))]
+        link = state.link
+        number = state.accepted
+        state.accepted += 1
+        seed = self._shapes.seed
+        out, back = (_Direction(key, DeliverySchedule(get_rng(seed, key, number)),
+                                state.counters.setdefault(key, _Counters()))
+                     for key in ((link.src, link.dst), (link.dst, link.src)))
+        state.directions.update((out, back))
+        pumps = [asyncio.create_task(self._pump(reader, upstream, out)),
+                 asyncio.create_task(self._pump(up_reader, writer, back))]
         try:
             done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -190,15 +278,77 @@ class LinkProxy:
             for task in pumps:
                 task.cancel()
             await asyncio.wait(pumps, timeout=self.limits.close_timeout_s)
+            state.directions.difference_update((out, back))
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    direction: _Direction) -> None:
+        """Read into the direction's queue and deliver from it, each byte at its time."""
+        feeder = asyncio.create_task(self._feed(reader, direction))
+        try:
+            await self._deliver(writer, direction)
+        finally:
+            feeder.cancel()
+            await asyncio.wait([feeder], timeout=self.limits.close_timeout_s)
+
+    async def _feed(self, reader: asyncio.StreamReader, direction: _Direction) -> None:
         limits = self.limits
+        loop = asyncio.get_running_loop()
+        changed = direction.changed
+        try:
+            while True:
+                async with changed:
+                    await changed.wait_for(lambda: direction.queued_bytes + limits.chunk_bytes
+                                           <= limits.max_queued_bytes)
+                data = await asyncio.wait_for(reader.read(limits.chunk_bytes),
+                                              limits.idle_timeout_s)
+                if not data:
+                    direction.ended = True
+                    break
+                shape = self._shapes.get(*direction.key)
+                rtt_s = (shape.delay_ms + self._shapes.get(*reversed(direction.key)).delay_ms
+                         ) / 1000
+                offset = 0
+                lost_before = direction.schedule.lost_segments
+                for deliver_at, size in direction.schedule.plan(loop.time(), len(data),
+                                                                shape, rtt_s):
+                    direction.queue.append((deliver_at, data[offset:offset + size]))
+                    offset += size
+                direction.counters.lost_segments += direction.schedule.lost_segments - lost_before
+                direction.queued_bytes += len(data)
+                async with changed:
+                    changed.notify_all()
+        except (OSError, TimeoutError) as e:
+            direction.error = e
+        async with changed:
+            changed.notify_all()
+
+    async def _deliver(self, writer: asyncio.StreamWriter, direction: _Direction) -> None:
+        """Write each queued piece once its time has come; return after the sender's end."""
+        loop = asyncio.get_running_loop()
+        changed = direction.changed
+        queue = direction.queue
         while True:
-            data = await asyncio.wait_for(reader.read(limits.chunk_bytes), limits.idle_timeout_s)
-            if not data:
+            async with changed:
+                await changed.wait_for(lambda: bool(queue) or direction.ended
+                                       or direction.error is not None)
+            if direction.error is not None:
+                raise direction.error
+            if not queue:
                 return
+            wait_s = queue[0][0] - loop.time()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+            now = loop.time()
+            parts = []
+            while queue and queue[0][0] <= now:
+                parts.append(queue.popleft()[1])
+            data = b"".join(parts)
+            direction.queued_bytes -= len(data)
+            direction.counters.delivered_bytes += len(data)
+            async with changed:
+                changed.notify_all()
             writer.write(data)
-            await asyncio.wait_for(writer.drain(), limits.write_timeout_s)
+            await asyncio.wait_for(writer.drain(), self.limits.write_timeout_s)
 
 
 # ------------------------------------------------------------------ the partition file
@@ -227,24 +377,55 @@ def render_partition(version: int, cuts: Iterable[CutPair]) -> str:
 
 
 async def watch_partition(proxy: LinkProxy, devnet_dir: Path, stop: asyncio.Event,
-                          poll_s: float = 0.1) -> None:
-    """Apply DIR/partition.json whenever it changes, until `stop` or the devnet is gone."""
-    control = devnet_dir / PARTITION_FILE
-    seen: Any = ()
+                          poll_s: float = 0.1, stats_interval_s: float = 1.0) -> None:
+    """Apply DIR/partition.json and DIR/shape.json whenever they change, and write
+    DIR/links.stats.json every `stats_interval_s`, until `stop` or the devnet is gone.
+    Shapes are applied first, so that the applied partition file (what `devnet up`
+    waits for) also means the shapes in force."""
+    watched = [(devnet_dir / SHAPE_FILE, _apply_shape_file),
+               (devnet_dir / PARTITION_FILE, _apply_partition_file)]
+    seen: dict[Path, Any] = {}
+    loop = asyncio.get_running_loop()
+    stats_due = loop.time()
     while not stop.is_set():
         if not get_manifest_path(devnet_dir).exists():
             log.info("%s is gone: stopping", get_manifest_path(devnet_dir))
             return
-        try:
-            st = control.stat()
-            key: Any = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            key = None
-        if key != seen:
-            seen = key
-            _apply_partition_file(proxy, devnet_dir)
+        if loop.time() >= stats_due:
+            stats_due = loop.time() + stats_interval_s
+            try:
+                write_json_atomically(devnet_dir / STATS_FILE,
+                                      json.dumps(proxy.get_stats(), indent=1) + "\n")
+            except OSError as e:
+                log.warning("cannot write %s: %s", STATS_FILE, e)
+        for control, apply in watched:
+            try:
+                st = control.stat()
+                key: Any = (st.st_ino, st.st_mtime_ns, st.st_size)
+            except FileNotFoundError:
+                key = None
+            if control not in seen or key != seen[control]:
+                seen[control] = key
+                apply(proxy, devnet_dir)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), poll_s)
+
+
+def _apply_shape_file(proxy: LinkProxy, devnet_dir: Path) -> None:
+    control = devnet_dir / SHAPE_FILE
+    try:
+        shapes = parse_shape_file(control.read_text())
+    except FileNotFoundError:
+        shapes = ShapeSet()
+    except (OSError, ShapeError) as e:  # keep the shapes as they are until it is fixed
+        log.warning("%s: ignored: %s", control, e)
+        return
+    if shapes != proxy.shapes:
+        log.info("shape version %d (seed %d): %s", shapes.version, shapes.seed,
+                 "; ".join(f"{src}->{dst} {shape.describe()}"
+                           for (src, dst), shape in shapes.items()) or "every link clear")
+    proxy.apply_shapes(shapes)
+    write_json_atomically(devnet_dir / SHAPE_APPLIED_FILE, render_shape_file(shapes))
 
 
 def _apply_partition_file(proxy: LinkProxy, devnet_dir: Path) -> None:

@@ -20,7 +20,14 @@ from typing import Any
 
 from devnet import process
 from devnet.errors import DevnetError
-from devnet.links import APPLIED_FILE, PARTITION_FILE, CutPair, parse_partition, render_partition
+from devnet.links import (
+    APPLIED_FILE,
+    PARTITION_FILE,
+    STATS_FILE,
+    CutPair,
+    parse_partition,
+    render_partition,
+)
 from devnet.manifest import (
     DevAccount,
     LinkEntry,
@@ -35,6 +42,17 @@ from devnet.manifest import (
 )
 from devnet.ports import HOST, get_free_ports, get_link_pairs, plan_ports
 from devnet.rpc import get_node_status
+from devnet.shaping import (
+    SHAPE_APPLIED_FILE,
+    SHAPE_FILE,
+    LinkShape,
+    ShapeError,
+    ShapeKey,
+    ShapeSet,
+    parse_shape_file,
+    render_shape_file,
+    replace_shapes,
+)
 
 DEFAULT_CHAIN_ID = "govchain-devnet"
 DEFAULT_PARAMS = {"empty_block_interval_ms": 1000}
@@ -574,3 +592,85 @@ def _wait_applied(devnet_dir: Path, version: int, timeout_s: float) -> None:
 
 def normalize_name(name: str) -> str:
     return f"node{name}" if name.isdigit() else name
+
+
+# ------------------------------------------------------------------ link shapes
+
+
+def read_requested_shapes(devnet_dir: Path) -> ShapeSet:
+    try:
+        return parse_shape_file((devnet_dir / SHAPE_FILE).read_text())
+    except FileNotFoundError:
+        return ShapeSet()
+    except ShapeError as e:
+        raise DevnetError(f"{devnet_dir / SHAPE_FILE}: {e}") from e
+
+
+def read_applied_shapes(devnet_dir: Path) -> ShapeSet | None:
+    """The shapes the proxy has in force, None when it has applied none yet."""
+    try:
+        return parse_shape_file((devnet_dir / SHAPE_APPLIED_FILE).read_text())
+    except (FileNotFoundError, ShapeError):
+        return None
+
+
+def get_shape_keys(manifest: Manifest, src: str, dst: str, *, both: bool) -> list[ShapeKey]:
+    """The directions `src -> dst` names among the proxied nodes; `all` matches every node."""
+    linked = {name for link in manifest.links.links for name in (link.src, link.dst)}
+    proxied = [node.name for node in manifest.nodes if node.name in linked]
+
+    def match(name: str) -> list[str]:
+        if name == "all":
+            return proxied
+        wanted = manifest.get_node(name).name
+        if wanted not in proxied:
+            raise DevnetError(f"{wanted} does not talk through the link proxy (nodes added "
+                              "with add-node reach the others directly)")
+        return [wanted]
+
+    keys = {(a, b) for a in match(src) for b in match(dst) if a != b}
+    if both:
+        keys |= {(b, a) for a, b in keys}
+    if not keys:
+        raise DevnetError(f"{src} -> {dst} names no link (a node has no link to itself)")
+    return sorted(keys)
+
+
+def set_link_shapes(devnet_dir: Path,
+                    change: Callable[[Manifest, ShapeSet], Iterable[tuple[ShapeKey, LinkShape]]],
+                    *, seed: int | None = None, timeout_s: float = 5.0) -> ShapeSet:
+    """Write the changed shapes (`change` gives the new shape of each direction it
+    changes) and wait until the proxy applied them (if it runs)."""
+    with locked(devnet_dir):
+        manifest = read_manifest(devnet_dir)
+        current = read_requested_shapes(devnet_dir)
+        shapes = replace_shapes(current, change(manifest, current), seed=seed)
+        write_json_atomically(devnet_dir / SHAPE_FILE, render_shape_file(shapes))
+        if not is_links_running(manifest):
+            raise DevnetError("the link proxy is not running: the shapes are recorded and "
+                              f"apply when it starts (`govchain devnet up --dir {devnet_dir}`)")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            applied = read_applied_shapes(devnet_dir)
+            if applied is not None and applied.version >= shapes.version:
+                return shapes
+            if time.monotonic() > deadline:
+                raise DevnetError(f"the link proxy did not apply the shapes within "
+                                  f"{timeout_s:.0f} s: see {devnet_dir / LINKS_LOG}")
+            time.sleep(0.05)
+
+
+def read_direction_stats(devnet_dir: Path) -> dict[str, dict[str, int]]:
+    """Per direction `src->dst`: bytes delivered and segments lost since the proxy started,
+    over both links of the pair (from DIR/links.stats.json, written every second)."""
+    try:
+        doc = json.loads((devnet_dir / STATS_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    totals: dict[str, dict[str, int]] = {}
+    for link in doc.values() if isinstance(doc, dict) else ():
+        for direction, counters in link.get("directions", {}).items():
+            total = totals.setdefault(direction, {"delivered_bytes": 0, "lost_segments": 0})
+            for name in total:
+                total[name] += int(counters.get(name, 0))
+    return totals
