@@ -49,11 +49,12 @@ def get_read_request_payload(action: str, namespace: str, key: str,
     return [action, namespace, key, timestamp_ms]
 
 
-def get_fetch_request_payload(namespace: str, key: str, requester_node_key: bytes,
-                              server_node_key: bytes) -> list[Any]:
-    """What a holder signs with its validator key to fetch a payload from a peer: bound
-    to both p2p identities, so it cannot be replayed over another session."""
-    return [namespace, key, requester_node_key, server_node_key]
+def get_fetch_request_payload(namespace: str, key: str, box_key: bytes,
+                              requester_node_key: bytes, server_node_key: bytes) -> list[Any]:
+    """What a holder signs with its validator key to fetch a payload from a peer: the
+    one-time public key the answer is sealed to, bound to both p2p identities, so the
+    request cannot be replayed over another session nor its answer read by another."""
+    return [namespace, key, box_key, requester_node_key, server_node_key]
 
 
 def encode_read_entry(entry: dict[str, Any]) -> bytes:

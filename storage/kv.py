@@ -254,6 +254,13 @@ class PlyvelStore:
     def close(self) -> None:
         self._db.close()
 
+    def compact(self) -> None:
+        """Compact the whole key range: deleted values leave LevelDB's files."""
+        try:
+            self._db.compact_range()
+        except plyvel.Error as e:
+            raise self._failed("compacting", e) from e
+
     def open_view(self) -> SnapshotView:
         """A read-only view of every key as of now (a LevelDB snapshot: O(1), and writes
         go on beside it); close it soon, since it keeps LevelDB from dropping the values
