@@ -254,10 +254,12 @@ class PlyvelStore:
     def close(self) -> None:
         self._db.close()
 
-    def compact(self) -> None:
-        """Compact the whole key range: deleted values leave LevelDB's files."""
+    def compact(self, start: bytes | None = None, stop: bytes | None = None) -> None:
+        """Compact the key range [start, stop) (all keys by default), so that deleted
+        values may leave LevelDB's files (LevelDB may still keep them in a table file
+        it did not rewrite)."""
         try:
-            self._db.compact_range()
+            self._db.compact_range(start=start, stop=stop)
         except plyvel.Error as e:
             raise self._failed("compacting", e) from e
 
