@@ -174,6 +174,13 @@ async def test_private_licence_story(tmp_path: Path) -> None:
         assert status == "no_grant"
         status, _ = await call(interior, "private_read", **request)
         assert status == "replayed_request"
+        forged = {**signed(interior, BANK, "read", "lic-42"), "reader": CITIZEN.public_key.hex()}
+        status, _ = await call(interior, "private_read", **forged)
+        assert status == "bad_signature"  # the bank cannot pass for the citizen
+        stale = sign_read_request(CITIZEN, CHAIN_ID, "read", "drivers", "lic-42",
+                                  interior.node.clock.now_ms() - 3_600_000)
+        status, _ = await call(interior, "private_read", **stale)
+        assert status == "stale_request"
 
         # nodes not named: no byte of the payload in any file or answer
         for node in (outsider, outsider2):
