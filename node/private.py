@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import nacl.exceptions
@@ -194,7 +195,12 @@ class PrivateVault:
         self.wanted.pop((namespace, key), None)
         if self._store is None and not self.is_holder_of(namespace):
             return
-        if self.store.erase_payload(namespace, key):
+        store = self.store
+        _spawn(asyncio.to_thread(self._erase_now, store, namespace, key))
+
+    @staticmethod
+    def _erase_now(store: PrivateStore, namespace: str, key: str) -> None:
+        if store.erase_payload(namespace, key):
             log.info("erased the payload of %s/%s and its key, by lawful order", namespace, key)
 
     def is_holder_of(self, namespace: str) -> bool:
@@ -369,12 +375,17 @@ class PrivateVault:
                                                "count": count, "root": root})
         self._anchor_tx = tx
         self._last_anchor_ms = now_ms
-        task = asyncio.get_running_loop().create_task(self.node.submit_txs([tx]))
-        _ANCHOR_TASKS.add(task)
-        task.add_done_callback(_ANCHOR_TASKS.discard)
+        _spawn(self.node.submit_txs([tx]))
 
 
-_ANCHOR_TASKS: set[asyncio.Task[Any]] = set()
+_TASKS: set[asyncio.Task[Any]] = set()
+"""Erasures and anchor submissions under way (a reference keeps each task alive)."""
+
+
+def _spawn(work: Coroutine[Any, Any, Any]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
 
 _REFUSALS = {
     "bad_request": "the action must be read or reads",
@@ -440,7 +451,7 @@ class PrivateSync:
                 continue
             if get_erasure(self.vault.node.state, namespace, key) is not None:
                 return True
-            self.vault.store.put_payload(namespace, key, *opened)
+            await asyncio.to_thread(self.vault.store.put_payload, namespace, key, *opened)
             log.info("fetched the private payload of %s/%s from %s...", namespace, key,
                      peer.node_id[:12])
             return True

@@ -8,6 +8,7 @@ chain holds: the commitment, public metadata, holders, grants' existence, erasur
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from typing import Any
 
@@ -119,7 +120,8 @@ class PrivateApi:
         if len(payload) > MAX_PRIVATE_PAYLOAD_BYTES:
             raise invalid_params(f"payload must be at most {MAX_PRIVATE_PAYLOAD_BYTES} bytes")
         try:
-            self.node.private.submit(namespace, key, salt, payload)
+            # A synced LevelDB write and an fsynced key file: off the event loop.
+            await asyncio.to_thread(self.node.private.submit, namespace, key, salt, payload)
         except PrivateError as e:
             raise _refusal(e) from e
         return {"namespace": namespace, "key": key, "held": True}
