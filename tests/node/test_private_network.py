@@ -22,6 +22,7 @@ from chain.crypto import KeyPair
 from chain.genesis import Genesis
 from chain.tx import Transaction
 from cli.ledger import add_dev_ledger
+from cli.main import main as cli_main
 from node.ops.replay import audit
 from sdk import Client
 from sdk.errors import RpcClientError as ClientRpcError
@@ -145,6 +146,15 @@ async def test_private_licence_story(tmp_path: Path) -> None:
         with pytest.raises(VerificationError):
             await asyncio.to_thread(verify_private_record, client, genesis, "drivers",
                                     "lic-42", salt, PAYLOAD + b"forged")
+        # the same from the command line: the payload file stays on the citizen's disk
+        (tmp_path / "genesis.json").write_text(genesis.to_json())
+        (tmp_path / "licence.pdf").write_bytes(PAYLOAD)
+        (tmp_path / "forged.pdf").write_bytes(PAYLOAD + b"forged")
+        for payload_file, code in (("licence.pdf", 0), ("forged.pdf", 1)):
+            assert await asyncio.to_thread(cli_main, [
+                "--json", "verify-private", "drivers/lic-42", "--payload",
+                str(tmp_path / payload_file), "--salt", salt.hex(), "--genesis",
+                str(tmp_path / "genesis.json"), "--rpc", outsider.service.rpc_url]) == code
 
         # 3. the citizen sees who read the record, checked against the anchors on chain
         async def reads_anchored() -> list[dict] | None:
