@@ -162,6 +162,9 @@ class PrivateVault:
                                f"commitment of {namespace}/{key}")
         self.store.put_payload(namespace, key, salt, payload)
         self.wanted.pop((namespace, key), None)
+        if get_erasure(self.node.state, namespace, key) is not None:
+            self.store.erase_payload(namespace, key)  # erased while it was being written
+            raise PrivateError("record_erased", f"{namespace}/{key} was erased")
 
     def on_commit(self, executed: ExecutedBlock, certificate: object) -> None:
         """Learn the records to fetch and the erasures to carry out from a final block."""
@@ -452,6 +455,10 @@ class PrivateSync:
             if get_erasure(self.vault.node.state, namespace, key) is not None:
                 return True
             await asyncio.to_thread(self.vault.store.put_payload, namespace, key, *opened)
+            if get_erasure(self.vault.node.state, namespace, key) is not None:
+                # The erasure became final while the payload was being written.
+                await asyncio.to_thread(self.vault.store.erase_payload, namespace, key)
+                return True
             log.info("fetched the private payload of %s/%s from %s...", namespace, key,
                      peer.node_id[:12])
             return True
