@@ -134,13 +134,13 @@ def main() -> None:
     chain_private = figures["private"]["sign+verify"] + figures["private"]["apply"]
     print(f"{n} records of {args.payload_bytes} bytes, {WRITERS} writers, best of "
           f"{args.repeat} (store: {min(args.store_records, n)} records, once)")
-    print(f"{'':10}{'tx bytes':>10}{'sign+verify':>13}{'apply':>9}{'commit':>9}{'store':>9}"
+    print(f"{'':10}{'tx bytes':>10}{'sign+verify':>13}{'apply':>9}{'commit':>9}{'store':>11}"
           f"{'chain total':>13}")
     for kind, chain_total in (("public", chain_public), ("private", chain_private)):
         row = figures[kind]
         print(f"{kind:10}{row['tx bytes']:>10.0f}{row['sign+verify']:>11.1f}us"
               f"{row['apply']:>7.1f}us{row.get('commit', 0):>7.1f}us"
-              f"{row.get('store', 0):>7.1f}us{chain_total:>11.1f}us")
+              f"{row.get('store', 0):>9.1f}us{chain_total:>11.1f}us")
     print(f"chain cost per transaction (sign+verify+apply, what every validator pays): "
           f"private {100 * (chain_private / chain_public - 1):+.1f} % against public")
     holder = chain_private + figures["private"]["commit"] + figures["private"]["store"]
