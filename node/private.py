@@ -44,6 +44,7 @@ from chain.crypto import (
 from chain.errors import ChainError
 from chain.tx import Transaction, make_transaction
 from ledger.errors import LedgerError
+from ledger.keys import NAMESPACE_PREFIX, RECORD_PREFIX
 from ledger.private import (
     MAX_ANCHOR_ENTRIES,
     PRIVATE_ANCHOR,
@@ -193,6 +194,27 @@ class PrivateVault:
                         *dropped)
         self.wanted[(namespace, key)] = commitment
         self.wanted_changed.set()
+
+    def find_missing(self) -> list[tuple[str, str, bytes]]:
+        """(namespace, key, commitment) of the records of namespaces this node holds
+        whose payload it lacks (say, committed while it was down), at most MAX_WANTED."""
+        holder_key = self.holder_key
+        if holder_key is None:
+            return []
+        store, found = self.node.store, []
+        for ns_key, value in store.iterate_state(NAMESPACE_PREFIX):
+            if not is_holder_key(codec.decode(value), holder_key):
+                continue
+            name = ns_key[len(NAMESPACE_PREFIX):].decode()
+            for _key, record_value in store.iterate_state(RECORD_PREFIX + name.encode() + b"/"):
+                record = codec.decode(record_value)
+                key = str(record["key"])
+                if (get_erasure(self.node.state, name, key) is None
+                        and not self.store.has_payload(name, key)):
+                    found.append((name, key, bytes(record["commitment"])))
+                    if len(found) >= MAX_WANTED:
+                        return found
+        return found
 
     def _erase(self, namespace: str, key: str) -> None:
         self.wanted.pop((namespace, key), None)
@@ -419,6 +441,8 @@ class PrivateSync:
         return answer
 
     async def run(self) -> None:
+        for namespace, key, commitment in await asyncio.to_thread(self.vault.find_missing):
+            self.vault.wanted.setdefault((namespace, key), commitment)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.vault.wanted_changed.wait(), FETCH_INTERVAL_S)

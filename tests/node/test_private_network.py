@@ -204,6 +204,9 @@ async def test_private_licence_story(tmp_path: Path) -> None:
                 status, answer = await call(node, method, **params)
                 answers.append(json.dumps(answer))
             assert not node.node.private.is_holder_of("drivers")
+            # a node not named that asks the holders anyway is answered not_holder
+            assert not await node.service.network.private.fetch("drivers", "lic-42",
+                                                                 commitment)
         assert all(MARKER.hex() not in a and MARKER.decode() not in a for a in answers)
 
         # 5. a court orders erasure: payload and key leave both holders
@@ -236,6 +239,9 @@ async def test_private_licence_story(tmp_path: Path) -> None:
         sync = interior.service.network.private
         await wait_for(lambda: _true(sync.refused_payloads > 0), 20, "the forged payload")
         assert not await held(interior, "lic-43")
+        # what a holder restarting now would fetch: the record it lacks, nothing erased
+        assert interior.node.private.find_missing() == [("drivers", "lic-43", commitment2)]
+        assert outsider.node.private.find_missing() == []
         ministry_id = ministry.service.network.p2p.node_id
         scores = [p.score for p in interior.service.network.p2p.peers()
                   if p.node_id == ministry_id]
