@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,8 @@ class PrivateVault:
         self.anchor_interval_ms = DEFAULT_ANCHOR_INTERVAL_MS
         self._last_anchor_ms = 0
         self._anchor_tx: Transaction | None = None
+        self._read_lock = threading.Lock()
+        """Reads run in worker threads: one at a time, for the replay memory and the log."""
         node.add_commit_listener(self.on_commit)
 
     @property
@@ -150,7 +153,8 @@ class PrivateVault:
     # ---------------------------------------------------------------- payloads in
 
     def submit(self, namespace: str, key: str, salt: bytes, payload: bytes) -> None:
-        """Keep the payload of a final record from its writer, if it opens the commitment."""
+        """Keep the payload of a final record from its writer, if it opens the commitment.
+        Runs in a worker thread (two disk flushes); touches no loop-owned state."""
         self._held_namespace(namespace)
         record = self._record(namespace, key)
         if get_erasure(self.node.state, namespace, key) is not None:
@@ -162,7 +166,6 @@ class PrivateVault:
             raise PrivateError("payload_mismatch", f"the payload and salt do not open the "
                                f"commitment of {namespace}/{key}")
         self.store.put_payload(namespace, key, salt, payload)
-        self.wanted.pop((namespace, key), None)
         if get_erasure(self.node.state, namespace, key) is not None:
             self.store.erase_payload(namespace, key)  # erased while it was being written
             raise PrivateError("record_erased", f"{namespace}/{key} was erased")
@@ -268,7 +271,13 @@ class PrivateVault:
         """A signed read (action "read": the payload; "reads": the record's read log).
 
         Refusals raise PrivateError; every request about a record this node holds,
-        granted or refused, is appended to the read log first."""
+        granted or refused, is appended to the read log first (a synced write: run it in
+        a worker thread; reads are taken one at a time)."""
+        with self._read_lock:
+            return self._read(action, namespace, key, reader_key, timestamp_ms, signature)
+
+    def _read(self, action: str, namespace: str, key: str, reader_key: bytes,
+              timestamp_ms: int, signature: bytes) -> dict[str, Any]:
         ns = self._held_namespace(namespace)
         record = self._record(namespace, key)
         reader = compute_address(reader_key)

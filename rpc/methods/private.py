@@ -124,6 +124,7 @@ class PrivateApi:
             await asyncio.to_thread(self.node.private.submit, namespace, key, salt, payload)
         except PrivateError as e:
             raise _refusal(e) from e
+        self.node.private.wanted.pop((namespace, key), None)  # no need to fetch it now
         return {"namespace": namespace, "key": key, "held": True}
 
     async def _signed(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -132,8 +133,8 @@ class PrivateApi:
         timestamp_ms = parse_int(params.get("timestamp_ms"), "timestamp_ms")
         signature = parse_hex(params.get("signature"), "signature", size=64)
         try:
-            answer = self.node.private.read(action, namespace, key, reader, timestamp_ms,
-                                            signature)
+            answer = await asyncio.to_thread(self.node.private.read, action, namespace, key,
+                                             reader, timestamp_ms, signature)
         except PrivateError as e:
             raise _refusal(e) from e
         result: dict[str, Any] = to_json(answer)
