@@ -17,8 +17,8 @@ import contextlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 import nacl.exceptions
 import nacl.public
@@ -60,6 +60,7 @@ from ledger.private import (
 )
 from ledger.registry import get_record
 from ledger.roles import AUTHORITY, WRITER, has_role
+from ledger.state import StateReader
 from node.errors import NodeError
 from p2p.errors import P2PError
 from p2p.frames import MAX_PRIVATE_PAYLOAD_BYTES, MessageType
@@ -67,9 +68,13 @@ from p2p.peers import PENALTY_BAD_RESPONSE, PENALTY_REJECTED_MESSAGE
 from storage.private_store import PrivateStore
 
 if TYPE_CHECKING:
+    from node.config import NodeHome
+    from node.errors import MempoolError
     from node.execution import ExecutedBlock
-    from node.node import Node
+    from node.mempool import Mempool
+    from node.runtime import Clock
     from p2p.network import P2PNetwork
+    from storage.chain_store import ChainStore
 
 log = logging.getLogger("govchain.private")
 
@@ -94,10 +99,33 @@ class PrivateError(NodeError):
         self.code = code
 
 
+class PrivateHost(Protocol):
+    """What the vault needs of its node (node.node.Node), named here so that this module
+    does not import the driver that owns it."""
+
+    @property
+    def home(self) -> NodeHome: ...
+    @property
+    def chain_id(self) -> str: ...
+    @property
+    def state(self) -> StateReader: ...
+    @property
+    def store(self) -> ChainStore: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def mempool(self) -> Mempool: ...
+
+    def add_commit_listener(self, listener: Callable[[ExecutedBlock, Any], None]) -> None: ...
+
+    async def submit_txs(self, txs: list[Transaction], *, relay: bool = True
+                         ) -> list[MempoolError | None]: ...
+
+
 class PrivateVault:
     """One node's payloads, reads and read log (opened on first use)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: PrivateHost) -> None:
         self.node = node
         self._store: PrivateStore | None = None
         self._seen_requests: OrderedDict[bytes, int] = OrderedDict()
