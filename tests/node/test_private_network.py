@@ -23,6 +23,7 @@ from chain.genesis import Genesis
 from chain.tx import Transaction
 from cli.ledger import add_dev_ledger
 from cli.main import main as cli_main
+from node.config import write_key_file
 from node.ops.replay import audit
 from sdk import Client
 from sdk.errors import RpcClientError as ClientRpcError
@@ -173,6 +174,26 @@ async def test_private_licence_story(tmp_path: Path) -> None:
         status, _ = await call(interior, "private_reads",
                                **signed(interior, BANK, "reads", "lic-42"))
         assert status == "no_grant"  # the bank may not see the citizen's read log
+        # the same from the command line: the bank reads, the citizen lists the reads
+        bank_key, citizen_key, writer_key = (tmp_path / "bank.json", tmp_path / "citizen.json",
+                                             tmp_path / "writer.json")
+        for path, key in ((bank_key, BANK), (citizen_key, CITIZEN), (writer_key, WRITER)):
+            write_key_file(path, key)
+        rpc = interior.service.rpc_url
+        assert await asyncio.to_thread(cli_main, [
+            "--json", "private", "read", "drivers/lic-42", "--key", str(bank_key),
+            "--out", str(tmp_path / "read.pdf"), "--rpc", rpc]) == 0
+        assert (tmp_path / "read.pdf").read_bytes() == PAYLOAD
+        assert await asyncio.to_thread(cli_main, [
+            "private", "reads", "drivers/lic-42", "--key", str(citizen_key), "--rpc", rpc]) == 0
+        (tmp_path / "other.pdf").write_bytes(b"third licence")
+        assert await asyncio.to_thread(cli_main, [
+            "private", "put", "drivers/lic-44", "--key", str(writer_key), "--payload",
+            str(tmp_path / "other.pdf"), "--subject", CITIZEN.address.hex(), "--meta",
+            "class=C", "--rpc", ministry.service.rpc_url]) == 0
+        assert await held(ministry, "lic-44")
+        await wait_for(lambda: held(interior, "lic-44"), 20, "lic-44 at the interior")
+        assert (tmp_path / "other.pdf.salt").read_text().strip()
 
         # 4. revocation: a fresh request and the replayed old one both fail
         revoked = await send(ministry, CITIZEN, "private_revoke", {
