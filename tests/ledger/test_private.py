@@ -9,7 +9,13 @@ import pytest
 from chain.commitment import compute_record_commitment, is_matching_commitment
 from chain.genesis import Genesis
 from ledger.errors import LedgerError
-from ledger.private import get_anchor, get_erasure, get_grant, get_holder_addresses
+from ledger.private import (
+    get_anchor,
+    get_erasure,
+    get_grant,
+    get_holder_addresses,
+    is_grant_active,
+)
 from ledger.registry import get_namespace, get_record
 from tests.ledger.app_fixtures import (
     HOLDER,
@@ -164,3 +170,18 @@ def test_private_namespace_by_governance(papp: App) -> None:
     with pytest.raises(LedgerError) as info:
         papp.ledger.check_admission(papp.state, tx, expected_nonce=tx.nonce)
     assert info.value.code == "malformed_fields"
+
+
+def test_grant_is_active_until_it_expires_or_is_revoked(papp: App) -> None:
+    papp.ok(WRITER, "private_put", PUT)
+    expires_ms = ctx_at(50).timestamp_ms
+    papp.ok(CITIZEN, "private_grant", {"namespace": "drivers", "key": "lic-42",
+                                       "grantee": BANK.address, "expires_ms": expires_ms})
+    grant = get_grant(papp.state, "drivers", "lic-42", BANK.address)
+    assert is_grant_active(grant, expires_ms - 1)
+    assert not is_grant_active(grant, expires_ms)
+    assert not is_grant_active(get_grant(papp.state, "drivers", "lic-42", COURT.address), 0)
+    papp.ok(CITIZEN, "private_revoke", {"namespace": "drivers", "key": "lic-42",
+                                        "grantee": BANK.address})
+    assert not is_grant_active(get_grant(papp.state, "drivers", "lic-42", BANK.address),
+                               expires_ms - 1)
