@@ -278,6 +278,27 @@ def cmd_verify_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify_private(args: argparse.Namespace) -> int:
+    """A citizen's check of a private record's payload: only the record is fetched."""
+    from sdk.ledger import VerificationError
+    from sdk.private import verify_private_record
+
+    genesis = Genesis.from_json(Path(args.genesis).read_text())
+    namespace, _, key = args.record.partition("/")
+    try:
+        salt = bytes.fromhex(args.salt)
+    except ValueError as e:
+        raise LedgerCliError("--salt must be the 32-byte salt as hex") from e
+    payload = Path(args.payload).read_bytes()
+    try:
+        record, height = verify_private_record(Client(args.rpc), genesis, namespace, key,
+                                               salt, payload)
+    except (VerificationError, ValueError) as e:
+        raise LedgerCliError(f"NOT VERIFIED: {e}") from e
+    _print({"verified": True, "height": height, "record": _jsonable(record)}, args.json)
+    return 0
+
+
 # ------------------------------------------------------------------ wiring
 
 
@@ -341,6 +362,15 @@ def add_ledger_commands(sub: Any) -> None:
     p.add_argument("--genesis", required=True, help="the chain's genesis.json")
     add_rpc_option(p)
     p.set_defaults(func=cmd_verify_record)
+    p = sub.add_parser("verify-private",
+                       help="verify a private record's payload you hold against the chain, "
+                            "from genesis; the payload is not sent anywhere")
+    p.add_argument("record", help="NAMESPACE/KEY")
+    p.add_argument("--payload", required=True, help="file holding the payload")
+    p.add_argument("--salt", required=True, help="the payload's 32-byte salt, hex")
+    p.add_argument("--genesis", required=True, help="the chain's genesis.json")
+    add_rpc_option(p)
+    p.set_defaults(func=cmd_verify_private)
 
 
 # ------------------------------------------------------------------ recovery

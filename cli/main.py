@@ -35,6 +35,7 @@ from cli.options import (
     resolve_endpoint,
     use_help_formatter,
 )
+from cli.private import add_private_commands
 from cli.sdk import add_json_everywhere, add_sdk_commands, render, submit_and_show
 from node.config import NodeConfig, init_home, read_key_file, write_key_file
 from node.errors import NodeError
@@ -262,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_query)
 
     add_ledger_commands(sub)  # ledger tx types, queries, verify-record (node/cli_ledger.py)
+    add_private_commands(sub)  # private registry records (cli/private.py)
     try:
         from devnet.cli import add_devnet_parser
     except ImportError:  # pragma: no cover - devnet is part of the distribution

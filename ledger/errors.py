@@ -224,6 +224,32 @@ class StatusUnchangedError(_CodedError):
     CODE = "status_unchanged"
 
 
+class PrivateNamespaceError(_CodedError):
+    """Raised when a public record transaction names a private namespace, or a private
+    one a public namespace: a private payload never goes on the chain."""
+
+    CODE = "private_namespace"
+
+
+class RecordErasedError(_CodedError):
+    """Raised when a private record was erased by a lawful order: nothing reads or
+    grants it any more; its commitment stays."""
+
+    CODE = "record_erased"
+
+
+class UnknownGrantError(_CodedError):
+    """Raised when revoking a grant that does not exist or is already revoked."""
+
+    CODE = "unknown_grant"
+
+
+class AnchorOutOfOrderError(_CodedError):
+    """Raised when a read-log anchor does not follow its holder's previous anchor."""
+
+    CODE = "anchor_out_of_order"
+
+
 class NotValidatorError(_CodedError):
     """Raised when a governance action needs a validator and the account or key is not one."""
 

@@ -40,6 +40,7 @@ from ledger.governance import GovernanceModule
 from ledger.interface import OK, BlockContext, Event, LedgerModule, TxHandler, TxResult
 from ledger.keys import CHAIN_PARAMS_KEY, VALIDATOR_SET_KEY
 from ledger.multisig import MultisigModule
+from ledger.private import PrivateModule
 from ledger.recovery import RecoveryModule
 from ledger.registry import RegistryModule
 from ledger.roles import RolesModule
@@ -52,7 +53,7 @@ __all__ = ["OK", "BlockContext", "Event", "Ledger", "TxResult", "default_modules
 def default_modules() -> list[LedgerModule]:
     """The modules of a govchain node, in genesis order."""
     return [RecoveryModule(), AccountsModule(), MultisigModule(), AssetsModule(), RegistryModule(),
-            RolesModule(), GovernanceModule()]
+            PrivateModule(), RolesModule(), GovernanceModule()]
 
 
 class Ledger:

@@ -58,6 +58,11 @@ from ledger.keys import (
     get_candidate_key,
     get_proposal_key,
 )
+from ledger.private import (
+    CREATE_PRIVATE_NAMESPACE,
+    apply_create_private_namespace,
+    validate_create_private_namespace_args,
+)
 from ledger.registry import apply_create_namespace, validate_create_namespace_args
 from ledger.roles import GRANTABLE_ROLES, apply_grant_role, apply_revoke_role
 from ledger.state import Overlay, StateReader, get_value, put_value
@@ -292,6 +297,8 @@ ACTIONS: dict[str, tuple[Callable[[Mapping[str, Any]], None], ActionApply]] = {
     SET_PARAM: (_validate_set_param, _apply_set_param),
     SCHEDULE_UPGRADE: (validate_schedule_upgrade_args, apply_schedule_upgrade),
     CANCEL_UPGRADE: (validate_cancel_upgrade_args, apply_cancel_upgrade),
+    CREATE_PRIVATE_NAMESPACE: (validate_create_private_namespace_args,
+                               apply_create_private_namespace),
 }
 """Each action: a stateless check of its args, and its state transition."""
 

@@ -59,6 +59,14 @@ RECORD_PREFIX = b"rec/v1/"
 """rec/v1/<namespace>/<key> -> the current version of a registry record."""
 RECORD_VERSION_PREFIX = b"recver/v1/"
 """recver/v1/<namespace>/<key>\\x00<version 4 BE> -> every version, from 1."""
+PRIVATE_GRANT_PREFIX = b"prgrant/v1/"
+"""prgrant/v1/<namespace>/<key>\\x00<grantee 20> -> a read grant on a private record."""
+PRIVATE_ERASURE_PREFIX = b"prerase/v1/"
+"""prerase/v1/<namespace>/<key> -> the lawful erasure of a private record's payload."""
+READ_ANCHOR_PREFIX = b"pranchor/v1/"
+"""pranchor/v1/<holder 20>/<batch 8 BE> -> a holder's read-log batch commitment."""
+READ_ANCHOR_HEAD_PREFIX = b"pranchors/v1/"
+"""pranchors/v1/<holder 20> -> [next batch, next entry sequence] of that holder."""
 PROPOSAL_PREFIX = b"proposal/v1/"
 """proposal/v1/<id 8 BE> -> governance proposal, ids from 1."""
 PROPOSAL_COUNT_KEY = b"proposals/v1"
@@ -118,6 +126,26 @@ def get_record_version_key(namespace: str, key: str, version: int) -> bytes:
     assert "/" not in namespace and "\x00" not in key
     return (RECORD_VERSION_PREFIX + namespace.encode() + b"/" + key.encode() + b"\x00"
             + version.to_bytes(4, "big"))
+
+
+def get_grant_key(namespace: str, key: str, grantee: bytes) -> bytes:
+    assert "/" not in namespace and "\x00" not in key and len(grantee) == ADDRESS_SIZE
+    return PRIVATE_GRANT_PREFIX + namespace.encode() + b"/" + key.encode() + b"\x00" + grantee
+
+
+def get_erasure_key(namespace: str, key: str) -> bytes:
+    assert "/" not in namespace and "\x00" not in key
+    return PRIVATE_ERASURE_PREFIX + namespace.encode() + b"/" + key.encode()
+
+
+def get_read_anchor_key(holder: bytes, batch: int) -> bytes:
+    assert len(holder) == ADDRESS_SIZE
+    return READ_ANCHOR_PREFIX + holder + b"/" + batch.to_bytes(8, "big")
+
+
+def get_read_anchor_head_key(holder: bytes) -> bytes:
+    assert len(holder) == ADDRESS_SIZE
+    return READ_ANCHOR_HEAD_PREFIX + holder
 
 
 def get_proposal_key(proposal_id: int) -> bytes:

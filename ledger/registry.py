@@ -22,6 +22,7 @@ from ledger.errors import (
     InvalidGenesisStateError,
     MalformedFieldsError,
     NamespaceExistsError,
+    PrivateNamespaceError,
     RecordExistsError,
     RecordRevokedError,
     StatusUnchangedError,
@@ -140,6 +141,9 @@ def _apply_content(view: Overlay, ctx: BlockContext, tx: Transaction, *, create:
                    ) -> dict[str, Any]:
     namespace, key = tx.fields["namespace"], tx.fields["key"]
     ns = get_existing_namespace(view, namespace)
+    if "holders" in ns:  # ledger/private.py: a private payload never goes on the chain
+        raise PrivateNamespaceError(f"namespace {namespace!r} is private: its records hold "
+                                    f"only a commitment (use private_put)")
     validate_role(view, WRITER, namespace, tx.sender)
     value: bytes = tx.fields.get("value", b"")
     if len(value) > ns["max_value_bytes"]:

@@ -39,10 +39,12 @@ ISSUER = "issuer"
 AUDITOR = "auditor"
 COMPLIANCE = "compliance"
 WRITER = "writer"
+AUTHORITY = "authority"
+"""Of a private namespace: may order the erasure of a record's payload (a court)."""
 VALIDATOR = "validator"
 
 ASSET_ROLES = frozenset({ISSUER, AUDITOR, COMPLIANCE})
-NAMESPACE_ROLES = frozenset({WRITER})
+NAMESPACE_ROLES = frozenset({WRITER, AUTHORITY})
 GRANTABLE_ROLES = ASSET_ROLES | NAMESPACE_ROLES
 """Roles governance grants with grant_role; validators change with add/remove_validator."""
 

@@ -25,6 +25,7 @@ from node.admission import PENALTY_UNKNOWN_SENDERS, UnknownSenderAllowance
 from node.config import NodeHome
 from node.errors import MempoolError
 from node.node import Node
+from node.private import PrivateSync
 from node.rejection import RejectionCode
 from node.snapshots import STATE_SYNC_REQUESTS, SnapshotServer
 from node.sync import BlockSync, as_bytes
@@ -85,6 +86,7 @@ class NodeNetwork:
         self.unknown_senders = UnknownSenderAllowance()
         """What relaying transactions of unknown senders costs each peer."""
         self.snapshots = SnapshotServer(node)
+        self.private = PrivateSync(node.private, self.p2p)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -120,7 +122,8 @@ class NodeNetwork:
     def create_tasks(self) -> list[asyncio.Task[None]]:
         return [asyncio.create_task(self._status_loop(), name="status"),
                 asyncio.create_task(self.sync.run(), name="sync"),
-                asyncio.create_task(self.snapshots.run(), name="snapshots")]
+                asyncio.create_task(self.snapshots.run(), name="snapshots"),
+                asyncio.create_task(self.private.run(), name="private")]
 
     # ------------------------------------------------------------------ outbound
 
@@ -255,6 +258,8 @@ class NodeNetwork:
 
     async def _on_request(self, peer_id: str, msg_type: MessageType,
                           payload: Any) -> tuple[MessageType, Any] | None:
+        if msg_type == MessageType.GET_PRIVATE:
+            return await self.private.on_request(peer_id, payload)
         if msg_type in STATE_SYNC_REQUESTS:
             return await self.snapshots.on_request(peer_id, msg_type, payload)
         return await self.sync.on_request(peer_id, msg_type, payload)

@@ -59,6 +59,7 @@ from node.execution import (
     validate_signature_verdicts,
 )
 from node.mempool import Mempool
+from node.private import PrivateVault
 from node.rejection import Rejection, RejectionCode, Where
 from node.runtime import Clock, SystemClock, ThreadWorker, Timer, Verifier, Worker
 from node.upgrades import UpgradeHalt, get_upgrade_halt, load_known_upgrades
@@ -190,6 +191,8 @@ class Node:
         self.on_step: Callable[[Event, list[Effect]], None] = self._log_step
         """Told each event the core takes and the effects it answers, before they are
         applied: a DEBUG line by default; the simulation keeps its trace with it."""
+        self.private = PrivateVault(self)
+        """Private record payloads this node holds, reads and the read log (node/private.py)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -244,6 +247,7 @@ class Node:
             timer.cancel()
         self._timers.clear()
         self.verifier.close()
+        self.private.close()
         self.store.close()
 
     def enqueue(self, event: DriverEvent) -> None:

@@ -37,6 +37,8 @@ MAX_BLOCKS_PER_REQUEST = 256
 MAX_TXS_PER_BATCH = 4096
 MAX_SNAPSHOT_OFFERS = 16
 MAX_LIGHT_BLOCKS_PER_RESPONSE = 64
+MAX_PRIVATE_PAYLOAD_BYTES = 1 * MiB
+"""Largest private record payload a holder keeps and sends (a licence PDF, say)."""
 
 
 class MessageType(IntEnum):
@@ -67,6 +69,8 @@ class MessageType(IntEnum):
     MANIFEST = 55  # answer: manifest_bytes
     GET_CHUNK = 56  # request: [height, manifest_hash, index]
     CHUNK = 57  # answer: chunk_bytes
+    GET_PRIVATE = 60  # request: [namespace, key, holder_key, box_key, signature] (privacy.md)
+    PRIVATE = 61  # answer: [salt, payload] of a private record sealed to box_key
 
 
 # Relayed to other peers when the handler accepts them; de-duplicated.
@@ -77,12 +81,13 @@ REQUEST_TYPES = frozenset({
     MessageType.GET_STATUS, MessageType.GET_BLOCKS, MessageType.GET_VOTES,
     MessageType.PEERS_REQUEST, MessageType.PING, MessageType.GET_SNAPSHOTS,
     MessageType.GET_LIGHT_BLOCKS, MessageType.GET_MANIFEST, MessageType.GET_CHUNK,
+    MessageType.GET_PRIVATE,
 })
 # Sent with the request id of the request they answer. ERROR may answer any request.
 RESPONSE_TYPES = frozenset({
     MessageType.STATUS, MessageType.BLOCKS, MessageType.VOTES, MessageType.PEERS,
     MessageType.PONG, MessageType.ERROR, MessageType.SNAPSHOTS, MessageType.LIGHT_BLOCKS,
-    MessageType.MANIFEST, MessageType.CHUNK,
+    MessageType.MANIFEST, MessageType.CHUNK, MessageType.PRIVATE,
 })
 # The answer type of each request (or ERROR).
 EXPECTED_RESPONSE = {
@@ -95,6 +100,7 @@ EXPECTED_RESPONSE = {
     MessageType.GET_LIGHT_BLOCKS: MessageType.LIGHT_BLOCKS,
     MessageType.GET_MANIFEST: MessageType.MANIFEST,
     MessageType.GET_CHUNK: MessageType.CHUNK,
+    MessageType.GET_PRIVATE: MessageType.PRIVATE,
 }
 assert set(EXPECTED_RESPONSE) == REQUEST_TYPES
 # Sent with request id 0 after the handshake, outside gossip: delivered, never relayed.
@@ -130,6 +136,8 @@ MAX_FRAME_SIZE: dict[MessageType, int] = {
     # A bigger CHUNK is refused before its payload is parsed: the syncing node holds at
     # most this per peer it fetches from.
     MessageType.CHUNK: MAX_CHUNK_BYTES + 1 * KiB,
+    MessageType.GET_PRIVATE: 512,
+    MessageType.PRIVATE: MAX_PRIVATE_PAYLOAD_BYTES + 1 * KiB,
 }
 assert set(MAX_FRAME_SIZE) == set(MessageType)
 
@@ -257,6 +265,15 @@ def _check_get_chunk(value: Any) -> None:
     codec.expect_int(items[2], "GET_CHUNK index", hi=65_535)
 
 
+def _check_get_private(value: Any) -> None:
+    items = codec.expect_tuple(value, 5, "GET_PRIVATE")
+    codec.expect_str(items[0], "GET_PRIVATE namespace", max_len=32)
+    codec.expect_str(items[1], "GET_PRIVATE key", max_len=128)
+    codec.expect_bytes(items[2], "GET_PRIVATE holder_key", size=32)
+    codec.expect_bytes(items[3], "GET_PRIVATE box_key", size=32)
+    codec.expect_bytes(items[4], "GET_PRIVATE signature", size=64)
+
+
 _PAYLOAD_CHECKS: dict[MessageType, Callable[[Any], None]] = {
     MessageType.HELLO: _check_hello,
     MessageType.AUTH: _bytes_check("AUTH signature", size=64),
@@ -283,6 +300,8 @@ _PAYLOAD_CHECKS: dict[MessageType, Callable[[Any], None]] = {
     MessageType.MANIFEST: _bytes_check("MANIFEST"),
     MessageType.GET_CHUNK: _check_get_chunk,
     MessageType.CHUNK: _bytes_check("CHUNK"),
+    MessageType.GET_PRIVATE: _check_get_private,
+    MessageType.PRIVATE: _bytes_check("PRIVATE"),
 }
 assert set(_PAYLOAD_CHECKS) == set(MessageType)
 

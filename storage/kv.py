@@ -254,6 +254,15 @@ class PlyvelStore:
     def close(self) -> None:
         self._db.close()
 
+    def compact(self, start: bytes | None = None, stop: bytes | None = None) -> None:
+        """Compact the key range [start, stop) (all keys by default), so that deleted
+        values may leave LevelDB's files (LevelDB may still keep them in a table file
+        it did not rewrite)."""
+        try:
+            self._db.compact_range(start=start, stop=stop)
+        except plyvel.Error as e:
+            raise self._failed("compacting", e) from e
+
     def open_view(self) -> SnapshotView:
         """A read-only view of every key as of now (a LevelDB snapshot: O(1), and writes
         go on beside it); close it soon, since it keeps LevelDB from dropping the values

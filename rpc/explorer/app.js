@@ -574,6 +574,13 @@ async function renderRecord(ref) {
     [t("record_value"), recordContent(bytesOf(shown.value))],
   ];
   if (shown.reason) rows.push([t("reason"), shown.reason]);
+  if (shown.commitment) {  // a private record: only its commitment is on the chain
+    rows.push([t("commitment"), el("span", { class: "mono", id: "record-commitment",
+      text: hexOf(shown.commitment) })]);
+  }
+  if (answer.erased) {
+    rows.push([t("erased"), el("span", { id: "record-erased", text: answer.erased.text })]);
+  }
   const docHash = hexOf(shown.doc_hash);
   rows.push([t("doc_hash"), docHash ? el("span", { class: "mono", text: docHash }) : "–"]);
   if (metadata.length) {

@@ -32,6 +32,7 @@ from rpc.dispatcher import (
 )
 from rpc.methods import specs
 from rpc.methods.ledger import register_ledger_methods
+from rpc.methods.private import register_private_methods
 from rpc.openrpc import build_document
 from rpc.params import parse_hex, parse_int, to_json
 
@@ -110,6 +111,7 @@ class NodeApi:
         r("state_proof", self.state_proof, ("key",),
           "A state value with its proof against the head's state root", spec=specs.STATE_PROOF)
         register_ledger_methods(dispatcher, self.node)  # state_asset, state_record...
+        register_private_methods(dispatcher, self.node)  # private_read, private_reads...
         r("rpc_discover", self.make_discover(dispatcher), (),
           "The OpenRPC document of every method", spec=specs.RPC_DISCOVER)
 

@@ -20,6 +20,7 @@ from ledger.fields import is_valid_asset
 from ledger.governance import get_proposal_count, get_proposal_info
 from ledger.keys import ASSET_PREFIX, LAST_UPGRADE_KEY, get_record_key
 from ledger.multisig import get_multisig_info
+from ledger.private import get_erasure
 from ledger.registry import (
     RECORD_KEY_PATTERN,
     get_namespace_info,
@@ -32,6 +33,7 @@ from ledger.upgrades import UPGRADE_NAME_PATTERN, get_pending_upgrade, get_upgra
 from node.node import Node
 from rpc.dispatcher import NOT_FOUND, RpcDispatcher, RpcError, invalid_params
 from rpc.methods import specs
+from rpc.methods.private import describe_erasure
 from rpc.params import parse_hex, parse_int, to_json
 
 MAX_LIST = 1000
@@ -134,6 +136,9 @@ class LedgerApi:
             answer: dict[str, Any] = {"namespace": namespace, "key": key, "height": height,
                                       "record": to_json(codec.decode(value)),
                                       "state_key": state_key.hex(), "value": value.hex()}
+            erasure = get_erasure(self.node.state, namespace, key)
+            if erasure is not None:  # a private record's payload, erased by lawful order
+                answer["erased"] = describe_erasure(erasure)
             if not params.get("proof"):
                 return answer
             if height == 0:

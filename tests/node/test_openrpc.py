@@ -26,7 +26,7 @@ async def test_every_registered_method_is_described(single_node):
             assert str(code) in doc["components"]["errors"]
     admin = {m["name"] for m in doc["methods"] if m.get("x-admin")}
     assert admin == {"admin_peers", "admin_peer_add", "admin_peer_remove",
-                     "admin_mempool_flush"}
+                     "admin_mempool_flush", "private_submit"}
 
 
 async def test_invalid_missing_required_param_named_from_spec(single_node):
