@@ -1,20 +1,40 @@
-"""Suite-wide collection rules.
+"""Suite-wide rules for running on several workers.
 
-With pytest-xdist (`tests/run.sh` runs `-n 2 --dist loadgroup`), every multi-process
-test (marked `slow`) goes to one group, so they run one at a time on one worker while
-the in-process tests share the other: two multi-process devnets never compete for the
-machine's two cores at once.
+`tests/run.sh` runs pytest-xdist with `-n 2 --dist loadfile`: the tests of one file
+stay on one worker (a module's shared devnet is built once), and a multi-process test
+(marked `slow`) holds a lock shared by the workers while it runs, so two devnets never
+compete for the machine's two cores at once; in-process tests go on beside it.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Generator
+from pathlib import Path
+
 import pytest
 
-SLOW_GROUP = "multi-process"
+
+def _lock_path(config: pytest.Config) -> Path | None:
+    """A file in this run's temporary folder, shared by its workers (None: one process)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return None
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None:
+        return None
+    return Path(factory.getbasetemp()).parent / "multi-process.lock"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups from the markers
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("slow") is not None:
-            item.add_marker(pytest.mark.xdist_group(SLOW_GROUP))
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
+                            ) -> Generator[None, object, object]:
+    path = _lock_path(item.config) if item.get_closest_marker("slow") else None
+    if path is None:
+        return (yield)
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -8,7 +8,6 @@ cd "$ROOT"
 echo "== ruff"; ruff check .
 echo "== mypy"; mypy
 echo "== import contracts"; lint-imports
-# Two workers: the multi-process tests (marked slow) run one at a time on one of them
-# (tests/conftest.py), the in-process tests share both. GOVCHAIN_TEST_WORKERS=0 runs
-# everything in this process.
-echo "== pytest"; exec python -m pytest -q -n "${GOVCHAIN_TEST_WORKERS:-2}" --dist loadgroup "$@"
+# Two workers: the tests of a file stay on one worker, and the multi-process (slow)
+# ones take turns (tests/conftest.py). GOVCHAIN_TEST_WORKERS=0 runs all in one process.
+echo "== pytest"; exec python -m pytest -q -n "${GOVCHAIN_TEST_WORKERS:-2}" --dist loadfile "$@"
