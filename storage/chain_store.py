@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from chain import codec
-from chain.block import Block, BlockHeader
+from chain.block import HEADER_VERSION, Block, BlockHeader
 from chain.crypto import Hash32, compute_hash
 from chain.errors import ChainError, MalformedError
 from chain.genesis import Genesis
+from chain.results import ResultLeaf
 from chain.state_proof import StateProof
 from chain.tx import Transaction
 from chain.vote import CommitCertificate, ValidatorSet
@@ -150,6 +151,15 @@ def _tx_bytes_of_record(raw: bytes) -> bytes:
     return record[0]
 
 
+def _result_leaf_of_record(raw: bytes) -> ResultLeaf:
+    """The result leaf of a stored tx record: its tx hash, code and events hash."""
+    record = codec.decode(raw)
+    if not isinstance(record, tuple) or len(record) != 4 or not isinstance(record[0], bytes) \
+            or not isinstance(record[1], str) or not isinstance(record[3], tuple):
+        raise MalformedError("expected a tx record [tx, code, message, events]")
+    return ResultLeaf.of(compute_hash(record[0]), record[1], record[3])
+
+
 def _tx_of_record(raw: bytes) -> Transaction:
     """The transaction of a stored tx record, decoded and checked."""
     return Transaction.decode(_tx_bytes_of_record(raw))
@@ -267,6 +277,14 @@ class ChainStore:
                 f"{self.genesis.hash.hex()}; use the genesis file of that chain or another "
                 "data directory")
         version = int.from_bytes(stored_version or b"", "big")
+        if version < schema.RESULTS_ROOT_SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"the data directory {self.location} holds a chain of block header version 1, "
+                f"written before headers committed to transaction results (results_root); "
+                f"this node reads header version {HEADER_VERSION} only. The block hashes "
+                "change with the header, so the chain cannot be migrated: re-create the chain "
+                "from its genesis on every validator (a new data directory), and re-sync full "
+                "nodes from it (docs/storage.md, \"Upgrading\")")
         if version != schema.SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"the data directory {self.location} uses storage schema {version}, this "
@@ -559,6 +577,13 @@ class ChainStore:
     def tx_records(self, height: int) -> list[bytes]:
         """The stored bytes of the tx records of block `height`, in block order."""
         return [raw for _, raw in self._kv.iterate(schema.tx_record_prefix(height))]
+
+    def get_result_leaves(self, height: int) -> list[ResultLeaf]:
+        """The result leaf of each stored tx record of block `height`, in block order
+        (chain.results): what the header's results_root must be the root of."""
+        return [self._decode(_result_leaf_of_record, raw, f"tx record {index}", height)
+                for index, (_, raw) in enumerate(
+                    self._kv.iterate(schema.tx_record_prefix(height)))]
 
     def iterate_tx_index(self) -> Iterator[tuple[bytes, tuple[int, int]]]:
         """(tx hash, (height, index)) of every committed transaction, in hash order."""

@@ -11,10 +11,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from chain import merkle
+from chain import codec, merkle
 from chain.block import Block
 from chain.crypto import Address, Hash32
 from chain.errors import ChainError
+from chain.results import compute_result_proof
 from chain.tx import Transaction
 from chain.vote import CommitCertificate
 from ledger.errors import LedgerError
@@ -60,6 +61,7 @@ def block_json(block: Block, cert: CommitCertificate | None, *, full: bool) -> d
         "hash": block.hash.hex(), "height": h.height, "round": h.round,
         "timestamp_ms": h.timestamp_ms, "prev_hash": h.prev_hash.hex(),
         "proposer": h.proposer.hex(), "tx_root": h.tx_root.hex(),
+        "results_root": h.results_root.hex(),
         "state_root": h.state_root.hex(), "validator_set_hash": h.validator_set_hash.hex(),
         "next_validator_set_hash": h.next_validator_set_hash.hex(),
         "header": h.encoded.hex(),
@@ -204,7 +206,20 @@ class NodeApi:
         hashes = [tx.hash for tx in block.txs]
         return {"hash": tx_hash.hex(), "height": height, "index": index,
                 "tx_count": len(hashes), "tx": block.txs[index].encoded.hex(),
-                "path": [p.hex() for p in merkle.compute_proof(hashes, index)]}
+                "path": [p.hex() for p in merkle.compute_proof(hashes, index)],
+                "result": self._result_proof(tx_hash, height, index)}
+
+    def _result_proof(self, tx_hash: Hash32, height: int, index: int) -> dict[str, Any]:
+        """The result leaf of the transaction and its path to the header's results_root."""
+        store = self.node.store
+        leaves = store.get_result_leaves(height)
+        record = store.get_tx(tx_hash)
+        assert record is not None, "the tx index named it a moment ago"
+        leaf = leaves[index]
+        return {"code": leaf.code, "message": record.message,
+                "events": codec.encode(list(record.events)).hex(),
+                "leaf": leaf.encoded.hex(),
+                "path": [p.hex() for p in compute_result_proof(leaves, index)]}
 
     async def chain_block(self, params: dict[str, Any]) -> dict[str, Any]:
         store = self.node.store
@@ -235,7 +250,6 @@ class NodeApi:
                                for v in vset.validators]}
 
     async def chain_evidence(self, params: dict[str, Any]) -> list[Any]:
-        from chain import codec
         return [to_json(codec.decode(e)) for e in self.node.store.list_evidence()]
 
     async def state_account(self, params: dict[str, Any]) -> dict[str, Any]:
