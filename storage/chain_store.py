@@ -284,7 +284,7 @@ class ChainStore:
                 f"this node reads header version {HEADER_VERSION} only. The block hashes "
                 "change with the header, so the chain cannot be migrated: re-create the chain "
                 "from its genesis on every validator (a new data directory), and re-sync full "
-                "nodes from it (docs/storage.md, \"Upgrading\")")
+                "nodes from it (docs/storage.md, \"Upgrading to header version 2\")")
         if version != schema.SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"the data directory {self.location} uses storage schema {version}, this "
