@@ -20,7 +20,7 @@ from chain.block import Block, BlockHeader, compute_tx_root
 from chain.crypto import Hash32, PublicKey
 from chain.errors import ChainError
 from chain.genesis import ChainParams
-from chain.results import ResultLeaf, compute_results_root
+from chain.results import compute_results_root_of_encoded, encode_result_leaf
 from chain.tx import Transaction
 from chain.vote import CommitCertificate, ValidatorSet, validate_certificate
 from ledger.errors import LedgerError, TxNotApplicable
@@ -62,8 +62,8 @@ class ExecutedBlock:
 def compute_block_results_root(txs: Sequence[Transaction],
                                results: Sequence[TxResult]) -> Hash32:
     """The results root of `txs` executed with `results` (chain.results)."""
-    return compute_results_root([
-        ResultLeaf.of(tx.hash, result.code, [event.to_value() for event in result.events])
+    return compute_results_root_of_encoded([
+        encode_result_leaf(tx.hash, result.code, [event.to_value() for event in result.events])
         for tx, result in zip(txs, results, strict=True)])
 
 

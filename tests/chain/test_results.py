@@ -12,6 +12,8 @@ from chain.results import (
     compute_events_hash,
     compute_result_proof,
     compute_results_root,
+    encode_events,
+    encode_result_leaf,
     is_valid_result_proof,
     validate_result_leaf,
 )
@@ -106,3 +108,26 @@ def test_any_result_proves_and_a_flipped_code_does_not(items, data):
     flipped = ResultLeaf(leaves[index].tx_hash, "ok" if leaves[index].code != "ok" else "denied",
                          leaves[index].events_hash)
     assert not is_valid_result_proof(flipped.encoded, index, len(leaves), path, root)
+
+
+@pytest.mark.parametrize("events", [
+    EVENTS,
+    [],
+    # attributes out of key order (the mint module writes them so): sorted on encoding
+    [["minted", {"to": b"\x01" * 20, "asset": "KGS", "amount": 5, "supply": 5}]],
+    [["a", {"n": -1}], ["b", {"big": 2**64 - 1, "text": "x"}]],
+])
+def test_fast_leaf_encoding_gives_the_canonical_bytes(events):
+    fast = encode_result_leaf(TX_A, "ok", events)
+    assert fast == ResultLeaf.of(TX_A, "ok", events).encoded
+    assert fast == codec.encode([TX_A, "ok", compute_hash(codec.encode(events))])
+    assert encode_events(events) == codec.encode(events)
+
+
+def test_invalid_fast_leaf_inputs_are_refused():
+    with pytest.raises(MalformedError):
+        encode_result_leaf(TX_A[:31], "ok", [])
+    with pytest.raises(MalformedError):
+        encode_result_leaf(TX_A, "x" * 65, [])
+    with pytest.raises(MalformedError):  # no canonical form: a float
+        encode_result_leaf(TX_A, "ok", [["e", {"x": 1.5}]])
