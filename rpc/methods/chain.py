@@ -8,6 +8,7 @@ chain state.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from chain import codec, merkle
 from chain.block import Block
 from chain.crypto import Address, Hash32
 from chain.errors import ChainError
-from chain.results import compute_result_proof
+from chain.results import ResultLeaf, compute_result_proof
 from chain.tx import Transaction
 from chain.vote import CommitCertificate
 from ledger.errors import LedgerError
@@ -37,6 +38,10 @@ from rpc.openrpc import build_document
 from rpc.params import parse_hex, parse_int, to_json
 
 MAX_WAIT_S = 120.0
+RESULT_LEAF_CACHE_BLOCKS = 4
+"""Blocks whose result leaves tx_proof keeps decoded: proofs for one busy block are
+asked in bursts. At most 4 x max_block_txs leaves of about 200 bytes (8 MB at 10,000
+transactions a block)."""
 
 
 def tx_json(tx: Transaction) -> dict[str, Any]:
@@ -83,6 +88,7 @@ class NodeApi:
         self.node = node
         self.peers = peers or (lambda: [])
         self.max_batch = max_batch
+        self._result_leaves: OrderedDict[int, list[ResultLeaf]] = OrderedDict()
 
     def register(self, dispatcher: RpcDispatcher) -> None:
         r = dispatcher.register
@@ -212,7 +218,7 @@ class NodeApi:
     def _result_proof(self, tx_hash: Hash32, height: int, index: int) -> dict[str, Any]:
         """The result leaf of the transaction and its path to the header's results_root."""
         store = self.node.store
-        leaves = store.get_result_leaves(height)
+        leaves = self._get_result_leaves(height)
         record = store.get_tx(tx_hash)
         assert record is not None, "the tx index named it a moment ago"
         leaf = leaves[index]
@@ -220,6 +226,18 @@ class NodeApi:
                 "events": codec.encode(list(record.events)).hex(),
                 "leaf": leaf.encoded.hex(),
                 "path": [p.hex() for p in compute_result_proof(leaves, index)]}
+
+    def _get_result_leaves(self, height: int) -> list[ResultLeaf]:
+        """The result leaves of final block `height` (they never change once final)."""
+        leaves = self._result_leaves.get(height)
+        if leaves is None:
+            leaves = self.node.store.get_result_leaves(height)
+            self._result_leaves[height] = leaves
+            while len(self._result_leaves) > RESULT_LEAF_CACHE_BLOCKS:
+                self._result_leaves.popitem(last=False)
+        else:
+            self._result_leaves.move_to_end(height)
+        return leaves
 
     async def chain_block(self, params: dict[str, Any]) -> dict[str, Any]:
         store = self.node.store
