@@ -103,7 +103,7 @@ class NodeApi:
         r("tx_get", self.tx_get, ("hash",), "A transaction's status and result",
           spec=specs.TX_GET)
         r("tx_proof", self.tx_proof, ("hash",),
-          "A final transaction's bytes and its inclusion proof in its block's tx root",
+          "A final transaction's bytes, its inclusion proof and its result proof",
           spec=specs.TX_PROOF)
         r("chain_block", self.chain_block, ("height", "hash", "full"),
           "A final block with its commit certificate (latest by default)",

@@ -101,7 +101,7 @@ TX_PROOF = MethodSpec(
                 "`height` (docs/protocol.md section 6); and its result: the result leaf "
                 "(tx hash, code, events hash) with its audit path, at the same index, to "
                 "the header's results_root, the canonical events whose hash the leaf "
-                "holds, and the message, which is not committed (section 7). Inclusion "
+                "holds, and the message, which is not committed (section 6.2). Inclusion "
                 "alone says nothing of the outcome: a refused transaction is in its block "
                 "too, with its refusal code in its result leaf.",
     tags=("tx",))
