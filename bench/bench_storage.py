@@ -16,6 +16,7 @@ import time
 from chain.block import Block, BlockHeader, compute_tx_root
 from chain.crypto import KeyPair
 from chain.genesis import Genesis
+from chain.results import ResultLeaf, compute_results_root
 from chain.tx import Transaction
 from chain.vote import CommitCertificate, Validator, ValidatorSet
 from storage.chain_store import ChainStore
@@ -80,6 +81,8 @@ def main() -> None:
             t1 = time.perf_counter()
             header = BlockHeader(CHAIN_ID, height, 0, store.head_timestamp_ms + 1,
                                  store.head_hash, key.public_key, compute_tx_root(txs),
+                                 compute_results_root([ResultLeaf.of(tx.hash, "ok", ())
+                                                       for tx in txs]),
                                  prepared.root, vset.hash, vset.hash)
             block = Block(header, txs)
             cert = CommitCertificate(height, 0, block.hash, ((key.public_key, bytes(64)),))

@@ -1,7 +1,8 @@
 """Block headers and blocks.
 
 A block's hash is the hash of its header; the header commits to the transactions by
-their Merkle root and to the state after executing them by `state_root`. The commit
+their Merkle root, to their results by `results_root` (chain.results) and to the state
+after executing them by `state_root`. The commit
 certificate that makes a block final is kept beside the block (see chain.vote), not
 inside it, since it signs the block's hash.
 """
@@ -18,7 +19,8 @@ from chain.crypto import HASH_SIZE, PUBLIC_KEY_SIZE, Hash32, PublicKey, compute_
 from chain.errors import MalformedError, TooLargeError
 from chain.tx import Transaction
 
-HEADER_VERSION = 1
+HEADER_VERSION = 2
+"""Version 2 added `results_root`; version 1 headers (no results root) are refused."""
 MAX_BLOCK_BYTES = 32 * 1024 * 1024
 
 
@@ -40,6 +42,8 @@ class BlockHeader:
     """The public key of the validator that proposed this block."""
     tx_root: Hash32
     """Merkle root over the transactions' hashes, in block order."""
+    results_root: Hash32
+    """Merkle root over the transactions' result leaves, in block order (chain.results)."""
     state_root: Hash32
     """Root of the authenticated state after executing this block."""
     validator_set_hash: Hash32
@@ -51,7 +55,7 @@ class BlockHeader:
 
     def to_value(self) -> list[Any]:
         return [self.version, self.chain_id, self.height, self.round, self.timestamp_ms,
-                self.prev_hash, self.proposer, self.tx_root, self.state_root,
+                self.prev_hash, self.proposer, self.tx_root, self.results_root, self.state_root,
                 self.validator_set_hash, self.next_validator_set_hash]
 
     @cached_property
@@ -64,10 +68,12 @@ class BlockHeader:
 
     @classmethod
     def from_value(cls, value: Any) -> BlockHeader:
+        if isinstance(value, tuple) and value and value[0] != HEADER_VERSION:
+            raise MalformedError(
+                f"header version {value[0]!r} is not supported; this node reads version "
+                f"{HEADER_VERSION} (with results_root)")
         (version, chain_id, height, round_, timestamp_ms, prev_hash, proposer, tx_root,
-         state_root, vset, next_vset) = codec.expect_tuple(value, 11, "header")
-        if version != HEADER_VERSION:
-            raise MalformedError(f"header version {version!r} is not supported")
+         results_root, state_root, vset, next_vset) = codec.expect_tuple(value, 12, "header")
         return cls(
             chain_id=codec.expect_str(chain_id, "header chain_id", max_len=64),
             height=codec.expect_int(height, "header height"),
@@ -76,6 +82,8 @@ class BlockHeader:
             prev_hash=Hash32(codec.expect_bytes(prev_hash, "prev_hash", size=HASH_SIZE)),
             proposer=PublicKey(codec.expect_bytes(proposer, "proposer", size=PUBLIC_KEY_SIZE)),
             tx_root=Hash32(codec.expect_bytes(tx_root, "tx_root", size=HASH_SIZE)),
+            results_root=Hash32(codec.expect_bytes(results_root, "results_root",
+                                                   size=HASH_SIZE)),
             state_root=Hash32(codec.expect_bytes(state_root, "state_root", size=HASH_SIZE)),
             validator_set_hash=Hash32(codec.expect_bytes(vset, "validator_set_hash",
                                                          size=HASH_SIZE)),

@@ -20,6 +20,7 @@ from chain.block import Block, BlockHeader, compute_tx_root
 from chain.crypto import Hash32, PublicKey
 from chain.errors import ChainError
 from chain.genesis import ChainParams
+from chain.results import compute_results_root_of_encoded, encode_result_leaf
 from chain.tx import Transaction
 from chain.vote import CommitCertificate, ValidatorSet, validate_certificate
 from ledger.errors import CorruptStateError, LedgerError, TxNotApplicable
@@ -56,6 +57,14 @@ class ExecutedBlock:
 
     def result_values(self) -> list[tuple[str, str, Any]]:
         return [(r.code, r.message, [e.to_value() for e in r.events]) for r in self.results]
+
+
+def compute_block_results_root(txs: Sequence[Transaction],
+                               results: Sequence[TxResult]) -> Hash32:
+    """The results root of `txs` executed with `results` (chain.results)."""
+    return compute_results_root_of_encoded([
+        encode_result_leaf(tx.hash, result.code, [event.to_value() for event in result.events])
+        for tx, result in zip(txs, results, strict=True)])
 
 
 BUILD_CHECK_EVERY = 64
@@ -130,7 +139,9 @@ class BlockExecutor:
         header = BlockHeader(
             chain_id=self.chain_id, height=height, round=round_, timestamp_ms=timestamp_ms,
             prev_hash=self.store.head_hash, proposer=proposer,
-            tx_root=compute_tx_root(included), state_root=prepared.root,
+            tx_root=compute_tx_root(included),
+            results_root=compute_block_results_root(included, results),
+            state_root=prepared.root,
             validator_set_hash=validator_set.hash, next_validator_set_hash=next_set.hash)
         executed = ExecutedBlock(Block(header, tuple(included)), changes, tuple(results),
                                  prepared, next_set)
@@ -169,6 +180,11 @@ class BlockExecutor:
                 results.append(self.ledger.apply_tx(view, ctx, tx))
             except TxNotApplicable as e:
                 raise InvalidBlockError(f"transaction {index} cannot apply: {e}") from e
+        results_root = compute_block_results_root(block.txs, results)
+        if results_root != header.results_root:
+            raise InvalidBlockError(
+                f"results root {header.results_root.hex()} differs from the executed "
+                f"{results_root.hex()}: a transaction's result code or events differ")
         changes = view.changes()
         prepared = self.store.prepare_state(changes)
         if prepared.root != header.state_root:
@@ -225,7 +241,7 @@ def apply_certified_block(store: ChainStore, executor: BlockExecutor, block: Blo
     `verdicts` are the signature verdicts of `block.txs`, in order. The certificate must
     prove a quorum of the validator set of the next height for this very block, every
     signature must verify, the header must follow the head, and executing the block
-    must reproduce its tx root, state root and next validator set; then everything it
+    must reproduce its tx root, results root, state root and next validator set; then everything it
     brings is written in one batch (storage.chain_store.commit_block).
     """
     validate_block_certificate(store, executor.chain_id, block, certificate)

@@ -27,7 +27,14 @@ from sdk.errors import (
     UnreachableError,
 )
 from sdk.keys import generate_key, load_key, save_key
-from sdk.proof import ProofError, verify_block, verify_state
+from sdk.proof import (
+    ProofError,
+    ProvenTx,
+    verify_block,
+    verify_state,
+    verify_tx,
+    verify_tx_succeeded,
+)
 from sdk.tx import (
     add_signature_to_file,
     build_tx,
@@ -47,6 +54,7 @@ __all__ = [
     "MethodNotFoundError",
     "NotFoundError",
     "ProofError",
+    "ProvenTx",
     "RateLimitedError",
     "RpcClientError",
     "RpcTimeoutError",
@@ -68,4 +76,6 @@ __all__ = [
     "tx_to_json",
     "verify_block",
     "verify_state",
+    "verify_tx",
+    "verify_tx_succeeded",
 ]

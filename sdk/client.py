@@ -32,7 +32,7 @@ from sdk.errors import (
     error_from_json,
     unwrap,
 )
-from sdk.proof import verify_block, verify_state
+from sdk.proof import ProvenTx, verify_block, verify_state, verify_tx
 from sdk.tx import build_tx, sign_tx
 
 DONE = ("final", "rejected")
@@ -200,6 +200,13 @@ class Client:
         proof = self.call("state_proof", key=get_account_key(address).hex())
         header = self.verified_header(proof["height"], validator_set)
         return verify_state(proof, header)
+
+    def verified_tx(self, tx_hash: bytes, validator_set: ValidatorSet) -> ProvenTx:
+        """The transaction and its result code, proven against a block certified by
+        `validator_set`; `.succeeded` says whether it was applied or refused."""
+        proof = self.call("tx_proof", hash=bytes(tx_hash).hex())
+        header = self.verified_header(proof["height"], validator_set)
+        return verify_tx(proof, header)
 
     def verified_header(self, height: int, validator_set: ValidatorSet) -> BlockHeader:
         return verify_block(self.get_block(height), validator_set, self.chain_id)

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from chain import codec
-from chain.block import Block, BlockHeader
+from chain.block import HEADER_VERSION, Block, BlockHeader
 from chain.crypto import Hash32, compute_hash
 from chain.errors import ChainError, MalformedError
 from chain.genesis import Genesis
+from chain.results import ResultLeaf, is_plain_events
 from chain.state_proof import StateProof
 from chain.tx import Transaction
 from chain.vote import CommitCertificate, ValidatorSet
@@ -95,50 +96,19 @@ TxResult = tuple[str, str, Any]
 """(code, message, events) of one executed transaction."""
 
 
-_ORDERED_EVENT_KEYS: set[tuple[str, ...]] = set()
-"""Key tuples of event attributes seen in canonical (sorted) order; a block's events
-repeat a few shapes, so most events skip the sort."""
-
-
 def encode_tx_record(tx_bytes: bytes, code: str, message: str, events: Any) -> bytes:
     """`codec.encode([tx_bytes, code, message, events])`, the stored form of a tx record.
 
     A record whose events have the usual shape is packed as it is, after one flat check
-    (`_plain_events`); anything else takes codec.encode (which sorts keys or raises), so
-    the bytes are the same. The generic walk cost 5 % of a loaded node's time at commit.
+    (`chain.results.is_plain_events`); anything else takes codec.encode (which sorts keys
+    or raises), so the bytes are the same. The generic walk cost 5 % of a loaded node's
+    time at commit.
     """
     record = [tx_bytes, code, message, events]
     if type(tx_bytes) is bytes and type(code) is str and type(message) is str \
-            and _plain_events(events):
+            and is_plain_events(events):
         return codec.pack_unchecked(record)
     return codec.encode(record)
-
-
-def _plain_events(events: Any) -> bool:
-    """True when `events` is a list of `[kind, {text key: bytes, text or integer}]`, each
-    map's keys in order: canonical as it stands."""
-    if type(events) is not list:
-        return False
-    for event in events:
-        if type(event) is not list or len(event) != 2:
-            return False
-        kind, attributes = event
-        if type(kind) is not str or type(attributes) is not dict:
-            return False
-        keys = tuple(attributes)
-        if keys not in _ORDERED_EVENT_KEYS:
-            if any(type(key) is not str for key in keys) or list(keys) != sorted(keys):
-                return False
-            if len(_ORDERED_EVENT_KEYS) < 1024:
-                _ORDERED_EVENT_KEYS.add(keys)
-        for item in attributes.values():
-            kind_of_item = type(item)
-            if kind_of_item is int:
-                if not codec.INT_MIN <= item <= codec.INT_MAX:
-                    return False
-            elif kind_of_item is not bytes and kind_of_item is not str:
-                return False
-    return True
 
 
 def _tx_bytes_of_record(raw: bytes) -> bytes:
@@ -148,6 +118,15 @@ def _tx_bytes_of_record(raw: bytes) -> bytes:
     if not isinstance(record, tuple) or len(record) != 4 or not isinstance(record[0], bytes):
         raise MalformedError("expected a tx record [tx, code, message, events]")
     return record[0]
+
+
+def _result_leaf_of_record(raw: bytes) -> ResultLeaf:
+    """The result leaf of a stored tx record: its tx hash, code and events hash."""
+    record = codec.decode(raw)
+    if not isinstance(record, tuple) or len(record) != 4 or not isinstance(record[0], bytes) \
+            or not isinstance(record[1], str) or not isinstance(record[3], tuple):
+        raise MalformedError("expected a tx record [tx, code, message, events]")
+    return ResultLeaf.of(compute_hash(record[0]), record[1], record[3])
 
 
 def _tx_of_record(raw: bytes) -> Transaction:
@@ -267,6 +246,14 @@ class ChainStore:
                 f"{self.genesis.hash.hex()}; use the genesis file of that chain or another "
                 "data directory")
         version = int.from_bytes(stored_version or b"", "big")
+        if version < schema.RESULTS_ROOT_SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"the data directory {self.location} holds a chain of block header version 1, "
+                f"written before headers committed to transaction results (results_root); "
+                f"this node reads header version {HEADER_VERSION} only. The block hashes "
+                "change with the header, so the chain cannot be migrated: re-create the chain "
+                "from its genesis on every validator (a new data directory), and re-sync full "
+                "nodes from it (docs/storage.md, \"Upgrading to header version 2\")")
         if version != schema.SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"the data directory {self.location} uses storage schema {version}, this "
@@ -559,6 +546,13 @@ class ChainStore:
     def tx_records(self, height: int) -> list[bytes]:
         """The stored bytes of the tx records of block `height`, in block order."""
         return [raw for _, raw in self._kv.iterate(schema.tx_record_prefix(height))]
+
+    def get_result_leaves(self, height: int) -> list[ResultLeaf]:
+        """The result leaf of each stored tx record of block `height`, in block order
+        (chain.results): what the header's results_root must be the root of."""
+        return [self._decode(_result_leaf_of_record, raw, f"tx record {index}", height)
+                for index, (_, raw) in enumerate(
+                    self._kv.iterate(schema.tx_record_prefix(height)))]
 
     def iterate_tx_index(self) -> Iterator[tuple[bytes, tuple[int, int]]]:
         """(tx hash, (height, index)) of every committed transaction, in hash order."""

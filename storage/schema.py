@@ -8,8 +8,12 @@ this module may spell a key by hand.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
-"""Bumped on any incompatible change; stored in meta and checked at open."""
+SCHEMA_VERSION = 2
+"""Bumped on any incompatible change; stored in meta and checked at open. 2: block
+headers of version 2 (with results_root); a schema 1 directory holds version 1 headers,
+whose hashes no migration can keep, so it is refused."""
+RESULTS_ROOT_SCHEMA_VERSION = 2
+"""The first schema whose headers commit to the transactions' results."""
 
 HEIGHT_SIZE = 8
 INDEX_SIZE = 4

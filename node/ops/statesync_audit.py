@@ -3,7 +3,8 @@
 Such a store holds no blocks at or below its base height, so it cannot be replayed from
 genesis. This checks instead: the light blocks it kept prove the base header from its
 trust point, the stored state gives the head's state root, and every block after the
-base links to its parent, matches its transactions and is certified. It never writes
+base links to its parent, matches its transactions and their results and is
+certified. It never writes
 to the store and never claims a replay it did not do.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 from chain.block import compute_tx_root
 from chain.errors import ChainError
 from chain.genesis import Genesis
+from chain.results import compute_results_root
 from chain.state_proof import compute_state_root
 from chain.vote import validate_certificate
 from node.errors import NodeError
@@ -157,6 +159,9 @@ def _check_blocks_after_base(store: ChainStore, chain_id: str) -> int:
         if compute_tx_root(block.txs) != block.header.tx_root:
             raise StateSyncedAuditMismatch(height, "the stored transactions do not give the "
                                                    "header's tx root")
+        if compute_results_root(store.get_result_leaves(height)) != block.header.results_root:
+            raise StateSyncedAuditMismatch(height, "the stored results (codes and events) do "
+                                                   "not give the header's results root")
         _check_certified(store, height, chain_id)
         previous = block.header
     return store.head_height - store.base_height

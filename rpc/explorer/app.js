@@ -697,7 +697,7 @@ async function verify(kind, ref, context) {
   } else {
     const answer = await rpc("tx_proof", { hash: ref });
     proof = { hash: answer.hash, height: answer.height, index: answer.index,
-      tx_count: answer.tx_count, tx: answer.tx, path: answer.path };
+      tx_count: answer.tx_count, tx: answer.tx, path: answer.path, result: answer.result };
     certified = await chain.certifiedHeader(Number(answer.height), undefined, undefined, onProgress);
     const status = await rpc("tx_get", { hash: ref });
     reported = { status: status.status, code: status.code || null, message: status.message || null };
@@ -767,19 +767,15 @@ function outcomeChecks(outcome) {
       balances: balances.length ? balances.join(", ") : "–" }));
   } else if (outcome.kind === "tx") {
     checks.push(t(subject.senderSigned ? "check_tx_signed" : "check_tx_bytes"),
-      tf("check_tx_included", { height, position: subject.index + 1 }));
+      tf("check_tx_included", { height, position: subject.index + 1 }),
+      subject.succeeded ? tf("check_tx_succeeded", { height })
+        : tf("check_tx_refused", { height, code: subject.code }));
   }
   return checks;
 }
 
 function outcomeNotes(outcome) {
   const notes = [];
-  if (outcome.kind === "tx") {
-    const reported = outcome.reported || {};
-    const said = reported.status === "final" ? t("result_ok")
-      : `${t("status_rejected")}${reported.code ? ` (${reported.code})` : ""}`;
-    notes.push(["note-outcome", tf("note_outcome", { outcome: said })]);
-  }
   if (outcome.namesFromNode) notes.push(["note-names", t("note_names")]);
   if (outcome.genesis.source === "node") notes.push(["note-anchor", t("note_anchor_node")]);
   return notes;

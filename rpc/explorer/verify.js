@@ -11,7 +11,7 @@ const GovchainVerify = (() => {
   const MAX_DEPTH = 16;
   const INT_MIN = -(2n ** 63n);
   const INT_MAX = 2n ** 64n - 1n;
-  const HEADER_VERSION = 1;
+  const HEADER_VERSION = 2;
   const STATE_PROOF_VERSION = 1;
   const BUCKET_BITS = 16;
   const PRECOMMIT = 2;
@@ -432,17 +432,18 @@ const GovchainVerify = (() => {
   /** The fields of canonical header bytes (docs/protocol.md section 5). */
   function decodeHeader(data) {
     const value = decode(data);
-    if (!Array.isArray(value) || value.length !== 11) malformed("header: expected 11 items");
-    const [version, chainId, height, round, timestampMs, prevHash, proposer, txRoot, stateRoot,
-      validatorSetHash, nextValidatorSetHash] = value;
-    if (version !== HEADER_VERSION) malformed("header version");
+    if (Array.isArray(value) && value.length && value[0] !== HEADER_VERSION) malformed("header version");
+    if (!Array.isArray(value) || value.length !== 12) malformed("header: expected 12 items");
+    const [version, chainId, height, round, timestampMs, prevHash, proposer, txRoot, resultsRoot,
+      stateRoot, validatorSetHash, nextValidatorSetHash] = value;
     if (typeof chainId !== "string" || [...chainId].length > 64) malformed("header chain_id");
     if (!isInt(height) || !isInt(round) || !isInt(timestampMs)) malformed("header numbers");
-    for (const item of [prevHash, proposer, txRoot, stateRoot, validatorSetHash, nextValidatorSetHash]) {
+    for (const item of [prevHash, proposer, txRoot, resultsRoot, stateRoot, validatorSetHash,
+      nextValidatorSetHash]) {
       if (!isBytes(item, 32)) malformed("header hashes");
     }
     return { version, chainId, height: Number(height), round, timestampMs, prevHash, proposer,
-      txRoot, stateRoot, validatorSetHash, nextValidatorSetHash };
+      txRoot, resultsRoot, stateRoot, validatorSetHash, nextValidatorSetHash };
   }
 
   /** The fields of canonical commit certificate bytes (section 7). */
@@ -800,8 +801,27 @@ const GovchainVerify = (() => {
     if (!(await isValidMerkleProof(hash, proof.index, proof.tx_count, path, header.txRoot))) {
       fail("tx_not_included", { height });
     }
+    const result = await checkResultProof(proof, hash, header, height);
     return { hash: proof.hash, chainId: txChainId, sender, nonce, type: txType, fields,
-      senderSigned, index: proof.index };
+      senderSigned, index: proof.index, code: result.code, succeeded: result.code === "ok" };
+  }
+
+  /** The transaction's result (section 6.2): the leaf [tx_hash, code, events_hash] names
+   * this transaction, its audit path at the same index leads to the certified header's
+   * results root, and the events given hash to the leaf's events hash. Returns {code}. */
+  async function checkResultProof(proof, txHash, header, height) {
+    const result = proof.result;
+    if (!result || typeof result.leaf !== "string") fail("result_unproven", { height });
+    const leaf = decodeValue(result.leaf, "result leaf");
+    if (!Array.isArray(leaf) || leaf.length !== 3 || !isBytes(leaf[0], 32) ||
+        typeof leaf[1] !== "string" || !isBytes(leaf[2], 32)) fail("malformed", { what: "result leaf" });
+    if (!isEqualBytes(leaf[0], txHash)) fail("result_unproven", { height });
+    const path = (result.path || []).map((p) => fromHex(p, 32));
+    if (!(await isValidMerkleProof(fromHex(result.leaf), proof.index, proof.tx_count, path,
+      header.resultsRoot))) fail("result_unproven", { height });
+    if (typeof result.events !== "string" ||
+        !isEqualBytes(await sha256(fromHex(result.events)), leaf[2])) fail("result_unproven", { height });
+    return { code: leaf[1] };
   }
 
   // ---------------------------------------------------------------- proof bundles
@@ -867,6 +887,6 @@ const GovchainVerify = (() => {
     isValidSignature, signingBytes, computeAddress, computeMerkleRoot, isValidMerkleProof,
     verifyStateProof, stateKeys, decodeHeader, decodeCertificate, makeValidatorSet,
     validateCertificate, loadGenesis, ChainVerifier, checkRecordProof, checkAccountProof,
-    checkTxProof, makeBundle, checkBundle,
+    checkTxProof, checkResultProof, makeBundle, checkBundle,
   };
 })();

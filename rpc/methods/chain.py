@@ -8,13 +8,15 @@ chain state.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from chain import merkle
+from chain import codec, merkle
 from chain.block import Block
 from chain.crypto import Address, Hash32
 from chain.errors import ChainError
+from chain.results import ResultLeaf, compute_result_proof
 from chain.tx import Transaction
 from chain.vote import CommitCertificate
 from ledger.errors import LedgerError
@@ -37,6 +39,10 @@ from rpc.openrpc import build_document
 from rpc.params import parse_hex, parse_int, to_json
 
 MAX_WAIT_S = 120.0
+RESULT_LEAF_CACHE_BLOCKS = 4
+"""Blocks whose result leaves tx_proof keeps decoded: proofs for one busy block are
+asked in bursts. At most 4 x max_block_txs leaves of about 200 bytes (8 MB at 10,000
+transactions a block)."""
 
 
 def tx_json(tx: Transaction) -> dict[str, Any]:
@@ -61,6 +67,7 @@ def block_json(block: Block, cert: CommitCertificate | None, *, full: bool) -> d
         "hash": block.hash.hex(), "height": h.height, "round": h.round,
         "timestamp_ms": h.timestamp_ms, "prev_hash": h.prev_hash.hex(),
         "proposer": h.proposer.hex(), "tx_root": h.tx_root.hex(),
+        "results_root": h.results_root.hex(),
         "state_root": h.state_root.hex(), "validator_set_hash": h.validator_set_hash.hex(),
         "next_validator_set_hash": h.next_validator_set_hash.hex(),
         "header": h.encoded.hex(),
@@ -82,6 +89,7 @@ class NodeApi:
         self.node = node
         self.peers = peers or (lambda: [])
         self.max_batch = max_batch
+        self._result_leaves: OrderedDict[int, list[ResultLeaf]] = OrderedDict()
 
     def register(self, dispatcher: RpcDispatcher) -> None:
         r = dispatcher.register
@@ -96,7 +104,7 @@ class NodeApi:
         r("tx_get", self.tx_get, ("hash",), "A transaction's status and result",
           spec=specs.TX_GET)
         r("tx_proof", self.tx_proof, ("hash",),
-          "A final transaction's bytes and its inclusion proof in its block's tx root",
+          "A final transaction's bytes, its inclusion proof and its result proof",
           spec=specs.TX_PROOF)
         r("chain_block", self.chain_block, ("height", "hash", "full"),
           "A final block with its commit certificate (latest by default)",
@@ -208,7 +216,32 @@ class NodeApi:
         hashes = [tx.hash for tx in block.txs]
         return {"hash": tx_hash.hex(), "height": height, "index": index,
                 "tx_count": len(hashes), "tx": block.txs[index].encoded.hex(),
-                "path": [p.hex() for p in merkle.compute_proof(hashes, index)]}
+                "path": [p.hex() for p in merkle.compute_proof(hashes, index)],
+                "result": self._result_proof(tx_hash, height, index)}
+
+    def _result_proof(self, tx_hash: Hash32, height: int, index: int) -> dict[str, Any]:
+        """The result leaf of the transaction and its path to the header's results_root."""
+        store = self.node.store
+        leaves = self._get_result_leaves(height)
+        record = store.get_tx(tx_hash)
+        assert record is not None, "the tx index named it a moment ago"
+        leaf = leaves[index]
+        return {"code": leaf.code, "message": record.message,
+                "events": codec.encode(list(record.events)).hex(),
+                "leaf": leaf.encoded.hex(),
+                "path": [p.hex() for p in compute_result_proof(leaves, index)]}
+
+    def _get_result_leaves(self, height: int) -> list[ResultLeaf]:
+        """The result leaves of final block `height` (they never change once final)."""
+        leaves = self._result_leaves.get(height)
+        if leaves is None:
+            leaves = self.node.store.get_result_leaves(height)
+            self._result_leaves[height] = leaves
+            while len(self._result_leaves) > RESULT_LEAF_CACHE_BLOCKS:
+                self._result_leaves.popitem(last=False)
+        else:
+            self._result_leaves.move_to_end(height)
+        return leaves
 
     async def chain_block(self, params: dict[str, Any]) -> dict[str, Any]:
         store = self.node.store
@@ -239,7 +272,6 @@ class NodeApi:
                                for v in vset.validators]}
 
     async def chain_evidence(self, params: dict[str, Any]) -> list[Any]:
-        from chain import codec
         return [to_json(codec.decode(e)) for e in self.node.store.list_evidence()]
 
     async def state_account(self, params: dict[str, Any]) -> dict[str, Any]:

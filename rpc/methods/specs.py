@@ -46,7 +46,8 @@ CERTIFICATE = nullable(obj({"height": HEIGHT, "round": NONCE, "block_hash": HASH
                             "encoded": HEX}))
 BLOCK = obj({
     "hash": HASH, "height": HEIGHT, "round": NONCE, "timestamp_ms": NONCE, "prev_hash": HASH,
-    "proposer": HEX, "tx_root": HASH, "state_root": HASH, "validator_set_hash": HASH,
+    "proposer": HEX, "tx_root": HASH, "results_root": HASH, "state_root": HASH,
+    "validator_set_hash": HASH,
     "next_validator_set_hash": HASH, "header": HEX,
     "txs": {"type": "array", "description": "tx hashes, or whole txs when full is true"},
     "certificate": CERTIFICATE,
@@ -90,13 +91,20 @@ TX_GET = MethodSpec(
 TX_PROOF = MethodSpec(
     params=(Param("hash", HASH, "the transaction hash", True),),
     result=obj({"hash": HASH, "height": HEIGHT, "index": NONCE, "tx_count": NONCE, "tx": HEX,
-                "path": array(HASH)},
-               ["hash", "height", "index", "tx_count", "tx", "path"]),
+                "path": array(HASH),
+                "result": obj({"code": {"type": "string"}, "message": {"type": "string"},
+                               "events": HEX, "leaf": HEX, "path": array(HASH)},
+                              ["code", "message", "events", "leaf", "path"])},
+               ["hash", "height", "index", "tx_count", "tx", "path", "result"]),
     errors=(NOT_FOUND,),
     description="The exact transaction bytes (they hash to `hash`), its position in the "
                 "block and the RFC 9162 audit path to the tx_root of the header at "
-                "`height` (docs/protocol.md section 6). A transaction whose execution "
-                "failed is in its block too: inclusion says nothing of the outcome.",
+                "`height` (docs/protocol.md section 6); and its result: the result leaf "
+                "(tx hash, code, events hash) with its audit path, at the same index, to "
+                "the header's results_root, the canonical events whose hash the leaf "
+                "holds, and the message, which is not committed (section 6.2). Inclusion "
+                "alone says nothing of the outcome: a refused transaction is in its block "
+                "too, with its refusal code in its result leaf.",
     tags=("tx",))
 
 CHAIN_BLOCK = MethodSpec(

@@ -52,7 +52,8 @@ def build_chain(height: int, changes: Mapping[int, ValidatorSet],
         following = changes.get(h + 1, current)
         root = state_root if h == height and state_root else compute_hash(b"state %d" % h)
         header = BlockHeader(CHAIN_ID, h, 0, GENESIS.genesis_time_ms + h * 1000, prev_hash,
-                             current.get_proposer(h, 0), compute_hash(b""), Hash32(root),
+                             current.get_proposer(h, 0), compute_hash(b""), compute_hash(b""),
+                             Hash32(root),
                              current.hash, following.hash)
         blocks[h] = LightBlock(header, certify(header, current), current,
                                None if following.hash == current.hash else following)

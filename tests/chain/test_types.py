@@ -1,5 +1,7 @@
 """Transactions, blocks, votes and certificates: encodings, signatures and domains."""
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -201,7 +203,7 @@ def test_addresses():
 
 def make_block(height=1, txs=()):
     header = BlockHeader(CHAIN, height, 0, 1000, ZERO_HASH, VSET.get_proposer(height, 0),
-                         compute_tx_root(list(txs)), ZERO_HASH, VSET.hash, VSET.hash)
+                         compute_tx_root(list(txs)), ZERO_HASH, ZERO_HASH, VSET.hash, VSET.hash)
     return Block(header, tuple(txs))
 
 
@@ -217,9 +219,29 @@ def test_block_round_trip():
 
 def test_invalid_block_header_version_rejected():
     value = list(make_block().header.to_value())
-    value[0] = 2
+    value[0] = 3
     with pytest.raises(MalformedError, match="version"):
         BlockHeader.from_value(tuple(value))
+
+
+def test_invalid_version_1_header_without_results_root_rejected():
+    """A header of the format before results_root (11 items, version 1) is refused by
+    its version, with a message naming what this node reads."""
+    value = list(make_block().header.to_value())
+    del value[8]  # results_root
+    value[0] = 1
+    with pytest.raises(MalformedError, match=r"version 1 is not supported.*results_root"):
+        BlockHeader.from_value(tuple(value))
+    with pytest.raises(MalformedError, match="version 1"):
+        BlockHeader.decode(codec.encode(value))
+
+
+def test_header_commits_to_results_root():
+    header = make_block().header
+    other = dataclasses.replace(header, results_root=compute_hash(b"other results"))
+    assert other.hash != header.hash
+    assert header.to_value()[8] == header.results_root
+    assert BlockHeader.decode(other.encoded) == other
 
 
 def test_proposal_round_trip_and_signature():

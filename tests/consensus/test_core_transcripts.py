@@ -46,7 +46,8 @@ PREVOTE, PRECOMMIT = VoteKind.PREVOTE, VoteKind.PRECOMMIT
 
 def block(round_: int, proposer: int, salt: int = 0, height: int = 1) -> Block:
     header = BlockHeader(CHAIN, height, round_, T0 + 10 + salt, GENESIS, KEYS[proposer].public_key,
-                         compute_tx_root(()), compute_hash(b"state%d" % salt), VSET.hash,
+                         compute_tx_root(()), compute_tx_root(()),
+                         compute_hash(b"state%d" % salt), VSET.hash,
                          VSET.hash)
     return Block(header, ())
 

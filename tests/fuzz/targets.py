@@ -94,7 +94,7 @@ def _sample_tx() -> Transaction:
 
 def _sample_block() -> Block:
     header = BlockHeader(CHAIN_ID, 3, 0, 1_700_000_000_000, b"\x01" * 32, _KEY.public_key,
-                         b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, b"\x04" * 32)
+                         b"\x02" * 32, b"\x05" * 32, b"\x03" * 32, b"\x04" * 32, b"\x04" * 32)
     return Block(header, (_sample_tx(),))
 
 

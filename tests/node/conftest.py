@@ -111,7 +111,7 @@ async def driver_caught_up(node: Node, timeout_s: float = 10) -> None:
     The marker is a synced block of height 0, below any head: the driver drops it as
     soon as it reaches it, and says so.
     """
-    header = BlockHeader(node.chain_id, 0, 0, 0, NIL, NIL, NIL, NIL, NIL, NIL)
+    header = BlockHeader(node.chain_id, 0, 0, 0, NIL, NIL, NIL, NIL, NIL, NIL, NIL)
     marker = Block(header, ())
     taken: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
     node.enqueue(SyncedBlock(marker, CommitCertificate(0, 0, marker.hash, ()), taken))

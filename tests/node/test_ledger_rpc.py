@@ -12,12 +12,13 @@ import pytest
 from chain import codec
 from chain.crypto import KeyPair, compute_hash, compute_multisig_address
 from chain.genesis import Genesis
+from chain.results import ResultLeaf
 from chain.tx import Transaction
 from cli.ledger import DEV_RESERVE, add_dev_ledger
 from cli.main import main as cli_main
 from cli.service import NodeService
 from node.config import write_key_file
-from sdk import Client, RpcClientError
+from sdk import Client, ProofError, RpcClientError, verify_tx, verify_tx_succeeded
 from sdk.ledger import LightClient, VerificationError, verify_record, verify_record_answer
 from tests.node.conftest import (
     ACCOUNT_KEYS,
@@ -219,3 +220,53 @@ async def test_cli_multisig_offline_signing_and_verify_record(ledger_node, tmp_p
     assert await asyncio.to_thread(cli, "verify-record", "licenses/vasp-0002", "--genesis",
                                    str(tmp_path / "genesis.json"), "--rpc", rpc) == 0
     assert await asyncio.to_thread(cli, "query", "asset", "KGS", "--rpc", rpc) == 0
+
+
+async def test_payment_outcome_proven_ok_or_refused_from_genesis(ledger_node):
+    """tx_proof proves a payment's result under the certified header's results_root: a
+    payment from a frozen account proves its refusal, and cannot be passed off as paid."""
+    node = ledger_node
+    await send(node, ISSUER, "mint", {"asset": "KGS", "to": WRITER.address, "amount": 10})
+    paid = await send(node, WRITER, "transfer", {"to": ISSUER.address, "asset": "KGS",
+                                                 "amount": 3})
+    await send(node, COMPLIANCE, "freeze", {"asset": "KGS", "account": WRITER.address})
+    refused = await send(node, WRITER, "transfer", {"to": ISSUER.address, "asset": "KGS",
+                                                    "amount": 1})
+    assert (paid["code"], refused["code"]) == ("ok", "account_frozen")
+    client = Client(node.service.rpc_url)
+    genesis_set = ledger_genesis().validator_set
+
+    proven_paid = await asyncio.to_thread(client.verified_tx, bytes.fromhex(paid["hash"]),
+                                          genesis_set)
+    assert proven_paid.succeeded and proven_paid.height == paid["height"]
+    assert [e[0] for e in proven_paid.events] == ["transferred"]
+    assert proven_paid.events[0][1]["amount"] == 3
+    proven_refused = await asyncio.to_thread(client.verified_tx,
+                                             bytes.fromhex(refused["hash"]), genesis_set)
+    assert (proven_refused.succeeded, proven_refused.code) == (False, "account_frozen")
+    assert proven_refused.events == ()
+
+    answer = await node.client.call("tx_proof", hash=refused["hash"])
+    header = await asyncio.to_thread(client.verified_header, answer["height"], genesis_set)
+    with pytest.raises(ProofError, match="refused at execution with code 'account_frozen'"):
+        verify_tx_succeeded(answer, header)
+    # A node that says "ok" for the refused payment: the leaf no longer proves.
+    leaf = ResultLeaf.decode(bytes.fromhex(answer["result"]["leaf"]))
+    forged_ok = ResultLeaf(leaf.tx_hash, "ok", leaf.events_hash)
+    lie = {**answer, "result": {**answer["result"], "code": "ok",
+                                "leaf": forged_ok.encoded.hex()}}
+    with pytest.raises(ProofError, match="results root"):
+        verify_tx(lie, header)
+    # The leaf of the other (successful) payment, given for this one: it names another tx.
+    paid_answer = await node.client.call("tx_proof", hash=paid["hash"])
+    swapped = {**answer, "result": paid_answer["result"]}
+    with pytest.raises(ProofError, match="is for transaction"):
+        verify_tx(swapped, header)
+    # Events that are not the committed ones.
+    paid_header = await asyncio.to_thread(client.verified_header, paid_answer["height"],
+                                          genesis_set)
+    more = codec.encode([["transferred", {"amount": 3000}]]).hex()
+    with pytest.raises(ProofError, match="events"):
+        verify_tx({**paid_answer, "result": {**paid_answer["result"], "events": more}},
+                  paid_header)
+    assert verify_tx_succeeded(paid_answer, paid_header).code == "ok"

@@ -95,7 +95,8 @@ async def test_invalid_votes_and_proposals_rejected(network4):
         wrong = next(k for k in VALIDATOR_KEYS[:4]
                      if k.public_key != vset.get_proposer(height, 0))
         header = BlockHeader(CHAIN_ID, height, 0, 1, node.node.store.head_hash,
-                             wrong.public_key, b"\x00" * 32, b"\x00" * 32, vset.hash, vset.hash)
+                             wrong.public_key, b"\x00" * 32, b"\x00" * 32, b"\x00" * 32,
+                             vset.hash, vset.hash)
         proposal = Proposal.create(CHAIN_ID, wrong, height, 0, -1, Block(header, ()))
         assert await node.service.network.on_message(
             peer_id, MessageType.VOTE, outsider_vote.encoded) is Verdict.REJECT
@@ -161,7 +162,8 @@ async def test_invalid_proposal_from_the_future_ignored(network4):
     proposer = next(k for k in VALIDATOR_KEYS[:4] if k.public_key == vset.get_proposer(height, 0))
     far_future_ms = int(time.time() * 1000) + node.node.params.clock_skew_ms + 60_000
     header = BlockHeader(CHAIN_ID, height, 0, far_future_ms, node.node.store.head_hash,
-                         proposer.public_key, b"\x00" * 32, b"\x00" * 32, vset.hash, vset.hash)
+                         proposer.public_key, b"\x00" * 32, b"\x00" * 32, b"\x00" * 32,
+                         vset.hash, vset.hash)
     proposal = Proposal.create(CHAIN_ID, proposer, height, 0, -1, Block(header, ()))
     verdict = await node.service.network.on_message(
         "00" * 32, MessageType.PROPOSAL, codec.encode(proposal.to_value()))

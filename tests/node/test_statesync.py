@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import plyvel
 import pytest
 
 from chain import codec
@@ -19,15 +20,19 @@ from chain.block import BlockHeader
 from chain.crypto import compute_hash
 from chain.genesis import Genesis, GenesisAccount
 from chain.snapshot import LightBlock, SnapshotChunk, SnapshotManifest
+from chain.tx import make_transaction
 from chain.vote import CommitCertificate, Vote, VoteKind
 from cli.service import NodeService
 from node import statesync
-from node.config import NodeHome
+from node.config import DATA_DIR, NodeHome
 from node.ops.replay import audit
+from node.ops.statesync_audit import StateSyncedAuditMismatch
 from p2p.frames import MAX_FRAME_SIZE, MessageType
 from p2p.session import PeerSession
 from sdk import AsyncClient, RpcClientError
+from storage import schema
 from tests.node.conftest import (
+    ACCOUNT_KEYS,
     CHAIN_ID,
     FAST_PARAMS,
     VALIDATOR_KEYS,
@@ -125,6 +130,12 @@ async def test_a_fresh_node_joins_by_state_sync_and_follows_the_head(validators,
         store = service.node.store
         assert store.base_height == result.height >= SNAPSHOT_INTERVAL
         await wait_following(service, validators)
+        # A payment after the base, so that the audit below has a result to check.
+        payment = make_transaction(CHAIN_ID, ACCOUNT_KEYS[0], 0, "transfer", {
+            "to": ACCOUNT_KEYS[1].address, "asset": "GOV", "amount": 7})
+        await validators[0].client.submit(payment, wait="final")
+        await wait_for(lambda: _has_tx(service, payment.hash), 30, "the payment on the joiner")
+        location = store.get_tx_location(payment.hash)
         height = store.head_height
         assert store.get_block_header(height) == validators[0].node.store.get_block_header(height)
         assert dict(store.iterate_state(b"")) == dict(validators[0].node.store.iterate_state(b""))
@@ -143,8 +154,26 @@ async def test_a_fresh_node_joins_by_state_sync_and_follows_the_head(validators,
     finally:
         await service.stop()
     report = audit(home.path).to_json()
-    assert report["replayed_from_genesis"] is False and report["blocks"] >= 0
+    assert report["replayed_from_genesis"] is False and report["blocks"] >= 1
     assert report["base_height"] == result.height and "cannot be replayed" in report["note"]
+    # The payment's stored result rewritten as a refusal: the header's results root says
+    # otherwise, and the audit of the state-synced store names it.
+    assert location is not None and location[0] > result.height
+    db = plyvel.DB(str(home.path / DATA_DIR))
+    try:
+        key = schema.tx_record_key(*location)
+        tx_bytes, code, message, _events = codec.decode(db.get(key))
+        assert code == "ok"
+        db.put(key, codec.encode([tx_bytes, "insufficient_balance", message, []]))
+    finally:
+        db.close()
+    with pytest.raises(StateSyncedAuditMismatch, match="results root") as mismatch:
+        audit(home.path)
+    assert mismatch.value.height == location[0]
+
+
+async def _has_tx(service: NodeService, tx_hash: bytes) -> bool:
+    return service.node.store.get_tx_location(tx_hash) is not None
 
 
 async def test_invalid_chunk_from_one_peer_is_fetched_from_another(validators, tmp_path,

@@ -33,7 +33,8 @@ def build(path: Path, height: int) -> ChainStore:
         changes = {b"k": b"%d" % h}
         prepared = store.prepare_state(changes)
         header = BlockHeader(CHAIN_ID, h, 0, store.head_timestamp_ms + 1, store.head_hash,
-                             current.get_proposer(h, 0), compute_tx_root(()), prepared.root,
+                             current.get_proposer(h, 0), compute_tx_root(()),
+                             compute_tx_root(()), prepared.root,
                              current.hash, (following or current).hash)
         block = Block(header, ())
         signers = [k for k in KEYS if current.is_member(k.public_key)]

@@ -13,15 +13,18 @@ import pytest
 
 from chain import codec
 from chain.block import BlockHeader
-from chain.crypto import Hash32
+from chain.crypto import Hash32, compute_hash
+from chain.results import ResultLeaf, compute_results_root
 from chain.tx import Transaction
-from chain.vote import Vote, VoteKind
+from chain.vote import CommitCertificate, Vote, VoteKind
 from cli import main as cli
 from node.config import DATA_DIR, read_genesis
+from node.execution import InvalidBlockError, apply_certified_block
 from node.ops.replay import (
     AuditDamage,
     AuditMismatch,
     ExportFormatError,
+    Replayer,
     audit,
     export_chain,
     import_chain,
@@ -138,6 +141,74 @@ def test_audit_pinpoints_a_rewritten_tx_result(chain_home: Path, tmp_path: Path,
         "message": f"the stored result message is 'rewritten', re-execution gives "
                    f"{message!r}",
         "events": "the stored events differ from the ones re-execution emits"}[field]
+
+
+def forge_refused_result(home: Path) -> int:
+    """Rewrite the first transaction of the first block with transactions as refused
+    ("insufficient_funds", no events), with a header whose results_root commits to the
+    forged result and a certificate the validator signs again: a block certified by a
+    quorum whose results do not follow from executing it. Returns its height."""
+    height = block_with_txs(home)
+    db = plyvel.DB(str(home / DATA_DIR))
+    try:
+        records = [codec.decode(raw) for _, raw in
+                   db.iterator(prefix=schema.tx_record_prefix(height))]
+        tx_bytes, code, _message, events = records[0]
+        assert code == "ok" and events, "the first transaction should have succeeded"
+        records[0] = (tx_bytes, "insufficient_funds", "forged", ())
+        leaves = [ResultLeaf.of(compute_hash(r[0]), r[1], r[3]) for r in records]
+        header = BlockHeader.decode(db.get(schema.block_header_key(height)))
+        forged = dataclasses.replace(header, results_root=compute_results_root(leaves))
+        old = CommitCertificate.decode(db.get(schema.certificate_key(height)))
+        vote = Vote.create(CHAIN_ID, VALIDATOR, VoteKind.PRECOMMIT, height, old.round,
+                           forged.hash)
+        db.put(schema.tx_record_key(height, 0), codec.encode(list(records[0])))
+        db.put(schema.block_header_key(height), forged.encoded)
+        db.put(schema.certificate_key(height), CommitCertificate.from_votes([vote]).encoded)
+    finally:
+        db.close()
+    return height
+
+
+def test_audit_refuses_a_certified_block_whose_results_root_does_not_follow(
+        chain_home: Path, tmp_path: Path) -> None:
+    # The forged header is certified, so only re-executing the block shows that the
+    # transaction succeeded and the committed result is a lie.
+    home = copy_home(chain_home, tmp_path / "copy")
+    height = forge_refused_result(home)
+    with pytest.raises(AuditMismatch) as e:
+        audit(home)
+    assert e.value.height == height
+    assert "results root" in e.value.what and "differs from the executed" in e.value.what
+
+
+def test_sync_refuses_a_certified_block_whose_results_root_does_not_follow(
+        chain_home: Path, tmp_path: Path) -> None:
+    # What a node that syncs from a lying peer does with the same block: the block is
+    # not applied and its store stays at the parent (apply_certified_block is the one
+    # path of consensus commits, sync, audit and import).
+    home = copy_home(chain_home, tmp_path / "copy")
+    height = forge_refused_result(home)
+    genesis = read_genesis(home / "genesis.json")
+    source = ChainStore.open(str(home / DATA_DIR), genesis, create=False, check_tree=False)
+    target = ChainStore.open(str(tmp_path / "synced"), genesis)
+    try:
+        replayer = Replayer(genesis, target)
+        for h in range(1, height):
+            block, cert = source.get_block(h), source.get_certificate(h)
+            assert block is not None and cert is not None
+            apply_certified_block(target, replayer.executor, block, cert, [True] * len(block.txs))
+        block, cert = source.get_block(height), source.get_certificate(height)
+        assert block is not None and cert is not None
+        with pytest.raises(InvalidBlockError, match="results root"):
+            apply_certified_block(target, replayer.executor, block, cert,
+                                  [True] * len(block.txs))
+        assert target.head_height == height - 1
+        assert target.get_tx(block.txs[0].hash) is None
+    finally:
+        replayer.verifier.close()
+        target.close()
+        source.close()
 
 
 def test_audit_pinpoints_a_rewritten_header(chain_home: Path, tmp_path: Path) -> None:

@@ -539,7 +539,7 @@ def build_chain(node: FakeNode, length: int = 7, change_at: int = 3) -> Syntheti
         current = set_a if height <= change_at else set_b
         following = set_a if height < change_at else set_b
         header = BlockHeader(CHAIN, height, 0, genesis.genesis_time_ms + height, prev,
-                             current.get_proposer(height, 0), merkle.EMPTY_ROOT,
+                             current.get_proposer(height, 0), merkle.EMPTY_ROOT, merkle.EMPTY_ROOT,
                              compute_hash(b"state %d" % height), current.hash, following.hash)
         signers = [0, 1, 2] if height <= change_at else [2, 3, 4]
         node.blocks[height] = block_doc(header, certify(header, signers))

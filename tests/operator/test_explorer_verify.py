@@ -28,6 +28,7 @@ from chain import codec, merkle
 from chain.block import BlockHeader
 from chain.crypto import KeyPair, compute_hash
 from chain.genesis import Genesis
+from chain.results import ResultLeaf, is_valid_result_proof, validate_result_leaf
 from chain.state_proof import StateProof, verify_state_proof
 from chain.tx import Transaction, make_transaction
 from chain.vote import CommitCertificate, Validator, ValidatorSet, validate_certificate
@@ -111,6 +112,18 @@ async def ledger_chain(tmp_path: Path) -> AsyncIterator[LedgerChain]:
     finally:
         await client.close()
         await service.stop()
+
+
+async def add_refused_payment(chain: LedgerChain) -> Transaction:
+    """A transfer in a block but refused at execution: the issuer holds only the 50.00
+    KGS it was paid. Added only by the tests that need it (the overview lists the
+    latest transactions)."""
+    tx = make_transaction(CHAIN_ID, ISSUER, 1, "transfer", {
+        "to": CITIZEN.address, "asset": "KGS", "amount": PAID + 1})
+    status = await chain.client.submit(tx, wait="final")
+    assert (status["status"], status["code"]) == ("rejected", "insufficient_balance"), status
+    chain.txs["refused"], chain.heights["refused"] = tx, status["height"]
+    return tx
 
 
 # ------------------------------------------------------------------ a proxy that lies
@@ -381,7 +394,8 @@ async def test_payment_account_and_block_pages_verify(ledger_chain: LedgerChain,
             assert fill(i18n[lang]["check_tx_included"], position=1, height=paid_at) \
                 in outcome["checks"]
             assert i18n[lang]["check_tx_signed"] in outcome["checks"]
-            assert "note-outcome" in outcome["notes"]  # success is the node's word
+            # success is proven by the results root, not the node's word
+            assert fill(i18n[lang]["check_tx_succeeded"], height=paid_at) in outcome["checks"]
             await screenshot(devtools, f"tx-verified-{lang}")
         bundle = await downloaded_bundle(devtools)
         header = check_bundle_in_python(bundle, ledger_chain.genesis)
@@ -391,8 +405,25 @@ async def test_payment_account_and_block_pages_verify(ledger_chain: LedgerChain,
                                      [bytes.fromhex(p) for p in tx_proof["path"]],
                                      header.tx_root)
         assert bundle["reported"] == {"status": "final", "code": "ok", "message": None}
+        result = bundle["proof"]["result"]
+        assert is_valid_result_proof(bytes.fromhex(result["leaf"]), tx_proof["index"],
+                                     tx_proof["tx_count"],
+                                     [bytes.fromhex(p) for p in result["path"]],
+                                     header.results_root)
+        assert validate_result_leaf(bytes.fromhex(result["leaf"]), payment.hash).is_ok
         bundle_file = tmp_path / "payment-bundle.json"
         bundle_file.write_text(json.dumps(bundle))
+
+        refused = await add_refused_payment(ledger_chain)
+        for lang in LANGUAGES:  # a refused payment proves its refusal, never a success
+            await open_page(devtools, ledger_chain.url, f"tx/{refused.hash.hex()}", lang)
+            outcome = await click_verify(devtools)
+            assert outcome["state"] == "ok", outcome
+            assert fill(i18n[lang]["check_tx_refused"], height=ledger_chain.heights["refused"],
+                        code="insufficient_balance") in outcome["checks"]
+            assert not any(fill(i18n[lang]["check_tx_succeeded"],
+                                height=ledger_chain.heights["refused"]) == check
+                           for check in outcome["checks"])
 
         for lang in LANGUAGES:
             await open_page(devtools, ledger_chain.url, f"account/{CITIZEN.address.hex()}", lang)
@@ -509,6 +540,16 @@ def change_payment_amount(method: str, params: dict[str, Any], result: Any) -> A
     return {**result, "txs": txs}
 
 
+def claim_refused_paid(method: str, params: dict[str, Any], result: Any) -> Any:
+    """A node that serves the refused transfer's result leaf with the code "ok"."""
+    if method != "tx_proof":
+        return result
+    leaf = ResultLeaf.decode(bytes.fromhex(result["result"]["leaf"]))
+    forged = ResultLeaf(leaf.tx_hash, "ok", leaf.events_hash)
+    return {**result, "result": {**result["result"], "code": "ok",
+                                 "leaf": forged.encoded.hex()}}
+
+
 def stretch_tx_proof(method: str, params: dict[str, Any], result: Any) -> Any:
     if method != "tx_proof":
         return result
@@ -534,6 +575,7 @@ def raise_balance(method: str, params: dict[str, Any], result: Any) -> Any:
      "cert_bad_signature"),
     ("payment_amount", change_payment_amount, "tx/PAYMENT", "tx_fields_mismatch"),
     ("payment_proof", stretch_tx_proof, "tx/PAYMENT", "tx_not_included"),
+    ("refused_as_paid", claim_refused_paid, "tx/REFUSED", "result_unproven"),
     ("balance", raise_balance, f"account/{CITIZEN.address.hex()}", "account_altered"),
     ("balance_shown_only", raise_shown_balance, f"account/{CITIZEN.address.hex()}",
      "account_changed"),
@@ -542,6 +584,8 @@ async def test_a_changed_answer_fails_verification_visibly(
         ledger_chain: LedgerChain, chromium: str, case: tuple[Any, ...]) -> None:
     name, tamper, route, code = case
     route = route.replace("PAYMENT", ledger_chain.txs["payment"].hash.hex())
+    if "REFUSED" in route:
+        route = route.replace("REFUSED", (await add_refused_payment(ledger_chain)).hash.hex())
     i18n = load_i18n()
     async with lying_proxy(ledger_chain.url) as proxy, open_browser(chromium) as devtools:
         proxy.tamper = tamper

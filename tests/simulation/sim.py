@@ -107,6 +107,10 @@ class Scenario:
     time, the same on every node); above the propose timeout (200 ms in SIM_PARAMS) it
     models blocks slower to execute than the timeout. The driver does nothing else
     meanwhile, as a real node's does not."""
+    malformed_rate: float = 0.3
+    """Share of a byzantine proposer's conflicting proposals that are malformed blocks
+    (a wrong state root or, every other one, a wrong results root); the rest are valid
+    blocks of their own."""
     liveness_heights: int = 3
     """New heights every honest node must commit after healing."""
     liveness_budget_ms: int = 30_000
@@ -228,6 +232,8 @@ class Simulation:
         self._verified: dict[tuple[Any, ...], bool] = {}
         self._certified: set[tuple[int, Hash32, bytes]] = set()
         self._alternatives: dict[tuple[Hash32, bool], Block] = {}
+        self.malformed: dict[Hash32, str] = {}
+        """Malformed blocks a byzantine proposer sent, by hash: the header field made wrong."""
         self._work_salt = self.rng.randbytes(8)
         self.healed_at: int | None = None
         self.goal: int | None = None
@@ -350,6 +356,9 @@ class Simulation:
         own = not isinstance(message, Vote) or message.validator == sim_node.key.public_key
         if sim_node.honest and own:
             self.check_signed(sim_node, node, message)
+            if isinstance(message, Vote) and message.block_hash in self.malformed:
+                self.fail(f"honest n{sim_node.index} voted {message.kind.name} for a block "
+                          f"with a wrong {self.malformed[message.block_hash]}")
         for peer in self.nodes:
             if peer is sim_node:
                 continue
@@ -437,7 +446,7 @@ class Simulation:
                                message.round, other)
         # One other valid block and one malformed block per proposal, each peer getting
         # one of the three: a node validates each distinct block of a round in turn.
-        malformed = self.rng.random() < 0.3
+        malformed = self.rng.random() < self.scenario.malformed_rate
         alternative = self._alternatives.get((message.block.hash, malformed))
         if alternative is None:
             # Another block on the same parent, built by the node's own executor.
@@ -448,9 +457,13 @@ class Simulation:
                 timestamp_ms=block.header.timestamp_ms + self.rng.randint(1, 9))
             alternative = executed.block
             if malformed:
-                wrong_root = compute_hash(b"wrong" + alternative.header.state_root)
-                alternative = Block(replace(alternative.header, state_root=wrong_root),
+                # Alternately a wrong state root and a wrong results root: both are
+                # found only by executing the block.
+                field_name = ("state_root", "results_root")[len(self.malformed) % 2]
+                wrong_root = compute_hash(b"wrong" + getattr(alternative.header, field_name))
+                alternative = Block(replace(alternative.header, **{field_name: wrong_root}),
                                     alternative.txs)
+                self.malformed[alternative.hash] = field_name
             self._alternatives[(message.block.hash, malformed)] = alternative
         return Proposal.create(CHAIN_ID, sim_node.key, message.height, message.round, -1,
                                alternative)

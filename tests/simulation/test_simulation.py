@@ -42,6 +42,21 @@ def test_equivocating_validator_is_reported() -> None:
     assert {e.first.validator for e in sim.evidence} == {sim.keys[0].public_key}
 
 
+def test_no_honest_vote_for_a_proposal_with_a_wrong_results_root() -> None:
+    # A byzantine proposer sends some peers, instead of its block, one whose header is
+    # right but for its state root or its results root (the transactions' result codes
+    # and events). Only executing the block shows it; every honest validator must
+    # prevote nil (the simulation fails at the first honest vote for such a block) and
+    # the chain must go on.
+    sim = Simulation(Scenario(seed=19, byzantine=1, malformed_rate=1.0, drop_rate=0.0,
+                              partitions=False, crashes=False, liveness_heights=4))
+    sim.run()
+    assert "results_root" in sim.malformed.values(), "no block with a wrong results root sent"
+    assert all(node.height >= 4 for node in sim.honest_up())
+    for node in sim.honest_up():
+        assert not {block.hash for block, _ in node.chain} & set(sim.malformed)
+
+
 def test_quorum_lost_then_regained_with_a_wiped_validator() -> None:
     # 2 of 4 validators crash: no quorum, the chain stops. One comes back with a wiped
     # data directory (no sign state): it must observe before signing, then the chain

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from chain.block import Block, BlockHeader, compute_tx_root
 from chain.crypto import KeyPair
 from chain.genesis import Genesis
+from chain.results import ResultLeaf, compute_results_root
 from chain.tx import Transaction, make_transaction
 from chain.vote import CommitCertificate, Validator, ValidatorSet, Vote, VoteKind
 from storage.chain_store import ChainStore
@@ -44,6 +45,7 @@ def make_block(store: ChainStore, changes: Mapping[bytes, bytes | None],
         chain_id=CHAIN_ID, height=height, round=0,
         timestamp_ms=store.head_timestamp_ms + 1000, prev_hash=store.head_hash,
         proposer=current.get_proposer(height, 0), tx_root=compute_tx_root(txs),
+        results_root=compute_results_root([ResultLeaf.of(tx.hash, "ok", []) for tx in txs]),
         state_root=prepared.root, validator_set_hash=current.hash,
         next_validator_set_hash=following.hash)
     block = Block(header, txs)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import plyvel
 import pytest
 from storage_builders import (
     KEYS,
@@ -17,9 +18,12 @@ from storage_builders import (
     make_validator_set,
 )
 
+from chain import codec
 from chain.crypto import compute_hash
+from chain.results import compute_results_root
 from chain.state_proof import compute_state_root, verify_state_proof
 from chain.vote import CommitCertificate
+from storage import schema
 from storage.chain_store import ChainStore
 from storage.errors import (
     AlreadyInitializedError,
@@ -27,6 +31,7 @@ from storage.errors import (
     GenesisMismatchError,
     NotContiguousError,
     NotInitializedError,
+    SchemaVersionError,
     StalePreparedStateError,
     StateRootMismatchError,
     StorageError,
@@ -146,6 +151,39 @@ def test_genesis_mismatch_is_refused(data_dir: str, store: ChainStore) -> None:
     assert data_dir in message
     assert info.value.code == "genesis_mismatch"
     ChainStore.open(data_dir, make_genesis()).close()  # the lock was released
+
+
+def test_result_leaves_give_the_header_results_root(store: ChainStore) -> None:
+    txs = make_txs(2)
+    block, cert, prepared = make_block(store, {}, txs)
+    store.commit_block(block, cert, {}, [("ok", "", [])] * 2, None, prepared)
+    leaves = store.get_result_leaves(block.height)
+    assert [leaf.tx_hash for leaf in leaves] == [tx.hash for tx in txs]
+    assert compute_results_root(leaves) == block.header.results_root
+
+
+def test_invalid_data_dir_of_version_1_headers_is_refused(data_dir: str,
+                                                          store: ChainStore) -> None:
+    # What a node before results_root left: schema 1, headers of 11 items (version 1).
+    block, cert, prepared = make_block(store, {})
+    store.commit_block(block, cert, {}, [], None, prepared)
+    store.close()
+    old_header = list(block.header.to_value())
+    del old_header[8]
+    old_header[0] = 1
+    db = plyvel.DB(data_dir)
+    db.put(schema.META_SCHEMA_VERSION, (1).to_bytes(4, "big"))
+    db.put(schema.block_header_key(1), codec.encode(old_header))
+    db.close()
+    with pytest.raises(SchemaVersionError) as info:
+        ChainStore.open(data_dir, make_genesis())
+    message = info.value.message
+    assert info.value.code == "schema_version"
+    assert data_dir in message and "header version 1" in message
+    assert "cannot be migrated" in message and "re-create the chain" in message
+    db = plyvel.DB(data_dir)  # refused without a write: still the old directory
+    assert db.get(schema.META_SCHEMA_VERSION) == (1).to_bytes(4, "big")
+    db.close()
 
 
 def test_second_open_of_a_data_dir_is_refused(data_dir: str, store: ChainStore) -> None:
