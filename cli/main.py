@@ -35,6 +35,7 @@ from cli.options import (
     resolve_endpoint,
     use_help_formatter,
 )
+from cli.proof import ProofCliError, add_proof_commands
 from cli.sdk import add_json_everywhere, add_sdk_commands, render, submit_and_show
 from node.config import NodeConfig, init_home, read_key_file, write_key_file
 from node.errors import NodeError
@@ -251,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rpc_option(p)
     p.set_defaults(func=cmd_query)
 
+    add_proof_commands(sub)  # proof, verify, verify-document (cli/proof.py)
     add_ledger_commands(sub)  # ledger tx types, queries, verify-record (node/cli_ledger.py)
     try:
         from devnet.cli import add_devnet_parser
@@ -272,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         resolve_endpoint(args, os.environ, Path.cwd())
         result: int = args.func(args)
         return result
-    except (CliError, NodeError, ChainError, StorageError) as e:
+    except (CliError, ProofCliError, NodeError, ChainError, StorageError) as e:
         print(f"govchain: error: {getattr(e, 'message', e)}", file=sys.stderr)
     except UnreachableError as e:
         print(f"govchain: error: {e.reason}: {e.message}{_describe_endpoint(args, e)}",
