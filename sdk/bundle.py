@@ -349,8 +349,9 @@ def _read_header(doc: Any, what: str) -> BlockHeader:
 
 
 def _read_certificate(doc: Any, what: str) -> CommitCertificate:
-    return _decoded(CommitCertificate.decode, _hex(doc, "certificate", what),
-                    f"{what}: certificate")
+    certificate: CommitCertificate = _decoded(
+        CommitCertificate.decode, _hex(doc, "certificate", what), f"{what}: certificate")
+    return certificate
 
 
 def _check_chain(header: BlockHeader, chain_id: str, what: str) -> None:
