@@ -12,6 +12,18 @@ docs/sdk.md is the tutorial.
 """
 
 from chain.keyfile import KeyFileError, WrongPassphraseError
+from sdk.bundle import (
+    BundleError,
+    Checkpoint,
+    VerifiedFact,
+    build_account_bundle,
+    build_payment_bundle,
+    build_record_bundle,
+    check_document,
+    encode_bundle,
+    load_genesis,
+    verify_bundle,
+)
 from sdk.client import AsyncClient, Client, Subscription
 from sdk.errors import (
     BusyError,
@@ -40,7 +52,9 @@ from sdk.tx import (
 
 __all__ = [
     "AsyncClient",
+    "BundleError",
     "BusyError",
+    "Checkpoint",
     "Client",
     "InvalidParamsError",
     "KeyFileError",
@@ -55,10 +69,17 @@ __all__ = [
     "TxRejectedError",
     "UnauthorizedError",
     "UnreachableError",
+    "VerifiedFact",
     "WrongPassphraseError",
     "add_signature_to_file",
+    "build_account_bundle",
+    "build_payment_bundle",
+    "build_record_bundle",
     "build_tx",
+    "check_document",
+    "encode_bundle",
     "generate_key",
+    "load_genesis",
     "load_key",
     "load_tx_file",
     "save_key",
@@ -67,5 +88,6 @@ __all__ = [
     "tx_from_json",
     "tx_to_json",
     "verify_block",
+    "verify_bundle",
     "verify_state",
 ]

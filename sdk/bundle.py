@@ -255,6 +255,12 @@ def _read_set(entry: Any, what: str) -> ValidatorSet:
         raise MalformedBundleError(f"{what}: {e}") from e
 
 
+def load_genesis(path: str | os.PathLike[str]) -> Genesis:
+    """The genesis document in the file at `path` (a genesis.json you trust)."""
+    with open(path, encoding="utf-8") as f:
+        return Genesis.from_json(f.read())
+
+
 def load_bundle(data: bytes | str | dict[str, Any]) -> dict[str, Any]:
     """The bundle document of `data` (file bytes, text or an already parsed dict)."""
     if isinstance(data, dict):
