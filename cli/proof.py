@@ -97,6 +97,10 @@ def _amount(amount: int, decimals: int | None) -> str:
     return f"{whole:,}.{part:0{decimals}d}"
 
 
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
 def describe(fact: VerifiedFact) -> list[str]:
     """The lines `govchain verify` prints: what was checked, in plain words."""
     names = ", ".join(s.name if s.name_proven else f"{s.name} (name as the bundle states it)"
@@ -114,7 +118,7 @@ def describe(fact: VerifiedFact) -> list[str]:
         lines.append(f"record {s['namespace']}/{s['key']}: proven absent at this block")
     elif fact.kind == "record":
         lines += [f"record {s['namespace']}/{s['key']}: version {s['version']}, "
-                  f"status {s['status']}, written at block {s['written_at']}",
+                  f"status {s['status']}, written at block {_count(s['written_at'])}",
                   f"  value: {s['value_text']}",
                   f"  record hash (SHA-256 of the stored record): {s['value_hash'].hex()}"]
         if s["doc_hash"]:
