@@ -236,6 +236,14 @@ def _hex(doc: Any, name: str, what: str, size: int | None = None) -> bytes:
     return value
 
 
+def _hex_list(doc: Any, name: str, what: str) -> list[bytes]:
+    items = _get(doc, name, list, what)
+    try:
+        return [bytes.fromhex(item) for item in items]
+    except (TypeError, ValueError) as e:
+        raise MalformedBundleError(f"{what}: {name!r} holds an item that is not hex") from e
+
+
 def _decoded(decode: Callable[[bytes], Any], data: bytes, what: str) -> Any:
     try:
         return decode(data)
@@ -250,9 +258,12 @@ def _read_set(entry: Any, what: str) -> ValidatorSet:
         key = _hex(item, "public_key", what, 32)
         members.append(Validator(PublicKey(key), str(_get(item, "name", str, what))))
     try:
-        return ValidatorSet(tuple(members))
+        vset = ValidatorSet(tuple(members))
     except ValueError as e:
         raise MalformedBundleError(f"{what}: {e}") from e
+    if _get(entry, "hash", str, what) != vset.hash.hex():
+        raise SetChangeUnprovenError(f"{what}: the stated hash is not the hash of its keys")
+    return vset
 
 
 def load_genesis(path: str | os.PathLike[str]) -> Genesis:
@@ -269,7 +280,7 @@ def load_bundle(data: bytes | str | dict[str, Any]) -> dict[str, Any]:
         raise MalformedBundleError(f"a bundle is at most {MAX_BUNDLE_BYTES} bytes")
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:
         raise MalformedBundleError(f"the file is not JSON: {e}") from e
     if not isinstance(doc, dict):
         raise MalformedBundleError("a bundle is a JSON object")
@@ -411,7 +422,7 @@ def _follow_sets(doc: dict[str, Any], genesis: Genesis, checkpoint: Checkpoint |
         by = _get(entry, "certified_by", dict, what)
         header = _read_header(by, f"{what}.certified_by")
         _check_chain(header, genesis.chain_id, f"the header of block {header.height}")
-        if header.height != start - 1:
+        if header.height != start - 1 or by.get("height") != header.height:
             raise SetChangeUnprovenError(
                 f"the set taking effect at {start} is certified by block {header.height}, "
                 f"not by block {start - 1}")
@@ -440,6 +451,9 @@ def _state_value(item: Any, key: bytes, header: BlockHeader, what: str) -> bytes
         state_proof = StateProof.from_json(proof)
     except ChainError as e:
         raise MalformedBundleError(f"{what}: {e.message}") from e
+    if state_proof.height != header.height or state_proof.root != header.state_root:
+        raise ValueNotProvenError(f"{what}: the proof is not for the state of block "
+                                  f"{header.height}")
     raw = item.get("value") if isinstance(item, dict) else None
     value = None if raw is None else _hex(item, "value", what)
     if not verify_state_proof(state_proof, key, value, header.state_root):
@@ -522,10 +536,12 @@ def _check_tx(proof: Any, header: BlockHeader, chain_id: str) -> dict[str, Any]:
         validate_signatures(tx)
     except ChainError as e:
         raise TxNotProvenError(f"the transaction's signature: {e.message}") from e
+    if _get(proof, "height", int, "tx proof") != header.height:
+        raise TxNotProvenError(f"the tx proof is for block {proof['height']}, not for block "
+                               f"{header.height}")
     index = _get(proof, "index", int, "tx proof")
     size = _get(proof, "tx_count", int, "tx proof")
-    path = [bytes.fromhex(p) if isinstance(p, str) else b"" for p in
-            _get(proof, "path", list, "tx proof")]
+    path = _hex_list(proof, "path", "tx proof")
     if not merkle.is_valid_proof(tx_hash, index, size, path, header.tx_root):
         raise TxNotProvenError(
             f"the transaction is not at index {index} of block {header.height}'s tx root")
@@ -548,8 +564,7 @@ def check_result_section(section: Any, header: BlockHeader, tx_hash: bytes, inde
     if section is None or results_root is None:
         return None
     leaf = _hex(section, "leaf", "result")
-    path = [bytes.fromhex(p) if isinstance(p, str) else b"" for p in
-            _get(section, "path", list, "result")]
+    path = _hex_list(section, "path", "result")
     value = _decode_value(leaf, "the result leaf")
     if (not isinstance(value, tuple) or len(value) != 3 or value[0] != tx_hash
             or not isinstance(value[1], str) or not isinstance(value[2], bytes)):

@@ -31,6 +31,7 @@ from sdk import Client
 from sdk.bundle import (
     BadCertificateError,
     BadSignatureError,
+    BundleError,
     Checkpoint,
     CheckpointError,
     DocumentMismatchError,
@@ -135,13 +136,17 @@ def test_invalid_validator_set_not_derived_from_genesis(chain_of_sets):
     genesis, bundle = chain_of_sets
     intruder = KeyPair.from_seed(b"\x66" * 32)
 
-    def swap(doc):
-        doc["validator_sets"][4]["validators"][0]["public_key"] = intruder.public_key.hex()
+    def swap(doc):  # a consistent entry: its hash restated for its keys
+        entry = doc["validator_sets"][4]
+        entry["validators"][0]["public_key"] = intruder.public_key.hex()
+        entry["hash"] = _vset(entry).hash.hex()
     with pytest.raises(SetChangeUnprovenError, match="not the one certified block"):
         verify_bundle(tampered(bundle, swap), genesis)
 
     def first(doc):
-        doc["validator_sets"][0]["validators"][0]["public_key"] = intruder.public_key.hex()
+        entry = doc["validator_sets"][0]
+        entry["validators"][0]["public_key"] = intruder.public_key.hex()
+        entry["hash"] = _vset(entry).hash.hex()
     with pytest.raises(SetChangeUnprovenError, match="genesis set"):
         verify_bundle(tampered(bundle, first), genesis)
 
@@ -357,3 +362,73 @@ async def test_payment_refused_at_execution_is_not_shown_as_proven(ledger_node, 
     assert fact.subject["reported"]["code"] == "insufficient_balance"
     with pytest.raises(DocumentMismatchError):
         check_document(fact, compute_hash(DOCUMENT))
+
+
+UNPROVEN = {"name", "reported"}
+"""Bundle fields no proof covers: names of validators (keys are signed, names are not) and
+what the node reported about a transaction's outcome."""
+
+
+def hex_fields(doc, path=()):
+    """The paths of every hex string in `doc` that some check covers."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if key not in UNPROVEN:
+                yield from hex_fields(value, (*path, key))
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            yield from hex_fields(value, (*path, i))
+    elif isinstance(doc, str) and len(doc) >= 2 and all(c in "0123456789abcdef" for c in doc):
+        yield path
+
+
+def test_invalid_a_flipped_digit_in_any_proven_field(chain_of_sets):
+    genesis, bundle = chain_of_sets
+    small = copy.deepcopy(bundle)
+    small["validator_sets"] = small["validator_sets"][:1]  # keep it quick: no set change
+    vset = small["validator_sets"][0]
+    header = make_header(2, _vset(vset), _vset(vset), BlockHeader.decode(
+        bytes.fromhex(bundle["block"]["header"])).state_root)
+    small["block"] = {"height": 2, "header": header.encoded.hex(),
+                      "certificate": certify(header, _chain_keys(0)).encoded.hex()}
+    small["proof"]["state_proof"]["height"] = 2
+    for doc in (small, bundle):
+        verify_bundle(doc, genesis)
+        paths = list(hex_fields(doc))
+        assert len(paths) > 20
+        for n, path in enumerate(paths):
+            forged = copy.deepcopy(doc)
+            target = forged
+            for step in path[:-1]:
+                target = target[step]
+            text = target[path[-1]]
+            at = (n * 7919) % len(text)
+            target[path[-1]] = text[:at] + ("1" if text[at] == "0" else "0") + text[at + 1:]
+            with pytest.raises(BundleError):
+                verify_bundle(forged, genesis)
+        if doc is small:
+            continue
+        # every byte of the file: a change is refused, or it left the proven content
+        # the same (JSON whitespace, a validator's name)
+        data = json.dumps(doc).encode()
+        for at in range(0, len(data), 211):
+            flipped = bytearray(data)
+            flipped[at] ^= 0x01
+            try:
+                verify_bundle(bytes(flipped), genesis)
+            except BundleError:
+                continue
+            assert _without_unproven(json.loads(bytes(flipped))) == _without_unproven(doc), at
+
+
+def _vset(entry) -> ValidatorSet:
+    return ValidatorSet(tuple(Validator(bytes.fromhex(v["public_key"]), v["name"])
+                              for v in entry["validators"]))
+
+
+def _without_unproven(doc):
+    if isinstance(doc, dict):
+        return {k: _without_unproven(v) for k, v in doc.items() if k not in UNPROVEN}
+    if isinstance(doc, list):
+        return [_without_unproven(v) for v in doc]
+    return doc
