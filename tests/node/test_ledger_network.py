@@ -142,6 +142,14 @@ async def test_governance_changes_the_validator_set_while_finalizing(tmp_path):
         with pytest.raises(MissingSetChangeError):
             verify_bundle({**bundle, "validator_sets": [bundle["validator_sets"][0],
                                                         bundle["validator_sets"][2]]}, genesis)
+        # the changes a page at a time, as a client reads a long history
+        page = await nodes[4].client.call("chain_validator_changes", limit=1)
+        assert page["more"] and [c["from_height"] for c in page["changes"]] == \
+            [bundle["validator_sets"][1]["from_height"]]
+        page = await nodes[4].client.call("chain_validator_changes", limit=1,
+                                          after_height=page["changes"][0]["from_height"])
+        assert not page["more"] and page["changes"][0]["hash"] == \
+            bundle["validator_sets"][2]["hash"]
         # from an operator's checkpoint: the block that named the first change
         first_change = bundle["validator_sets"][1]["certified_by"]["height"]
         block = await nodes[4].client.call("chain_block", height=first_change)
