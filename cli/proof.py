@@ -136,9 +136,10 @@ def describe(fact: VerifiedFact) -> list[str]:
             lines.append(f"  outcome proven: {'succeeded' if result['ok'] else 'refused'} "
                          f"(code {result['code']})")
         else:
-            lines.append(f"  outcome NOT proven (this block commits no results): the node "
-                         f"reported {reported.get('status')} {reported.get('code') or ''}"
-                         .rstrip())
+            why = ("the bundle holds no result proof" if s.get("results_committed")
+                   else "this block commits no results")
+            lines.append(f"  outcome NOT proven ({why}): the node reported "
+                         f"{reported.get('status')} {reported.get('code') or ''}".rstrip())
     return lines
 
 

@@ -549,6 +549,7 @@ def _check_tx(proof: Any, header: BlockHeader, chain_id: str) -> dict[str, Any]:
                "fields": dict(tx.fields), "index": index,
                "sender_signed": any(compute_address(k) == tx.sender for k in tx.signer_keys)}
     subject["result"] = check_result_section(proof.get("result"), header, tx_hash, index, size)
+    subject["results_committed"] = getattr(header, "results_root", None) is not None
     return subject
 
 

@@ -357,9 +357,15 @@ async def test_payment_refused_at_execution_is_not_shown_as_proven(ledger_node, 
                                      Client(ledger_node.service.rpc_url), genesis,
                                      bytes.fromhex(refused["hash"]))
     fact = verify_bundle(bundle, genesis)
-    # included, and the refusal is the node's report: nothing claims it was proven
-    assert fact.subject["result"] is None
     assert fact.subject["reported"]["code"] == "insufficient_balance"
+    if "results_root" in BlockHeader.__dataclass_fields__:
+        # headers commit results: the refusal itself is proven
+        assert fact.subject["results_committed"]
+        assert fact.subject["result"]["code"] == "insufficient_balance"
+        assert not fact.subject["result"]["ok"]
+    else:
+        # included, and the refusal is the node's report: nothing claims it was proven
+        assert not fact.subject["results_committed"] and fact.subject["result"] is None
     with pytest.raises(DocumentMismatchError):
         check_document(fact, compute_hash(DOCUMENT))
 
