@@ -641,8 +641,12 @@ def verify_bundle(data: bytes | str | dict[str, Any], genesis: Genesis, *,
 
 def check_document(fact: VerifiedFact, document_hash: bytes) -> None:
     """Raise unless `fact` proves a record whose doc_hash is `document_hash` (SHA-256)."""
-    if fact.kind != "record" or not fact.subject.get("exists"):
-        raise DocumentMismatchError("the bundle proves no record")
+    if fact.kind != "record":
+        raise WrongRecordError(f"the bundle proves a {fact.kind}, not a record")
+    if not fact.subject.get("exists"):
+        raise DocumentMismatchError(
+            f"the record {fact.subject['namespace']}/{fact.subject['key']} does not exist at "
+            f"block {fact.height} (proven absent)")
     held = fact.subject.get("doc_hash") or b""
     if not held:
         raise DocumentMismatchError(

@@ -44,6 +44,7 @@ from sdk.bundle import (
     ValueNotProvenError,
     WrongChainError,
     WrongGenesisError,
+    WrongRecordError,
     build_payment_bundle,
     check_document,
     check_result_section,
@@ -91,6 +92,9 @@ def test_bundle_with_set_changes_verifies_and_names_the_signers(chain_of_sets):
     assert fact.height == bundle["block"]["height"] and fact.trusted_from == "genesis"
     assert fact.subject["value"] == b"Crypto Exchange LLC"
     assert fact.subject["doc_hash"] == compute_hash(b"the licence")
+    check_document(fact, compute_hash(b"the licence"))
+    with pytest.raises(DocumentMismatchError, match="is not the hash the record holds"):
+        check_document(fact, compute_hash(b"the licence, altered"))
     # after six replacements no genesis validator is left: names are the bundle's word
     assert len(fact.signers) == 4 and not any(s.name_proven for s in fact.signers)
     assert {s.name for s in fact.signers} == {"ministry-6", "ministry-7", "ministry-8",
@@ -342,6 +346,12 @@ async def test_record_payment_account_bundles_round_trip(ledger_node, tmp_path, 
     status, out, err = cli("verify-document", str(held), "--record", "licenses/other",
                            "--bundle", str(record), "--genesis", genesis_file)
     assert status == 2 and "NOT VERIFIED: wrong_record" in err
+    status, out, err = await asyncio.to_thread(
+        cli, "verify-document", str(held), "--record", "licenses/none", "--rpc", rpc,
+        "--genesis", genesis_file)
+    assert status == 2 and "does not exist at block" in err and "proven absent" in err
+    status, out, err = cli("verify", str(payment), "--genesis", genesis_file)
+    assert status == 0 and "transfer by" in out and "outcome" in out, err
 
 
 def make_genesis_from(path: str) -> Genesis:
@@ -366,7 +376,7 @@ async def test_payment_refused_at_execution_is_not_shown_as_proven(ledger_node, 
     else:
         # included, and the refusal is the node's report: nothing claims it was proven
         assert not fact.subject["results_committed"] and fact.subject["result"] is None
-    with pytest.raises(DocumentMismatchError):
+    with pytest.raises(WrongRecordError):
         check_document(fact, compute_hash(DOCUMENT))
 
 
