@@ -292,6 +292,23 @@ async def test_record_payment_account_bundles_round_trip(ledger_node, tmp_path, 
     assert "record licenses/vasp-0001: version 1, status active" in out
     assert "value: Crypto Exchange LLC" in out
 
+    # from an operator's checkpoint (block 1) instead of genesis
+    block = await ledger_node.client.call("chain_block", height=1)
+    checkpoint = f"1:{block['hash']}"
+    short = tmp_path / "record-from-checkpoint.json"
+    status, out, err = await asyncio.to_thread(
+        cli, "proof", "record", "licenses/vasp-0001", "--out", str(short), "--genesis",
+        genesis_file, "--checkpoint", checkpoint, "--rpc", rpc)
+    assert status == 0, err
+    status, out, err = cli("verify", str(short), "--genesis", genesis_file)
+    assert status == 2 and "NOT VERIFIED: checkpoint_mismatch" in err
+    status, out, err = cli("verify", str(short), "--genesis", genesis_file, "--checkpoint",
+                           checkpoint)
+    assert status == 0 and "VERIFIED against the stated checkpoint 1:" in out, err
+    status, out, err = cli("verify", str(short), "--genesis", genesis_file, "--checkpoint",
+                           "1:beef")
+    assert status == 1 and "HEIGHT:HASH" in err
+
     payment = tmp_path / "payment.json"
     status, out, err = await asyncio.to_thread(
         cli, "proof", "payment", paid["hash"], "--out", str(payment), "--genesis",
