@@ -261,7 +261,8 @@ def run_ledger_query(client: Client, what: str, ref: str | None,
 def cmd_verify_record(args: argparse.Namespace) -> int:
     """Fetch the record's proof bundle and check it: the validator-set changes from
     genesis (one request per 256), not every block (sdk.bundle)."""
-    from sdk.bundle import BundleError, BundleSourceError, build_record_bundle, verify_bundle
+    from sdk.bundle import BundleError, verify_bundle
+    from sdk.bundle_builder import BundleSourceError, build_record_bundle
 
     genesis = Genesis.from_json(Path(args.genesis).read_text())
     namespace, _, key = args.record.partition("/")

@@ -22,16 +22,18 @@ from cli.options import add_rpc_option
 from sdk import Client
 from sdk.bundle import (
     BundleError,
-    BundleSourceError,
     Checkpoint,
     VerifiedFact,
     WrongRecordError,
+    check_document,
+    verify_bundle,
+)
+from sdk.bundle_builder import (
+    BundleSourceError,
     build_account_bundle,
     build_payment_bundle,
     build_record_bundle,
-    check_document,
     encode_bundle,
-    verify_bundle,
 )
 
 NOT_VERIFIED_STATUS = 2

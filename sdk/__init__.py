@@ -16,13 +16,15 @@ from sdk.bundle import (
     BundleError,
     Checkpoint,
     VerifiedFact,
+    check_document,
+    load_genesis,
+    verify_bundle,
+)
+from sdk.bundle_builder import (
     build_account_bundle,
     build_payment_bundle,
     build_record_bundle,
-    check_document,
     encode_bundle,
-    load_genesis,
-    verify_bundle,
 )
 from sdk.client import AsyncClient, Client, Subscription
 from sdk.errors import (

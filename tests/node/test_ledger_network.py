@@ -18,7 +18,8 @@ from chain.tx import Transaction
 from cli.ledger import DEV_RESERVE, add_dev_ledger
 from ledger.governance import sign_acceptance
 from sdk import Client
-from sdk.bundle import Checkpoint, MissingSetChangeError, build_record_bundle, verify_bundle
+from sdk.bundle import Checkpoint, MissingSetChangeError, verify_bundle
+from sdk.bundle_builder import build_record_bundle
 from sdk.ledger import verify_record
 from tests.node.conftest import (
     ACCOUNT_KEYS,

@@ -45,11 +45,11 @@ from sdk.bundle import (
     WrongChainError,
     WrongGenesisError,
     WrongRecordError,
-    build_payment_bundle,
     check_document,
     check_result_section,
     verify_bundle,
 )
+from sdk.bundle_builder import build_payment_bundle
 from tests.node.conftest import (
     ACCOUNT_KEYS,
     BALANCE,
