@@ -830,7 +830,7 @@ const GovchainVerify = (() => {
   async function checkBundle(bundle, genesis) {
     if (!bundle || bundle.format !== BUNDLE_FORMAT) fail("bundle_invalid", { what: "format" });
     if (!READABLE_BUNDLE_VERSIONS.includes(bundle.version)) fail("bundle_invalid", { what: "version" });
-    if (bundle.checkpoint != null) fail("bundle_invalid", { what: "checkpoint (check it with govchain verify --checkpoint)" });
+    if (bundle.checkpoint != null) fail("bundle_invalid", { what: "checkpoint" });
     if (bundle.genesis_hash !== genesis.hash) {
       fail("bundle_other_genesis", { expected: genesis.hash.slice(0, 16), got: String(bundle.genesis_hash).slice(0, 16) });
     }
