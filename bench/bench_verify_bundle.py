@@ -71,7 +71,10 @@ def certify(header: BlockHeader, signers: list[KeyPair]) -> CommitCertificate:
 def make_header(height: int, vset: ValidatorSet, next_set: ValidatorSet,
                 state_root: bytes = b"\x00" * 32, chain_id: str = CHAIN_ID,
                 prev_hash: bytes | None = None) -> BlockHeader:
-    return BlockHeader(chain_id=chain_id, height=height, round=0,
+    # Headers that commit results (a results root) get the root of no transaction.
+    results = ({"results_root": merkle.EMPTY_ROOT}
+               if "results_root" in BlockHeader.__dataclass_fields__ else {})
+    return BlockHeader(**results, chain_id=chain_id, height=height, round=0,
                        timestamp_ms=GENESIS_TIME_MS + height * 5000,
                        prev_hash=Hash32(prev_hash or compute_hash(b"parent %d" % height)),
                        proposer=vset.validators[height % vset.size].public_key,
