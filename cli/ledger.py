@@ -266,15 +266,21 @@ def run_ledger_query(client: Client, what: str, ref: str | None,
 
 
 def cmd_verify_record(args: argparse.Namespace) -> int:
-    from sdk.ledger import VerificationError, verify_record
+    """Fetch the record's proof bundle and check it: the validator-set changes from
+    genesis (one request per 256), not every block (sdk.bundle)."""
+    from sdk.bundle import BundleError, verify_bundle
+    from sdk.bundle_builder import BundleSourceError, build_record_bundle
 
     genesis = Genesis.from_json(Path(args.genesis).read_text())
     namespace, _, key = args.record.partition("/")
     try:
-        record, height = verify_record(Client(args.rpc), genesis, namespace, key)
-    except VerificationError as e:
+        fact = verify_bundle(build_record_bundle(Client(args.rpc), genesis, namespace, key),
+                             genesis)
+    except (BundleError, BundleSourceError) as e:
         raise LedgerCliError(f"NOT VERIFIED: {e}") from e
-    _print({"verified": True, "height": height, "record": _jsonable(record)}, args.json)
+    record = {k: v for k, v in fact.subject.items() if k != "value_text"}
+    _print({"verified": True, "height": fact.height, "record": _jsonable(record),
+            "signed_by": [s.name for s in fact.signers]}, args.json)
     return 0
 
 

@@ -36,6 +36,7 @@ from cli.options import (
     use_help_formatter,
 )
 from cli.private import add_private_commands
+from cli.proof import ProofCliError, add_proof_commands
 from cli.sdk import add_json_everywhere, add_sdk_commands, render, submit_and_show
 from node.config import NodeConfig, init_home, read_key_file, write_key_file
 from node.errors import NodeError
@@ -262,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rpc_option(p)
     p.set_defaults(func=cmd_query)
 
+    add_proof_commands(sub)  # proof, verify, verify-document (cli/proof.py)
     add_ledger_commands(sub)  # ledger tx types, queries, verify-record (node/cli_ledger.py)
     add_private_commands(sub)  # private registry records (cli/private.py)
     try:
@@ -284,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         resolve_endpoint(args, os.environ, Path.cwd())
         result: int = args.func(args)
         return result
-    except (CliError, NodeError, ChainError, StorageError) as e:
+    except (CliError, ProofCliError, NodeError, ChainError, StorageError) as e:
         print(f"govchain: error: {getattr(e, 'message', e)}", file=sys.stderr)
     except UnreachableError as e:
         print(f"govchain: error: {e.reason}: {e.message}{_describe_endpoint(args, e)}",

@@ -12,6 +12,20 @@ docs/sdk.md is the tutorial.
 """
 
 from chain.keyfile import KeyFileError, WrongPassphraseError
+from sdk.bundle import (
+    BundleError,
+    Checkpoint,
+    VerifiedFact,
+    check_document,
+    load_genesis,
+    verify_bundle,
+)
+from sdk.bundle_builder import (
+    build_account_bundle,
+    build_payment_bundle,
+    build_record_bundle,
+    encode_bundle,
+)
 from sdk.client import AsyncClient, Client, Subscription
 from sdk.errors import (
     BusyError,
@@ -47,7 +61,9 @@ from sdk.tx import (
 
 __all__ = [
     "AsyncClient",
+    "BundleError",
     "BusyError",
+    "Checkpoint",
     "Client",
     "InvalidParamsError",
     "KeyFileError",
@@ -63,10 +79,17 @@ __all__ = [
     "TxRejectedError",
     "UnauthorizedError",
     "UnreachableError",
+    "VerifiedFact",
     "WrongPassphraseError",
     "add_signature_to_file",
+    "build_account_bundle",
+    "build_payment_bundle",
+    "build_record_bundle",
     "build_tx",
+    "check_document",
+    "encode_bundle",
     "generate_key",
+    "load_genesis",
     "load_key",
     "load_tx_file",
     "save_key",
@@ -75,6 +98,7 @@ __all__ = [
     "tx_from_json",
     "tx_to_json",
     "verify_block",
+    "verify_bundle",
     "verify_state",
     "verify_tx",
     "verify_tx_succeeded",

@@ -828,6 +828,10 @@ const GovchainVerify = (() => {
 
   const BUNDLE_FORMAT = "govchain-proof-bundle";
   const BUNDLE_VERSION = 0;
+  /** Versions checkBundle reads: 1 (`govchain proof`) adds `checkpoint` (read only when
+   * null here: a page has no way to state a trusted checkpoint) and a tx proof's
+   * `result` (not checked here: the outcome stays the node's word). */
+  const READABLE_BUNDLE_VERSIONS = [0, 1];
 
   function makeBundle(kind, genesis, certified, chain, proof, reported) {
     return {
@@ -845,7 +849,8 @@ const GovchainVerify = (() => {
    * the proof. Returns {kind, height, signed, subject}. */
   async function checkBundle(bundle, genesis) {
     if (!bundle || bundle.format !== BUNDLE_FORMAT) fail("bundle_invalid", { what: "format" });
-    if (bundle.version !== BUNDLE_VERSION) fail("bundle_invalid", { what: "version" });
+    if (!READABLE_BUNDLE_VERSIONS.includes(bundle.version)) fail("bundle_invalid", { what: "version" });
+    if (bundle.checkpoint != null) fail("bundle_invalid", { what: "checkpoint" });
     if (bundle.genesis_hash !== genesis.hash) {
       fail("bundle_other_genesis", { expected: genesis.hash.slice(0, 16), got: String(bundle.genesis_hash).slice(0, 16) });
     }

@@ -43,6 +43,8 @@ RESULT_LEAF_CACHE_BLOCKS = 4
 """Blocks whose result leaves tx_proof keeps decoded: proofs for one busy block are
 asked in bursts. At most 4 x max_block_txs leaves of about 200 bytes (8 MB at 10,000
 transactions a block)."""
+MAX_VALIDATOR_CHANGES = 256
+"""The most validator-set changes one chain_validator_changes answer lists."""
 
 
 def tx_json(tx: Transaction) -> dict[str, Any]:
@@ -111,6 +113,9 @@ class NodeApi:
           spec=specs.CHAIN_BLOCK)
         r("chain_validators", self.chain_validators, ("height",),
           "The validator set that certifies a height", spec=specs.CHAIN_VALIDATORS)
+        r("chain_validator_changes", self.chain_validator_changes, ("after_height", "limit"),
+          "Each validator-set change with the certified header that commits to it",
+          spec=specs.CHAIN_VALIDATOR_CHANGES)
         r("chain_evidence", self.chain_evidence, (),
           "Recorded equivocation evidence (conflicting votes)", spec=specs.CHAIN_EVIDENCE)
         r("state_account", self.state_account, ("address",),
@@ -270,6 +275,32 @@ class NodeApi:
                 "max_faulty": vset.max_faulty,
                 "validators": [{"public_key": v.public_key.hex(), "name": v.name}
                                for v in vset.validators]}
+
+    async def chain_validator_changes(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The sets that took effect at heights above `after_height`, oldest first, each
+        with header and certificate of the block before it (which names its hash)."""
+        store = self.node.store
+        after = parse_int(params.get("after_height", 0), "after_height", lo=0)
+        limit = parse_int(params.get("limit", MAX_VALIDATOR_CHANGES), "limit", lo=1,
+                          hi=MAX_VALIDATOR_CHANGES)
+        changes: list[dict[str, Any]] = []
+        last = store.head_height
+        for from_height, vset in store.iterate_validator_set_changes(max(after + 1, 2), last):
+            if len(changes) == limit:
+                return {"changes": changes, "more": True}
+            header = store.get_block_header(from_height - 1)
+            cert = store.get_certificate(from_height - 1)
+            if header is None or cert is None:
+                raise RpcError(NOT_FOUND, "block_pruned",
+                               f"the block of height {from_height - 1} that certifies a "
+                               "validator-set change is not kept here; ask an archive node")
+            changes.append({
+                "from_height": from_height, "hash": vset.hash.hex(),
+                "validators": [{"public_key": v.public_key.hex(), "name": v.name}
+                               for v in vset.validators],
+                "certified_by": {"height": from_height - 1, "header": header.encoded.hex(),
+                                 "certificate": cert.encoded.hex()}})
+        return {"changes": changes, "more": False}
 
     async def chain_evidence(self, params: dict[str, Any]) -> list[Any]:
         return [to_json(codec.decode(e)) for e in self.node.store.list_evidence()]

@@ -120,6 +120,25 @@ CHAIN_VALIDATORS = MethodSpec(
                ["height", "hash", "quorum", "validators"]),
     tags=("chain",))
 
+CHAIN_VALIDATOR_CHANGES = MethodSpec(
+    params=(Param("after_height", NONCE, "list changes taking effect above this height "
+                  "(default 0: from genesis)"),
+            Param("limit", {"type": "integer", "minimum": 1, "maximum": 256},
+                  "at most this many changes (default and most: 256)")),
+    result=obj({"changes": array(obj({
+        "from_height": HEIGHT, "hash": HASH,
+        "validators": array(obj({"public_key": HEX, "name": {"type": "string"}})),
+        "certified_by": obj({"height": HEIGHT, "header": HEX, "certificate": HEX},
+                            ["height", "header", "certificate"])},
+        ["from_height", "hash", "validators", "certified_by"])),
+        "more": {"type": "boolean"}}, ["changes", "more"]),
+    errors=(NOT_FOUND,),
+    description="A light client's checkpoints: the header of height from_height - 1 names "
+                "the new set's hash as next_validator_set_hash and is certified by the set "
+                "before. more: true when the limit cut the list; ask again after the last "
+                "from_height.",
+    tags=("chain",))
+
 CHAIN_EVIDENCE = MethodSpec(params=(), result=array({}), tags=("chain",))
 
 STATE_ACCOUNT = MethodSpec(

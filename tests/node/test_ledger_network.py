@@ -18,6 +18,8 @@ from chain.tx import Transaction
 from cli.ledger import DEV_RESERVE, add_dev_ledger
 from ledger.governance import sign_acceptance
 from sdk import Client
+from sdk.bundle import Checkpoint, MissingSetChangeError, verify_bundle
+from sdk.bundle_builder import build_record_bundle
 from sdk.ledger import verify_record
 from tests.node.conftest import (
     ACCOUNT_KEYS,
@@ -128,6 +130,34 @@ async def test_governance_changes_the_validator_set_while_finalizing(tmp_path):
         record, height = await asyncio.to_thread(
             verify_record, Client(nodes[4].service.rpc_url), genesis, "licenses", "vasp-7")
         assert record["value"] == b"Exchange LLC" and height >= put["height"]
+
+        # a proof bundle over both set changes, made from node 4, checked offline
+        bundle = await asyncio.to_thread(build_record_bundle, Client(nodes[4].service.rpc_url),
+                                         genesis, "licenses", "vasp-7")
+        fact = verify_bundle(bundle, genesis)
+        assert fact.set_changes == 2 and fact.subject["value"] == b"Exchange LLC"
+        assert (fact.set_size, fact.quorum) == (4, 3)
+        names = {s.name: s.name_proven for s in fact.signers}
+        assert set(names) <= {"ministry-0", "ministry-1", "ministry-2", "ministry-5"}
+        assert names.get("ministry-5", False) is False and names.get("ministry-0", True)
+        with pytest.raises(MissingSetChangeError):
+            verify_bundle({**bundle, "validator_sets": [bundle["validator_sets"][0],
+                                                        bundle["validator_sets"][2]]}, genesis)
+        # the changes a page at a time, as a client reads a long history
+        page = await nodes[4].client.call("chain_validator_changes", limit=1)
+        assert page["more"] and [c["from_height"] for c in page["changes"]] == \
+            [bundle["validator_sets"][1]["from_height"]]
+        page = await nodes[4].client.call("chain_validator_changes", limit=1,
+                                          after_height=page["changes"][0]["from_height"])
+        assert not page["more"] and page["changes"][0]["hash"] == \
+            bundle["validator_sets"][2]["hash"]
+        # from an operator's checkpoint: the block that named the first change
+        first_change = bundle["validator_sets"][1]["certified_by"]["height"]
+        block = await nodes[4].client.call("chain_block", height=first_change)
+        checkpoint = Checkpoint(first_change, bytes.fromhex(block["hash"]))
+        short = await asyncio.to_thread(build_record_bundle, Client(nodes[4].service.rpc_url),
+                                        genesis, "licenses", "vasp-7", checkpoint=checkpoint)
+        assert verify_bundle(short, genesis, checkpoint=checkpoint).set_changes == 1
         assert not any(n.service.failed.is_set() for n in live)
     finally:
         await stop_network([n for i, n in enumerate(nodes) if i != 3])

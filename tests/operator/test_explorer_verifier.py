@@ -668,3 +668,24 @@ async def test_bundle_check_refuses_a_forged_set_chain(page: Page) -> None:
         codes[name] = (await page.run(forged)).get("code")
     assert codes == {"set_hash": "set_unproven", "no_chain": "wrong_set",
                      "format": "bundle_invalid", "genesis": "bundle_other_genesis"}
+
+
+async def test_page_checks_a_bundle_that_govchain_proof_writes(page: Page) -> None:
+    # Format version 1 as sdk.bundle writes it, over three validator-set changes; the
+    # page reads it by the same rules, and refuses one that needs a stated checkpoint.
+    from bench.bench_verify_bundle import build_chain_bundle
+    genesis, bundle = build_chain_bundle(3)
+    script = f"""
+    const genesis = await V.loadGenesis({json.dumps(genesis.to_json())});
+    const bundle = {json.dumps(bundle)};
+    const checked = await V.checkBundle(bundle, genesis);
+    return {{height: checked.height, signed: checked.signed,
+             value: V.toHex(checked.subject.value)}};"""
+    answer = await page.run(script)
+    assert answer["ok"], answer
+    assert answer["value"]["height"] == bundle["block"]["height"]
+    assert answer["value"]["value"] == b"Crypto Exchange LLC".hex()
+    assert answer["value"]["signed"]["signers"] == 4
+    answer = await page.run(script.replace('"checkpoint": null',
+                                           '"checkpoint": {"height": 1, "header": ""}'))
+    assert answer["code"] == "bundle_invalid" and "checkpoint" in answer["params"]["what"]

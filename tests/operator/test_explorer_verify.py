@@ -36,6 +36,7 @@ from cli.ledger import add_dev_ledger
 from cli.service import NodeService
 from ledger.keys import get_record_key
 from sdk import AsyncClient
+from sdk.bundle import verify_bundle
 from tests.node.conftest import (
     ACCOUNT_KEYS,
     BALANCE,
@@ -290,6 +291,10 @@ def check_bundle_in_python(bundle: dict[str, Any], genesis: Genesis) -> BlockHea
     certificate = CommitCertificate.decode(bytes.fromhex(bundle["block"]["certificate"]))
     validate_certificate(certificate, genesis.validator_set, genesis.chain_id,
                          height=header.height, block_hash=header.hash)
+    # and by the verifier of `govchain verify`, which reads the page's version 0 too
+    fact = verify_bundle(bundle, genesis)
+    assert (fact.kind, fact.height, fact.block_hash) == (bundle["kind"], header.height,
+                                                         header.hash)
     return header
 
 
