@@ -41,17 +41,19 @@ from ledger.interface import OK, BlockContext, Event, LedgerModule, TxHandler, T
 from ledger.keys import CHAIN_PARAMS_KEY, VALIDATOR_SET_KEY
 from ledger.multisig import MultisigModule
 from ledger.recovery import RecoveryModule
+from ledger.redemption import RedemptionModule
 from ledger.registry import RegistryModule
 from ledger.roles import RolesModule
 from ledger.state import Overlay, StateReader
+from ledger.tiers import TiersModule
 
 __all__ = ["OK", "BlockContext", "Event", "Ledger", "TxResult", "default_modules"]
 
 
 def default_modules() -> list[LedgerModule]:
     """The modules of a govchain node, in genesis order."""
-    return [RecoveryModule(), AccountsModule(), MultisigModule(), AssetsModule(), RegistryModule(),
-            RolesModule(), GovernanceModule()]
+    return [RecoveryModule(), AccountsModule(), MultisigModule(), AssetsModule(), TiersModule(),
+            RedemptionModule(), RegistryModule(), RolesModule(), GovernanceModule()]
 
 
 class Ledger:

@@ -121,3 +121,73 @@ def get_proposal_key(proposal_id: int) -> bytes:
 def get_candidate_key(public_key: bytes) -> bytes:
     assert len(public_key) == 32
     return CANDIDATE_PREFIX + public_key
+
+
+# Stablecoin tables: identity tiers, reserve policy, auditor report keys, redemptions,
+# travel-rule thresholds. Symbols exclude "/", addresses and ids have fixed sizes.
+
+TIER_POLICY_PREFIX = b"tierpolicy/v1/"
+"""tierpolicy/v1/<symbol> -> {"default": tier, "tiers": [[tier, balance, payment, daily]]}."""
+TIER_PREFIX = b"tier/v1/"
+"""tier/v1/<symbol>/<address 20> -> the account's tier (absent: the asset's default)."""
+TIER_DAY_PREFIX = b"tierday/v1/"
+"""tierday/v1/<symbol>/<address 20> -> [[hour, amount sent], ...] of the rolling day."""
+SWEEP_PREFIX = b"sweep/v1/"
+"""sweep/v1/<symbol>/<address 20> -> the linked account that takes what exceeds the limit."""
+TIER_COUNT_PREFIX = b"tiercount/v1/"
+"""tiercount/v1/<symbol>/<tier 2 BE> -> accounts of that tier with a non-zero balance."""
+RESERVE_POLICY_PREFIX = b"reservepolicy/v1/"
+"""reservepolicy/v1/<symbol> -> {"max_age_ms", "units_per_fine_mg"}."""
+AUDITOR_KEY_PREFIX = b"auditorkey/v1/"
+"""auditorkey/v1/<symbol>/<address 20> -> sorted report-signing public keys of an auditor."""
+REDEMPTION_PREFIX = b"redeem/v1/"
+"""redeem/v1/<symbol>/<id 8 BE> -> a redemption request and its outcome, ids from 1."""
+REDEMPTION_COUNT_PREFIX = b"redeemcount/v1/"
+"""redeemcount/v1/<symbol> -> the last redemption request id."""
+TRAVEL_RULE_PREFIX = b"travelrule/v1/"
+"""travelrule/v1/<symbol> -> the amount from which provider-to-provider transfers need
+a travel-rule commitment."""
+
+
+def get_tier_policy_key(symbol: str) -> bytes:
+    return TIER_POLICY_PREFIX + symbol.encode()
+
+
+def get_tier_key(symbol: str, address: bytes) -> bytes:
+    assert len(address) == ADDRESS_SIZE
+    return TIER_PREFIX + symbol.encode() + b"/" + address
+
+
+def get_tier_day_key(symbol: str, address: bytes) -> bytes:
+    assert len(address) == ADDRESS_SIZE
+    return TIER_DAY_PREFIX + symbol.encode() + b"/" + address
+
+
+def get_sweep_key(symbol: str, address: bytes) -> bytes:
+    assert len(address) == ADDRESS_SIZE
+    return SWEEP_PREFIX + symbol.encode() + b"/" + address
+
+
+def get_tier_count_key(symbol: str, tier: int) -> bytes:
+    return TIER_COUNT_PREFIX + symbol.encode() + b"/" + tier.to_bytes(2, "big")
+
+
+def get_reserve_policy_key(symbol: str) -> bytes:
+    return RESERVE_POLICY_PREFIX + symbol.encode()
+
+
+def get_auditor_key_key(symbol: str, address: bytes) -> bytes:
+    assert len(address) == ADDRESS_SIZE
+    return AUDITOR_KEY_PREFIX + symbol.encode() + b"/" + address
+
+
+def get_redemption_key(symbol: str, request_id: int) -> bytes:
+    return REDEMPTION_PREFIX + symbol.encode() + b"/" + request_id.to_bytes(8, "big")
+
+
+def get_redemption_count_key(symbol: str) -> bytes:
+    return REDEMPTION_COUNT_PREFIX + symbol.encode()
+
+
+def get_travel_rule_key(symbol: str) -> bytes:
+    return TRAVEL_RULE_PREFIX + symbol.encode()
