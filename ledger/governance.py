@@ -3,8 +3,9 @@
 Actions: add_validator, remove_validator, replace_validator, grant_role, revoke_role,
 create_asset, create_namespace, set_param, and the stablecoin's set_tier,
 set_default_tier, set_reserve_policy, register_auditor_key, set_travel_rule. A proposal
-passes in the transaction whose vote brings the approvals of the validator set in force to floor(2n/3)+1 before its expiry
-height, and its action runs right there, so every node applies it at the same place.
+passes in the transaction whose vote brings the approvals of the validator set in force
+to floor(2n/3)+1 before its expiry height, and its action runs right there, so every
+node applies it at the same place.
 A validator-set change is written to valset/v1, which certifies the *next* height.
 A candidate key must first prove possession (validator_accept) so that a mistyped or
 absent key cannot be voted in. Theory of operation and codes: docs/ledger.md.
