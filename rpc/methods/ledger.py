@@ -30,6 +30,7 @@ from ledger.roles import get_account_roles, get_role_holders
 from node.node import Node
 from rpc.dispatcher import NOT_FOUND, RpcDispatcher, RpcError, invalid_params
 from rpc.methods import specs
+from rpc.methods.stablecoin import register_stablecoin_methods
 from rpc.params import parse_hex, parse_int, to_json
 
 MAX_LIST = 1000
@@ -59,6 +60,7 @@ def register_ledger_methods(dispatcher: RpcDispatcher, node: Node) -> None:
       "Governance proposals, newest first", spec=specs.STATE_PROPOSALS)
     r("state_roles", api.state_roles, ("address", "role", "scope"),
       "The roles of an account, or the holders of a role in a scope", spec=specs.STATE_ROLES)
+    register_stablecoin_methods(dispatcher, node)  # state_supply_report, state_tiers...
 
 
 def _parse_name(params: dict[str, Any], name: str) -> str:
