@@ -36,6 +36,7 @@ from cli.options import (
     use_help_formatter,
 )
 from cli.sdk import add_json_everywhere, add_sdk_commands, render, submit_and_show
+from cli.stablecoin import add_stablecoin_commands
 from node.config import NodeConfig, init_home, read_key_file, write_key_file
 from node.errors import NodeError
 from sdk import Client, RpcClientError, UnreachableError
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_query)
 
     add_ledger_commands(sub)  # ledger tx types, queries, verify-record (node/cli_ledger.py)
+    add_stablecoin_commands(sub)  # tiers, gold attestations, redemption, report supply
     try:
         from devnet.cli import add_devnet_parser
     except ImportError:  # pragma: no cover - devnet is part of the distribution

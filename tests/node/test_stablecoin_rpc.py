@@ -5,7 +5,11 @@ resumes it, a holder redeems and proves the outcome, the supply report is proven
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import io
+import json
 import logging
 
 import aiohttp
@@ -16,6 +20,7 @@ from chain.crypto import KeyPair, compute_address, compute_hash
 from chain.state_proof import StateProof, verify_state_proof
 from chain.tx import Transaction
 from cli.ledger import add_dev_ledger
+from cli.main import main as cli_main
 from cli.service import NodeService
 from rpc.metrics import parse_exposition
 from sdk import AsyncClient
@@ -171,3 +176,33 @@ async def test_stablecoin_story_through_a_node(coin_node, caplog) -> None:
     assert report["attestation"]["expired"] is False
     assert report["holders_by_tier"] == {"0": 0, "1": 1, "2": 1}
     check_proofs(report["proof"])
+    # `govchain report supply` checks every proof and prints the figures.
+    printed = json.loads(await asyncio.to_thread(
+        run_cli, ["report", "supply", "--asset", "KGS", "--rpc", node.service.rpc_url,
+                  "--json"]))
+    assert printed["supply"] == report["supply"] and printed["holders_by_tier"] == {
+        "0": 0, "1": 1, "2": 1}
+    assert printed["bar_list_root"] == compute_bar_root(BARS).hex()
+    assert "verified" in printed["state_proofs"]
+
+
+def run_cli(argv: list[str]) -> str:
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert cli_main(argv) == 0
+    return buffer.getvalue()
+
+
+def test_barlist_commands_root_proof_verify(tmp_path) -> None:
+    bars = tmp_path / "bars.json"
+    bars.write_text(json.dumps([{"serial": b.serial, "refiner": b.refiner,
+                                 "weight_mg": b.weight_mg, "fineness": b.fineness,
+                                 "vault": b.vault} for b in BARS]))
+    root = json.loads(run_cli(["barlist", "root", str(bars), "--json"]))
+    assert root == {"bar_root": compute_bar_root(BARS).hex(), "bar_count": 2,
+                    "fine_weight_mg": FINE}
+    proof = tmp_path / "proof.json"
+    proof.write_text(run_cli(["barlist", "proof", str(bars), "--serial", "K-0007"]))
+    assert json.loads(run_cli(["barlist", "verify", str(proof), "--root",
+                                   root["bar_root"], "--json"])) == {"verified": True}
+    assert cli_main(["barlist", "verify", str(proof), "--root", "00" * 32]) == 1
