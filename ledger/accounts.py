@@ -37,8 +37,8 @@ from ledger.tiers import (
     apply_holder_count,
     compute_excess,
     get_account_tier,
+    get_asset_rules,
     get_sweep_account,
-    get_tier_policy,
     validate_payment_limits,
 )
 from ledger.travel import TRAVEL_RULE_FIELD, validate_travel_rule
@@ -133,8 +133,9 @@ def validate_not_frozen(view: StateReader, address: bytes, asset: str) -> None:
             f"receive it until the asset's compliance officer unfreezes it")
 
 
-def apply_debit(view: Overlay, address: bytes, asset: str, amount: int) -> None:
-    """Take `amount` of `asset` from `address`; raises InsufficientBalanceError.
+def apply_debit(view: Overlay, address: bytes, asset: str, amount: int) -> int:
+    """Take `amount` of `asset` from `address` and return what it holds now; raises
+    InsufficientBalanceError.
 
     Raises AccountFrozenError when `address` is frozen for `asset`: every value move
     goes through here, so a freeze holds for transfers, burns and any later module.
@@ -147,16 +148,18 @@ def apply_debit(view: Overlay, address: bytes, asset: str, amount: int) -> None:
     key = get_balance_key(address, asset)
     if balance > amount:
         view.put(key, codec.encode(balance - amount))
-        return
+        return balance - amount
     view.delete(key)
     record = get_account_record(view, address)
     assert record is not None, "a non-zero balance implies an account record"
     assets = tuple(a for a in record.assets if a != asset)
     put_account_record(view, address, AccountRecord(record.nonce, assets))
+    return 0
 
 
-def apply_credit(view: Overlay, address: bytes, asset: str, amount: int) -> None:
-    """Give `amount` of `asset` to `address`, creating its account if need be.
+def apply_credit(view: Overlay, address: bytes, asset: str, amount: int) -> int:
+    """Give `amount` of `asset` to `address`, creating its account if need be; return
+    the balance it held before.
 
     Raises AccountFrozenError when `address` is frozen for `asset`.
     """
@@ -167,11 +170,12 @@ def apply_credit(view: Overlay, address: bytes, asset: str, amount: int) -> None
             f"account {address.hex()} would hold more than {f.MAX_AMOUNT} {asset}")
     view.put(get_balance_key(address, asset), codec.encode(balance + amount))
     if balance:
-        return
+        return balance
     record = get_account_record(view, address) or EMPTY_ACCOUNT
     assets = list(record.assets)
     bisect.insort(assets, asset)
     put_account_record(view, address, AccountRecord(record.nonce, tuple(assets)))
+    return 0
 
 
 # ------------------------------------------------------------------ tier rules
@@ -194,35 +198,35 @@ def apply_tiered_debit(view: Overlay, ctx: BlockContext, asset: str, address: by
 
     `policy` is `get_tier_policy(view, asset)`, read once by the caller.
     """
-    apply_debit(view, address, asset, amount)
+    left = apply_debit(view, address, asset, amount)
     if policy is None:
         return
-    tier = get_account_tier(view, asset, address, policy)
     if payment:
-        validate_payment_limits(view, ctx.timestamp_ms, policy.get_limits(tier), asset,
-                                address, amount)
-    if get_balance(view, address, asset) == 0:
+        tier = validate_payment_limits(view, ctx.timestamp_ms, policy, asset, address, amount)
+    else:
+        tier = get_account_tier(view, asset, address, policy)
+    if left == 0:
         apply_holder_count(view, asset, tier, -1)
 
 
 def _apply_limited_credit(view: Overlay, policy: TierPolicy, asset: str, address: bytes,
                           amount: int, *, sweep: bool) -> list[Event]:
-    old = get_balance(view, address, asset)
-    apply_credit(view, address, asset, amount)
+    old = apply_credit(view, address, asset, amount)
     tier = get_account_tier(view, asset, address, policy)
     limits = policy.get_limits(tier)
     excess = compute_excess(limits, old, amount)
     events: list[Event] = []
+    final = old + amount
     if excess:
         linked = get_sweep_account(view, asset, address) if sweep else None
         if linked is None:
             _raise_over_limit(limits, address, asset, amount)
         assert linked is not None
-        apply_debit(view, address, asset, excess)
+        final = apply_debit(view, address, asset, excess)
         events = _apply_limited_credit(view, policy, asset, linked, excess, sweep=False)
         events.insert(0, Event("swept", {"amount": excess, "asset": asset, "from": address,
                                          "to": linked}))
-    if old == 0 and get_balance(view, address, asset):
+    if old == 0 and final:
         apply_holder_count(view, asset, tier, +1)
     return events
 
@@ -279,8 +283,11 @@ def apply_transfer(view: Overlay, ctx: BlockContext, tx: Transaction) -> list[Ev
     amount: int = tx.fields["amount"]
     commitment: bytes | None = tx.fields.get(TRAVEL_RULE_FIELD)
     validate_asset_exists(view, asset)  # else it would fail as insufficient_balance
-    validate_travel_rule(view, asset, tx.sender, to, amount, commitment)
-    policy = get_tier_policy(view, asset)
+    rules = get_asset_rules(view, asset)  # tiers and travel rule: one read
+    policy = None
+    if rules is not None:
+        validate_travel_rule(view, rules, asset, tx.sender, to, amount, commitment)
+        policy = rules if rules.tiered else None
     apply_tiered_debit(view, ctx, asset, tx.sender, amount, payment=True, policy=policy)
     swept = apply_tiered_credit(view, asset, to, amount, policy=policy)
     attributes: dict[str, bytes | str | int] = {"amount": amount, "asset": asset,

@@ -126,12 +126,12 @@ def get_candidate_key(public_key: bytes) -> bytes:
 # Stablecoin tables: identity tiers, reserve policy, auditor report keys, redemptions,
 # travel-rule thresholds. Symbols exclude "/", addresses and ids have fixed sizes.
 
-TIER_POLICY_PREFIX = b"tierpolicy/v1/"
-"""tierpolicy/v1/<symbol> -> {"default": tier, "tiers": [[tier, balance, payment, daily]]}."""
+ASSET_RULES_PREFIX = b"assetrules/v1/"
+"""assetrules/v1/<symbol> -> {"default", "tiered", "tiers": [[tier, balance, payment, daily]],
+"travel"}: the asset's identity tiers and travel-rule threshold (one read per transfer)."""
 TIER_PREFIX = b"tier/v1/"
-"""tier/v1/<symbol>/<address 20> -> the account's tier (absent: the asset's default)."""
-TIER_DAY_PREFIX = b"tierday/v1/"
-"""tierday/v1/<symbol>/<address 20> -> [[hour, amount sent], ...] of the rolling day."""
+"""tier/v1/<symbol>/<address 20> -> [assigned tier or nil (the default), [[hour, amount
+sent], ...] of the rolling day]."""
 SWEEP_PREFIX = b"sweep/v1/"
 """sweep/v1/<symbol>/<address 20> -> the linked account that takes what exceeds the limit."""
 TIER_COUNT_PREFIX = b"tiercount/v1/"
@@ -144,23 +144,15 @@ REDEMPTION_PREFIX = b"redeem/v1/"
 """redeem/v1/<symbol>/<id 8 BE> -> a redemption request and its outcome, ids from 1."""
 REDEMPTION_COUNT_PREFIX = b"redeemcount/v1/"
 """redeemcount/v1/<symbol> -> the last redemption request id."""
-TRAVEL_RULE_PREFIX = b"travelrule/v1/"
-"""travelrule/v1/<symbol> -> the amount from which provider-to-provider transfers need
-a travel-rule commitment."""
 
 
-def get_tier_policy_key(symbol: str) -> bytes:
-    return TIER_POLICY_PREFIX + symbol.encode()
+def get_asset_rules_key(symbol: str) -> bytes:
+    return ASSET_RULES_PREFIX + symbol.encode()
 
 
 def get_tier_key(symbol: str, address: bytes) -> bytes:
     assert len(address) == ADDRESS_SIZE
     return TIER_PREFIX + symbol.encode() + b"/" + address
-
-
-def get_tier_day_key(symbol: str, address: bytes) -> bytes:
-    assert len(address) == ADDRESS_SIZE
-    return TIER_DAY_PREFIX + symbol.encode() + b"/" + address
 
 
 def get_sweep_key(symbol: str, address: bytes) -> bytes:
@@ -187,7 +179,3 @@ def get_redemption_key(symbol: str, request_id: int) -> bytes:
 
 def get_redemption_count_key(symbol: str) -> bytes:
     return REDEMPTION_COUNT_PREFIX + symbol.encode()
-
-
-def get_travel_rule_key(symbol: str) -> bytes:
-    return TRAVEL_RULE_PREFIX + symbol.encode()

@@ -9,6 +9,7 @@ value move passes. Pure: time is the block header's, never a clock.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,12 +33,11 @@ from ledger.errors import (
 from ledger.interface import BlockContext, Event, TxHandler
 from ledger.keys import (
     get_asset_key,
+    get_asset_rules_key,
     get_balance_key,
     get_sweep_key,
     get_tier_count_key,
-    get_tier_day_key,
     get_tier_key,
-    get_tier_policy_key,
 )
 from ledger.roles import KYC, validate_role
 from ledger.state import Overlay, StateReader, get_value, put_value
@@ -79,12 +79,17 @@ NO_HOLDING = TierLimits(0, 0, 0, 0)
 
 @dataclass(frozen=True, slots=True)
 class TierPolicy:
-    """An asset's tiers and the tier of an account that was never assigned one."""
+    """An asset's payment rules: its tiers, if any, and its travel-rule threshold."""
 
+    tiered: bool
+    """True once governance (or genesis) defined tiers: every value move checks them."""
     default_tier: int
     """The tier of every account without an assignment (tier 0 at first)."""
     tiers: tuple[TierLimits, ...]
     """The tiers governance defined, by number."""
+    travel_threshold: int = 0
+    """The amount from which a provider-to-provider transfer carries a travel-rule
+    commitment (ledger/travel.py); 0: no travel rule."""
 
     def get_limits(self, tier: int) -> TierLimits:
         for limits in self.tiers:
@@ -95,25 +100,33 @@ class TierPolicy:
     def is_defined(self, tier: int) -> bool:
         return tier == 0 or any(limits.tier == tier for limits in self.tiers)
 
+    def replace(self, **changes: Any) -> TierPolicy:
+        return dataclasses.replace(self, **changes)
+
     def to_value(self) -> dict[str, Any]:
-        return {"default": self.default_tier, "tiers": [t.to_value() for t in self.tiers]}
+        return {"default": self.default_tier, "tiered": self.tiered,
+                "tiers": [t.to_value() for t in self.tiers], "travel": self.travel_threshold}
 
     @classmethod
     def from_value(cls, value: Any) -> TierPolicy:
         try:
             tiers = tuple(TierLimits(*(int(x) for x in entry)) for entry in value["tiers"])
-            return cls(int(value["default"]), tiers)
+            return cls(bool(value["tiered"]), int(value["default"]), tiers,
+                       int(value["travel"]))
         except (KeyError, TypeError, ValueError) as e:
-            raise CorruptStateError(f"tier policy has unexpected form: {e}") from e
+            raise CorruptStateError(f"asset rules have unexpected form: {e}") from e
 
+
+NO_RULES = TierPolicy(False, 0, ())
+"""What an asset without a rules record behaves as."""
 
 _decoded_policies: dict[bytes, TierPolicy] = {}
-"""Encoded policy -> policy: a memo of a pure function, read by every tiered transfer."""
+"""Encoded rules -> rules: a memo of a pure function, read by every transfer."""
 
 
-def get_tier_policy(view: StateReader, symbol: str) -> TierPolicy | None:
-    """The asset's tiers, or None when it has none (then no tier rule applies)."""
-    data = view.get(get_tier_policy_key(symbol))
+def get_asset_rules(view: StateReader, symbol: str) -> TierPolicy | None:
+    """The asset's rules record (tiers and travel-rule threshold), or None."""
+    data = view.get(get_asset_rules_key(symbol))
     if data is None:
         return None
     policy = _decoded_policies.get(data)
@@ -121,17 +134,43 @@ def get_tier_policy(view: StateReader, symbol: str) -> TierPolicy | None:
         try:
             policy = TierPolicy.from_value(codec.decode(data))
         except ChainError as e:
-            raise CorruptStateError(f"tier policy of {symbol} does not decode: {e}") from e
+            raise CorruptStateError(f"asset rules of {symbol} do not decode: {e}") from e
         if len(_decoded_policies) >= 1024:
             _decoded_policies.clear()
         _decoded_policies[data] = policy
     return policy
 
 
+def get_tier_policy(view: StateReader, symbol: str) -> TierPolicy | None:
+    """The asset's rules when it has tiers, else None (then no tier rule applies)."""
+    rules = get_asset_rules(view, symbol)
+    return rules if rules is not None and rules.tiered else None
+
+
+def put_asset_rules(view: Overlay, symbol: str, rules: TierPolicy) -> None:
+    put_value(view, get_asset_rules_key(symbol), rules.to_value())
+
+
+def get_account_tier_state(view: StateReader, symbol: str, address: bytes
+                           ) -> tuple[int | None, list[list[int]]]:
+    """(the tier assigned, or None for the default; the rolling day's hourly buckets)."""
+    value = get_value(view, get_tier_key(symbol, address), "account tier")
+    if value is None:
+        return None, []
+    assigned, buckets = value
+    return assigned, [[int(h), int(a)] for h, a in buckets]
+
+
 def get_account_tier(view: StateReader, symbol: str, address: bytes, policy: TierPolicy
                      ) -> int:
-    value = get_value(view, get_tier_key(symbol, address), "account tier")
-    return policy.default_tier if value is None else int(value)
+    assigned, _buckets = get_account_tier_state(view, symbol, address)
+    return policy.default_tier if assigned is None else int(assigned)
+
+
+def _put_account_tier_state(view: Overlay, symbol: str, address: bytes,
+                            assigned: int | None, buckets: list[list[int]]) -> None:
+    # Canonical by construction (nil or an int, a list of [int, int]): no walk over it.
+    view.put(get_tier_key(symbol, address), codec.pack_unchecked([assigned, buckets]))
 
 
 def get_sweep_account(view: StateReader, symbol: str, address: bytes) -> bytes | None:
@@ -155,23 +194,27 @@ def apply_holder_count(view: Overlay, symbol: str, tier: int, delta: int) -> Non
         view.delete(key)
 
 
-def get_day_spent(view: StateReader, symbol: str, address: bytes, timestamp_ms: int
-                  ) -> tuple[list[list[int]], int]:
-    """The ring of hourly buckets still inside the rolling day, and their sum."""
+def get_day_buckets(buckets: list[list[int]], timestamp_ms: int) -> tuple[list[list[int]], int]:
+    """The hourly buckets still inside the rolling day at `timestamp_ms`, and their sum."""
     hour = timestamp_ms // HOUR_MS
-    value = get_value(view, get_tier_day_key(symbol, address), "rolling day") or ()
-    buckets = [[int(h), int(a)] for h, a in value if int(h) > hour - DAY_HOURS]
-    return buckets, sum(a for _h, a in buckets)
+    inside = [b for b in buckets if b[0] > hour - DAY_HOURS]
+    return inside, sum(a for _h, a in inside)
 
 
-def validate_payment_limits(view: Overlay, timestamp_ms: int, limits: TierLimits,
-                            symbol: str, address: bytes, amount: int) -> None:
-    """Refuse a payment above the tier's per-payment or rolling-day limit; record it."""
+def validate_payment_limits(view: Overlay, timestamp_ms: int, policy: TierPolicy,
+                            symbol: str, address: bytes, amount: int) -> int:
+    """Refuse a payment above the sender's per-payment or rolling-day limit; record it.
+
+    Returns the sender's tier (read with its rolling day, in one record).
+    """
+    assigned, buckets = get_account_tier_state(view, symbol, address)
+    tier = policy.default_tier if assigned is None else int(assigned)
+    limits = policy.get_limits(tier)
     if amount > limits.payment_limit:
         raise TierPaymentLimitError(
             f"a payment of {amount} {symbol} exceeds the per-payment limit "
             f"{limits.payment_limit} of tier {limits.tier}")
-    buckets, spent = get_day_spent(view, symbol, address, timestamp_ms)
+    buckets, spent = get_day_buckets(buckets, timestamp_ms)
     if spent + amount > limits.daily_limit:
         raise TierDailyLimitError(
             f"account {address.hex()} sent {spent} {symbol} in the rolling day; {amount} more "
@@ -181,7 +224,8 @@ def validate_payment_limits(view: Overlay, timestamp_ms: int, limits: TierLimits
         buckets[-1][1] += amount
     else:
         buckets.append([hour, amount])
-    put_value(view, get_tier_day_key(symbol, address), buckets)
+    _put_account_tier_state(view, symbol, address, assigned, buckets)
+    return tier
 
 
 def compute_excess(limits: TierLimits, old_balance: int, amount: int) -> int:
@@ -222,11 +266,12 @@ def apply_tier_assign(view: Overlay, ctx: BlockContext, tx: Transaction) -> list
     policy = _get_existing_policy(view, symbol)
     if not policy.is_defined(tier):
         raise UnknownTierError(f"asset {symbol!r} has no tier {tier}")
-    previous = get_account_tier(view, symbol, account, policy)
+    assigned, buckets = get_account_tier_state(view, symbol, account)
+    previous = policy.default_tier if assigned is None else int(assigned)
     if _get_balance(view, account, symbol) and previous != tier:
         apply_holder_count(view, symbol, previous, -1)
         apply_holder_count(view, symbol, tier, +1)
-    put_value(view, get_tier_key(symbol, account), tier)
+    _put_account_tier_state(view, symbol, account, tier, buckets)
     return [Event("tier_assigned", {"account": account, "asset": symbol, "by": tx.sender,
                                     "previous": previous, "tier": tier})]
 
@@ -273,21 +318,20 @@ def apply_set_tier(view: Overlay, ctx: BlockContext, args: Mapping[str, Any]) ->
     """Define or change a tier; a change applies to new credits and payments only."""
     symbol = args["asset"]
     supply = _get_supply(view, symbol)
-    policy = get_tier_policy(view, symbol)
-    if policy is None:
+    policy = get_asset_rules(view, symbol) or NO_RULES
+    if not policy.tiered:
         if supply:
             raise InvalidParamError(
                 f"asset {symbol!r} has a supply of {supply}: tiers start before the first "
                 f"mint (or in genesis), so that every holder is counted in its tier")
-        policy = TierPolicy(0, ())
+        policy = policy.replace(tiered=True)
     limits = TierLimits(args["tier"], args["balance_limit"], args["payment_limit"],
                         args["daily_limit"])
     others = [t for t in policy.tiers if t.tier != limits.tier]
     if len(others) >= MAX_TIERS:
         raise TooManyError(f"asset {symbol!r} has {MAX_TIERS} tiers, the most")
     tiers = tuple(sorted([*others, limits], key=lambda t: t.tier))
-    put_value(view, get_tier_policy_key(symbol), TierPolicy(policy.default_tier, tiers)
-              .to_value())
+    put_asset_rules(view, symbol, policy.replace(tiers=tiers))
     return [Event("tier_set", {"asset": symbol, "balance_limit": limits.balance_limit,
                                "daily_limit": limits.daily_limit,
                                "payment_limit": limits.payment_limit, "tier": limits.tier})]
@@ -311,7 +355,7 @@ def apply_set_default_tier(view: Overlay, ctx: BlockContext, args: Mapping[str, 
         raise InvalidParamError(
             f"accounts of the default tier {policy.default_tier} hold {symbol}: assign them a "
             f"tier before the default changes")
-    put_value(view, get_tier_policy_key(symbol), TierPolicy(tier, policy.tiers).to_value())
+    put_asset_rules(view, symbol, policy.replace(default_tier=tier))
     return [Event("default_tier_set", {"asset": symbol, "tier": tier})]
 
 
@@ -344,7 +388,8 @@ def get_account_tier_info(view: StateReader, symbol: str, address: bytes, timest
     if policy is None:
         return None
     tier = get_account_tier(view, symbol, address, policy)
-    _buckets, spent = get_day_spent(view, symbol, address, timestamp_ms)
+    _assigned, buckets = get_account_tier_state(view, symbol, address)
+    _inside, spent = get_day_buckets(buckets, timestamp_ms)
     linked = get_sweep_account(view, symbol, address)
     return {"tier": tier, **{k: v for k, v in zip(
         ("balance_limit", "payment_limit", "daily_limit"),
@@ -363,11 +408,12 @@ def _apply_genesis_asset(view: Overlay, genesis: Genesis, symbol: str, entry: An
         validate_set_tier_args(args)
         tiers.append(TierLimits(args["tier"], args["balance_limit"], args["payment_limit"],
                                 args["daily_limit"]))
-    policy = TierPolicy(int(entry.get("default", 0)), tuple(sorted(tiers, key=lambda t: t.tier)))
+    policy = TierPolicy(True, int(entry.get("default", 0)),
+                        tuple(sorted(tiers, key=lambda t: t.tier)))
     if len({t.tier for t in tiers}) != len(tiers) or len(tiers) > MAX_TIERS or \
             not policy.is_defined(policy.default_tier):
         raise InvalidGenesisStateError(f"tiers of {symbol}: duplicate, too many or undefined")
-    put_value(view, get_tier_policy_key(symbol), policy.to_value())
+    put_asset_rules(view, symbol, policy)
     limits = policy.get_limits(policy.default_tier)
     for account in genesis.accounts:
         amount = account.balances.get(symbol, 0)

@@ -15,9 +15,10 @@ from typing import Any
 from ledger import fields as f
 from ledger.errors import TravelRuleRequiredError, UnknownAssetError
 from ledger.interface import BlockContext, Event
-from ledger.keys import get_asset_key, get_travel_rule_key
+from ledger.keys import get_asset_key
 from ledger.roles import KYC, has_role
-from ledger.state import Overlay, StateReader, get_value, put_value
+from ledger.state import Overlay, StateReader
+from ledger.tiers import NO_RULES, TierPolicy, get_asset_rules, put_asset_rules
 
 SET_TRAVEL_RULE = "set_travel_rule"
 TRAVEL_RULE_FIELD = "travel_rule"
@@ -26,21 +27,22 @@ TRAVEL_RULE_FIELD = "travel_rule"
 
 def get_travel_threshold(view: StateReader, symbol: str) -> int | None:
     """The amount from which a provider-to-provider transfer needs a commitment, or None."""
-    value = get_value(view, get_travel_rule_key(symbol), "travel-rule threshold")
-    return None if value is None else int(value)
+    rules = get_asset_rules(view, symbol)
+    return rules.travel_threshold if rules is not None and rules.travel_threshold else None
 
 
 def is_provider(view: StateReader, symbol: str, address: bytes) -> bool:
     return has_role(view, KYC, symbol, address)
 
 
-def validate_travel_rule(view: StateReader, symbol: str, sender: bytes, to: bytes,
-                         amount: int, commitment: bytes | None) -> None:
-    """Refuse a provider-to-provider transfer at or above the threshold without commitment."""
-    if commitment is not None:
-        return
-    threshold = get_travel_threshold(view, symbol)
-    if threshold is None or amount < threshold:
+def validate_travel_rule(view: StateReader, rules: TierPolicy, symbol: str, sender: bytes,
+                         to: bytes, amount: int, commitment: bytes | None) -> None:
+    """Refuse a provider-to-provider transfer at or above the threshold without commitment.
+
+    `rules` is the asset's rules record (ledger/tiers.py), which the transfer reads once.
+    """
+    threshold = rules.travel_threshold
+    if commitment is not None or not threshold or amount < threshold:
         return
     if is_provider(view, symbol, sender) and is_provider(view, symbol, to):
         raise TravelRuleRequiredError(
@@ -61,11 +63,8 @@ def apply_set_travel_rule(view: Overlay, ctx: BlockContext, args: Mapping[str, A
     symbol, threshold = args["asset"], args["threshold"]
     if view.get(get_asset_key(symbol)) is None:
         raise UnknownAssetError(f"no asset {symbol!r}; governance creates assets")
-    key = get_travel_rule_key(symbol)
-    if threshold:
-        put_value(view, key, threshold)
-    else:
-        view.delete(key)
+    rules = get_asset_rules(view, symbol) or NO_RULES
+    put_asset_rules(view, symbol, rules.replace(travel_threshold=threshold))
     return [Event("travel_rule_set", {"asset": symbol, "threshold": threshold})]
 
 

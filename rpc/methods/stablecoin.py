@@ -16,11 +16,11 @@ from ledger.assets import get_attestation, get_existing_asset
 from ledger.errors import LedgerError
 from ledger.keys import (
     get_asset_key,
+    get_asset_rules_key,
     get_attestation_key,
     get_redemption_key,
     get_reserve_policy_key,
     get_tier_count_key,
-    get_tier_policy_key,
 )
 from ledger.redemption import get_redemption
 from ledger.reserve import get_reserve_policy, is_attestation_expired
@@ -131,7 +131,7 @@ class StablecoinApi:
                 "report_hash": latest["report_hash"], "auditor": latest["auditor"]}
         if params.get("proof"):
             keys = [get_asset_key(symbol), get_reserve_policy_key(symbol),
-                    get_tier_policy_key(symbol)]
+                    get_asset_rules_key(symbol)]
             if latest is not None:
                 keys.append(get_attestation_key(symbol, index))
             if tiers is not None:
