@@ -74,21 +74,24 @@ def main() -> None:
     ledger = Ledger(default_modules())
     ctx = BlockContext(CHAIN_ID, height=1, timestamp_ms=1, proposer=PublicKey(bytes(32)))
     best = dict.fromkeys(assets, float("inf"))
+    best_cpu = dict.fromkeys(assets, float("inf"))
     for _ in range(args.repeat):
         for asset in assets:  # alternately, so that machine load hits both alike
             state, txs = built[asset]
             view = Overlay(state)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             results = ledger.apply_block(view, ctx, txs)
             best[asset] = min(best[asset], time.perf_counter() - start)
+            best_cpu[asset] = min(best_cpu[asset], time.process_time() - start_cpu)
             assert all(r.is_ok for r in results), "every benchmark transfer must succeed"
     for asset in assets:
         count = len(built[asset][1])
         print(f"{count} {asset} transfers through apply_block: {count / best[asset]:,.0f} "
-              f"transfers/s ({best[asset] / count * 1e6:.1f} us per transfer, best of "
-              f"{args.repeat})")
+              f"transfers/s ({best[asset] / count * 1e6:.1f} us per transfer wall, "
+              f"{best_cpu[asset] / count * 1e6:.1f} us CPU, best of {args.repeat})")
     if args.both:
-        print(f"tier checks cost {(best['KGS'] / best['GOV'] - 1) * 100:+.1f} % per transfer")
+        print(f"tier checks cost {(best_cpu['KGS'] / best_cpu['GOV'] - 1) * 100:+.1f} % of "
+              f"a transfer's CPU time ({(best['KGS'] / best['GOV'] - 1) * 100:+.1f} % wall)")
 
 
 if __name__ == "__main__":

@@ -151,14 +151,36 @@ def put_asset_rules(view: Overlay, symbol: str, rules: TierPolicy) -> None:
     put_value(view, get_asset_rules_key(symbol), rules.to_value())
 
 
+_TIER_MEMO_SIZE = 65_536
+_decoded_tier_states: dict[bytes, tuple[int | None, tuple[tuple[int, int], ...]]] = {}
+"""Encoded account tier record -> its value: a memo of a pure function, filled by both
+directions, as for account records (ledger/accounts.py): read by every tiered payment."""
+
+
+def _memo_tier_state(data: bytes, value: tuple[int | None, tuple[tuple[int, int], ...]]
+                     ) -> None:
+    if len(_decoded_tier_states) >= _TIER_MEMO_SIZE:
+        _decoded_tier_states.clear()
+    _decoded_tier_states[data] = value
+
+
 def get_account_tier_state(view: StateReader, symbol: str, address: bytes
                            ) -> tuple[int | None, list[list[int]]]:
     """(the tier assigned, or None for the default; the rolling day's hourly buckets)."""
-    value = get_value(view, get_tier_key(symbol, address), "account tier")
-    if value is None:
+    data = view.get(get_tier_key(symbol, address))
+    if data is None:
         return None, []
-    assigned, buckets = value
-    return assigned, [[int(h), int(a)] for h, a in buckets]
+    value = _decoded_tier_states.get(data)
+    if value is None:
+        try:
+            assigned, buckets = codec.decode(data)
+            value = (None if assigned is None else int(assigned),
+                     tuple((int(h), int(a)) for h, a in buckets))
+        except (ChainError, TypeError, ValueError) as e:
+            raise CorruptStateError(f"tier record of {address.hex()} in {symbol} is bad: {e}"
+                                    ) from e
+        _memo_tier_state(data, value)
+    return value[0], [[h, a] for h, a in value[1]]
 
 
 def get_account_tier(view: StateReader, symbol: str, address: bytes, policy: TierPolicy
@@ -170,7 +192,9 @@ def get_account_tier(view: StateReader, symbol: str, address: bytes, policy: Tie
 def _put_account_tier_state(view: Overlay, symbol: str, address: bytes,
                             assigned: int | None, buckets: list[list[int]]) -> None:
     # Canonical by construction (nil or an int, a list of [int, int]): no walk over it.
-    view.put(get_tier_key(symbol, address), codec.pack_unchecked([assigned, buckets]))
+    data = codec.pack_unchecked([assigned, buckets])
+    _memo_tier_state(data, (assigned, tuple((h, a) for h, a in buckets)))
+    view.put(get_tier_key(symbol, address), data)
 
 
 def get_sweep_account(view: StateReader, symbol: str, address: bytes) -> bytes | None:
