@@ -35,8 +35,6 @@ DOMAIN_VOTE = "govchain/vote/v1"
 DOMAIN_HANDSHAKE = "govchain/handshake/v1"
 DOMAIN_VALIDATOR_ACCEPT = "govchain/validator-accept/v1"
 DOMAIN_RESERVE_REPORT = "govchain/reserve-report/v1"
-DOMAIN_BAR_LIST = "govchain/bar-list/v1"
-DOMAIN_TRAVEL_RULE = "govchain/travel-rule/v1"
 
 
 def compute_hash(data: bytes) -> Hash32:

@@ -17,15 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from chain import codec, merkle
-from chain.crypto import (
-    DOMAIN_BAR_LIST,
-    DOMAIN_RESERVE_REPORT,
-    DOMAIN_TRAVEL_RULE,
-    KeyPair,
-    signing_bytes,
-)
+from chain.crypto import DOMAIN_RESERVE_REPORT, KeyPair, signing_bytes
 from ledger.reserve import get_report_payload
 
+BAR_LEAF_TAG = "govchain/bar-list/v1"
+"""First element of every bar-list leaf (a hash input, not a signing domain)."""
+TRAVEL_RULE_TAG = "govchain/travel-rule/v1"
+"""First element of a travel-rule commitment's input (a hash input, not a signing domain)."""
 FINENESS_SCALE = 10_000
 """Fineness in parts per 10,000: 9999 is "four nines" gold."""
 TEXT_PATTERN = re.compile(r"[\x20-\x7e]{1,64}")
@@ -58,7 +56,7 @@ class Bar:
 
     def encode_leaf(self) -> bytes:
         """The canonical leaf: msgpack of [domain, serial, refiner, weight_mg, fineness, vault]."""
-        return codec.encode([DOMAIN_BAR_LIST, self.serial, self.refiner, self.weight_mg,
+        return codec.encode([BAR_LEAF_TAG, self.serial, self.refiner, self.weight_mg,
                              self.fineness, self.vault])
 
     @classmethod
@@ -143,10 +141,10 @@ def verify_bar_proof(proof: Mapping[str, Any], bar_root: bytes) -> bool:
 def compute_travel_commitment(record: Mapping[str, Any], salt: bytes) -> bytes:
     """The 32 bytes a provider-to-provider transfer carries as `travel_rule`.
 
-    sha256 of canonical msgpack [DOMAIN_TRAVEL_RULE, salt, record]; the record is the
+    sha256 of canonical msgpack [TRAVEL_RULE_TAG, salt, record]; the record is the
     IVMS 101 originator/beneficiary data as a map of text, the salt (at least 16 random
     bytes) keeps it from being guessed from the commitment. Both travel off-chain.
     """
     if len(salt) < 16:
         raise ValueError("the salt must be at least 16 random bytes")
-    return hashlib.sha256(codec.encode([DOMAIN_TRAVEL_RULE, salt, dict(record)])).digest()
+    return hashlib.sha256(codec.encode([TRAVEL_RULE_TAG, salt, dict(record)])).digest()
