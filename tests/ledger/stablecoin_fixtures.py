@@ -38,7 +38,8 @@ def make_stablecoin_genesis() -> Genesis:
         {"role": "kyc", "scope": "KGS", "address": PROVIDER2.address.hex()}]}
     app_state["tiers"] = {"assets": {"KGS": {"default": BASIC, "tiers": TIERS}}}
     accounts = (*base.accounts, GenesisAccount(PROVIDER.address, {"KGS": 150_000}),
-                GenesisAccount(PROVIDER2.address, {}), GenesisAccount(CITIZEN.address, {}))
+                GenesisAccount(PROVIDER2.address, {}), GenesisAccount(CITIZEN.address, {}),
+                GenesisAccount(SAVINGS.address, {}))
     return dataclasses.replace(base, accounts=accounts, app_state=app_state)
 
 

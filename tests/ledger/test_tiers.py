@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ledger.accounts import get_balance
 from ledger.tiers import HOUR_MS, get_account_tier_info, get_holder_count, get_tier_info
 from tests.ledger.app_fixtures import (
@@ -149,3 +152,60 @@ def test_invalid_tiers_after_the_first_mint_are_refused(coin: App) -> None:
     result = coin.do(VALIDATORS[0], "propose", {"action": "set_default_tier", "args": {
         "asset": "KGS", "tier": VERIFIED}, "expiry_height": coin.height + 100})
     assert result.code == "invalid_param"  # BASIC holders would change tier silently
+
+
+def test_invalid_sweep_into_a_linked_account_over_its_own_limit(coin: App) -> None:
+    coin.ok(PROVIDER, "tier_sweep", {"asset": "KGS", "linked": CITIZEN.address})
+    coin.ok(PROVIDER, "tier_assign", {"asset": "KGS", "account": CITIZEN.address,
+                                      "tier": BLOCKED})
+    pay(coin, HOLDER, PROVIDER.address, 50_001 - 1)  # 199,999: fits
+    pay(coin, HOLDER, PROVIDER.address, 2, "not_allowed_to_hold")  # the excess cannot land
+    assert get_balance(coin.state, CITIZEN.address, "KGS") == 0
+    coin.ok(PROVIDER, "tier_sweep", {"asset": "KGS", "linked": PROVIDER.address})  # unlink
+    pay(coin, HOLDER, PROVIDER.address, 2, "tier_balance_limit")
+
+
+def test_invalid_tier_governance_arguments(coin: App) -> None:
+    good = {"asset": "KGS", "tier": 4, "balance_limit": 1, "payment_limit": 1,
+            "daily_limit": 1}
+    for bad in ({**good, "balance_limit": -1}, {**good, "daily_limit": True},
+                {**good, "tier": 256}, {**good, "payment_limit": "1"},
+                {k: v for k, v in good.items() if k != "daily_limit"}):
+        result = coin.do(VALIDATORS[0], "propose", {"action": "set_tier", "args": bad,
+                                                   "expiry_height": coin.height + 100})
+        assert result.code == "malformed_fields", bad
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["pay", "mint", "burn", "assign", "link"]),
+                          st.integers(0, 3), st.integers(0, 3),
+                          st.integers(1, 120_000)), max_size=25))
+def test_holder_counts_match_the_balances_whatever_happens(ops: list) -> None:
+    """Property: after any mix of payments, mints, burns, assignments and sweep links
+    (accepted or refused), each tier's holder count is the number of its accounts
+    holding KGS."""
+    app = make_app(make_stablecoin_genesis())
+    people = [HOLDER, PROVIDER, CITIZEN, SAVINGS]
+    tiers = [BASIC, VERIFIED, BASIC, BLOCKED]
+    for kind, a, b, amount in ops:
+        if kind == "pay":
+            app.do(people[a], "transfer", {"to": people[b].address, "asset": "KGS",
+                                           "amount": amount})
+        elif kind == "mint":
+            app.do(ISSUER, "mint", {"asset": "KGS", "to": people[a].address,
+                                    "amount": amount})
+        elif kind == "burn":
+            app.do(people[a], "burn", {"asset": "KGS", "amount": amount})
+        elif kind == "link":
+            app.do(people[a], "tier_sweep", {"asset": "KGS", "linked": people[b].address})
+        else:
+            app.do(PROVIDER, "tier_assign", {"asset": "KGS", "account": people[a].address,
+                                             "tier": tiers[b]})
+        expected: dict[int, int] = {}
+        for person in people:
+            info = get_account_tier_info(app.state, "KGS", person.address, 0)
+            assert info is not None
+            if get_balance(app.state, person.address, "KGS"):
+                expected[info["tier"]] = expected.get(info["tier"], 0) + 1
+        for tier in (0, BASIC, VERIFIED, BLOCKED):
+            assert get_holder_count(app.state, "KGS", tier) == expected.get(tier, 0)
