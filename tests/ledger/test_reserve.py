@@ -17,7 +17,7 @@ from sdk.stablecoin import (
     compute_bar_root,
     verify_bar_proof,
 )
-from tests.ledger.app_fixtures import AUDITOR, CHAIN_ID, ISSUER, OTHER, REPORT, T0, App
+from tests.ledger.app_fixtures import AUDITOR, CHAIN_ID, ISSUER, OTHER, REPORT, T0, VALIDATORS, App
 from tests.ledger.stablecoin_fixtures import coin, govern
 
 __all__ = ["coin"]
@@ -125,3 +125,29 @@ def test_bar_proof_shows_a_bar_in_the_attested_list() -> None:
     assert not verify_bar_proof({**proof, "bar": {**proof["bar"], "weight_mg": 1}}, root)
     assert not verify_bar_proof({**proof, "index": 0}, root)
     assert not verify_bar_proof({"bar": "junk"}, root)
+
+
+def test_a_withdrawn_report_key_no_longer_signs(coin: App) -> None:
+    register(coin)
+    govern(coin, "register_auditor_key", {"asset": "KGS", "auditor": AUDITOR.address,
+                                          "public_key": REPORT_KEY.public_key,
+                                          "registered": False})
+    coin.assert_fails(AUDITOR, "attest", gold(coin), "unregistered_auditor_key")
+
+
+def test_invalid_report_key_for_an_account_that_is_not_auditor(coin: App) -> None:
+    result = coin.do(VALIDATORS[0], "propose", {
+        "action": "register_auditor_key", "expiry_height": coin.height + 100,
+        "args": {"asset": "KGS", "auditor": ISSUER.address,
+                 "public_key": REPORT_KEY.public_key, "registered": True}})
+    assert result.code == "missing_role"
+    result = coin.do(VALIDATORS[0], "propose", {
+        "action": "set_reserve_policy", "expiry_height": coin.height + 100,
+        "args": {"asset": "GOV", "max_age_ms": 1, "units_per_fine_mg": 1}})
+    assert result.code == "not_reserve_backed"
+
+
+def test_a_report_key_of_one_auditor_does_not_sign_for_another(coin: App) -> None:
+    register(coin)
+    govern(coin, "grant_role", {"role": "auditor", "scope": "KGS", "address": OTHER.address})
+    coin.assert_fails(OTHER, "attest", gold(coin), "unregistered_auditor_key")

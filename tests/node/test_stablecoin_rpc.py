@@ -22,6 +22,7 @@ from chain.tx import Transaction
 from cli.ledger import add_dev_ledger
 from cli.main import main as cli_main
 from cli.service import NodeService
+from node.config import write_key_file
 from rpc.metrics import parse_exposition
 from sdk import AsyncClient
 from sdk.stablecoin import Bar, build_attestation, compute_bar_root
@@ -206,3 +207,22 @@ def test_barlist_commands_root_proof_verify(tmp_path) -> None:
     assert json.loads(run_cli(["barlist", "verify", str(proof), "--root",
                                    root["bar_root"], "--json"])) == {"verified": True}
     assert cli_main(["barlist", "verify", str(proof), "--root", "00" * 32]) == 1
+
+
+def test_attest_gold_refuses_to_sign_a_bar_list_that_does_not_add_up(tmp_path, capsys
+                                                                     ) -> None:
+    bars = tmp_path / "bars.json"
+    bars.write_text(json.dumps([{"serial": b.serial, "refiner": b.refiner,
+                                 "weight_mg": b.weight_mg, "fineness": b.fineness,
+                                 "vault": b.vault} for b in BARS]))
+    write_key_file(tmp_path / "auditor.json", AUDITOR)
+    write_key_file(tmp_path / "report.json", REPORT_KEY)
+    argv = ["tx", "attest-gold", "--asset", "KGS", "--bar-list", str(bars),
+            "--fine-weight-mg", str(FINE + 1), "--units-per-fine-mg", "10",
+            "--report-hash", "00" * 32, "--timestamp-ms", "1", "--report-key",
+            str(tmp_path / "report.json"), "--key", str(tmp_path / "auditor.json"),
+            "--chain-id", CHAIN_ID, "--out", str(tmp_path / "tx.json"),
+            "--rpc", "http://127.0.0.1:9"]
+    assert cli_main(argv) == 1
+    assert "refusing to sign" in capsys.readouterr().err
+    assert not (tmp_path / "tx.json").exists()
