@@ -167,9 +167,15 @@ def _memo_tier_state(data: bytes, value: tuple[int | None, tuple[tuple[int, int]
 def get_account_tier_state(view: StateReader, symbol: str, address: bytes
                            ) -> tuple[int | None, list[list[int]]]:
     """(the tier assigned, or None for the default; the rolling day's hourly buckets)."""
+    assigned, buckets = _get_tier_record(view, symbol, address)
+    return assigned, [[h, a] for h, a in buckets]
+
+
+def _get_tier_record(view: StateReader, symbol: str, address: bytes
+                     ) -> tuple[int | None, tuple[tuple[int, int], ...]]:
     data = view.get(get_tier_key(symbol, address))
     if data is None:
-        return None, []
+        return None, ()
     value = _decoded_tier_states.get(data)
     if value is None:
         try:
@@ -180,13 +186,13 @@ def get_account_tier_state(view: StateReader, symbol: str, address: bytes
             raise CorruptStateError(f"tier record of {address.hex()} in {symbol} is bad: {e}"
                                     ) from e
         _memo_tier_state(data, value)
-    return value[0], [[h, a] for h, a in value[1]]
+    return value
 
 
 def get_account_tier(view: StateReader, symbol: str, address: bytes, policy: TierPolicy
                      ) -> int:
-    assigned, _buckets = get_account_tier_state(view, symbol, address)
-    return policy.default_tier if assigned is None else int(assigned)
+    assigned = _get_tier_record(view, symbol, address)[0]
+    return policy.default_tier if assigned is None else assigned
 
 
 def _put_account_tier_state(view: Overlay, symbol: str, address: bytes,
@@ -231,19 +237,20 @@ def validate_payment_limits(view: Overlay, timestamp_ms: int, policy: TierPolicy
 
     Returns the sender's tier (read with its rolling day, in one record).
     """
-    assigned, buckets = get_account_tier_state(view, symbol, address)
-    tier = policy.default_tier if assigned is None else int(assigned)
+    assigned, recorded = _get_tier_record(view, symbol, address)
+    tier = policy.default_tier if assigned is None else assigned
     limits = policy.get_limits(tier)
     if amount > limits.payment_limit:
         raise TierPaymentLimitError(
             f"a payment of {amount} {symbol} exceeds the per-payment limit "
             f"{limits.payment_limit} of tier {limits.tier}")
-    buckets, spent = get_day_buckets(buckets, timestamp_ms)
+    hour = timestamp_ms // HOUR_MS
+    buckets = [[h, a] for h, a in recorded if h > hour - DAY_HOURS]
+    spent = sum(a for _h, a in buckets)
     if spent + amount > limits.daily_limit:
         raise TierDailyLimitError(
             f"account {address.hex()} sent {spent} {symbol} in the rolling day; {amount} more "
             f"exceeds the daily limit {limits.daily_limit} of tier {limits.tier}")
-    hour = timestamp_ms // HOUR_MS
     if buckets and buckets[-1][0] == hour:
         buckets[-1][1] += amount
     else:
