@@ -34,6 +34,7 @@ DOMAIN_PROPOSAL = "govchain/proposal/v1"
 DOMAIN_VOTE = "govchain/vote/v1"
 DOMAIN_HANDSHAKE = "govchain/handshake/v1"
 DOMAIN_VALIDATOR_ACCEPT = "govchain/validator-accept/v1"
+DOMAIN_RESERVE_REPORT = "govchain/reserve-report/v1"
 
 
 def compute_hash(data: bytes) -> Hash32:

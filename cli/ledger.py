@@ -25,7 +25,7 @@ from sdk import Client
 from sdk.tx import load_tx_file, save_tx_file
 
 BYTES_FIELDS = frozenset({"to", "account", "address", "issuer", "public_key", "new_public_key",
-                          "report_hash", "doc_hash", "signature"})
+                          "report_hash", "doc_hash", "signature", "auditor", "linked"})
 """Fields given as hex on the command line and carried as bytes in the transaction."""
 
 LEDGER_QUERIES = ("asset", "attestations", "record", "record-history", "namespace",
@@ -211,6 +211,11 @@ def _add_tx_arguments(name: str, p: argparse.ArgumentParser) -> None:
             p.add_argument("--doc-hash", help="sha256 of the document, hex")
             p.add_argument("--meta", action="append", metavar="NAME=TEXT",
                            help="a metadata entry; repeatable")
+    add_common_tx_arguments(p)
+
+
+def add_common_tx_arguments(p: argparse.ArgumentParser) -> None:
+    """--key, --sender, --nonce, --chain-id, --out, --no-wait, --rpc: every tx command's."""
     p.add_argument("--key", required=True, help="signer's key file")
     p.add_argument("--passphrase-file", help="passphrase of an encrypted --key (else "
                    "$GOVCHAIN_KEY_PASSPHRASE(_FILE) or a prompt)")
@@ -223,7 +228,7 @@ def _add_tx_arguments(name: str, p: argparse.ArgumentParser) -> None:
     add_rpc_option(p)
 
 
-def _make_tx_command(tx_type: str, build: Callable[[argparse.Namespace], dict[str, Any]]
+def make_tx_command(tx_type: str, build: Callable[[argparse.Namespace], dict[str, Any]]
                      ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         result = _submit_or_save(args, tx_type, build(args))
@@ -343,7 +348,7 @@ def add_ledger_commands(sub: Any) -> None:
     for name, (tx_type, summary, build) in TX_COMMANDS.items():
         p = tx_sub.add_parser(name, help=summary)
         _add_tx_arguments(name, p)
-        p.set_defaults(func=_make_tx_command(tx_type, build))
+        p.set_defaults(func=make_tx_command(tx_type, build))
     # `tx sign` (offline co-signing) and `tx send-file` / `tx submit` are the SDK's
     # (node/cli_sdk.py), over the same tx file format.
 
@@ -493,5 +498,19 @@ def add_dev_ledger(genesis: Genesis, accounts: list[KeyPair], balance: int) -> G
                    app_state={**genesis.app_state, **app_state})
 
 
-__all__ = ["LedgerCliError", "add_dev_ledger", "add_ledger_commands", "decode_json_fields",
-           "read_tx_file", "write_tx_file"]
+parse_hex = _hex
+print_doc = _print
+"""For the other ledger command modules (cli/stablecoin.py)."""
+
+__all__ = [
+    "LedgerCliError",
+    "add_common_tx_arguments",
+    "add_dev_ledger",
+    "add_ledger_commands",
+    "decode_json_fields",
+    "make_tx_command",
+    "parse_hex",
+    "print_doc",
+    "read_tx_file",
+    "write_tx_file",
+]

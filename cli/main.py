@@ -38,6 +38,7 @@ from cli.options import (
 from cli.private import add_private_commands
 from cli.proof import ProofCliError, add_proof_commands
 from cli.sdk import add_json_everywhere, add_sdk_commands, render, submit_and_show
+from cli.stablecoin import add_stablecoin_commands
 from node.config import NodeConfig, init_home, read_key_file, write_key_file
 from node.errors import NodeError
 from sdk import Client, RpcClientError, UnreachableError
@@ -266,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_proof_commands(sub)  # proof, verify, verify-document (cli/proof.py)
     add_ledger_commands(sub)  # ledger tx types, queries, verify-record (node/cli_ledger.py)
     add_private_commands(sub)  # private registry records (cli/private.py)
+    add_stablecoin_commands(sub)  # tiers, gold attestations, redemption, report supply
     try:
         from devnet.cli import add_devnet_parser
     except ImportError:  # pragma: no cover - devnet is part of the distribution

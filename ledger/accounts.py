@@ -24,14 +24,28 @@ from ledger.errors import (
     CorruptStateError,
     InsufficientBalanceError,
     InvalidGenesisStateError,
+    NotAllowedToHoldError,
+    TierBalanceLimitError,
     UnknownAssetError,
 )
 from ledger.interface import BlockContext, Event, TxHandler
 from ledger.keys import get_account_key, get_asset_key, get_balance_key, get_freeze_key
 from ledger.state import Overlay, StateReader
+from ledger.tiers import (
+    TierLimits,
+    TierPolicy,
+    apply_holder_count,
+    compute_excess,
+    get_account_tier,
+    get_asset_rules,
+    get_sweep_account,
+    validate_payment_limits,
+)
+from ledger.travel import TRAVEL_RULE_FIELD, validate_travel_rule
 
 TRANSFER = "transfer"
 TRANSFER_FIELDS = frozenset({"to", "asset", "amount"})
+TRANSFER_OPTIONAL_FIELDS = frozenset({TRAVEL_RULE_FIELD})
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +133,9 @@ def validate_not_frozen(view: StateReader, address: bytes, asset: str) -> None:
             f"receive it until the asset's compliance officer unfreezes it")
 
 
-def apply_debit(view: Overlay, address: bytes, asset: str, amount: int) -> None:
-    """Take `amount` of `asset` from `address`; raises InsufficientBalanceError.
+def apply_debit(view: Overlay, address: bytes, asset: str, amount: int) -> int:
+    """Take `amount` of `asset` from `address` and return what it holds now; raises
+    InsufficientBalanceError.
 
     Raises AccountFrozenError when `address` is frozen for `asset`: every value move
     goes through here, so a freeze holds for transfers, burns and any later module.
@@ -133,16 +148,18 @@ def apply_debit(view: Overlay, address: bytes, asset: str, amount: int) -> None:
     key = get_balance_key(address, asset)
     if balance > amount:
         view.put(key, codec.encode(balance - amount))
-        return
+        return balance - amount
     view.delete(key)
     record = get_account_record(view, address)
     assert record is not None, "a non-zero balance implies an account record"
     assets = tuple(a for a in record.assets if a != asset)
     put_account_record(view, address, AccountRecord(record.nonce, assets))
+    return 0
 
 
-def apply_credit(view: Overlay, address: bytes, asset: str, amount: int) -> None:
-    """Give `amount` of `asset` to `address`, creating its account if need be.
+def apply_credit(view: Overlay, address: bytes, asset: str, amount: int) -> int:
+    """Give `amount` of `asset` to `address`, creating its account if need be; return
+    the balance it held before.
 
     Raises AccountFrozenError when `address` is frozen for `asset`.
     """
@@ -153,16 +170,91 @@ def apply_credit(view: Overlay, address: bytes, asset: str, amount: int) -> None
             f"account {address.hex()} would hold more than {f.MAX_AMOUNT} {asset}")
     view.put(get_balance_key(address, asset), codec.encode(balance + amount))
     if balance:
-        return
+        return balance
     record = get_account_record(view, address) or EMPTY_ACCOUNT
     assets = list(record.assets)
     bisect.insort(assets, asset)
     put_account_record(view, address, AccountRecord(record.nonce, tuple(assets)))
+    return 0
+
+
+# ------------------------------------------------------------------ tier rules
+
+
+def _raise_over_limit(limits: TierLimits, address: bytes, asset: str, amount: int) -> None:
+    if limits.balance_limit == 0:
+        raise NotAllowedToHoldError(
+            f"account {address.hex()} is in tier {limits.tier} of {asset}, which may not hold "
+            f"it: a licensed provider must assign it a tier first")
+    raise TierBalanceLimitError(
+        f"crediting {amount} {asset} would take account {address.hex()} above the balance "
+        f"limit {limits.balance_limit} of tier {limits.tier}; name a linked account "
+        f"(tier_sweep) to receive the excess")
+
+
+def apply_tiered_debit(view: Overlay, ctx: BlockContext, asset: str, address: bytes,
+                       amount: int, *, payment: bool, policy: TierPolicy | None) -> None:
+    """apply_debit, then the sender's tier: payment limits (for a payment) and counts.
+
+    `policy` is `get_tier_policy(view, asset)`, read once by the caller.
+    """
+    left = apply_debit(view, address, asset, amount)
+    if policy is None:
+        return
+    if payment:
+        tier = validate_payment_limits(view, ctx.timestamp_ms, policy, asset, address, amount)
+    else:
+        tier = get_account_tier(view, asset, address, policy)
+    if left == 0:
+        apply_holder_count(view, asset, tier, -1)
+
+
+def _apply_limited_credit(view: Overlay, policy: TierPolicy, asset: str, address: bytes,
+                          amount: int, *, sweep: bool) -> list[Event]:
+    old = apply_credit(view, address, asset, amount)
+    tier = get_account_tier(view, asset, address, policy)
+    limits = policy.get_limits(tier)
+    excess = compute_excess(limits, old, amount)
+    events: list[Event] = []
+    final = old + amount
+    if excess:
+        linked = get_sweep_account(view, asset, address) if sweep else None
+        if linked is None:
+            _raise_over_limit(limits, address, asset, amount)
+        assert linked is not None
+        final = apply_debit(view, address, asset, excess)
+        events = _apply_limited_credit(view, policy, asset, linked, excess, sweep=False)
+        events.insert(0, Event("swept", {"amount": excess, "asset": asset, "from": address,
+                                         "to": linked}))
+    if old == 0 and final:
+        apply_holder_count(view, asset, tier, +1)
+    return events
+
+
+def apply_tiered_credit(view: Overlay, asset: str, address: bytes, amount: int, *,
+                        policy: TierPolicy | None) -> list[Event]:
+    """apply_credit within the recipient's tier balance limit.
+
+    What would exceed the limit goes to the recipient's linked account (one hop: the
+    linked account's own limit holds, its own link is not followed), else the credit is
+    refused: `not_allowed_to_hold` for a tier whose limit is 0, `tier_balance_limit`
+    otherwise. Returns the `swept` event, if any.
+    """
+    if policy is None:
+        apply_credit(view, address, asset, amount)
+        return []
+    return _apply_limited_credit(view, policy, asset, address, amount, sweep=True)
+
+
+# ------------------------------------------------------------------ transfer
 
 
 def validate_transfer_fields(fields: Mapping[str, Any]) -> None:
-    """`to`: 20-byte address; `asset`: asset symbol; `amount`: whole number > 0."""
-    f.validate_field_names(fields, TRANSFER_FIELDS)
+    """`to`: 20-byte address; `asset`: asset symbol; `amount`: whole number > 0;
+    optional `travel_rule`: the 32-byte commitment of ledger/travel.py."""
+    if fields.keys() != TRANSFER_FIELDS:
+        f.validate_field_names_optional(fields, TRANSFER_FIELDS, TRANSFER_OPTIONAL_FIELDS)
+        f.expect_bytes(fields, TRAVEL_RULE_FIELD, size=32)
     f.expect_address(fields, "to")
     f.expect_asset(fields, "asset")
     f.expect_amount(fields, "amount")
@@ -189,11 +281,20 @@ def apply_transfer(view: Overlay, ctx: BlockContext, tx: Transaction) -> list[Ev
     to: Address = tx.fields["to"]
     asset: str = tx.fields["asset"]
     amount: int = tx.fields["amount"]
+    commitment: bytes | None = tx.fields.get(TRAVEL_RULE_FIELD)
     validate_asset_exists(view, asset)  # else it would fail as insufficient_balance
-    apply_debit(view, tx.sender, asset, amount)
-    apply_credit(view, to, asset, amount)
-    return [Event("transferred",
-                  {"amount": amount, "asset": asset, "from": tx.sender, "to": to})]
+    rules = get_asset_rules(view, asset)  # tiers and travel rule: one read
+    policy = None
+    if rules is not None:
+        validate_travel_rule(view, rules, asset, tx.sender, to, amount, commitment)
+        policy = rules if rules.tiered else None
+    apply_tiered_debit(view, ctx, asset, tx.sender, amount, payment=True, policy=policy)
+    swept = apply_tiered_credit(view, asset, to, amount, policy=policy)
+    attributes: dict[str, bytes | str | int] = {"amount": amount, "asset": asset,
+                                                "from": tx.sender, "to": to}
+    if commitment is not None:
+        attributes[TRAVEL_RULE_FIELD] = commitment
+    return [Event("transferred", attributes), *swept]
 
 
 def validate_genesis_accounts(genesis: Genesis) -> None:

@@ -16,7 +16,7 @@ from chain.crypto import HASH_SIZE
 from chain.genesis import Genesis
 from chain.tx import Transaction
 from ledger import fields as f
-from ledger.accounts import apply_credit, apply_debit, get_balance, is_frozen
+from ledger.accounts import apply_tiered_credit, apply_tiered_debit, get_balance, is_frozen
 from ledger.errors import (
     AlreadyFrozenError,
     AssetExistsError,
@@ -31,6 +31,12 @@ from ledger.errors import (
 )
 from ledger.interface import BlockContext, Event, TxHandler
 from ledger.keys import get_asset_key, get_attestation_key, get_freeze_key
+from ledger.reserve import (
+    GOLD_FIELDS,
+    validate_attestation_fresh,
+    validate_gold_attestation,
+    validate_gold_fields,
+)
 from ledger.roles import (
     AUDITOR,
     COMPLIANCE,
@@ -40,6 +46,7 @@ from ledger.roles import (
     validate_role,
 )
 from ledger.state import Overlay, StateReader, get_value, put_value
+from ledger.tiers import get_tier_policy
 
 MINT = "mint"
 BURN = "burn"
@@ -154,9 +161,14 @@ def apply_mint(view: Overlay, ctx: BlockContext, tx: Transaction) -> list[Event]
         raise ReserveExceededError(
             f"minting {amount} {symbol} would make the supply {supply}, above the attested "
             f"reserve {record.reserve}; the auditor must attest a larger reserve first")
-    apply_credit(view, to, symbol, amount)
+    if record.reserve_backed:
+        latest = (get_attestation(view, symbol, record.attestations - 1)
+                  if record.attestations else None)
+        validate_attestation_fresh(view, ctx, symbol, latest)
+    swept = apply_tiered_credit(view, symbol, to, amount, policy=get_tier_policy(view, symbol))
     put_asset_record(view, symbol, record.replace(supply=supply))
-    return [Event("minted", {"asset": symbol, "to": to, "amount": amount, "supply": supply})]
+    return [Event("minted", {"asset": symbol, "to": to, "amount": amount, "supply": supply}),
+            *swept]
 
 
 def validate_burn_fields(fields: Mapping[str, Any]) -> None:
@@ -169,7 +181,8 @@ def apply_burn(view: Overlay, ctx: BlockContext, tx: Transaction) -> list[Event]
     """A holder (the issuer included) destroys `amount` of its own balance: a redemption."""
     symbol, amount = tx.fields["asset"], tx.fields["amount"]
     record = get_existing_asset(view, symbol)
-    apply_debit(view, tx.sender, symbol, amount)
+    apply_tiered_debit(view, ctx, symbol, tx.sender, amount, payment=False,
+                       policy=get_tier_policy(view, symbol))
     if record.supply < amount:
         raise CorruptStateError(f"supply of {symbol} is below a holder's balance")
     supply = record.supply - amount
@@ -181,9 +194,14 @@ def apply_burn(view: Overlay, ctx: BlockContext, tx: Transaction) -> list[Event]
 # ------------------------------------------------------------------ reserve attestations
 
 
+ATTEST_FIELDS = frozenset({"asset", "reserve", "report_hash", "timestamp_ms"})
+
+
 def validate_attest_fields(fields: Mapping[str, Any]) -> None:
-    f.validate_field_names(fields, frozenset({"asset", "reserve", "report_hash",
-                                              "timestamp_ms"}))
+    """The reserve figures; optionally (required under a reserve policy) the gold fields
+    of ledger/reserve.py: bar_root, fine_weight_mg, bar_count, report_key and signature."""
+    f.validate_field_names_optional(fields, ATTEST_FIELDS, GOLD_FIELDS)
+    validate_gold_fields(fields)
     f.expect_asset(fields, "asset")
     f.expect_int(fields, "reserve", 0, f.MAX_AMOUNT)
     f.expect_bytes(fields, "report_hash", size=HASH_SIZE)
@@ -212,6 +230,7 @@ def apply_attest(view: Overlay, ctx: BlockContext, tx: Transaction) -> list[Even
     if timestamp_ms > ctx.timestamp_ms:
         raise StaleAttestationError(
             f"attestation time {timestamp_ms} is after the block time {ctx.timestamp_ms}")
+    validate_gold_attestation(view, ctx, symbol, tx.sender, tx.fields)
     if record.attestations:
         previous = get_attestation(view, symbol, record.attestations - 1)
         if previous is None:
@@ -221,14 +240,20 @@ def apply_attest(view: Overlay, ctx: BlockContext, tx: Transaction) -> list[Even
                 f"attestation time {timestamp_ms} is not after the previous one "
                 f"{previous['timestamp_ms']}")
     index = record.attestations
-    put_value(view, get_attestation_key(symbol, index), {
-        "index": index, "reserve": reserve, "report_hash": report_hash,
-        "timestamp_ms": timestamp_ms, "height": ctx.height, "auditor": tx.sender,
-        "supply": record.supply})
+    attestation = {"index": index, "reserve": reserve, "report_hash": report_hash,
+                   "timestamp_ms": timestamp_ms, "height": ctx.height, "auditor": tx.sender,
+                   "supply": record.supply}
+    attributes: dict[str, bytes | str | int] = {
+        "asset": symbol, "index": index, "reserve": reserve, "report_hash": report_hash,
+        "supply": record.supply, "shortfall": max(0, record.supply - reserve)}
+    if "bar_root" in tx.fields:
+        gold = {name: tx.fields[name] for name in ("bar_root", "fine_weight_mg", "bar_count",
+                                                   "report_key")}
+        attestation.update(gold)
+        attributes.update(gold)
+    put_value(view, get_attestation_key(symbol, index), attestation)
     put_asset_record(view, symbol, record.replace(reserve=reserve, attestations=index + 1))
-    return [Event("attested", {"asset": symbol, "index": index, "reserve": reserve,
-                               "report_hash": report_hash, "supply": record.supply,
-                               "shortfall": max(0, record.supply - reserve)})]
+    return [Event("attested", attributes)]
 
 
 # ------------------------------------------------------------------ freeze

@@ -383,3 +383,84 @@ class TxNotApplicable(LedgerError):
         super().__init__(cause.code, where + cause.message)
         self.cause = cause
         self.index = index
+
+
+# Stablecoin rules: identity tiers, gold attestations, redemptions, the travel rule.
+
+
+class TierBalanceLimitError(_CodedError):
+    """Raised when a credit would leave an account above its tier's balance limit."""
+
+    CODE = "tier_balance_limit"
+
+
+class TierPaymentLimitError(_CodedError):
+    """Raised when a payment exceeds the sender's tier's per-payment limit."""
+
+    CODE = "tier_payment_limit"
+
+
+class TierDailyLimitError(_CodedError):
+    """Raised when a payment would take the sender's rolling-day total above its tier's limit."""
+
+    CODE = "tier_daily_limit"
+
+
+class NotAllowedToHoldError(_CodedError):
+    """Raised when an account whose tier has a zero balance limit would receive the asset."""
+
+    CODE = "not_allowed_to_hold"
+
+
+class UnknownTierError(_CodedError):
+    """Raised when a tier number is not defined for the asset."""
+
+    CODE = "unknown_tier"
+
+
+class AttestationExpiredError(_CodedError):
+    """Raised when a mint finds the latest attestation older than the asset's maximum age."""
+
+    CODE = "attestation_expired"
+
+
+class UnregisteredAuditorKeyError(_CodedError):
+    """Raised when a report is signed by a key not registered for that auditor and asset."""
+
+    CODE = "unregistered_auditor_key"
+
+
+class BadReportSignatureError(_CodedError):
+    """Raised when an attestation's report signature does not verify."""
+
+    CODE = "bad_report_signature"
+
+
+class AttestationIncompleteError(_CodedError):
+    """Raised when an asset with a reserve policy gets an attestation without the gold fields."""
+
+    CODE = "attestation_incomplete"
+
+
+class ReserveWeightMismatchError(_CodedError):
+    """Raised when the attested reserve is not the fine weight times the policy's rate."""
+
+    CODE = "reserve_weight_mismatch"
+
+
+class UnknownRedemptionError(_CodedError):
+    """Raised when a redemption request id names no request."""
+
+    CODE = "unknown_redemption"
+
+
+class RedemptionClosedError(_CodedError):
+    """Raised when settling a redemption request that was already paid or refused."""
+
+    CODE = "redemption_closed"
+
+
+class TravelRuleRequiredError(_CodedError):
+    """Raised when a provider-to-provider transfer at or above the threshold lacks a commitment."""
+
+    CODE = "travel_rule_required"

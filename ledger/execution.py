@@ -42,9 +42,11 @@ from ledger.keys import CHAIN_PARAMS_KEY, VALIDATOR_SET_KEY
 from ledger.multisig import MultisigModule
 from ledger.private import PrivateModule
 from ledger.recovery import RecoveryModule
+from ledger.redemption import RedemptionModule
 from ledger.registry import RegistryModule
 from ledger.roles import RolesModule
 from ledger.state import Overlay, StateReader
+from ledger.tiers import TiersModule
 from ledger.upgrades import Upgrade, apply_upgrade_due, get_pending_upgrade
 
 __all__ = ["OK", "BlockContext", "Event", "Ledger", "TxResult", "default_modules"]
@@ -52,8 +54,9 @@ __all__ = ["OK", "BlockContext", "Event", "Ledger", "TxResult", "default_modules
 
 def default_modules() -> list[LedgerModule]:
     """The modules of a govchain node, in genesis order."""
-    return [RecoveryModule(), AccountsModule(), MultisigModule(), AssetsModule(), RegistryModule(),
-            PrivateModule(), RolesModule(), GovernanceModule()]
+    return [RecoveryModule(), AccountsModule(), MultisigModule(), AssetsModule(), TiersModule(),
+            RedemptionModule(), RegistryModule(), PrivateModule(), RolesModule(),
+            GovernanceModule()]
 
 
 class Ledger:

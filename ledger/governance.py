@@ -2,9 +2,11 @@
 
 Actions: add_validator, remove_validator, replace_validator, grant_role, revoke_role,
 create_asset, create_namespace, set_param, schedule_upgrade, cancel_upgrade
-(ledger/upgrades.py). A proposal passes in the transaction whose vote brings
-the approvals of the validator set in force to floor(2n/3)+1 before its expiry
-height, and its action runs right there, so every node applies it at the same place.
+(ledger/upgrades.py), create_private_namespace (ledger/private.py), and the
+stablecoin's set_tier, set_default_tier, set_reserve_policy, register_auditor_key,
+set_travel_rule. A proposal passes in the transaction whose vote brings the approvals
+of the validator set in force to floor(2n/3)+1 before its expiry height, and its action
+runs right there, so every node applies it at the same place.
 A validator-set change is written to valset/v1, which certifies the *next* height.
 A candidate key must first prove possession (validator_accept) so that a mistyped or
 absent key cannot be voted in. Theory of operation and codes: docs/ledger.md.
@@ -64,8 +66,11 @@ from ledger.private import (
     validate_create_private_namespace_args,
 )
 from ledger.registry import apply_create_namespace, validate_create_namespace_args
+from ledger.reserve import GOVERNANCE_ACTIONS as RESERVE_ACTIONS
 from ledger.roles import GRANTABLE_ROLES, apply_grant_role, apply_revoke_role
 from ledger.state import Overlay, StateReader, get_value, put_value
+from ledger.tiers import GOVERNANCE_ACTIONS as TIER_ACTIONS
+from ledger.travel import GOVERNANCE_ACTIONS as TRAVEL_ACTIONS
 from ledger.upgrades import (
     CANCEL_UPGRADE,
     SCHEDULE_UPGRADE,
@@ -299,6 +304,7 @@ ACTIONS: dict[str, tuple[Callable[[Mapping[str, Any]], None], ActionApply]] = {
     CANCEL_UPGRADE: (validate_cancel_upgrade_args, apply_cancel_upgrade),
     CREATE_PRIVATE_NAMESPACE: (validate_create_private_namespace_args,
                                apply_create_private_namespace),
+    **TIER_ACTIONS, **RESERVE_ACTIONS, **TRAVEL_ACTIONS,
 }
 """Each action: a stateless check of its args, and its state transition."""
 

@@ -160,3 +160,59 @@ def get_candidate_key(public_key: bytes) -> bytes:
 def get_upgrade_key(name: str) -> bytes:
     assert "/" not in name
     return UPGRADE_PREFIX + name.encode()
+# Stablecoin tables: identity tiers, reserve policy, auditor report keys, redemptions,
+# travel-rule thresholds. Symbols exclude "/", addresses and ids have fixed sizes.
+
+ASSET_RULES_PREFIX = b"assetrules/v1/"
+"""assetrules/v1/<symbol> -> {"default", "tiered", "tiers": [[tier, balance, payment, daily]],
+"travel"}: the asset's identity tiers and travel-rule threshold (one read per transfer)."""
+TIER_PREFIX = b"tier/v1/"
+"""tier/v1/<symbol>/<address 20> -> [assigned tier or nil (the default), [[hour, amount
+sent], ...] of the rolling day]."""
+SWEEP_PREFIX = b"sweep/v1/"
+"""sweep/v1/<symbol>/<address 20> -> the linked account that takes what exceeds the limit."""
+TIER_COUNT_PREFIX = b"tiercount/v1/"
+"""tiercount/v1/<symbol>/<tier 2 BE> -> accounts of that tier with a non-zero balance."""
+RESERVE_POLICY_PREFIX = b"reservepolicy/v1/"
+"""reservepolicy/v1/<symbol> -> {"max_age_ms", "units_per_fine_mg"}."""
+AUDITOR_KEY_PREFIX = b"auditorkey/v1/"
+"""auditorkey/v1/<symbol>/<address 20> -> sorted report-signing public keys of an auditor."""
+REDEMPTION_PREFIX = b"redeem/v1/"
+"""redeem/v1/<symbol>/<id 8 BE> -> a redemption request and its outcome, ids from 1."""
+REDEMPTION_COUNT_PREFIX = b"redeemcount/v1/"
+"""redeemcount/v1/<symbol> -> the last redemption request id."""
+
+
+def get_asset_rules_key(symbol: str) -> bytes:
+    return ASSET_RULES_PREFIX + symbol.encode()
+
+
+def get_tier_key(symbol: str, address: bytes) -> bytes:
+    assert len(address) == ADDRESS_SIZE
+    return TIER_PREFIX + symbol.encode() + b"/" + address
+
+
+def get_sweep_key(symbol: str, address: bytes) -> bytes:
+    assert len(address) == ADDRESS_SIZE
+    return SWEEP_PREFIX + symbol.encode() + b"/" + address
+
+
+def get_tier_count_key(symbol: str, tier: int) -> bytes:
+    return TIER_COUNT_PREFIX + symbol.encode() + b"/" + tier.to_bytes(2, "big")
+
+
+def get_reserve_policy_key(symbol: str) -> bytes:
+    return RESERVE_POLICY_PREFIX + symbol.encode()
+
+
+def get_auditor_key_key(symbol: str, address: bytes) -> bytes:
+    assert len(address) == ADDRESS_SIZE
+    return AUDITOR_KEY_PREFIX + symbol.encode() + b"/" + address
+
+
+def get_redemption_key(symbol: str, request_id: int) -> bytes:
+    return REDEMPTION_PREFIX + symbol.encode() + b"/" + request_id.to_bytes(8, "big")
+
+
+def get_redemption_count_key(symbol: str) -> bytes:
+    return REDEMPTION_COUNT_PREFIX + symbol.encode()

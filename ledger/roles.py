@@ -1,6 +1,6 @@
 """Roles and permissions: which account may issue, audit, police an asset or write a registry.
 
-A role is (role, scope, account): "issuer", "auditor" and "compliance" are scoped to
+A role is (role, scope, account): "issuer", "auditor", "compliance" and "kyc" are scoped to
 an asset symbol, "writer" to a registry namespace. Only governance grants and revokes
 them (genesis may seed them). Every permissioned handler calls `validate_role` at
 execution time, never at admission only. The validator role is not stored here: it
@@ -41,9 +41,11 @@ COMPLIANCE = "compliance"
 WRITER = "writer"
 AUTHORITY = "authority"
 """Of a private namespace: may order the erasure of a record's payload (a court)."""
+KYC = "kyc"
 VALIDATOR = "validator"
 
-ASSET_ROLES = frozenset({ISSUER, AUDITOR, COMPLIANCE})
+ASSET_ROLES = frozenset({ISSUER, AUDITOR, COMPLIANCE, KYC})
+"""KYC: a licensed provider that assigns identity tiers (ledger/tiers.py)."""
 NAMESPACE_ROLES = frozenset({WRITER, AUTHORITY})
 GRANTABLE_ROLES = ASSET_ROLES | NAMESPACE_ROLES
 """Roles governance grants with grant_role; validators change with add/remove_validator."""

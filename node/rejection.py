@@ -85,6 +85,20 @@ class RejectionCode(StrEnum):
     UPGRADE_NOT_IMPLEMENTED = "upgrade_not_implemented"
     # The node (node/upgrades.py).
     HALTED_FOR_UPGRADE = "halted_for_upgrade"
+    # The stablecoin: tiers, gold attestations, redemptions, travel rule.
+    TIER_BALANCE_LIMIT = "tier_balance_limit"
+    TIER_PAYMENT_LIMIT = "tier_payment_limit"
+    TIER_DAILY_LIMIT = "tier_daily_limit"
+    NOT_ALLOWED_TO_HOLD = "not_allowed_to_hold"
+    UNKNOWN_TIER = "unknown_tier"
+    ATTESTATION_EXPIRED = "attestation_expired"
+    UNREGISTERED_AUDITOR_KEY = "unregistered_auditor_key"
+    BAD_REPORT_SIGNATURE = "bad_report_signature"
+    ATTESTATION_INCOMPLETE = "attestation_incomplete"
+    RESERVE_WEIGHT_MISMATCH = "reserve_weight_mismatch"
+    UNKNOWN_REDEMPTION = "unknown_redemption"
+    REDEMPTION_CLOSED = "redemption_closed"
+    TRAVEL_RULE_REQUIRED = "travel_rule_required"
 
     @property
     def is_permanent(self) -> bool:

@@ -8,19 +8,25 @@ changes node state.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
+from chain import codec
 from chain.vote import CommitCertificate
+from ledger.assets import AssetRecord, get_attestation
+from ledger.keys import ASSET_PREFIX
+from ledger.reserve import is_attestation_expired
 from node import __version__
 from node.errors import MempoolError
 from node.execution import ExecutedBlock
 from rpc.served import ServedNode
 
 Labels = tuple[tuple[str, str], ...]
+log = logging.getLogger("govchain.reserve")
 
 EXECUTION_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 ROUND_BUCKETS = (1, 2, 3, 5, 10)
@@ -123,6 +129,10 @@ class NodeMetrics:
                                   "Transactions refused at admission, by reason code.")
         self.txs_final = Family("govchain_txs_final_total", "counter",
                                 "Transactions in final blocks committed by this node.")
+        self.tx_failed = Family("govchain_tx_failed_total", "counter",
+                                "Transactions in final blocks that failed a ledger rule at "
+                                "execution, by reason code.")
+        self.reserve = ReserveWatch(service)
         self.proposer_misses = Family(
             "govchain_proposer_misses_total", "counter",
             "Rounds whose proposer's block was not finalized, by that proposer.")
@@ -155,6 +165,10 @@ class NodeMetrics:
         validator_set = self.service.node.store.get_validator_set(height)
         self.rounds.observe(certificate.round + 1)
         self.txs_final.inc(len(block.txs))
+        for result in executed.results:
+            if not result.is_ok:
+                self.tx_failed.inc(code=result.code)
+        self.reserve.on_commit(block.header.timestamp_ms)
         for round_ in range(certificate.round):
             proposer = validator_set.get_proposer(height, round_)
             self.proposer_misses.inc(validator=proposer.hex())
@@ -220,13 +234,68 @@ class NodeMetrics:
 
     def render(self) -> str:
         families: list[Family | Histogram] = [
-            *self._gauges(), self.tx_admitted, self.tx_rejected, self.txs_final,
+            *self._gauges(), *self.reserve.gauges(), self.tx_admitted, self.tx_rejected,
+            self.tx_failed, self.txs_final,
             self.proposer_misses, self.missed_certificates, self.last_signed, self.rounds,
             self.execution]
         lines: list[str] = []
         for family in families:
             lines.extend(family.render())
         return "\n".join(lines) + "\n"
+
+
+class ReserveWatch:
+    """The age of each reserve-backed asset's latest attestation, and whether it expired.
+
+    At each commit, an asset whose attestation went stale under its reserve policy is
+    logged once at WARNING (and once at INFO when a new attestation restores minting).
+    The gauges are read at scrape time against the head block's time.
+    """
+
+    def __init__(self, service: ServedNode) -> None:
+        self.service = service
+        self.expired: set[str] = set()
+
+    def _assets(self, now_ms: int) -> list[tuple[str, int, bool | None]]:
+        node = self.service.node
+        found = []
+        for key, value in node.store.iterate_state(ASSET_PREFIX):
+            record = AssetRecord.from_value(codec.decode(value))
+            if not record.reserve_backed:
+                continue
+            symbol = key[len(ASSET_PREFIX):].decode()
+            latest = (get_attestation(node.state, symbol, record.attestations - 1)
+                      if record.attestations else None)
+            age_ms = now_ms - int(latest["timestamp_ms"]) if latest else -1
+            found.append((symbol, age_ms,
+                          is_attestation_expired(node.state, symbol, latest, now_ms)))
+            if len(found) >= 64:  # bounded: governance creates assets, few are backed
+                break
+        return found
+
+    def on_commit(self, timestamp_ms: int) -> None:
+        for symbol, age_ms, expired in self._assets(timestamp_ms):
+            if expired and symbol not in self.expired:
+                self.expired.add(symbol)
+                log.warning("attestation of %s expired (age %d s): minting is refused "
+                            "until the auditor attests again", symbol, age_ms // 1000)
+            elif not expired and symbol in self.expired:
+                self.expired.discard(symbol)
+                log.info("attestation of %s is current again: minting resumes", symbol)
+
+    def gauges(self) -> list[Family]:
+        head = self.service.node.store.head_block()
+        now_ms = head.header.timestamp_ms if head else self.service.node.genesis.genesis_time_ms
+        age = Family("govchain_attestation_age_seconds", "gauge",
+                     "Age of the latest reserve attestation at the head block's time.")
+        expired = Family("govchain_attestation_expired", "gauge",
+                         "1 when the latest attestation is older than the asset's "
+                         "reserve policy allows (minting refused).")
+        for symbol, age_ms, is_expired in self._assets(now_ms):
+            age.set(max(age_ms, 0) / 1000, asset=symbol)
+            if is_expired is not None:
+                expired.set(1 if is_expired else 0, asset=symbol)
+        return [age, expired]
 
 
 def parse_exposition(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:

@@ -305,7 +305,27 @@ async function refreshChart() {
   const points = attestations.map((item) => ({ x: Number(item.height), supply: item.supply, reserve: item.reserve }));
   const height = state.status ? state.status.height : 0;
   points.push({ x: height, supply: coin.supply, reserve: coin.reserve });
-  state.chart = { coin, points, height };
+  let report = null;  // attestation age, expiry and bar-list root; older nodes lack it
+  try { report = await rpc("state_supply_report", { asset: coin.symbol }); } catch (error) { /* unavailable */ }
+  state.chart = { coin, points, height, report };
+}
+
+function formatAge(ms) {
+  const minutes = Math.max(0, Math.floor(Number(ms) / 60000));
+  if (minutes < 120) return `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  return hours < 48 ? `${hours} h` : `${Math.floor(hours / 24)} d`;
+}
+
+function attestationParts(report) {
+  const attestation = report && report.attestation;
+  if (!attestation) return [];
+  const parts = [el("br"), el("span", { id: "coin-attestation-age", text: tf("attestation_age", { age: formatAge(attestation.age_ms) }) })];
+  if (attestation.bar_root) {
+    parts.push(el("br"), `${t("bar_root")}: `, el("span", { id: "coin-bar-root", class: "root", text: attestation.bar_root }));
+  }
+  if (attestation.expired) parts.push(el("p", { id: "coin-expired", class: "expired", text: t("attestation_expired") }));
+  return parts;
 }
 
 function renderChart() {
@@ -324,6 +344,7 @@ function renderChart() {
     `${t("reserve")}: `, el("strong", { id: "coin-reserve", text: formatAsset(coin.reserve, coin.symbol) }),
     " ", el("span", { class: "hint", text: tf("as_of_block", { height: chart.height }) }),
     shortfall ? el("p", { class: "warning", text: t("shortfall") }) : null,
+    ...attestationParts(chart.report),
   ].filter((part) => part !== null));
   const width = 640, height = 180, left = 8, right = 8, top = 20, bottom = 22;
   const values = points.flatMap((p) => [Number(p.supply), Number(p.reserve)]);

@@ -34,6 +34,7 @@ from node.node import Node
 from rpc.dispatcher import NOT_FOUND, RpcDispatcher, RpcError, invalid_params
 from rpc.methods import specs
 from rpc.methods.private import describe_erasure
+from rpc.methods.stablecoin import register_stablecoin_methods
 from rpc.params import parse_hex, parse_int, to_json
 
 MAX_LIST = 1000
@@ -66,6 +67,7 @@ def register_ledger_methods(dispatcher: RpcDispatcher, node: Node) -> None:
       spec=specs.STATE_UPGRADE)
     r("state_roles", api.state_roles, ("address", "role", "scope"),
       "The roles of an account, or the holders of a role in a scope", spec=specs.STATE_ROLES)
+    register_stablecoin_methods(dispatcher, node)  # state_supply_report, state_tiers...
 
 
 def _parse_name(params: dict[str, Any], name: str) -> str:

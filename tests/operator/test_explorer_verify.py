@@ -26,7 +26,7 @@ from aiohttp import web
 
 from chain import codec, merkle
 from chain.block import BlockHeader
-from chain.crypto import KeyPair, compute_hash
+from chain.crypto import KeyPair, compute_address, compute_hash
 from chain.genesis import Genesis
 from chain.results import ResultLeaf, is_valid_result_proof, validate_result_leaf
 from chain.state_proof import StateProof, verify_state_proof
@@ -333,7 +333,32 @@ async def test_overview_names_kinds_and_the_stablecoin(ledger_chain: LedgerChain
         supply = await text_of(devtools, "#coin-supply")
         assert supply is not None and re.fullmatch(r"2\s000\s000,00 KGS", supply), supply
         await screenshot(devtools, "home-ky")
+        assert await devtools.evaluate("document.getElementById('coin-expired') === null")
+        # Governance gives KGS a reserve policy its attestation is already too old for:
+        # the panel says, in red, that minting stopped.
+        await expire_attestation(ledger_chain)
+        await devtools.call("Page.navigate", url=f"{ledger_chain.url}/explorer/?lang=en")
+        await devtools.wait_for("document.getElementById('coin-expired') !== null",
+                                "the expired attestation in the stablecoin panel")
+        assert await text_of(devtools, "#coin-expired") == en["attestation_expired"]
+        assert await devtools.evaluate(
+            "getComputedStyle(document.getElementById('coin-expired')).color") == \
+            "rgb(176, 0, 32)"
+        assert (await text_of(devtools, "#coin-attestation-age") or "").startswith(
+            "Reserve confirmed")
+        await screenshot(devtools, "home-expired")
         assert devtools.exceptions == [], devtools.exceptions
+
+
+async def expire_attestation(chain: LedgerChain) -> None:
+    validator = compute_address(VALIDATOR.public_key)
+    account = await chain.client.call("state_account", address=validator.hex())
+    status = await chain.client.call("node_status")
+    tx = Transaction(CHAIN_ID, validator, account["next_nonce"], "propose", {
+        "action": "set_reserve_policy", "expiry_height": status["height"] + 100,
+        "args": {"asset": "KGS", "max_age_ms": 1, "units_per_fine_mg": 1}})
+    result = await chain.client.submit(tx.with_signature(VALIDATOR), wait="final")
+    assert "proposal_passed" in [e["kind"] for e in result["events"]], result
 
 
 @pytest.mark.slow
