@@ -7,12 +7,16 @@ transfers at a set rate for a bounded time over JSON-RPC (round-robin over the n
 RPC, which is not shaped: each ministry's systems talk to their own node), follows final
 blocks on one node, and prints final tx/s, submit-to-final latency p50/p99, the
 interval between final blocks p50/p99, rounds past 0, and the segments the proxy lost.
+With `--full-nodes K` the devnet has K public full nodes in front of the validators
+(each 1 ms from its own validator, as far from the others as its validator is): the
+load goes to the full nodes' RPC only and finality is measured at a full node.
 
     python bench/bench_wan.py                                   # the profile above, 500 tx/s, 60 s
     python bench/bench_wan.py --min-delay 25ms --max-delay 25ms --jitter 0ms --no-slow
                                                                 # a 50 ms round trip, 1 % loss
     python bench/bench_wan.py --clear                           # the same load, links clear
     python bench/bench_wan.py --far-nodes 2                     # every quorum crosses 300 ms
+    python bench/bench_wan.py --full-nodes 2                    # load and finality at full nodes
 """
 
 from __future__ import annotations
@@ -47,17 +51,26 @@ def start_devnet(args: argparse.Namespace, root: Path) -> Manifest:
     params = {"block_interval_ms": args.block_interval_ms, "empty_block_interval_ms": 1000,
               **json.loads(args.params)}
     manifest = network.up(network.UpOptions(devnet_dir=root, nodes=args.nodes, base_port=0,
-                                            accounts=args.senders, params=params), report)
+                                            accounts=args.senders, params=params,
+                                            full_nodes=args.full_nodes), report)
     if args.clear:
         return manifest
     names = [node.name for node in manifest.nodes]
-    slow = None if args.no_slow else (names[0], names[-1])
+    validators = [node.name for node in manifest.nodes if node.validator]
+    sites = network.get_sites(manifest)
+    slow = None if args.no_slow else (validators[0], validators[-1])
     profile = make_wan_profile(names, seed=args.seed, min_delay_ms=args.min_delay,
                                max_delay_ms=args.max_delay, jitter_ms=args.jitter,
-                               loss=args.loss, slow_pair=slow, slow_delay_ms=args.slow_delay)
-    far = set(names[len(names) - args.far_nodes:]) if args.far_nodes else set()
-    profile = [(key, replace(shape, delay_ms=args.slow_delay) if far & set(key) else shape)
-               for key, shape in profile]
+                               loss=args.loss, slow_pair=slow, slow_delay_ms=args.slow_delay,
+                               sites=sites, near_delay_ms=args.near_delay)
+    linked = set(network.get_shape_keys(manifest, "all", "all", both=False))
+    far = set(validators[len(validators) - args.far_nodes:]) if args.far_nodes else set()
+
+    def is_far(src: str, dst: str) -> bool:
+        return sites[src] != sites[dst] and bool(far & {sites[src], sites[dst]})
+
+    profile = [(key, replace(shape, delay_ms=args.slow_delay) if is_far(*key) else shape)
+               for key, shape in profile if key in linked]
     network.set_link_shapes(root, lambda _m, _c: profile, seed=args.seed)
     for (src, dst), shape in profile:
         report(f"  {src}->{dst}: {shape.describe()}")
@@ -108,8 +121,12 @@ async def measure(args: argparse.Namespace, manifest: Manifest) -> None:
     count = int(args.rate * args.seconds)
     report(f"pre-signing {count} transfers from {len(senders)} senders ...")
     txs = presign_transfers(manifest.chain_id, senders, count)
-    clients = [AsyncClient(node.rpc_url, timeout_s=60) for node in manifest.nodes]
+    # Each ministry's systems talk to their own node; behind full nodes, to those only.
+    entries = [node for node in manifest.nodes if node.fronts] or manifest.nodes
+    clients = [AsyncClient(node.rpc_url, timeout_s=60) for node in entries]
     follower = clients[1 % len(clients)]
+    report(f"load to {', '.join(n.name for n in entries)}; finality measured at "
+           f"{entries[1 % len(entries)].name}")
     try:
         start_height = (await follower.call("node_status"))["finalized_height"]
         submitted_at: dict[str, float] = {}
@@ -140,11 +157,17 @@ def print_figures(args: argparse.Namespace, manifest: Manifest, t0: float,
     profile = "clear links" if args.clear else (
         f"{args.min_delay:g}-{args.max_delay:g} ms each way, jitter {args.jitter:g} ms, "
         f"loss {args.loss:.1%}" + ("" if args.no_slow else
-                                   f", {manifest.nodes[0].name}<->{manifest.nodes[-1].name} "
+                                   f", node0<->node{args.nodes - 1} "
                                    f"{args.slow_delay:g} ms")
+        + (f", full nodes {args.near_delay:g} ms from their validator" if args.full_nodes
+           else "")
         + (f", the last {args.far_nodes} nodes {args.slow_delay:g} ms from all"
            if args.far_nodes else ""))
-    print(f"nodes={args.nodes} rate={args.rate:g} tx/s seconds={args.seconds:g} "
+    entries = [node.name for node in manifest.nodes if node.fronts] or [
+        node.name for node in manifest.nodes]
+    print(f"nodes={args.nodes} full_nodes={args.full_nodes} (load to {','.join(entries)}, "
+          f"finality at {entries[1 % len(entries)]}) rate={args.rate:g} tx/s "
+          f"seconds={args.seconds:g} "
           f"batch={args.batch} block_interval_ms={args.block_interval_ms} "
           f"params={args.params}; {profile}")
     print(f"final tx/s         {len(final_at) / max(t_end - t0, 1e-9):,.0f}  "
@@ -181,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--far-nodes", type=int, default=0,
                         help="the last K nodes are --slow-delay away from every other node "
                              "(with 4 validators and K=2, every quorum crosses a slow link)")
+    parser.add_argument("--full-nodes", type=int, default=0,
+                        help="public full nodes in front of the validators; the load goes "
+                             "to them and finality is measured at one (default 0)")
+    parser.add_argument("--near-delay", type=parse_duration_ms, default=1.0,
+                        help="one-way delay between a full node and its validator")
     parser.add_argument("--clear", action="store_true", help="leave every link clear")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the devnet directory")

@@ -351,12 +351,16 @@ def cmd_link_wan(args: argparse.Namespace) -> int:
         names = sorted({name for key in keys for name in key},
                        key=[n.name for n in manifest.nodes].index)
         try:
-            return make_wan_profile(names, seed=args.seed, min_delay_ms=args.min_delay,
-                                    max_delay_ms=args.max_delay, jitter_ms=args.jitter,
-                                    loss=args.loss, rate_bps=args.rate, slow_pair=slow,
-                                    slow_delay_ms=args.slow_delay)
+            profile = make_wan_profile(names, seed=args.seed, min_delay_ms=args.min_delay,
+                                       max_delay_ms=args.max_delay, jitter_ms=args.jitter,
+                                       loss=args.loss, rate_bps=args.rate, slow_pair=slow,
+                                       slow_delay_ms=args.slow_delay,
+                                       sites=network.get_sites(manifest),
+                                       near_delay_ms=args.near_delay)
         except ShapeError as e:
             raise DevnetError(str(e)) from e
+        linked = set(keys)
+        return [(key, shape) for key, shape in profile if key in linked]
 
     return _print_shapes(args, network.set_link_shapes(_dir(args), change, seed=args.seed))
 
@@ -435,7 +439,8 @@ def _add_link_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, help="seed of the jitter and loss draws of new "
                                             "connections (default 0)")
     p = command("wan", cmd_link_wan, "shape every link like a wide-area network: its own "
-                                     "delay per direction, jitter, loss, one slow pair")
+                                     "delay per direction, jitter, loss, one slow pair; "
+                                     "public full nodes near their own validator")
     p.add_argument("--min-delay", type=parsed(parse_duration_ms), default=20.0,
                    help="shortest one-way delay, jitter included (default 20ms)")
     p.add_argument("--max-delay", type=parsed(parse_duration_ms), default=80.0,
@@ -449,6 +454,9 @@ def _add_link_parser(sub: Any) -> None:
     p.add_argument("--slow", metavar="A,B", help="a pair of nodes whose link is slow")
     p.add_argument("--slow-delay", type=parsed(parse_duration_ms), default=300.0,
                    help="one-way delay of the slow pair, both ways (default 300ms)")
+    p.add_argument("--near-delay", type=parsed(parse_duration_ms), default=1.0,
+                   help="one-way delay between a public full node and its own validator "
+                        "(same site: no jitter, no loss; default 1ms)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the delays and of every draw of jitter and loss (default 0)")
     command("show", cmd_link_show, "the shaped links and whether the proxy applied them")

@@ -150,8 +150,10 @@ def create_devnet(options: UpOptions, node_count: int, report: Report = _quiet) 
                                rpc_port=plan.rpc[i], p2p_port=plan.p2p[i], home=str(home),
                                log=str(home / NODE_LOG), validator=True,
                                validator_key=created["validators"][i]))
-    nodes += _create_full_nodes(root, Path(created["genesis"]), nodes, options.full_nodes,
-                                report)
+    full_nodes, full_links = _create_full_nodes(root, Path(created["genesis"]), nodes,
+                                                options.full_nodes, report)
+    nodes += full_nodes
+    links += full_links
     manifest = Manifest(
         chain_id=options.chain_id, genesis_hash=created["genesis_hash"], dir=str(root),
         nodes=nodes, accounts=[_read_account(a) for a in created["accounts"]],
@@ -162,23 +164,29 @@ def create_devnet(options: UpOptions, node_count: int, report: Report = _quiet) 
 
 
 def _create_full_nodes(root: Path, genesis: Path, validators: list[NodeEntry], count: int,
-                       report: Report) -> list[NodeEntry]:
-    """`count` full nodes, full{j} in front of validator j mod n: each dials its validator
-    (directly, not through the link proxy) and the other full nodes, and never tells
-    peers its validator's address; each validator is closed to all but the validators
-    and its own full nodes."""
+                       report: Report) -> tuple[list[NodeEntry], list[LinkEntry]]:
+    """`count` full nodes, full{j} in front of validator j mod n, and their links: each
+    dials its validator and the other full nodes through the link proxy (so partitions
+    and shapes apply to them as to the validators' links) and never tells peers its
+    validator's address; each validator is closed to all but the validators and its
+    own full nodes."""
     if count == 0:
-        return []
+        return [], []
     report(f"creating {count} public full nodes in front of the validators")
-    ports = get_free_ports(2 * count)
     names = [f"full{j}" for j in range(count)]
     fronted = [validators[j % len(validators)] for j in range(count)]
+    pairs = [(j, None) for j in range(count)] + [(j, k) for j in range(count)
+                                                 for k in range(count) if k != j]
+    ports = get_free_ports(2 * count + len(pairs))
+    link_ports = iter(ports[2 * count:])
+    links = [LinkEntry(names[j], fronted[j].name if k is None else names[k], next(link_ports))
+             for j, k in pairs]
     entries: list[NodeEntry] = []
     for j, name in enumerate(names):
         home = root / name
         rpc_port, p2p_port = ports[2 * j], ports[2 * j + 1]
-        peer_ports = [fronted[j].p2p_port, *(ports[2 * k + 1] for k in range(count) if k != j)]
-        peers = [arg for port in peer_ports for arg in ("--peer", f"{HOST}:{port}")]
+        peers = [arg for link in links if link.src == name
+                 for arg in ("--peer", f"{HOST}:{link.port}")]
         run_govchain("init", "--home", str(home), "--genesis", str(genesis),
                      "--moniker", name, "--rpc-listen", f"{HOST}:{rpc_port}",
                      "--p2p-listen", f"{HOST}:{p2p_port}", *peers, "--no-peer-exchange")
@@ -191,7 +199,7 @@ def _create_full_nodes(root: Path, genesis: Path, validators: list[NodeEntry], c
         own = [read_node_key(Path(entry.home)) for entry in entries
                if entry.fronts == validator.name]
         append_settings(Path(validator.home), {"p2p_closed": True, "p2p_allowed_peers": own})
-    return entries
+    return entries, links
 
 
 def read_node_key(home: Path) -> str:
@@ -391,7 +399,7 @@ def add_node(devnet_dir: Path, *, state_sync: bool = False,
     instead of replaying the chain (docs/state-sync.md).
 
     Its links go straight to the other nodes' p2p ports, not through the link proxy:
-    partitions do not cut them."""
+    partitions and link shapes do not apply to them."""
     with locked(devnet_dir):
         manifest = read_manifest(devnet_dir)
         names = {node.name for node in manifest.nodes}
@@ -615,9 +623,12 @@ def read_applied_shapes(devnet_dir: Path) -> ShapeSet | None:
 
 
 def get_shape_keys(manifest: Manifest, src: str, dst: str, *, both: bool) -> list[ShapeKey]:
-    """The directions `src -> dst` names among the proxied nodes; `all` matches every node."""
-    linked = {name for link in manifest.links.links for name in (link.src, link.dst)}
-    proxied = [node.name for node in manifest.nodes if node.name in linked]
+    """The directions `src -> dst` names among the linked nodes; `all` matches every
+    node. Only directions of a link count: behind public full nodes, a validator has
+    no link to another ministry's full node."""
+    linked = {(a, b) for link in manifest.links.links
+              for a, b in ((link.src, link.dst), (link.dst, link.src))}
+    proxied = [node.name for node in manifest.nodes if any(node.name == a for a, _ in linked)]
 
     def match(name: str) -> list[str]:
         if name == "all":
@@ -628,12 +639,21 @@ def get_shape_keys(manifest: Manifest, src: str, dst: str, *, both: bool) -> lis
                               "with add-node reach the others directly)")
         return [wanted]
 
-    keys = {(a, b) for a in match(src) for b in match(dst) if a != b}
+    keys = {(a, b) for a in match(src) for b in match(dst) if (a, b) in linked}
     if both:
         keys |= {(b, a) for a, b in keys}
     if not keys:
+        if src != dst and "all" not in (src, dst):
+            raise DevnetError(f"{src} -> {dst} names no link: {match(src)[0]} and "
+                              f"{match(dst)[0]} do not talk to each other (a validator talks "
+                              "to the validators and its own full nodes only)")
         raise DevnetError(f"{src} -> {dst} names no link (a node has no link to itself)")
     return sorted(keys)
+
+
+def get_sites(manifest: Manifest) -> dict[str, str]:
+    """Where each node stands for `link wan`: a public full node at its validator's site."""
+    return {node.name: node.fronts or node.name for node in manifest.nodes}
 
 
 def set_link_shapes(devnet_dir: Path,

@@ -324,24 +324,42 @@ def replace_shapes(shape_set: ShapeSet, changes: Iterable[tuple[ShapeKey, LinkSh
 def make_wan_profile(names: list[str], *, seed: int = 0, min_delay_ms: float = 20.0,
                      max_delay_ms: float = 80.0, jitter_ms: float = 10.0, loss: float = 0.01,
                      rate_bps: int = 0, slow_pair: tuple[str, str] | None = None,
-                     slow_delay_ms: float = 300.0) -> list[tuple[ShapeKey, LinkShape]]:
+                     slow_delay_ms: float = 300.0, sites: Mapping[str, str] | None = None,
+                     near_delay_ms: float = 1.0) -> list[tuple[ShapeKey, LinkShape]]:
     """A wide-area network between `names`: each direction gets its own delay, drawn
     from `seed`, such that delay ± jitter stays within [min_delay_ms, max_delay_ms];
-    every direction loses `loss`; both directions of `slow_pair` take `slow_delay_ms`."""
+    every direction loses `loss`; both directions of `slow_pair` take `slow_delay_ms`.
+
+    `sites` places nodes at another node's site (a public full node at its ministry's
+    validator): two nodes at one site are `near_delay_ms` apart with no jitter and no
+    loss (one data centre), and a node away from its site is as far from the others as
+    its site is. Delays are drawn per pair of sites, in the order of `names`, so the
+    validators' delays are the same with or without full nodes at their sites."""
     if not 0 <= min_delay_ms <= max_delay_ms:
         raise ShapeError(f"the delays must satisfy 0 <= min ({min_delay_ms:g} ms) <= max "
                          f"({max_delay_ms:g} ms)")
     jitter_ms = min(jitter_ms, (max_delay_ms - min_delay_ms) / 2)
+    site_of = {name: (sites or {}).get(name, name) for name in names}
+    site_names = list(dict.fromkeys(site_of[name] for name in names))
     rng = random.Random(f"wan:{seed}")
+    pairs = [(src, dst) for src in site_names for dst in site_names if src != dst]
+    slow = set(slow_pair or ())
+    # The slow pair's draws come last, so that it leaves the other delays as they were.
+    pairs.sort(key=lambda pair: set(pair) == slow)
+    site_delay_ms = {pair: round(rng.uniform(min_delay_ms + jitter_ms,
+                                             max_delay_ms - jitter_ms), 1) for pair in pairs}
+    near = LinkShape(near_delay_ms, 0.0, 0.0, rate_bps)
     profile = []
     for src in names:
         for dst in names:
             if src == dst:
                 continue
-            if slow_pair is not None and {src, dst} == set(slow_pair):
-                delay_ms = slow_delay_ms
+            if {src, dst} == slow:
+                shape = LinkShape(slow_delay_ms, jitter_ms, loss, rate_bps)
+            elif site_of[src] == site_of[dst]:
+                shape = near
             else:
-                delay_ms = round(rng.uniform(min_delay_ms + jitter_ms,
-                                             max_delay_ms - jitter_ms), 1)
-            profile.append(((src, dst), LinkShape(delay_ms, jitter_ms, loss, rate_bps)))
+                shape = LinkShape(site_delay_ms[site_of[src], site_of[dst]], jitter_ms, loss,
+                                  rate_bps)
+            profile.append(((src, dst), shape))
     return profile

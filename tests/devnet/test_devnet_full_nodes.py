@@ -1,7 +1,9 @@
 """Public full nodes in front of the validators, across processes: `govchain devnet up
 --full-nodes 2` prints their RPC URLs as the public endpoints; a transaction submitted
 to one full node is relayed to the validators, becomes final and is read from the other
-full node; each validator admits only the other validator and its own full node."""
+full node; each validator admits only the other validator and its own full node. The
+full nodes' links go through the link proxy: isolating one cuts it off, healing
+reconnects it."""
 
 from __future__ import annotations
 
@@ -72,6 +74,22 @@ def test_tx_through_a_full_node_is_final_and_read_from_another(
     assert seen["height"] == result["height"]
     account = reader.account(recipient.address)
     assert account["balances"] == {"GOV": 12345}
+
+    # Cut full1 off (its links to node1 and full0), then heal: it reconnects and follows.
+    done = govchain("devnet", "isolate", "full1", "--dir", str(devnet_dir))
+    assert done.returncode == 0, done.stderr
+
+    def full1_cut_off() -> bool:
+        seen = statuses(manifest, ["node1", "full1"])
+        return seen["full1"] is not None and seen["full1"]["peers"] == 0 \
+            and seen["node1"] is not None and seen["node1"]["peers"] == 1
+
+    poll(full1_cut_off, "full1 has lost every peer and node1 its full node")
+    done = govchain("devnet", "heal", "--dir", str(devnet_dir))
+    assert done.returncode == 0, done.stderr
+    cut_at = Client(manifest.get_node("node1").rpc_url).status()["finalized_height"]
+    poll(lambda: reader.status()["finalized_height"] > cut_at + 2,
+         "full1 follows the chain again after the heal")
 
     done = govchain("devnet", "down", "--dir", str(devnet_dir))
     assert done.returncode == 0, done.stderr

@@ -291,12 +291,20 @@ async def test_queued_bytes_stay_within_the_bound() -> None:
 # ------------------------------------------------------------------ the file and the command
 
 
-def _write_stub_devnet(root: Path) -> None:
+def _write_stub_devnet(root: Path, *, full_nodes: int = 0) -> None:
+    """Three validators; full{j} fronts node{j} and dials it and the other full nodes
+    (as `devnet up --full-nodes` lays them out)."""
     names = ["node0", "node1", "node2"]
     nodes = [NodeEntry(name=n, rpc_url="http://127.0.0.1:1", rpc_port=1, p2p_port=i + 2,
                        home=str(root / n), log=str(root / n / "node.log"), validator=True)
              for i, n in enumerate(names)]
     links = [LinkEntry(a, b, 1) for a in names for b in names if a != b]
+    full = [f"full{j}" for j in range(full_nodes)]
+    nodes += [NodeEntry(name=n, rpc_url="http://127.0.0.1:1", rpc_port=1, p2p_port=j + 10,
+                        home=str(root / n), log=str(root / n / "node.log"), validator=False,
+                        fronts=names[j]) for j, n in enumerate(full)]
+    links += [LinkEntry(n, names[j], 1) for j, n in enumerate(full)]
+    links += [LinkEntry(a, b, 1) for a in full for b in full if a != b]
     write_manifest(Manifest(chain_id="test", genesis_hash="ab" * 32, dir=str(root), nodes=nodes,
                             accounts=[], links=LinksEntry(links=links, log=str(root / "links.log"),
                                                           control=str(root / PARTITION_FILE))))
@@ -375,9 +383,13 @@ def test_link_set_records_shapes_and_keeps_options_not_given(
     (["set", "node0", "node0", "--delay", "1ms"], "names no link"),
     (["set", "node0", "node1"], "say what to set"),
     (["clear", "node0"], "name both ends"),
+    (["set", "full0", "node1", "--delay", "1ms"], "full0 and node1 do not talk"),
+    (["wan", "--slow", "full0,node2"], "full0 and node2 do not talk"),
 ])
-def test_invalid_link_commands_change_nothing(stub_devnet: Path, argv: list[str], message: str,
+def test_invalid_link_commands_change_nothing(tmp_path: Path, argv: list[str], message: str,
                                              capsys: pytest.CaptureFixture[str]) -> None:
+    _write_stub_devnet(tmp_path, full_nodes=2)
+    stub_devnet = tmp_path
     assert run("devnet", "link", *argv, "--dir", str(stub_devnet)) == 1
     assert message in capsys.readouterr().err
     assert not (stub_devnet / SHAPE_FILE).exists()
@@ -398,3 +410,21 @@ def test_wan_profile_is_seeded_and_stays_within_its_bounds() -> None:
             assert shape.delay_ms + shape.jitter_ms <= 80
     with pytest.raises(ShapeError):
         make_wan_profile(names, min_delay_ms=80, max_delay_ms=20)
+
+
+def test_wan_places_full_nodes_near_their_validator_and_shapes_only_links(
+        tmp_path: Path) -> None:
+    _write_stub_devnet(tmp_path, full_nodes=2)
+    assert run("devnet", "link", "wan", "--slow", "node0,node2", "--seed", "3",
+               "--dir", str(tmp_path)) == 1  # no proxy runs: recorded, and said so
+    shapes = dict(parse_shape_file((tmp_path / SHAPE_FILE).read_text()).items())
+    # 6 validator directions, 2 each for full0 <-> node0, full1 <-> node1, full0 <-> full1.
+    assert len(shapes) == 12 and ("full0", "node1") not in shapes
+    assert shapes["full0", "node0"] == shapes["node1", "full1"] == LinkShape(delay_ms=1)
+    assert shapes["full0", "full1"] == shapes["node0", "node1"]  # as far as their sites
+    assert shapes["full1", "full0"] == shapes["node1", "node0"]
+    assert shapes["node0", "node2"].delay_ms == 300
+    # The validators' delays do not depend on full nodes standing at their sites.
+    validators = make_wan_profile(["node0", "node1", "node2"], seed=3,
+                                  slow_pair=("node0", "node2"))
+    assert all(shapes[key] == shape for key, shape in validators)
