@@ -36,6 +36,7 @@ from cli.options import (
     use_help_formatter,
 )
 from cli.sdk import add_json_everywhere, add_sdk_commands, render, submit_and_show
+from cli.signer import add_signer_parser
 from node.config import NodeConfig, init_home, read_key_file, write_key_file
 from node.errors import NodeError
 from sdk import Client, RpcClientError, UnreachableError
@@ -251,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rpc_option(p)
     p.set_defaults(func=cmd_query)
 
+    add_signer_parser(sub)  # signer, signer init-pkcs11, signer tls-cert (cli/signer.py)
     add_ledger_commands(sub)  # ledger tx types, queries, verify-record (node/cli_ledger.py)
     try:
         from devnet.cli import add_devnet_parser
