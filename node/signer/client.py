@@ -70,6 +70,7 @@ class RemoteSigner:
         self.signed_count = 0
         self.refused_count = 0
         self.dropped_count = 0
+        self.failed_connects = 0
 
     def submit(self, message: Proposal | Vote) -> None:
         """Ask for `message` to be signed; never blocks. Dropped (logged) when no signer
@@ -93,7 +94,9 @@ class RemoteSigner:
         while True:
             try:
                 reader, writer = await self._connect()
-            except (OSError, TimeoutError, ssl.SSLError, MalformedRequestError) as e:
+            except (OSError, TimeoutError, ssl.SSLError, MalformedRequestError,
+                    asyncio.IncompleteReadError) as e:
+                self.failed_connects += 1
                 if was_up:
                     log.warning("signer %s unreachable: %s", self.address, e)
                     was_up = False
@@ -101,6 +104,7 @@ class RemoteSigner:
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
             except WrongSignerKeyError as e:
+                self.failed_connects += 1
                 log.error("%s", e)
                 await asyncio.sleep(BACKOFF_MAX_S)
                 continue

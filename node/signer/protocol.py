@@ -216,7 +216,7 @@ class Response:
     def decode(cls, payload: bytes) -> Response:
         try:
             value = codec.decode(payload)
-            if not isinstance(value, list) or len(value) not in (4, 5) \
+            if not isinstance(value, list | tuple) or len(value) not in (4, 5) \
                     or value[0] != PROTOCOL_VERSION:
                 raise MalformedError("not a signer response")
             request_id = codec.expect_int(value[1], "response id")

@@ -99,10 +99,14 @@ class SignerServer:
         self.tls = tls
         self._lock = asyncio.Lock()
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.bound_port = 0
         self.signed_count = 0
+        """Signatures given (repeats of the last one included)."""
         self.refused_count = 0
+        """Requests refused with an error."""
+        self.served_count = 0
+        """Requests answered without an error (public key requests included)."""
 
     async def start(self) -> None:
         if self.address.unix_path:
@@ -129,8 +133,8 @@ class SignerServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-        for task in list(self._connections):
-            task.cancel()
+        for writer in self._connections.values():
+            writer.close()  # the handler's read ends, and so does the handler
         await asyncio.gather(*self._connections, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
@@ -144,13 +148,13 @@ class SignerServer:
             log.warning("refusing a connection: %d already open", MAX_CONNECTIONS)
             writer.close()
             return
-        self._connections.add(task)
+        self._connections[task] = writer
         try:
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError):
             pass
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
             writer.close()
             with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
@@ -179,6 +183,7 @@ class SignerServer:
             log.warning("refused: %s", e.message)
             return Response(0, error=e)
         if request.kind == GET_PUBLIC_KEY:
+            self.served_count += 1
             return Response(request.request_id, self.backend.public_key)
         assert request.sign is not None
         async with self._lock:
@@ -192,6 +197,7 @@ class SignerServer:
                             request.sign.round, e.message)
                 return Response(request.request_id, error=e)
         self.signed_count += 1
+        self.served_count += 1
         log.debug("signed %s at height %d round %d", request.sign.step.name.lower(),
                   request.sign.height, request.sign.round)
         return Response(request.request_id, signature)
