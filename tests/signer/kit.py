@@ -51,7 +51,9 @@ async def running_signer(tmp_path: Path, key: KeyPair, name: str = "signer"
 async def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
     """Poll a condition with a deadline (the events it waits for are in other tasks)."""
     async def poll() -> None:
-        while not predicate():
+        while True:
+            if predicate():
+                return
             await asyncio.sleep(0.005)
     await asyncio.wait_for(poll(), timeout_s)
 
@@ -95,7 +97,19 @@ def make_token(tmp_path: Path, label: str, monkeypatch: pytest.MonkeyPatch) -> s
     subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label,
                     "--so-pin", "1234", "--pin", TOKEN_PIN], check=True, capture_output=True,
                    timeout=60)
+    # python-pkcs11 loads a module once per process, and SoftHSM2 reads its
+    # configuration when initialized: initialize it again over this test's tokens.
+    with contextlib.suppress(ImportError):
+        import pkcs11
+        pkcs11.lib(module).reinitialize()
     return module
+
+
+def run_govchain(*args: str) -> subprocess.CompletedProcess[str]:
+    """`govchain ARGS...` with this test's environment (SOFTHSM2_CONF included)."""
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=120)
 
 
 class SignerProcess:
@@ -140,5 +154,5 @@ def signer_process(args: list[str], log_path: Path) -> Iterator[SignerProcess]:
         process.kill()
 
 
-__all__ = ["CHAIN_ID", "TOKEN_PIN", "SignerProcess", "make_token", "running_signer",
+__all__ = ["CHAIN_ID", "TOKEN_PIN", "SignerProcess", "make_token", "run_govchain", "running_signer",
            "signer_process", "wait_for", "wait_until"]
