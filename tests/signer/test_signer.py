@@ -26,7 +26,7 @@ from node.signer.protocol import (
     SignStep,
 )
 from node.signer.server import ListenAddress, SignerServer, build_server_tls
-from node.signer.state import SignGuard, SignStateFileError
+from node.signer.state import SLOT_BYTES, SignGuard, SignStateFileError
 from node.tls import create_self_signed_certificate
 from tests.signer.kit import CHAIN_ID, KeyPairBackend, running_signer, wait_until
 
@@ -90,7 +90,8 @@ async def test_invalid_wrong_chain_id_is_refused(tmp_path):
         [response] = await call(server.address,
                                 sign_frame(vote_request(3, 0, BLOCK_A, chain_id="other")))
         assert response.error is not None and response.error.code == "wrong_chain_id"
-        assert server.guard.last is None and not (tmp_path / "signer.state").exists()
+        assert server.guard.last is None
+        assert SignGuard(tmp_path / "signer.state", CHAIN_ID).last is None
 
 
 async def test_invalid_regression_is_refused(tmp_path):
@@ -138,9 +139,28 @@ def test_invalid_damaged_or_foreign_state_file_stops_the_signer(tmp_path):
     SignGuard(path, CHAIN_ID).sign(vote_request(9, 2, BLOCK_A), KEY.sign)
     with pytest.raises(SignStateFileError, match="of chain"):
         SignGuard(path, "another-chain")
-    path.write_bytes(path.read_bytes()[:-5])
+    data = bytearray(path.read_bytes())
+    data[SLOT_BYTES + 20] ^= 1  # the one record (slot 1) damaged, slot 0 empty
+    path.write_bytes(bytes(data))
     with pytest.raises(SignStateFileError, match="damaged"):
         SignGuard(path, CHAIN_ID)
+    path.write_bytes(bytes(data[:100]))
+    with pytest.raises(SignStateFileError, match="damaged"):
+        SignGuard(path, CHAIN_ID)
+
+
+def test_a_torn_write_falls_back_to_the_previous_record(tmp_path):
+    path = tmp_path / "state"
+    guard = SignGuard(path, CHAIN_ID)
+    guard.sign(vote_request(9, 2, BLOCK_A), KEY.sign)  # sequence 1, slot 1
+    guard.sign(vote_request(9, 3, BLOCK_A), KEY.sign)  # sequence 2, slot 0
+    data = bytearray(path.read_bytes())
+    data[40:SLOT_BYTES] = bytes(SLOT_BYTES - 40)  # the crash cut the newest write
+    path.write_bytes(bytes(data))
+    restarted = SignGuard(path, CHAIN_ID)
+    assert restarted.last is not None and restarted.last.request.round == 2
+    with pytest.raises(DoubleSignError):
+        restarted.sign(vote_request(9, 2, BLOCK_B), KEY.sign)
 
 
 def test_file_back_end_unlocks_an_encrypted_key_file(tmp_path):
