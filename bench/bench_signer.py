@@ -92,6 +92,25 @@ def in_process(count: int) -> list[float]:
     return latencies
 
 
+def fdatasync_alone(directory: Path, count: int) -> list[float]:
+    """The disk's share: overwrite a 512-byte slot and fdatasync it, as the signer does."""
+    path = directory / "fdatasync-probe"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    latencies = []
+    try:
+        os.write(fd, bytes(1024))
+        os.fsync(fd)
+        for i in range(count):
+            started = time.perf_counter()
+            os.pwrite(fd, bytes([i % 256]) * 512, (i % 2) * 512)
+            os.fdatasync(fd)
+            latencies.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return latencies
+
+
 def run_backend(name: str, args: list[str], address: ListenAddress, count: int,
                 env: dict[str, str], tls: ssl.SSLContext | None = None) -> None:
     process = start_signer(args, env)
@@ -113,6 +132,7 @@ def main() -> None:
     try:
         print(f"{os.cpu_count()} cores; sign state in {state_dir}", flush=True)
         report("in-process (no signer, no fsync)", in_process(args.count))
+        report("fdatasync of a slot alone (the disk)", fdatasync_alone(state_dir, args.count))
         (work / "pass").write_text("bench passphrase\n")
         write_encrypted_key_file(work / "key.json", KEY, b"bench passphrase", cost="test")
         file_args = ["--chain-id", CHAIN_ID, "--key-file", str(work / "key.json"),
