@@ -141,7 +141,8 @@ def add_signer_parser(sub: Any) -> None:
     p.add_argument("--tls-cert", help="tcp://: the signer's certificate (PEM)")
     p.add_argument("--tls-key", help="tcp://: its private key (PEM)")
     p.add_argument("--tls-trusted", help="tcp://: the certificates of the nodes allowed in")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"],
+                   help="one line per refusal at WARNING; per signature at DEBUG")
     p.set_defaults(func=cmd_signer)
     signer_sub = p.add_subparsers(dest="signer_command")
     q = signer_sub.add_parser("init-pkcs11", help="generate the Ed25519 key inside the "
