@@ -5,6 +5,7 @@ and serves an active/standby pair without ever signing twice."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import struct
 from pathlib import Path
 
@@ -239,15 +240,20 @@ async def test_mutual_tls_serves_the_trusted_node_only(tmp_path):
                                 build_client_tls(stranger_cert, stranger_key, signer_cert))
         signed: asyncio.Queue[Vote] = asyncio.Queue()
         trusted.on_signed = signed.put_nowait
-        tasks = [asyncio.create_task(c.run()) for c in (trusted, stranger)]
+        anonymous_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        anonymous_tls.check_hostname = False
+        anonymous_tls.load_verify_locations(signer_cert)  # trusts the signer, shows nothing
+        anonymous = RemoteSigner(address, CHAIN_ID, KEY.public_key, anonymous_tls)
+        tasks = [asyncio.create_task(c.run()) for c in (trusted, stranger, anonymous)]
         try:
             await asyncio.wait_for(trusted.connected.wait(), 10)
             trusted.submit(Vote(VoteKind.PREVOTE, 1, 0, BLOCK_A, KEY.public_key, b""))
             vote = await asyncio.wait_for(signed.get(), 10)
             assert vote.is_signature_valid(CHAIN_ID)
             # The stranger's handshakes fail: it never gets to ask anything.
-            await wait_until(lambda: stranger.failed_connects >= 2)
-            assert not stranger.connected.is_set()
+            await wait_until(lambda: min(stranger.failed_connects,
+                                         anonymous.failed_connects) >= 2)
+            assert not stranger.connected.is_set() and not anonymous.connected.is_set()
             assert server.served_count == 2  # the trusted node's key request and vote
         finally:
             for task in tasks:

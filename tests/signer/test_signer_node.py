@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from chain.crypto import KeyPair
@@ -53,6 +54,12 @@ async def test_signer_killed_and_restarted_consensus_resumes_without_node_restar
             assert signer.start() == KEY.public_key.hex()  # same state file
             await wait_until(lambda: node.store.head_height >= stalled_at + 3, timeout_s=60)
             assert not service.failed.is_set() and link.connected.is_set()
+            async with aiohttp.ClientSession() as http, \
+                    http.get(f"{service.rpc_url}/metrics") as response:
+                metrics = await response.text()
+            assert "govchain_signer_connected 1" in metrics
+            assert f'govchain_signer_requests_total{{outcome="dropped"}} {link.dropped_count}' \
+                in metrics
             for height in range(1, node.store.head_height + 1):
                 certificate = node.store.get_certificate(height)
                 assert certificate is not None and certificate.height == height
@@ -73,8 +80,10 @@ async def test_active_standby_nodes_on_one_signer_never_double_sign(tmp_path):
         try:
             for service in services:
                 connect_to(service, services)
+            # Liveness is slower than with one node (the pair's requests collide, and a
+            # refused one costs its node a vote), so the deadline is generous.
             await wait_until(lambda: min(s.node.store.head_height for s in services) >= 5,
-                             timeout_s=60)
+                             timeout_s=180)
             stores = [s.node.store for s in services]
             for height in range(1, 6):
                 assert stores[0].get_block(height).hash == stores[1].get_block(height).hash
