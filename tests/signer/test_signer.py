@@ -11,6 +11,8 @@ from pathlib import Path
 
 import nacl.signing
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chain.crypto import Hash32, KeyPair, compute_hash
 from chain.vote import Vote, VoteKind
@@ -21,6 +23,7 @@ from node.signer.protocol import (
     MAX_FRAME_BYTES,
     SIGN,
     DoubleSignError,
+    MalformedRequestError,
     Request,
     Response,
     SignRequest,
@@ -261,3 +264,25 @@ async def test_mutual_tls_serves_the_trusted_node_only(tmp_path):
             await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         await server.stop()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_invalid_any_bytes_decode_to_a_request_or_a_typed_error(payload: bytes) -> None:
+    try:
+        request = Request.decode(payload)
+    except MalformedRequestError:
+        return
+    assert request.encode()[4:] == payload  # only canonical requests get through
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(-2, 2**33), st.text(max_size=70),
+                          st.binary(max_size=40)), max_size=7))
+def test_invalid_any_sign_body_is_refused_with_a_typed_error(body: list[object]) -> None:
+    from chain import codec
+    payload = codec.encode([1, 4, "sign", body])
+    try:
+        Request.decode(payload)
+    except MalformedRequestError:
+        pass
