@@ -78,12 +78,12 @@ def cmd_signer(args: argparse.Namespace) -> int:
             raise NodeError("a tcp:// signer needs --tls-cert, --tls-key and --tls-trusted "
                             "(the nodes' certificates): mutual TLS")
         tls = build_server_tls(Path(args.tls_cert), Path(args.tls_key), Path(args.tls_trusted))
+    backend = _open_backend(args)  # the key first: a bad flag creates no state file
     try:
-        guard = SignGuard(Path(args.state_file), args.chain_id)
-    except SignStateFileError as e:
-        raise NodeError(str(e)) from e
-    backend = _open_backend(args)
-    try:
+        try:
+            guard = SignGuard(Path(args.state_file), args.chain_id)
+        except SignStateFileError as e:
+            raise NodeError(str(e)) from e
         asyncio.run(_serve(SignerServer(backend, guard, address, tls)))
     finally:
         backend.close()

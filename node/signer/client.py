@@ -90,16 +90,18 @@ class RemoteSigner:
     async def run(self) -> None:
         """Connect, serve requests, reconnect with backoff; until cancelled."""
         backoff = BACKOFF_FIRST_S
-        was_up = False
+        report_failure = True  # once at start, then once per link lost
         while True:
             try:
                 reader, writer = await self._connect()
             except (OSError, TimeoutError, ssl.SSLError, MalformedRequestError,
                     asyncio.IncompleteReadError) as e:
                 self.failed_connects += 1
-                if was_up:
-                    log.warning("signer %s unreachable: %s", self.address, e)
-                    was_up = False
+                if report_failure:
+                    log.warning("signer %s unreachable (retrying every %.0f s at most; "
+                                "nothing is signed meanwhile): %s", self.address,
+                                BACKOFF_MAX_S, e or type(e).__name__)
+                    report_failure = False
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
@@ -109,7 +111,7 @@ class RemoteSigner:
                 await asyncio.sleep(BACKOFF_MAX_S)
                 continue
             log.info("signer %s connected", self.address)
-            was_up, backoff = True, BACKOFF_FIRST_S
+            report_failure, backoff = True, BACKOFF_FIRST_S
             self.connected.set()
             try:
                 await self._serve(reader, writer)

@@ -33,7 +33,13 @@ from node.signer.protocol import (
 from node.signer.server import ListenAddress, SignerServer, build_server_tls
 from node.signer.state import SLOT_BYTES, SignGuard, SignStateFileError
 from node.tls import create_self_signed_certificate
-from tests.signer.kit import CHAIN_ID, KeyPairBackend, running_signer, wait_until
+from tests.signer.kit import (
+    CHAIN_ID,
+    KeyPairBackend,
+    run_govchain,
+    running_signer,
+    wait_until,
+)
 
 KEY = KeyPair.from_seed(b"\x07" * 32)
 OTHER_KEY = KeyPair.from_seed(b"\x08" * 32)
@@ -287,3 +293,18 @@ def test_invalid_any_sign_body_is_refused_with_a_typed_error(body: list[object])
     except MalformedRequestError:
         return
     assert request.sign is not None and request.sign.to_value() == body
+
+
+def test_invalid_signer_flags_are_refused_before_anything_is_written(tmp_path):
+    state = tmp_path / "state"
+    base = ["signer", "--chain-id", CHAIN_ID, "--state-file", str(state)]
+    for args, message in (
+            ([*base, "--listen", f"unix:{tmp_path / 's'}", "--key-file",
+              str(tmp_path / "absent.json")], "is missing"),
+            ([*base, "--listen", "tcp://127.0.0.1:0", "--key-file", "k"], "mutual TLS"),
+            ([*base, "--listen", "udp://x", "--key-file", "k"], "expected unix:/path"),
+            ([*base, "--listen", f"unix:{tmp_path / 's'}"], "one key back end")):
+        result = run_govchain(*args)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert not state.exists()
