@@ -152,7 +152,10 @@ class SignGuard:
         return os.open(self.path, os.O_RDWR)
 
     def close(self) -> None:
-        os.close(self._fd)
+        """Close the state file (once; later calls do nothing)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def check(self, request: SignRequest) -> bytes | None:
         """Raise if `request` may not be signed; return the kept signature when it is

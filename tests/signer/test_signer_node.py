@@ -12,8 +12,16 @@ import pytest
 from chain.crypto import KeyPair
 from cli.service import NodeService
 from node.keystore import write_encrypted_key_file
+from node.signer.server import SignerServer
+from node.signer.state import SignGuard
 from tests.node.conftest import connect_to, make_genesis, make_home
-from tests.signer.kit import CHAIN_ID, running_signer, signer_process, wait_until
+from tests.signer.kit import (
+    CHAIN_ID,
+    KeyPairBackend,
+    running_signer,
+    signer_process,
+    wait_until,
+)
 
 KEY = KeyPair.from_seed(b"\x01" * 32)
 
@@ -91,6 +99,58 @@ async def test_active_standby_nodes_on_one_signer_never_double_sign(tmp_path):
             # saw two different votes of the validator (no evidence recorded).
             assert stores[0].list_evidence() == [] and stores[1].list_evidence() == []
             assert sum(s.node.signer_client.refused_count for s in services) > 0
+        finally:
+            for service in services:
+                await service.stop()
+
+
+@pytest.mark.slow
+async def test_network_goes_on_while_one_validators_signer_is_away(tmp_path):
+    keys = [KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(4)]
+    genesis = make_genesis(keys)
+    remote_key = keys[3]
+    state = tmp_path / "remote.state"
+
+    async with running_signer(tmp_path, remote_key, "remote") as signer:
+        address = signer.address
+        services = [NodeService(make_home(tmp_path / f"node{i}", genesis, key,
+                                          peer_exchange=False)) for i, key in
+                    enumerate(keys[:3])]
+        services.append(NodeService(make_home(
+            tmp_path / "node3", genesis, None, peer_exchange=False,
+            signer_address=f"unix:{address.unix_path}",
+            signer_public_key=remote_key.public_key.hex())))
+        await asyncio.gather(*(s.start() for s in services))
+        remote, link = services[3].node, services[3].node.signer_client
+        assert link is not None
+        try:
+            for service in services:
+                connect_to(service, services)
+            await wait_until(lambda: link.signed_count > 0 and remote.store.head_height >= 2,
+                             timeout_s=60)
+            await signer.stop()
+            await wait_until(lambda: not link.connected.is_set())
+            away_from = remote.store.head_height
+            # The other three finalize without it, and the remote validator follows.
+            await wait_until(lambda: remote.store.head_height >= away_from + 3, timeout_s=60)
+            signed_before = link.signed_count
+            back = SignerServer(KeyPairBackend(remote_key), SignGuard(state, CHAIN_ID),
+                                address)
+            await back.start()
+            try:
+                await wait_until(link.connected.is_set)
+                returned_at = remote.store.head_height
+                # It votes again at the heights it has reached (its precommits may come
+                # after the quorum's, so certificates need not name it).
+                await wait_until(lambda: back.signed_count >= 4
+                                 and remote.store.head_height >= returned_at + 2,
+                                 timeout_s=60)
+                assert back.guard.last is not None
+                assert back.guard.last.request.height > away_from
+                assert link.signed_count > signed_before and link.refused_count == 0
+            finally:
+                await back.stop()
+            assert not any(s.failed.is_set() for s in services)
         finally:
             for service in services:
                 await service.stop()
