@@ -12,6 +12,7 @@ import pytest
 from chain.crypto import KeyPair
 from cli.service import NodeService
 from node.keystore import write_encrypted_key_file
+from node.signer.protocol import SignStep
 from node.signer.server import SignerServer
 from node.signer.state import SignGuard
 from tests.node.conftest import connect_to, make_genesis, make_home
@@ -52,6 +53,14 @@ async def test_signer_killed_and_restarted_consensus_resumes_without_node_restar
 
             signer.kill()  # SIGKILL, mid-height
             await wait_until(lambda: not link.connected.is_set())
+            # Every precommit that left the signer is covered by its record on disk.
+            head = node.store.head_height
+            certificate = node.store.get_certificate(head)
+            guard = SignGuard(tmp_path / "sign_state", CHAIN_ID)
+            assert guard.last is not None
+            assert guard.last.request.position >= (head, certificate.round,
+                                                   SignStep.PRECOMMIT)
+            guard.close()
             dropped = link.dropped_count
             # The node asks for a signature meanwhile and does not get one: it signs
             # nothing by itself and, alone in its validator set, makes no block.
