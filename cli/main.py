@@ -38,6 +38,7 @@ from cli.options import (
 from cli.private import add_private_commands
 from cli.proof import ProofCliError, add_proof_commands
 from cli.sdk import add_json_everywhere, add_sdk_commands, render, submit_and_show
+from cli.signer import add_signer_parser
 from cli.stablecoin import add_stablecoin_commands
 from node.config import NodeConfig, init_home, read_key_file, write_key_file
 from node.errors import NodeError
@@ -265,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_query)
 
     add_proof_commands(sub)  # proof, verify, verify-document (cli/proof.py)
+    add_signer_parser(sub)  # signer, signer init-pkcs11, signer tls-cert (cli/signer.py)
     add_ledger_commands(sub)  # ledger tx types, queries, verify-record (node/cli_ledger.py)
     add_private_commands(sub)  # private registry records (cli/private.py)
     add_stablecoin_commands(sub)  # tiers, gold attestations, redemption, report supply

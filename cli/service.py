@@ -130,10 +130,13 @@ class NodeService:
         log.info("node %s up: chain %s, height %d, rpc %s, p2p %s:%d, validator %s",
                  self.home.config.moniker, self.node.chain_id, self.node.store.head_height,
                  self.rpc_url, self.home.config.p2p_host_port[0], self.network.p2p.bound_port,
-                 self.home.validator_key is not None)
+                 self.home.validator_public_key is not None)
         await self.network.prepare_consensus()
         self._tasks = [asyncio.create_task(self.node.run(), name="driver"),
                        *self.network.create_tasks()]
+        if self.node.signer_client is not None:
+            self._tasks.append(asyncio.create_task(self.node.signer_client.run(),
+                                                   name="signer-link"))
         for task in self._tasks:
             task.add_done_callback(self._on_task_done)
 

@@ -12,7 +12,7 @@ from enum import Enum
 from typing import assert_never
 
 from chain.block import Block
-from chain.crypto import Hash32, KeyPair, is_valid_signature
+from chain.crypto import Hash32, KeyPair, PublicKey, is_valid_signature
 from chain.genesis import ChainParams
 from chain.vote import NIL, CommitCertificate, Proposal, ValidatorSet, Vote, VoteKind
 from consensus.errors import (
@@ -32,7 +32,9 @@ from consensus.events import (
     ProposalReceived,
     RecordEvidence,
     RequestBlock,
+    RequestSignature,
     ScheduleTimeout,
+    SignatureReady,
     StartHeight,
     Step,
     TimeoutFired,
@@ -99,15 +101,22 @@ class ConsensusState:
     _lock_votes: tuple[Vote, ...]
     _valid_block: Block | None
 
-    def __init__(self, chain_id: str, key: KeyPair | None, params: ChainParams,
+    def __init__(self, chain_id: str, key: KeyPair | PublicKey | None, params: ChainParams,
                  sign_state: PersistSignState | None, *, fresh_start: bool = False) -> None:
+        """`key` is the validator's key pair when this process signs, its public key alone
+        when a signer process holds the key (the core then asks for each signature with
+        RequestSignature), or None for a node that does not vote."""
         self.chain_id = chain_id
-        self.key = key
+        self.key: KeyPair | None = key if isinstance(key, KeyPair) else None
+        """The key pair when signing happens here, else None."""
+        self.public_key: PublicKey | None = (key.public_key if isinstance(key, KeyPair)
+                                             else key)
+        """The validator's public key, or None for a node that does not vote."""
         self.params = params
         self.last_signed: PersistSignState | None = sign_state
         """The last (height, round, step, hash) we signed, as persisted."""
         # Wiped-data-directory guard: see docs/consensus.md.
-        self._guard_active = key is not None and sign_state is None and fresh_start
+        self._guard_active = self.public_key is not None and sign_state is None and fresh_start
         self._guard_passed_height = -1
         self._guard_floor_round = -1
         self._observe_scheduled_height = -1
@@ -158,8 +167,8 @@ class ConsensusState:
     @property
     def is_validator(self) -> bool:
         """True when we hold a key of the current height's validator set."""
-        return (self.key is not None and self.validator_set is not None
-                and self.validator_set.is_member(self.key.public_key))
+        return (self.public_key is not None and self.validator_set is not None
+                and self.validator_set.is_member(self.public_key))
 
     def lift_double_sign_guard(self) -> None:
         """End the wiped-node guard: the shell calls this once the network has finalized
@@ -193,6 +202,8 @@ class ConsensusState:
                 return self.on_block_built(event)
             case BlockValidated():
                 return self.on_block_validated(event)
+            case SignatureReady():
+                return self.on_signature_ready(event.message)
         assert_never(event)  # mypy: every Event type above has a case
 
     def on_start_height(self, event: StartHeight) -> list[Effect]:
@@ -232,7 +243,6 @@ class ConsensusState:
         for it. Then the node starts the next round: it has forgotten the other
         messages of the round it crashed in, and waiting there could wait forever.
         """
-        assert self.key is not None
         self._locked_round = restored.locked_round
         self._locked_hash = restored.locked_hash
         block = restored.locked_block
@@ -246,12 +256,48 @@ class ConsensusState:
         if restored.step is not Step.PROPOSE:
             kind = (VoteKind.PREVOTE if restored.step is Step.PREVOTE
                     else VoteKind.PRECOMMIT)
-            vote = Vote.create(self.chain_id, self.key, kind, self.height, restored.round,
-                               restored.block_hash)
-            self._own_votes[(restored.round, kind)] = vote
-            self._add_vote(vote, effects)
-            effects.append(Broadcast(vote))
+            if self.key is None:
+                assert self.public_key is not None
+                effects.append(RequestSignature(Vote(kind, self.height, restored.round,
+                                                     restored.block_hash, self.public_key,
+                                                     b"")))
+            else:
+                vote = Vote.create(self.chain_id, self.key, kind, self.height,
+                                   restored.round, restored.block_hash)
+                self._own_votes[(restored.round, kind)] = vote
+                self._add_vote(vote, effects)
+                effects.append(Broadcast(vote))
         self._start_round(restored.round + 1, effects)
+
+    def on_signature_ready(self, message: Proposal | Vote) -> list[Effect]:
+        """SignatureReady: our own message, signed by the signer process. Kept, sent and
+        counted as if signed here, then the upon-rules; ignored when it is not ours, not
+        of this height, badly signed, or already in hand."""
+        if (self.public_key is None or message.height != self.height
+                or self.step is Step.COMMITTED):
+            return []
+        effects: list[Effect] = []
+        if isinstance(message, Vote):
+            if (message.validator != self.public_key
+                    or not message.is_signature_valid(self.chain_id)
+                    or (message.round, message.kind) in self._own_votes):
+                return []
+            self._own_votes[(message.round, message.kind)] = message
+            effects.append(Broadcast(message))
+            self._add_vote(message, effects)
+        else:
+            if (message.proposer != self.public_key
+                    or not is_valid_signature(self.public_key, message.message(self.chain_id),
+                                              message.signature)
+                    or message.round in self._own_proposals):
+                return []
+            self._own_proposals[message.round] = message
+            effects.append(Broadcast(message))
+            effects.extend(Broadcast(v) for v in self._pol_votes(message))
+            self._add_proposal(message, effects)
+        if self.step is not Step.WAIT:
+            self._run_rules(effects)
+        return effects
 
     def on_txs_available(self) -> list[Effect]:
         """TxsAvailable: with the block interval passed, leave WAIT (line 11)."""
@@ -336,14 +382,14 @@ class ConsensusState:
 
     def on_block_built(self, event: BlockBuilt) -> list[Effect]:
         """BlockBuilt, the answer to getValue() of line 18: propose it (line 19)."""
-        assert self.validator_set is not None and self.key is not None
+        assert self.validator_set is not None and self.public_key is not None
         if (event.height != self.height or event.round != self.round
                 or self.step is not Step.PROPOSE or event.round in self._own_proposals
                 or event.round not in self._block_requested):
             return []  # a late answer for a round we already left
         header = event.block.header
         if (header.height != self.height or header.round != event.round
-                or header.prev_hash != self.prev_hash or header.proposer != self.key.public_key
+                or header.prev_hash != self.prev_hash or header.proposer != self.public_key
                 or header.chain_id != self.chain_id
                 or header.timestamp_ms <= self.prev_timestamp_ms):
             raise BuiltBlockMismatchError(
@@ -525,7 +571,13 @@ class ConsensusState:
             if kept is not None and kept.block_hash == block_hash:
                 effects.append(Broadcast(kept))
             return
-        assert self.key is not None
+        if self.key is None:
+            assert self.public_key is not None
+            self._persist(r, _VOTE_STEP[kind], block_hash, effects)
+            effects.append(RequestSignature(Vote(kind, self.height, r, block_hash,
+                                                 self.public_key, b"")))
+            self._schedule_stall_fallback(kind, effects)
+            return
         vote = Vote.create(self.chain_id, self.key, kind, self.height, r, block_hash)
         self._persist(r, _VOTE_STEP[kind], block_hash, effects)
         effects.append(Broadcast(vote))
@@ -552,7 +604,10 @@ class ConsensusState:
             if kept is not None and kept.block.hash == block.hash:
                 effects.append(Broadcast(kept))
             return
-        assert self.key is not None
+        if self.key is None:
+            self._persist(r, Step.PROPOSE, block.hash, effects)
+            effects.append(RequestSignature(Proposal(self.height, r, pol_round, block, b"")))
+            return
         proposal = Proposal.create(self.chain_id, self.key, self.height, r, pol_round, block)
         self._persist(r, Step.PROPOSE, block.hash, effects)
         effects.append(Broadcast(proposal))
@@ -592,8 +647,8 @@ class ConsensusState:
         self.round = round_
         self.step = Step.PROPOSE
         h = self.height
-        if (self.key is not None and self.is_validator
-                and self.validator_set.get_proposer(h, round_) == self.key.public_key):
+        if (self.is_validator
+                and self.validator_set.get_proposer(h, round_) == self.public_key):
             if self._valid_block is not None:  # line 15-16
                 self._propose(self._valid_block, self._valid_round, effects)
             elif (round_ not in self._block_requested

@@ -100,8 +100,19 @@ class BlockValidated:
     valid: bool
 
 
+@dataclass(frozen=True, slots=True)
+class SignatureReady:
+    """Answer to RequestSignature: our own proposal or vote, signed by the signer.
+
+    May come late (after the round moved on) or never (the signer is away): the core
+    takes it whenever it comes, and works on without it meanwhile."""
+
+    message: Proposal | Vote
+    """The message of the request, with the signer's signature."""
+
+
 Event = (StartHeight | ProposalReceived | VoteReceived | TimeoutFired | TxsAvailable
-         | BlockBuilt | BlockValidated)
+         | BlockBuilt | BlockValidated | SignatureReady)
 
 
 # ---------------------------------------------------------------- effects (out)
@@ -190,5 +201,17 @@ class RecordEvidence:
     second: Vote
 
 
+@dataclass(frozen=True, slots=True)
+class RequestSignature:
+    """Ask the remote signer to sign `message` (its signature field is empty), and feed
+    SignatureReady back if and when it answers.
+
+    Emitted only by a core that holds no key (the key is in a signer process), always
+    after the PersistSignState of the same message. The shell must not wait for the
+    answer inside the step: a signer that is away delays nothing but our own vote."""
+
+    message: Proposal | Vote
+
+
 Effect = (PersistSignState | Broadcast | ScheduleTimeout | RequestBlock | ValidateBlock
-          | CommitBlock | RecordEvidence)
+          | CommitBlock | RecordEvidence | RequestSignature)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chain.crypto import KeyPair
+from chain.crypto import KeyPair, PublicKey
 from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.keyfile import encode_plain_key
@@ -156,6 +156,17 @@ class NodeConfig:
     snapshot_interval: int = 1000
     """Take a state snapshot at every height that is a multiple of this and serve the
     last 2 to nodes that state-sync (HOME/state-snapshots); 0 = serve none."""
+    signer_address: str = ""
+    """Sign through a `govchain signer` at `unix:/path` or `tcp://host:port` instead of
+    holding the validator key here ("" = the key file in the home, docs/signer.md)."""
+    signer_public_key: str = ""
+    """The validator public key (64 hex digits) the signer must hold."""
+    signer_tls_cert: str = ""
+    """With a tcp:// signer: this node's client certificate (PEM); relative to the home."""
+    signer_tls_key: str = ""
+    """Its private key (PEM)."""
+    signer_tls_ca: str = ""
+    """The signer's certificate (PEM), the only one trusted for the signer link."""
 
     @property
     def rpc_host_port(self) -> tuple[str, int]:
@@ -277,6 +288,16 @@ def validate_config(config: NodeConfig, sources: Mapping[str, str] | None = None
             fail(key, "must not be negative")
     if not config.moniker.strip():
         fail("moniker", "must not be empty")
+    if config.signer_address:
+        if not (config.signer_address.startswith("unix:")
+                or config.signer_address.startswith("tcp://")):
+            fail("signer_address", "must be unix:/path or tcp://host:port")
+        if not _is_hash_hex(config.signer_public_key):
+            fail("signer_public_key", "must be the signer's public key, 64 hex digits")
+        if config.signer_address.startswith("tcp://") and not (
+                config.signer_tls_cert and config.signer_tls_key and config.signer_tls_ca):
+            fail("signer_address", "a tcp:// signer needs signer_tls_cert, signer_tls_key "
+                 "and signer_tls_ca (mutual TLS)")
 
 
 def _is_hash_hex(text: str) -> bool:
@@ -431,6 +452,15 @@ class NodeHome:
         return self.path / DATA_DIR
 
     @property
+    def validator_public_key(self) -> PublicKey | None:
+        """The consensus public key: of the key file, or the one the signer holds."""
+        if self.validator_key is not None:
+            return self.validator_key.public_key
+        if self.config.signer_address:
+            return PublicKey(bytes.fromhex(self.config.signer_public_key.removeprefix("0x")))
+        return None
+
+    @property
     def state_snapshots_dir(self) -> Path:
         return self.path / STATE_SNAPSHOTS_DIR
 
@@ -446,6 +476,10 @@ class NodeHome:
         if passphrase is None:
             passphrase = PassphraseSource(file=config.key_passphrase_file or None, env=env)
         validator_path = home / VALIDATOR_KEY_FILE
+        if config.signer_address and validator_path.exists():
+            raise ConfigError(f"{home}: signer_address is set and {VALIDATOR_KEY_FILE} is "
+                              "here too; a validator signs in one place only (move the key "
+                              "to the signer's host)")
         validator = load_key_file(validator_path, passphrase) if validator_path.exists() \
             else None
         node_key = load_key_file(home / NODE_KEY_FILE, passphrase)

@@ -59,7 +59,7 @@ def build_p2p_network(home: NodeHome, handler: MessageHandler, *,
     return P2PNetwork(
         p2p_key, home.genesis.chain_id, home.genesis.hash, host, port,
         list(config.peers), handler, handle_request=handle_request,
-        on_peer_connected=on_peer_connected, is_validator=home.validator_key is not None,
+        on_peer_connected=on_peer_connected, is_validator=home.validator_public_key is not None,
         config=P2PConfig(peer_exchange=config.peer_exchange,
                          max_peers=config.p2p_max_peers,
                          private_peers=frozenset(k.lower() for k in config.p2p_private_peers),

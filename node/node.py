@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -21,7 +22,7 @@ from typing import Any, assert_never
 
 from chain import codec
 from chain.block import Block
-from chain.crypto import Address, Hash32
+from chain.crypto import Address, Hash32, KeyPair, PublicKey
 from chain.tx import Transaction
 from chain.vote import NIL, CommitCertificate, Proposal, ValidatorSet, Vote
 from consensus.core import ConsensusState, compute_timeout_ms
@@ -36,7 +37,9 @@ from consensus.events import (
     ProposalReceived,
     RecordEvidence,
     RequestBlock,
+    RequestSignature,
     ScheduleTimeout,
+    SignatureReady,
     StartHeight,
     Step,
     TimeoutFired,
@@ -50,7 +53,7 @@ from ledger.state import Overlay
 from ledger.upgrades import Upgrade
 from node.admission import Admission, CommittedNonces
 from node.config import NodeHome
-from node.errors import MempoolError
+from node.errors import ConfigError, MempoolError
 from node.execution import (
     BlockExecutor,
     ExecutedBlock,
@@ -62,6 +65,8 @@ from node.mempool import Mempool
 from node.private import PrivateVault
 from node.rejection import Rejection, RejectionCode, Where
 from node.runtime import Clock, SystemClock, ThreadWorker, Timer, Verifier, Worker
+from node.signer.client import RemoteSigner, build_client_tls
+from node.signer.server import ListenAddress
 from node.upgrades import UpgradeHalt, get_upgrade_halt, load_known_upgrades
 from node.verifier import VERDICTS_BEYOND_MEMPOOL, SignatureVerifier
 from storage.chain_store import ChainStore
@@ -167,7 +172,11 @@ class Node:
                                              self.store.load_sign_lock())
         self._persisted_lock = ((self._sign_state.height, self._sign_state.locked_round,
                                  self._sign_state.locked_hash) if self._sign_state else None)
-        self.core = ConsensusState(self.chain_id, home.validator_key, self.params,
+        self.signer_client = _build_signer_client(home)
+        """The link to a signer process, or None when the key is in this process."""
+        if self.signer_client is not None:
+            self.signer_client.on_signed = lambda m: self.enqueue(SignatureReady(m))
+        self.core = ConsensusState(self.chain_id, self._consensus_key(), self.params,
                                    self._sign_state)
         self.started_at = time.monotonic()
         self._events: asyncio.Queue[DriverEvent] = asyncio.Queue()
@@ -198,7 +207,7 @@ class Node:
 
     def needs_double_sign_guard(self) -> bool:
         """True when this validator has no record of what it signed."""
-        return self.home.validator_key is not None and self._sign_state is None
+        return self.home.validator_public_key is not None and self._sign_state is None
 
     def arm_double_sign_guard(self, network_height: int) -> None:
         """Restart the core in guarded mode: it signs only once it has watched the network.
@@ -212,13 +221,19 @@ class Node:
         log.warning("no record of earlier signatures and the chain is past genesis: this "
                     "validator will watch the network until height %d is final before it "
                     "signs freely again", network_height + 1)
-        self.core = ConsensusState(self.chain_id, self.home.validator_key, self.params, None,
+        self.core = ConsensusState(self.chain_id, self._consensus_key(), self.params, None,
                                    fresh_start=True)
         self._guard_until_height = network_height + 1
 
     def get_upgrade_halt(self) -> UpgradeHalt | None:
         """The upgrade halt due at the head, or None (node/upgrades.py)."""
         return get_upgrade_halt(self.state, self.store.head_height, self.ledger.upgrades)
+
+    def _consensus_key(self) -> KeyPair | PublicKey | None:
+        """The key pair when this process signs, the public key alone with a signer."""
+        if self.signer_client is not None:
+            return self.signer_client.public_key
+        return self.home.validator_key
 
     async def run(self) -> None:
         """The driver: start at head + 1, then apply events until cancelled, or until it
@@ -324,6 +339,10 @@ class Node:
                                       await self.verifier.verify(effect.block.txs))
         elif isinstance(effect, RecordEvidence):
             self._record_evidence(effect.first, effect.second)
+        elif isinstance(effect, RequestSignature):
+            # Answered later by SignatureReady, through the queue (or never).
+            assert self.signer_client is not None, "a core with a key pair signs itself"
+            self.signer_client.submit(effect.message)
         else:
             assert_never(effect)
         return None
@@ -359,12 +378,13 @@ class Node:
 
     def _is_first_proposer(self, height: int) -> bool:
         """True when this node proposes round 0 of `height` (the core is at `height`)."""
-        key, validator_set = self.home.validator_key, self.core.validator_set
+        key, validator_set = self.home.validator_public_key, self.core.validator_set
         return (key is not None and validator_set is not None and self.core.height == height
-                and validator_set.get_proposer(height, 0) == key.public_key)
+                and validator_set.get_proposer(height, 0) == key)
 
     async def _build_block(self, request: RequestBlock) -> BlockBuilt:
-        assert self.home.validator_key is not None
+        proposer = self.home.validator_public_key
+        assert proposer is not None
         txs = self.mempool.reap(self.params.max_block_txs, self.params.max_block_bytes)
         timestamp_ms = max(self.clock.now_ms(), request.min_timestamp_ms)
         # The other validators' propose timeout runs while we build: a block that takes
@@ -375,7 +395,7 @@ class Node:
             self.params, TimeoutKind.PROPOSE, request.round) / 1000
         executed, dropped = await self.worker.run(
             self.executor.build, height=request.height, round_=request.round, txs=txs,
-            proposer=self.home.validator_key.public_key, timestamp_ms=timestamp_ms,
+            proposer=proposer, timestamp_ms=timestamp_ms,
             max_seconds=budget_s)
         for tx, error in dropped:
             self.mempool.drop_invalid(tx.hash, Rejection.of(error.code, error.message,
@@ -564,6 +584,25 @@ class Node:
 
     def validator_set(self, height: int | None = None) -> ValidatorSet:
         return self.store.get_validator_set(height or self.store.head_height + 1)
+
+
+def _build_signer_client(home: NodeHome) -> RemoteSigner | None:
+    """The signer link the config asks for (signer_address), or None."""
+    config = home.config
+    if not config.signer_address:
+        return None
+    address = ListenAddress.parse(config.signer_address)
+    tls = None
+    if address.host:
+        try:
+            tls = build_client_tls(home.path / config.signer_tls_cert,
+                                   home.path / config.signer_tls_key,
+                                   home.path / config.signer_tls_ca)
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigError(f"signer TLS files cannot be loaded: {e}") from e
+    public_key = home.validator_public_key
+    assert public_key is not None
+    return RemoteSigner(address, home.genesis.chain_id, public_key, tls)
 
 
 def _describe(item: object) -> str:

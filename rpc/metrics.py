@@ -229,8 +229,24 @@ class NodeMetrics:
                   node.mempool.size_bytes),
             gauge("govchain_storage_bytes", "Size of the data directory on disk.",
                   get_dir_size_bytes(node.home.data_dir)),
-            p2p_bytes, rpc,
+            p2p_bytes, rpc, *self._signer_gauges(),
         ]
+
+    def _signer_gauges(self) -> list[Family]:
+        """The signer link's state, when the key is in a signer process."""
+        link = self.service.node.signer_client
+        if link is None:
+            return []
+        connected = Family("govchain_signer_connected", "gauge",
+                           "1 while a signer holding the validator key is connected.")
+        connected.set(1 if link.connected.is_set() else 0)
+        requests = Family("govchain_signer_requests_total", "counter",
+                          "Signature requests by outcome: signed, refused by the signer, "
+                          "dropped (no signer connected, or the link failed).")
+        requests.set(link.signed_count, outcome="signed")
+        requests.set(link.refused_count, outcome="refused")
+        requests.set(link.dropped_count, outcome="dropped")
+        return [connected, requests]
 
     def render(self) -> str:
         families: list[Family | Histogram] = [

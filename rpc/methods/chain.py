@@ -144,8 +144,8 @@ class NodeApi:
             "node_id": node.home.node_key.public_key.hex(),
             "moniker": node.home.config.moniker,
             "is_validator": node.core.is_validator,
-            "validator_key": (node.home.validator_key.public_key.hex()
-                              if node.home.validator_key else None),
+            "validator_key": (node.home.validator_public_key.hex()
+                              if node.home.validator_public_key else None),
             "peers": len(self.peers()),
             "mempool_size": len(node.mempool),
             "version": __version__,
