@@ -10,6 +10,7 @@ signer.log. The node's home holds no validator key, only `signer_address` and
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -79,11 +80,9 @@ def find_softhsm() -> tuple[str, str]:
     if module is None or util is None:
         raise DevnetError("--signer-backend pkcs11 needs SoftHSM2 (libsofthsm2.so and "
                           "softhsm2-util): apt-get install -y softhsm2")
-    try:
-        import pkcs11  # noqa: F401  (the signer's PKCS#11 binding)
-    except ImportError as e:
+    if importlib.util.find_spec("pkcs11") is None:  # the signer's PKCS#11 binding
         raise DevnetError("--signer-backend pkcs11 needs the python-pkcs11 package: "
-                          "pip install python-pkcs11") from e
+                          "pip install python-pkcs11")
     return module, util
 
 
