@@ -80,7 +80,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         chain_id=args.chain_id, accounts=args.accounts, params=params,
         ready_timeout_s=args.timeout, full_nodes=args.full_nodes,
         signers=args.signers or args.signer_backend is not None,
-        signer_backend=args.signer_backend or "file")
+        signer_backend=args.signer_backend)
     if options.nodes is not None and options.nodes < 1:
         raise DevnetError("--nodes must be at least 1")
     if options.full_nodes < 0:

@@ -100,9 +100,10 @@ class UpOptions:
     signers: bool = False
     """Each validator's key in a `govchain signer` process of its own (signer{i} for
     node{i}), reached over a Unix socket in its folder; the key is never in the home."""
-    signer_backend: str = "file"
-    """Where the signers keep the keys: "file" (a key file in the signer's folder) or
-    "pkcs11" (an Ed25519 key generated inside a SoftHSM2 token of the devnet folder)."""
+    signer_backend: str | None = None
+    """Where the signers keep the keys: "file" (a key file in the signer's folder; also
+    when None) or "pkcs11" (an Ed25519 key generated inside a SoftHSM2 token of the
+    devnet folder)."""
 
 
 # ------------------------------------------------------------------ the govchain CLI
@@ -128,7 +129,7 @@ def create_devnet(options: UpOptions, node_count: int, report: Report = _quiet) 
     created = run_govchain("genesis", "new", "--chain-id", options.chain_id, *validator_args,
                            "--accounts", str(options.accounts),
                            "--params", json.dumps(params), "--out-dir", str(genesis_dir))
-    if options.signers and options.signer_backend == "file":
+    if options.signers and options.signer_backend != "pkcs11":
         signers = signer_procs.create_file_signers(root, genesis_dir, created["validators"],
                                                    report)
     names = [f"node{i}" for i in range(node_count)]
@@ -294,6 +295,12 @@ def up(options: UpOptions, report: Report = _quiet) -> Manifest:
                 raise DevnetError(f"{root} holds a stopped devnet whose validators keep their "
                                   "keys in their homes: restart it without --signers, or "
                                   "delete it with `govchain devnet down --clean`")
+            backends = {signer.backend for signer in manifest.signers}
+            if options.signer_backend and backends and backends != {options.signer_backend}:
+                raise DevnetError(f"{root} holds a stopped devnet whose signers use the "
+                                  f"{', '.join(sorted(backends))} back end, not "
+                                  f"{options.signer_backend}: restart it without "
+                                  "--signer-backend")
             report(f"restarting the stopped devnet in {root}")
         else:
             if root.exists() and any(p.name != ".devnet.lock" for p in root.iterdir()):
@@ -517,6 +524,9 @@ def wipe_node(devnet_dir: Path, name: str) -> NodeEntry:
     """Stop a node and delete its data directory, keeping its keys and config."""
     with locked(devnet_dir):
         manifest = read_manifest(devnet_dir)
+        if manifest.is_signer_name(name):
+            raise DevnetError(f"{name} is a signer: wipe deletes a node's data (a signer's "
+                              "sign state is what keeps it from signing twice)")
         node = manifest.get_node(name)
         _stop_node(node, kill=False)
         write_manifest(manifest)

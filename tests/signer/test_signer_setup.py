@@ -13,7 +13,7 @@ import pytest
 
 from chain.crypto import KeyPair
 from cli.main import main
-from devnet import signers
+from devnet import network, signers
 from devnet.errors import DevnetError
 from devnet.manifest import LinksEntry, Manifest
 from node.config import NodeHome, load_config
@@ -143,3 +143,22 @@ def test_devnet_token_signers_generate_the_key_inside_each_token(tmp_path: Path)
     assert "signer0" in listed and "signer1" in listed
     assert not list(root.rglob("validator_key.json"))  # the keys never left the tokens
     assert (root / "signer0" / signers.SIGNER_PIN).stat().st_mode & 0o077 == 0
+
+
+def test_devnet_with_signers_and_full_nodes_admits_validators_by_node_key(
+        tmp_path: Path) -> None:
+    """Behind public full nodes, the validators are closed; a validator whose key is in a
+    signer meets peers with its node key, so the others and its full node name that key."""
+    root = tmp_path / "devnet"
+    manifest = network.create_devnet(network.UpOptions(
+        devnet_dir=root, nodes=2, base_port=0, accounts=0, full_nodes=1, signers=True), 2)
+    node0, node1 = manifest.get_node("node0"), manifest.get_node("node1")
+    assert (node0.signer, node1.signer) == ("signer0", "signer1")
+    key0, key1 = (network.read_node_key(Path(n.home)) for n in (node0, node1))
+    config0, config1 = load_config(Path(node0.home)), load_config(Path(node1.home))
+    full0 = load_config(Path(manifest.get_node("full0").home))
+    assert config0.p2p_closed and key1 in config0.p2p_allowed_peers
+    assert key0 in config1.p2p_allowed_peers and key0 not in config0.p2p_allowed_peers
+    assert full0.p2p_private_peers == [key0]
+    assert config0.signer_address == manifest.get_signer("signer0").address
+    assert {p.parent.name for p in root.rglob("validator_key.json")} == {"signer0", "signer1"}
