@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chain.crypto import KeyPair
+from chain.crypto import KeyPair, PublicKey
 from chain.errors import ChainError
 from chain.genesis import ChainParams, Genesis, GenesisAccount
 from chain.vote import Validator, ValidatorSet
@@ -40,7 +40,13 @@ from cli.proof import ProofCliError, add_proof_commands
 from cli.sdk import add_json_everywhere, add_sdk_commands, render, submit_and_show
 from cli.signer import add_signer_parser
 from cli.stablecoin import add_stablecoin_commands
-from node.config import NodeConfig, init_home, read_key_file, write_key_file
+from node.config import (
+    NodeConfig,
+    init_home,
+    read_key_file,
+    validate_config,
+    write_key_file,
+)
 from node.errors import NodeError
 from sdk import Client, RpcClientError, UnreachableError
 from storage.errors import StorageError
@@ -80,12 +86,12 @@ def _parse_fund_amount(text: str, default: int) -> int:
 # ------------------------------------------------------------------ keys, genesis, init
 
 
-def build_genesis(chain_id: str, validator_keys: list[KeyPair], names: list[str],
+def build_genesis(chain_id: str, validator_keys: list[PublicKey], names: list[str],
                   funded: dict[bytes, int], params: ChainParams) -> Genesis:
     return Genesis(
         chain_id=chain_id,
         genesis_time_ms=int(time.time() * 1000),
-        validator_set=ValidatorSet(tuple(Validator(k.public_key, n)
+        validator_set=ValidatorSet(tuple(Validator(k, n)
                                          for k, n in zip(validator_keys, names, strict=True))),
         accounts=tuple(GenesisAccount(addr, {DEV_ASSET: amount})  # type: ignore[arg-type]
                        for addr, amount in funded.items()),
@@ -93,17 +99,28 @@ def build_genesis(chain_id: str, validator_keys: list[KeyPair], names: list[str]
     )
 
 
+def _parse_public_key(text: str) -> PublicKey:
+    try:
+        raw = bytes.fromhex(text.strip().lower().removeprefix("0x"))
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise CliError(f"--validator-public-key {text!r} is not a public key (64 hex digits)")
+    return PublicKey(raw)
+
+
 def cmd_genesis_new(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    keys = []
-    for i in range(args.validators):
+    keys = [_parse_public_key(text) for text in args.validator_public_key or []]
+    for i in range(0 if keys else args.validators):
         path = out_dir / f"validator{i}_key.json"
         if path.exists():
-            keys.append(read_key_file(path))
+            keys.append(read_key_file(path).public_key)
         else:
-            keys.append(KeyPair.generate())
-            write_key_file(path, keys[-1])
+            key = KeyPair.generate()
+            write_key_file(path, key)
+            keys.append(key.public_key)
     funded: dict[bytes, int] = {}
     accounts = []
     account_keys = []
@@ -125,7 +142,7 @@ def cmd_genesis_new(args: argparse.Namespace) -> int:
     genesis_path = out_dir / "genesis.json"
     genesis_path.write_text(genesis.to_json())
     _print({"genesis": str(genesis_path), "genesis_hash": genesis.hash.hex(),
-            "validators": [k.public_key.hex() for k in keys], "accounts": accounts}, args.json)
+            "validators": [k.hex() for k in keys], "accounts": accounts}, args.json)
     return 0
 
 
@@ -133,7 +150,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     config = NodeConfig(moniker=args.moniker or Path(args.home).name,
                         rpc_listen=args.rpc_listen, p2p_listen=args.p2p_listen,
                         peers=list(args.peer or []),
-                        peer_exchange=not args.no_peer_exchange)
+                        peer_exchange=not args.no_peer_exchange,
+                        signer_address=args.signer_address or "",
+                        signer_public_key=(args.signer_public_key or "").lower(),
+                        signer_tls_cert=args.signer_tls_cert or "",
+                        signer_tls_key=args.signer_tls_key or "",
+                        signer_tls_ca=args.signer_tls_ca or "")
+    _validate_init_signer(args, config)
     try:
         genesis_text = Path(args.genesis).read_text()
     except OSError as e:
@@ -144,9 +167,30 @@ def cmd_init(args: argparse.Namespace) -> int:
     if passphrase is None and not args.json:
         print("note: keys written UNENCRYPTED (dev keys); for a real network use "
               "--passphrase-file or --encrypt (docs/operator.md)", file=sys.stderr)
-    _print({"home": args.home, "validator": key.public_key.hex() if key else None,
+    validator = key.public_key.hex() if key else config.signer_public_key or None
+    _print({"home": args.home, "validator": validator, "signer": config.signer_address or None,
             "keys_encrypted": passphrase is not None}, args.json)
     return 0
+
+
+def _validate_init_signer(args: argparse.Namespace, config: NodeConfig) -> None:
+    """The --signer-* flags of `init` make sense together, or not at all."""
+    tls = (args.signer_tls_cert, args.signer_tls_key, args.signer_tls_ca)
+    if not args.signer_address:
+        if args.signer_public_key or any(tls):
+            raise CliError("--signer-public-key and --signer-tls-* need --signer-address")
+        return
+    if args.validator_key:
+        raise CliError("give --validator-key or --signer-address, not both: a validator "
+                       "signs in one place only (the key stays on the signer's host)")
+    if not args.signer_public_key:
+        raise CliError("--signer-address needs --signer-public-key (the key the signer "
+                       "holds, printed by `govchain signer` or `signer init-pkcs11`)")
+    if args.signer_address.startswith("unix:") and any(tls):
+        raise CliError("--signer-tls-* are for a tcp:// signer, not a Unix socket")
+    validate_config(config, dict.fromkeys(
+        ("signer_address", "signer_public_key", "signer_tls_cert", "signer_tls_key",
+         "signer_tls_ca"), "flag"))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -208,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = genesis_sub.add_parser("new", help="keys and genesis for N validators and accounts")
     p.add_argument("--chain-id", default="govchain-dev", help="the new chain's id")
     p.add_argument("--validators", type=int, default=1, help="validator keys to create")
+    p.add_argument("--validator-public-key", action="append", metavar="HEX",
+                   help="a validator whose key is kept elsewhere (a signer's token), by its "
+                        "public key; repeatable; replaces --validators (no key is written)")
     p.add_argument("--accounts", type=int, default=4, help="funded dev accounts to create")
     p.add_argument("--balance", type=int, default=10**15,
                    help=f"{DEV_ASSET} given to each dev account")
@@ -236,6 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dial only the configured peers (devnet partitions need this)")
     p.add_argument("--expect-genesis-hash", metavar="HASH",
                    help="refuse a genesis whose hash is not this (from `genesis hash`)")
+    p.add_argument("--signer-address", metavar="ADDR",
+                   help="a validator that signs through `govchain signer` at unix:/path or "
+                        "tcp://host:port (docs/signer.md); no key is written to the home")
+    p.add_argument("--signer-public-key", metavar="HEX",
+                   help="the validator public key the signer holds")
+    p.add_argument("--signer-tls-cert", metavar="PEM",
+                   help="tcp:// signer: this node's client certificate")
+    p.add_argument("--signer-tls-key", metavar="PEM", help="tcp:// signer: its private key")
+    p.add_argument("--signer-tls-ca", metavar="PEM",
+                   help="tcp:// signer: the signer's certificate, the only one trusted")
     add_init_flags(p)
     p.set_defaults(func=cmd_init)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 from pathlib import Path
@@ -108,7 +109,11 @@ def cmd_init_pkcs11(args: argparse.Namespace) -> int:
         public_key = generate_pkcs11_key(_pkcs11_settings(args))
     except SignerError as e:
         raise NodeError(e.message) from e
-    print(public_key.hex())
+    if getattr(args, "json", False):
+        print(json.dumps({"public_key": public_key.hex(), "token_label": args.token_label,
+                          "key_label": args.key_label}))
+    else:
+        print(public_key.hex())
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from devnet import network
 from devnet.errors import DevnetError
-from devnet.manifest import Manifest, has_manifest, read_manifest
+from devnet.manifest import Manifest, SignerEntry, has_manifest, read_manifest
 from devnet.ports import DEFAULT_BASE_PORT
 from devnet.shaping import (
     LinkShape,
@@ -78,7 +78,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     options = network.UpOptions(
         devnet_dir=_dir(args), nodes=args.nodes, base_port=args.base_port,
         chain_id=args.chain_id, accounts=args.accounts, params=params,
-        ready_timeout_s=args.timeout, full_nodes=args.full_nodes)
+        ready_timeout_s=args.timeout, full_nodes=args.full_nodes,
+        signers=args.signers or args.signer_backend is not None,
+        signer_backend=args.signer_backend)
     if options.nodes is not None and options.nodes < 1:
         raise DevnetError("--nodes must be at least 1")
     if options.full_nodes < 0:
@@ -102,6 +104,21 @@ def _print_summary(manifest: Manifest, detached: bool) -> None:
         print(f"  {node.name}  {node.rpc_url}  p2p {node.p2p_port}  pid {node.pid}  "
               f"log {node.log}" + (f"  (public, in front of {node.fronts})"
                                    if node.fronts else ""))
+    signers = {signer.node: signer for signer in manifest.signers}
+    print()
+    print("validator keys:")
+    for node in manifest.nodes:
+        if not node.validator:
+            continue
+        signer = signers.get(node.name)
+        if signer is None:
+            print(f"  {node.name}  in its home, {node.home}/validator_key.json")
+        elif signer.backend == "pkcs11":
+            print(f"  {node.name}  in SoftHSM2 token {signer.name} ({root}/softhsm), signed "
+                  f"by {signer.name}: pid {signer.pid}, {signer.address}, log {signer.log}")
+        else:
+            print(f"  {node.name}  in {signer.home}/validator_key.json, signed by "
+                  f"{signer.name}: pid {signer.pid}, {signer.address}, log {signer.log}")
     public = [node.rpc_url for node in manifest.nodes if node.fronts]
     if public:
         print()
@@ -131,16 +148,20 @@ def _run_foreground(manifest: Manifest) -> int:
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     try:
         alive = {node.name: True for node in manifest.nodes}
+        alive.update((signer.name, True) for signer in manifest.signers)
         while signal.sigtimedwait(signals, 1.0) is None:
             if not has_manifest(root):
                 _report("the devnet directory was deleted: exiting")
                 return 0
             current = read_manifest(root)
-            for node in current.nodes:
-                now = network.is_node_running(node)
-                if now != alive[node.name]:
-                    _report(f"{node.name}: {'running, pid ' + str(node.pid) if now else 'stopped'}")
-                    alive[node.name] = now
+            processes = [(node.name, node.pid, network.is_node_running(node))
+                         for node in current.nodes]
+            processes += [(signer.name, signer.pid, network.is_signer_running(signer))
+                          for signer in current.signers]
+            for name, pid, now in processes:
+                if now != alive.get(name, True):
+                    _report(f"{name}: {'running, pid ' + str(pid) if now else 'stopped'}")
+                alive[name] = now
             if not network.get_running_names(current):
                 _report("every process of the devnet has stopped: exiting")
                 return 0
@@ -171,11 +192,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
               .rstrip())
+    if status["signers"]:
+        print()
+        signer_rows: list[tuple[str, ...]] = [("SIGNER", "PID", "STATE", "FOR", "KEY", "SOCKET")]
+        for signer in status["signers"]:
+            signer_rows.append((signer["name"], _text(signer["pid"]),
+                                "running" if signer["alive"] else "stopped", signer["node"],
+                                f"{signer['backend']} {signer['public_key'][:12]}",
+                                signer["address"]))
+        _print_table(signer_rows)
     links = status["links"]
     cut = ", ".join("|".join(pair) for pair in links["cut"]) or "none"
     print(f"link proxy: {'running, pid ' + str(links['pid']) if links['alive'] else 'stopped'}"
           f"; cut links: {cut}")
     return 0
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+              .rstrip())
 
 
 def _text(value: Any) -> str:
@@ -208,7 +245,13 @@ def _follow(path: Path, poll_s: float = 0.2) -> None:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    node = network.start_node(_dir(args), args.node, args.timeout, _report)
+    node = network.start_node(_dir(args), network.normalize_name(args.node), args.timeout,
+                              _report)
+    if isinstance(node, SignerEntry):
+        _done(args, {"signer": node.name, "pid": node.pid, "address": node.address},
+              f"{node.name} is running: pid {node.pid}, signs for {node.node} on "
+              f"{node.address}")
+        return 0
     _done(args, {"node": node.name, "pid": node.pid, "rpc_url": node.rpc_url},
           f"{node.name} is running: pid {node.pid}, {node.rpc_url}")
     return 0
@@ -480,7 +523,8 @@ def add_devnet_parser(subparsers: Any) -> None:
                 node: bool = False) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
         if node:
-            p.add_argument("node", help="node name (node0, node1, ... or just 0, 1, ...)")
+            p.add_argument("node", help="node name (node0, node1, ... or just 0, 1, ...; "
+                                        "signer0, ... where a command takes signers)")
         p.add_argument("--dir", default=DEFAULT_DIR,
                        help=f"the devnet directory (default ./{DEFAULT_DIR})")
         p.set_defaults(func=_guarded(func))
@@ -499,6 +543,13 @@ def add_devnet_parser(subparsers: Any) -> None:
                    help="public full nodes of a new devnet, in front of the validators in "
                         "turn; the validators then admit only each other and their own "
                         "full nodes (default 0)")
+    p.add_argument("--signers", action="store_true",
+                   help="keep each validator's key in a `govchain signer` process of its own "
+                        "(signer0, ...), not in the node's home (docs/signer.md)")
+    p.add_argument("--signer-backend", choices=["file", "pkcs11"],
+                   help="with --signers: a key file in the signer's folder (file, the "
+                        "default) or a key generated inside a SoftHSM2 token (pkcs11; "
+                        "needs softhsm2); implies --signers")
     p.add_argument("--params", help="JSON object of chain parameters to override")
     p.add_argument("--timeout", type=float, default=network.READY_TIMEOUT_S,
                    help="seconds to wait for every node to answer (default %(default)s)")
@@ -506,10 +557,11 @@ def add_devnet_parser(subparsers: Any) -> None:
                    help="leave the devnet running in the background and return")
 
     command("status", cmd_status, "each node's process, height and peers")
-    p = command("logs", cmd_logs, "print a node's log (or the link proxy's: `links`)", node=True)
+    p = command("logs", cmd_logs, "print a node's log (or a signer's, or the link proxy's: "
+                "`links`)", node=True)
     p.add_argument("-n", "--lines", type=int, default=50, help="last lines (default 50)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    p = command("start", cmd_start, "start a stopped node with its home as it is", node=True)
+    p = command("start", cmd_start, "start a stopped node (or signer) as it is", node=True)
     p.add_argument("--timeout", type=float, default=network.READY_TIMEOUT_S,
                    help="seconds to wait for the node to answer")
     p = command("add-node", cmd_add_node, "add a full node that follows the devnet")
@@ -517,8 +569,10 @@ def add_devnet_parser(subparsers: Any) -> None:
                    help="join from a validator's state snapshot instead of replaying blocks")
     p.add_argument("--timeout", type=float, default=network.READY_TIMEOUT_S,
                    help="seconds to wait for the node to answer (default %(default)s)")
-    command("stop", cmd_stop, "stop a node (SIGTERM; SIGKILL if it does not exit)", node=True)
-    command("kill", cmd_kill, "kill a node at once (SIGKILL), as a crash would", node=True)
+    command("stop", cmd_stop, "stop a node or signer (SIGTERM; SIGKILL if it does not exit)",
+            node=True)
+    command("kill", cmd_kill, "kill a node or signer at once (SIGKILL), as a crash would",
+            node=True)
     command("wipe", cmd_wipe, "stop a node and delete its data (keys and config stay)",
             node=True)
     p = command("down", cmd_down, "stop every node and the link proxy")

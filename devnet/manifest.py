@@ -50,6 +50,33 @@ class NodeEntry:
     fronts: str | None = None
     """For a public full node made by `up --full-nodes`: the name of the validator it
     stands in front of (its ministry's); None otherwise."""
+    signer: str | None = None
+    """For a validator made by `up --signers`: the name of the signer holding its key
+    (signer0, ...); None when the key is in its home."""
+
+
+@dataclass(slots=True)
+class SignerEntry:
+    """A `govchain signer` process holding one validator's key (`up --signers`)."""
+
+    name: str
+    """Its name in devnet commands: signer0, signer1, ... (signer{i} signs for node{i})."""
+    node: str
+    """The validator it signs for."""
+    home: str
+    """Absolute path of its folder (key or token settings, sign state, socket, log)."""
+    address: str
+    """Where the node reaches it: unix:/path/to/signer.sock."""
+    public_key: str
+    """The validator public key it holds (hex)."""
+    backend: str
+    """Where the key lives: "file" (a key file in `home`) or "pkcs11" (a SoftHSM2 token)."""
+    log: str
+    """Absolute path of its log file."""
+    pkcs11_module: str | None = None
+    """With the pkcs11 back end: the PKCS#11 library it loads (SoftHSM2's)."""
+    pid: int | None = None
+    """Process id of its `govchain signer` (also its process group), None when stopped."""
 
 
 @dataclass(slots=True)
@@ -106,6 +133,8 @@ class Manifest:
     """The funded dev accounts."""
     links: LinksEntry
     """The link proxy between the nodes."""
+    signers: list[SignerEntry] = field(default_factory=list)
+    """The signer processes (`up --signers`); empty when each key is in its node's home."""
     version: int = FORMAT_VERSION
     """Format version of this file."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -118,7 +147,22 @@ class Manifest:
             if node.name == wanted:
                 return node
         names = ", ".join(n.name for n in self.nodes)
-        raise DevnetError(f"no node {name!r} in this devnet (its nodes: {names})")
+        signers = ", ".join(s.name for s in self.signers)
+        raise DevnetError(f"no node {name!r} in this devnet (its nodes: {names}"
+                          + (f"; its signers: {signers})" if signers else ")"))
+
+    def get_signer(self, name: str) -> SignerEntry:
+        """The signer called `name` (signer0, ...)."""
+        for signer in self.signers:
+            if signer.name == name:
+                return signer
+        names = ", ".join(s.name for s in self.signers) or "none: it was started without " \
+            "--signers"
+        raise DevnetError(f"no signer {name!r} in this devnet (its signers: {names})")
+
+    def is_signer_name(self, name: str) -> bool:
+        """True when `name` names one of the signers rather than a node."""
+        return any(signer.name == name for signer in self.signers)
 
     def to_json(self) -> str:
         doc = asdict(self)
@@ -130,7 +174,8 @@ class Manifest:
         doc = json.loads(text)
         if not isinstance(doc, dict):
             raise ValueError("the manifest is not a JSON object")
-        known = {"chain_id", "genesis_hash", "dir", "nodes", "accounts", "links", "version"}
+        known = {"chain_id", "genesis_hash", "dir", "nodes", "accounts", "links", "signers",
+                 "version"}
         links = doc["links"]
         return cls(
             chain_id=doc["chain_id"],
@@ -139,6 +184,7 @@ class Manifest:
             nodes=[NodeEntry(**n) for n in doc["nodes"]],
             accounts=[DevAccount(**a) for a in doc["accounts"]],
             links=LinksEntry(**{**links, "links": [LinkEntry(**k) for k in links["links"]]}),
+            signers=[SignerEntry(**s) for s in doc.get("signers", [])],
             version=doc.get("version", FORMAT_VERSION),
             extra={k: v for k, v in doc.items() if k not in known},
         )

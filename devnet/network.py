@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from devnet import process
+from devnet import signers as signer_procs
 from devnet.errors import DevnetError
 from devnet.links import (
     APPLIED_FILE,
@@ -34,6 +34,7 @@ from devnet.manifest import (
     LinksEntry,
     Manifest,
     NodeEntry,
+    SignerEntry,
     has_manifest,
     locked,
     read_manifest,
@@ -41,6 +42,7 @@ from devnet.manifest import (
     write_manifest,
 )
 from devnet.ports import HOST, get_free_ports, get_link_pairs, plan_ports
+from devnet.process import run_govchain
 from devnet.rpc import get_node_status
 from devnet.shaping import (
     SHAPE_APPLIED_FILE,
@@ -62,8 +64,6 @@ DEVNET_SNAPSHOT_INTERVAL = 20
 with the default parameters), so that a node added with state sync can join soon."""
 READY_TIMEOUT_S = 60.0
 """How long `up` and `start` wait for a node to answer node_status."""
-CLI_TIMEOUT_S = 120.0
-"""Deadline of one `govchain genesis new` or `govchain init` run."""
 LINKS_LOG = "links.log"
 NODE_LOG = "node.log"
 
@@ -97,27 +97,13 @@ class UpOptions:
     """Public full nodes of a new devnet, in front of the validators in turn (one per
     ministry when equal to `nodes`); with any, validators admit only each other and
     their own full nodes (docs/operator.md, "Topology")."""
-
-
-# ------------------------------------------------------------------ the govchain CLI
-
-
-def run_govchain(*args: str, timeout_s: float = CLI_TIMEOUT_S) -> dict[str, Any]:
-    """Run `govchain --json ARGS` to completion and return its JSON output."""
-    argv = process.python_argv("-m", "cli", "--json", *args)
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
-                              env=process.get_python_env(), stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as e:
-        raise DevnetError(f"`govchain {args[0]}` did not finish within {timeout_s:.0f} s") from e
-    if done.returncode != 0:
-        lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
-        raise DevnetError(f"`govchain {' '.join(args[:2])}` failed: {lines[-1]}")
-    try:
-        doc: dict[str, Any] = json.loads(done.stdout)
-    except ValueError as e:
-        raise DevnetError(f"`govchain {args[0]}` printed no JSON: {done.stdout[:200]!r}") from e
-    return doc
+    signers: bool = False
+    """Each validator's key in a `govchain signer` process of its own (signer{i} for
+    node{i}), reached over a Unix socket in its folder; the key is never in the home."""
+    signer_backend: str | None = None
+    """Where the signers keep the keys: "file" (a key file in the signer's folder; also
+    when None) or "pkcs11" (an Ed25519 key generated inside a SoftHSM2 token of the
+    devnet folder)."""
 
 
 # ------------------------------------------------------------------ create
@@ -129,10 +115,20 @@ def create_devnet(options: UpOptions, node_count: int, report: Report = _quiet) 
     plan = plan_ports(node_count, options.base_port)
     genesis_dir = root / "genesis"
     params = {**DEFAULT_PARAMS, **(options.params or {})}
+    signers: list[SignerEntry] = []
+    if options.signers and options.signer_backend == "pkcs11":
+        signers = signer_procs.create_token_signers(root, node_count, report)
+        validator_args = [arg for signer in signers
+                          for arg in ("--validator-public-key", signer.public_key)]
+    else:
+        validator_args = ["--validators", str(node_count)]
     report(f"creating keys and genesis for {node_count} validators in {genesis_dir}")
-    created = run_govchain("genesis", "new", "--chain-id", options.chain_id,
-                           "--validators", str(node_count), "--accounts", str(options.accounts),
+    created = run_govchain("genesis", "new", "--chain-id", options.chain_id, *validator_args,
+                           "--accounts", str(options.accounts),
                            "--params", json.dumps(params), "--out-dir", str(genesis_dir))
+    if options.signers and options.signer_backend != "pkcs11":
+        signers = signer_procs.create_file_signers(root, genesis_dir, created["validators"],
+                                                   report)
     names = [f"node{i}" for i in range(node_count)]
     links = [LinkEntry(names[i], names[j], port)
              for (i, j), port in zip(get_link_pairs(node_count), plan.links, strict=True)]
@@ -141,15 +137,20 @@ def create_devnet(options: UpOptions, node_count: int, report: Report = _quiet) 
         home = root / name
         peers = [arg for link in links if link.src == name
                  for arg in ("--peer", f"{HOST}:{link.port}")]
-        run_govchain("init", "--home", str(home), "--genesis", created["genesis"],
-                     "--validator-key", str(genesis_dir / f"validator{i}_key.json"),
+        if signers:
+            key_args = ["--signer-address", signers[i].address,
+                        "--signer-public-key", signers[i].public_key]
+        else:
+            key_args = ["--validator-key", str(genesis_dir / f"validator{i}_key.json")]
+        run_govchain("init", "--home", str(home), "--genesis", created["genesis"], *key_args,
                      "--moniker", name, "--rpc-listen", f"{HOST}:{plan.rpc[i]}",
                      "--p2p-listen", f"{HOST}:{plan.p2p[i]}", *peers, "--no-peer-exchange")
         append_settings(home, {"snapshot_interval": DEVNET_SNAPSHOT_INTERVAL})
         nodes.append(NodeEntry(name=name, rpc_url=f"http://{HOST}:{plan.rpc[i]}",
                                rpc_port=plan.rpc[i], p2p_port=plan.p2p[i], home=str(home),
                                log=str(home / NODE_LOG), validator=True,
-                               validator_key=created["validators"][i]))
+                               validator_key=created["validators"][i],
+                               signer=signers[i].name if signers else None))
     full_nodes, full_links = _create_full_nodes(root, Path(created["genesis"]), nodes,
                                                 options.full_nodes, report)
     nodes += full_nodes
@@ -158,7 +159,7 @@ def create_devnet(options: UpOptions, node_count: int, report: Report = _quiet) 
         chain_id=options.chain_id, genesis_hash=created["genesis_hash"], dir=str(root),
         nodes=nodes, accounts=[_read_account(a) for a in created["accounts"]],
         links=LinksEntry(links=links, log=str(root / LINKS_LOG),
-                         control=str(root / PARTITION_FILE)))
+                         control=str(root / PARTITION_FILE)), signers=signers)
     write_manifest(manifest)
     return manifest
 
@@ -190,7 +191,7 @@ def _create_full_nodes(root: Path, genesis: Path, validators: list[NodeEntry], c
         run_govchain("init", "--home", str(home), "--genesis", str(genesis),
                      "--moniker", name, "--rpc-listen", f"{HOST}:{rpc_port}",
                      "--p2p-listen", f"{HOST}:{p2p_port}", *peers, "--no-peer-exchange")
-        append_settings(home, {"p2p_private_peers": [fronted[j].validator_key]})
+        append_settings(home, {"p2p_private_peers": [get_p2p_identity(fronted[j])]})
         entries.append(NodeEntry(name=name, rpc_url=f"http://{HOST}:{rpc_port}",
                                  rpc_port=rpc_port, p2p_port=p2p_port, home=str(home),
                                  log=str(home / NODE_LOG), validator=False,
@@ -198,8 +199,22 @@ def _create_full_nodes(root: Path, genesis: Path, validators: list[NodeEntry], c
     for validator in validators:
         own = [read_node_key(Path(entry.home)) for entry in entries
                if entry.fronts == validator.name]
-        append_settings(Path(validator.home), {"p2p_closed": True, "p2p_allowed_peers": own})
+        # A validator whose key is in a signer meets peers with its node key, which no
+        # validator set names: the other validators admit it by name.
+        signed_apart = [get_p2p_identity(other) for other in validators
+                        if other.signer and other is not validator]
+        append_settings(Path(validator.home), {"p2p_closed": True,
+                                               "p2p_allowed_peers": own + signed_apart})
     return entries, links
+
+
+def get_p2p_identity(node: NodeEntry) -> str:
+    """The key a validator meets its peers with: its validator key when it holds it, its
+    node key when the key is in a signer (a closed network admits validators by the
+    validator key, and only a process holding it can prove it)."""
+    if node.validator_key and not node.signer:
+        return node.validator_key
+    return read_node_key(Path(node.home))
 
 
 def read_node_key(home: Path) -> str:
@@ -230,12 +245,18 @@ def is_node_running(node: NodeEntry) -> bool:
     return process.is_group_running(node.pid, marker=node.home)
 
 
+def is_signer_running(signer: SignerEntry) -> bool:
+    return signer_procs.is_signer_running(signer)
+
+
 def is_links_running(manifest: Manifest) -> bool:
     return process.is_group_running(manifest.links.pid, marker="devnet.links")
 
 
 def get_running_names(manifest: Manifest) -> list[str]:
     names = [node.name for node in manifest.nodes if is_node_running(node)]
+    names += [signer.name for signer in manifest.signers
+              if signer_procs.is_signer_running(signer)]
     return names + (["link proxy"] if is_links_running(manifest) else [])
 
 
@@ -267,6 +288,16 @@ def up(options: UpOptions, report: Report = _quiet) -> Manifest:
                                   f"nodes, not {options.full_nodes}: restart it without "
                                   "--full-nodes, or delete it with `govchain devnet down "
                                   "--clean`")
+            if options.signers and not manifest.signers:
+                raise DevnetError(f"{root} holds a stopped devnet whose validators keep their "
+                                  "keys in their homes: restart it without --signers, or "
+                                  "delete it with `govchain devnet down --clean`")
+            backends = {signer.backend for signer in manifest.signers}
+            if options.signer_backend and backends and backends != {options.signer_backend}:
+                raise DevnetError(f"{root} holds a stopped devnet whose signers use the "
+                                  f"{', '.join(sorted(backends))} back end, not "
+                                  f"{options.signer_backend}: restart it without "
+                                  "--signer-backend")
             report(f"restarting the stopped devnet in {root}")
         else:
             if root.exists() and any(p.name != ".devnet.lock" for p in root.iterdir()):
@@ -287,6 +318,8 @@ def up(options: UpOptions, report: Report = _quiet) -> Manifest:
 
 def _start_all(manifest: Manifest, ready_timeout_s: float, report: Report) -> None:
     _start_links(manifest, report)
+    # The signers first: the nodes sign from their first round.
+    signer_procs.start_signers(manifest, manifest.signers, report)
     for node in manifest.nodes:
         _spawn_node(manifest, node, report)
     deadline = time.monotonic() + ready_timeout_s
@@ -356,10 +389,17 @@ def _stop_all(manifest: Manifest, report: Report) -> None:
     outcome = process.stop_groups([n.pid for n in nodes if n.pid is not None])
     for node in nodes:
         report(f"{node.name}: {outcome[node.pid or 0]}")
+    signers = [s for s in manifest.signers if s.pid is not None
+               and signer_procs.is_signer_running(s)]
+    outcome = process.stop_groups([s.pid for s in signers if s.pid is not None])
+    for signer in signers:
+        report(f"{signer.name}: {outcome[signer.pid or 0]}")
     if manifest.links.pid is not None and is_links_running(manifest):
         process.stop_group(manifest.links.pid)
     for node in manifest.nodes:
         node.pid = None
+    for signer in manifest.signers:
+        signer.pid = None
     manifest.links.pid = None
     if has_manifest(Path(manifest.dir)):
         write_manifest(manifest)
@@ -377,10 +417,16 @@ def down(devnet_dir: Path, *, clean: bool = False, report: Report = _quiet) -> N
 
 
 def start_node(devnet_dir: Path, name: str, ready_timeout_s: float = READY_TIMEOUT_S,
-               report: Report = _quiet) -> NodeEntry:
-    """Start a stopped node with its home as it is; wait until it answers."""
+               report: Report = _quiet) -> NodeEntry | SignerEntry:
+    """Start a stopped node (or signer) as it is; wait until it answers (or listens)."""
     with locked(devnet_dir):
         manifest = read_manifest(devnet_dir)
+        if manifest.is_signer_name(name):
+            signer = manifest.get_signer(name)
+            if signer_procs.is_signer_running(signer):
+                raise DevnetError(f"{signer.name} is already running (pid {signer.pid})")
+            signer_procs.start_signers(manifest, [signer], report)
+            return signer
         node = manifest.get_node(name)
         if is_node_running(node):
             raise DevnetError(f"{node.name} is already running (pid {node.pid})")
@@ -446,11 +492,14 @@ def _wait_first_snapshot(manifest: Manifest, deadline: float, report: Report) ->
 
 
 def stop_node(devnet_dir: Path, name: str, *, kill: bool = False) -> str:
-    """SIGTERM (or SIGKILL with `kill`) a node and wait until it is gone; say what happened."""
+    """SIGTERM (or SIGKILL with `kill`) a node or signer and wait until it is gone; say
+    what happened."""
     with locked(devnet_dir):
         manifest = read_manifest(devnet_dir)
-        node = manifest.get_node(name)
-        outcome = _stop_node(node, kill=kill)
+        if manifest.is_signer_name(name):
+            outcome = signer_procs.stop_signer(manifest.get_signer(name), kill=kill)
+        else:
+            outcome = _stop_node(manifest.get_node(name), kill=kill)
         write_manifest(manifest)
         return outcome
 
@@ -472,6 +521,9 @@ def wipe_node(devnet_dir: Path, name: str) -> NodeEntry:
     """Stop a node and delete its data directory, keeping its keys and config."""
     with locked(devnet_dir):
         manifest = read_manifest(devnet_dir)
+        if manifest.is_signer_name(name):
+            raise DevnetError(f"{name} is a signer: wipe deletes a node's data (a signer's "
+                              "sign state is what keeps it from signing twice)")
         node = manifest.get_node(name)
         _stop_node(node, kill=False)
         write_manifest(manifest)
@@ -497,8 +549,14 @@ def get_status(devnet_dir: Path) -> dict[str, Any]:
             "finalized_height": status.get("finalized_height") if status else None,
             "head_hash": status.get("head_hash") if status else None,
             "peers": len(peers) if isinstance(peers, list) else peers,
+            "signer": node.signer,
         })
+    signers = [{"name": signer.name, "pid": signer.pid, "node": signer.node,
+                "alive": signer_procs.is_signer_running(signer), "backend": signer.backend,
+                "address": signer.address, "public_key": signer.public_key}
+               for signer in manifest.signers]
     return {"chain_id": manifest.chain_id, "dir": manifest.dir, "nodes": nodes,
+            "signers": signers,
             "links": {"pid": manifest.links.pid, "alive": is_links_running(manifest),
                       "cut": [sorted(p) for p in sorted(read_applied_cuts(devnet_dir),
                                                         key=sorted)]}}
@@ -527,6 +585,8 @@ def get_log_path(devnet_dir: Path, name: str) -> Path:
     manifest = read_manifest(devnet_dir)
     if name in ("links", "proxy"):
         return Path(manifest.links.log)
+    if manifest.is_signer_name(name):
+        return Path(manifest.get_signer(name).log)
     return Path(manifest.get_node(name).log)
 
 

@@ -11,6 +11,7 @@ the expected home, so a reused pid is never signalled.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from devnet.errors import DevnetError
 
@@ -25,6 +27,8 @@ TERM_TIMEOUT_S = 15.0
 """How long a process gets to exit after SIGTERM before it is killed."""
 KILL_TIMEOUT_S = 5.0
 """How long the kernel gets to remove a process after SIGKILL."""
+CLI_TIMEOUT_S = 120.0
+"""Deadline of one `govchain genesis new`, `govchain init` or `signer init-pkcs11` run."""
 _PROC = Path("/proc")
 
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -62,6 +66,26 @@ def get_python_env() -> dict[str, str]:
 
 def python_argv(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+def run_govchain(*args: str, timeout_s: float = CLI_TIMEOUT_S,
+                 env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run `govchain --json ARGS` to completion and return its JSON output."""
+    argv = python_argv("-m", "cli", "--json", *args)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
+                              env={**get_python_env(), **(env or {})},
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise DevnetError(f"`govchain {args[0]}` did not finish within {timeout_s:.0f} s") from e
+    if done.returncode != 0:
+        lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
+        raise DevnetError(f"`govchain {' '.join(args[:2])}` failed: {lines[-1]}")
+    try:
+        doc: dict[str, Any] = json.loads(done.stdout)
+    except ValueError as e:
+        raise DevnetError(f"`govchain {args[0]}` printed no JSON: {done.stdout[:200]!r}") from e
+    return doc
 
 
 def _reap(pid: int) -> None:

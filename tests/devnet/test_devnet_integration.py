@@ -63,7 +63,8 @@ def devnet_dir(tmp_path: Path) -> Iterator[Path]:
     if (path / "devnet.json").exists():  # the test failed half-way: stop what it started
         govchain("devnet", "down", "--dir", str(path))
         manifest = read_manifest(path)
-        for pid in [n.pid for n in manifest.nodes] + [manifest.links.pid]:
+        for pid in [n.pid for n in manifest.nodes] + [s.pid for s in manifest.signers] \
+                + [manifest.links.pid]:
             if pid is not None and process.get_group_members(pid):
                 process.kill_group(pid)
 

@@ -15,6 +15,7 @@ from devnet.manifest import (
     LinksEntry,
     Manifest,
     NodeEntry,
+    SignerEntry,
     locked,
     read_manifest,
     write_manifest,
@@ -268,3 +269,36 @@ def test_read_tail(tmp_path: Path) -> None:
     assert read_tail(log, 0) == []
     assert len(read_tail(log, 5000)) == 1000
     assert read_tail(tmp_path / "missing.log", 3) == []
+
+
+def test_manifest_with_signers_round_trip_and_lookup(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path)
+    manifest.nodes[1].signer = "signer1"
+    manifest.signers = [SignerEntry(
+        name="signer1", node="node1", home=str(tmp_path / "signer1"),
+        address=f"unix:{tmp_path / 'signer1' / 'signer.sock'}", public_key="ab" * 32,
+        backend="pkcs11", log=str(tmp_path / "signer1" / "signer.log"),
+        pkcs11_module="/usr/lib/softhsm/libsofthsm2.so", pid=1234)]
+    write_manifest(manifest)
+    again = read_manifest(tmp_path)
+    assert again == manifest
+    assert again.is_signer_name("signer1") and not again.is_signer_name("node1")
+    assert again.get_signer("signer1").node == "node1"
+    with pytest.raises(DevnetError, match="its signers: signer1"):
+        again.get_signer("signer7")
+    with pytest.raises(DevnetError, match="its signers: signer1"):
+        again.get_node("signer7")
+
+
+def test_manifest_without_signers_reads_as_none(tmp_path: Path) -> None:
+    """A manifest written before signers existed has no "signers" key."""
+    write_manifest(_manifest(tmp_path))
+    doc = json.loads((tmp_path / "devnet.json").read_text())
+    del doc["signers"]
+    for node in doc["nodes"]:
+        del node["signer"]
+    (tmp_path / "devnet.json").write_text(json.dumps(doc))
+    manifest = read_manifest(tmp_path)
+    assert manifest.signers == [] and manifest.nodes[0].signer is None
+    with pytest.raises(DevnetError, match="without --signers"):
+        manifest.get_signer("signer0")
