@@ -53,10 +53,24 @@ def test_the_private_licence_story_on_a_devnet(chain: Chain, tmp_path: Path) -> 
     voters = chain.validators[:3]
     homes = [Path(n["home"]) for n in chain.manifest["nodes"]]
     rpc = [n["rpc_url"] for n in chain.manifest["nodes"]]
-    assert chain.decide(voters, "create_private_namespace", {
-        "name": "drivers", "description": "driving licences",
-        "holders": [chain.validators[0].public_key, chain.validators[1].public_key],
-        "metadata_keys": ["class"]}) == "namespace_created"
+
+    def cli(*args: str) -> Any:
+        return json.loads(run_ok("--json", *args))
+
+    # the namespace, by governance from the command line: held by validators 0 and 1
+    validator_keys = [str(chain.path / "genesis" / f"validator{i}_key.json") for i in range(3)]
+    proposal = cli("tx", "propose", "--key", validator_keys[0], "--action",
+                   "create_private_namespace", "--args", json.dumps({
+                       "name": "drivers", "description": "driving licences",
+                       "holders": [chain.validators[0].public_key.hex(),
+                                   chain.validators[1].public_key.hex()],
+                       "metadata_keys": ["class"]}), "--rpc", rpc[0])
+    assert proposal["code"] == "ok", proposal
+    for i in (1, 2):
+        vote = cli("tx", "vote", "--key", validator_keys[i], "--proposal",
+                   str(proposal["events"][0]["attributes"]["id"]), "--rpc", rpc[i])
+        assert vote["code"] == "ok", vote
+    assert vote["events"][-1]["kind"] == "namespace_created"
     for role, account in (("writer", writer), ("authority", court)):
         assert chain.decide(voters, "grant_role", {"role": role, "scope": "drivers",
                                                    "address": account.address}
@@ -66,9 +80,6 @@ def test_the_private_licence_story_on_a_devnet(chain: Chain, tmp_path: Path) -> 
                       ("court", court)):
         keys[name] = str(tmp_path / f"{name}.json")
         write_key_file(Path(keys[name]), key)
-
-    def cli(*args: str) -> Any:
-        return json.loads(run_ok("--json", *args))
 
     # 1. the ministry (validator 0's node) issues the licence: the commitment on chain
     licence = tmp_path / "licence.pdf"
