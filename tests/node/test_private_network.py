@@ -273,8 +273,12 @@ async def test_private_licence_story(tmp_path: Path) -> None:
         sync = interior.service.network.private
         await wait_for(lambda: _true(sync.refused_payloads > 0), 20, "the forged payload")
         assert not await held(interior, "lic-43")
-        # what a holder restarting now would fetch: the record it lacks, nothing erased
+        # what a holder restarting now would fetch: the record it lacks, nothing erased;
+        # and an erasure it missed (say, a crash before it ran) is carried out on the way
+        interior.node.private.store.put_payload("drivers", "lic-42", salt, PAYLOAD)
+        assert await held(interior, "lic-42")
         assert interior.node.private.find_missing() == [("drivers", "lic-43", commitment2)]
+        assert not await held(interior, "lic-42")
         assert outsider.node.private.find_missing() == []
         ministry_id = ministry.service.network.p2p.node_id
         scores = [p.score for p in interior.service.network.p2p.peers()
