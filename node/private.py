@@ -88,6 +88,8 @@ MAX_WANTED = 10_000
 """Most records whose payload a holder is still fetching from other holders."""
 MAX_READS_ANSWER = 100
 FETCH_INTERVAL_S = 0.5
+MAX_FETCHED_BYTES = 64 * 1024 * 1024
+"""Most payload bytes a fetch round holds in memory before waiting for their write."""
 DEFAULT_ANCHOR_INTERVAL_MS = 10_000
 
 
@@ -525,16 +527,20 @@ class PrivateSync:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.vault.wanted_changed.wait(), FETCH_INTERVAL_S)
             self.vault.wanted_changed.clear()
-            writes = []  # the payloads fetched in one pass go to the store together
+            writes: list[asyncio.Task[None]] = []  # fetched payloads, written together
+            held_bytes = 0
             for (namespace, key), commitment in list(self.vault.wanted.items()):
                 if (namespace, key) not in self.vault.wanted:
                     continue
                 opened = await self.fetch_payload(namespace, key, commitment)
-                if opened is not None:
-                    writes.append(asyncio.create_task(self._keep(namespace, key, *opened)))
-            for failed in await asyncio.gather(*writes, return_exceptions=True):
-                if isinstance(failed, Exception):
-                    log.error("could not keep a fetched private payload: %s", failed)
+                if opened is None:
+                    continue
+                writes.append(asyncio.create_task(self._keep(namespace, key, *opened)))
+                held_bytes += len(opened[1])
+                if len(writes) >= MAX_BATCH_RECORDS or held_bytes >= MAX_FETCHED_BYTES:
+                    await _wait_writes(writes)
+                    writes, held_bytes = [], 0
+            await _wait_writes(writes)
 
     async def fetch(self, namespace: str, key: str, commitment: bytes) -> bool:
         """Fetch and keep one payload; True once a payload opening `commitment` is kept
@@ -578,6 +584,12 @@ class PrivateSync:
                 continue
             return opened
         return None
+
+
+async def _wait_writes(writes: list[asyncio.Task[None]]) -> None:
+    for failed in await asyncio.gather(*writes, return_exceptions=True):
+        if isinstance(failed, Exception):
+            log.error("could not keep a fetched private payload: %s", failed)
 
 
 def _open_sealed(box: nacl.public.PrivateKey, sealed: Any) -> tuple[bytes, bytes] | None:
