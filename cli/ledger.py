@@ -47,13 +47,13 @@ def _hex(text: str, what: str, size: int | None = None) -> bytes:
 
 
 def decode_json_fields(doc: dict[str, Any]) -> dict[str, Any]:
-    """Hex text to bytes for the byte fields (members: a list of hex keys)."""
+    """Hex text to bytes for the byte fields (members, holders: lists of hex keys)."""
     out: dict[str, Any] = {}
     for name, value in doc.items():
         if name in BYTES_FIELDS and isinstance(value, str):
             out[name] = _hex(value, name)
-        elif name == "members" and isinstance(value, list):
-            out[name] = [_hex(str(v), "members") for v in value]
+        elif name in ("members", "holders") and isinstance(value, list):
+            out[name] = [_hex(str(v), name) for v in value]
         elif isinstance(value, dict):
             out[name] = decode_json_fields(value) if name == "args" else value
         else:

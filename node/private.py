@@ -65,7 +65,7 @@ from node.errors import NodeError
 from p2p.errors import P2PError
 from p2p.frames import MAX_PRIVATE_PAYLOAD_BYTES, MessageType
 from p2p.peers import PENALTY_BAD_RESPONSE, PENALTY_REJECTED_MESSAGE
-from storage.private_store import PrivateStore
+from storage.private_store import MAX_BATCH_RECORDS, PrivateStore
 
 if TYPE_CHECKING:
     from node.config import NodeHome
@@ -88,6 +88,8 @@ MAX_WANTED = 10_000
 """Most records whose payload a holder is still fetching from other holders."""
 MAX_READS_ANSWER = 100
 FETCH_INTERVAL_S = 0.5
+MAX_FETCHED_BYTES = 64 * 1024 * 1024
+"""Most payload bytes a fetch round holds in memory before waiting for their write."""
 DEFAULT_ANCHOR_INTERVAL_MS = 10_000
 
 
@@ -135,6 +137,10 @@ class PrivateVault:
         self.anchor_interval_ms = DEFAULT_ANCHOR_INTERVAL_MS
         self._last_anchor_ms = 0
         self._anchor_tx: Transaction | None = None
+        self._pending: list[tuple[tuple[str, str, bytes, bytes], asyncio.Future[None]]] = []
+        """Checked payloads waiting for the next group write, with their waiters: at most
+        one per RPC request being served and one per wanted record (MAX_WANTED)."""
+        self._writing = False
         self._read_lock = threading.Lock()
         """Reads run in worker threads: one at a time, for the replay memory and the log."""
         node.add_commit_listener(self.on_commit)
@@ -180,9 +186,9 @@ class PrivateVault:
 
     # ---------------------------------------------------------------- payloads in
 
-    def submit(self, namespace: str, key: str, salt: bytes, payload: bytes) -> None:
-        """Keep the payload of a final record from its writer, if it opens the commitment.
-        Runs in a worker thread (two disk flushes); touches no loop-owned state."""
+    async def submit(self, namespace: str, key: str, salt: bytes, payload: bytes) -> None:
+        """Keep the payload of a final record from its writer, if it opens the commitment
+        (durable when this returns: written with the other payloads of the moment)."""
         self._held_namespace(namespace)
         record = self._record(namespace, key)
         if get_erasure(self.node.state, namespace, key) is not None:
@@ -193,10 +199,44 @@ class PrivateVault:
         if not is_matching_commitment(record["commitment"], salt, payload):
             raise PrivateError("payload_mismatch", f"the payload and salt do not open the "
                                f"commitment of {namespace}/{key}")
-        self.store.put_payload(namespace, key, salt, payload)
-        if get_erasure(self.node.state, namespace, key) is not None:
-            self.store.erase_payload(namespace, key)  # erased while it was being written
+        if not await self.keep(namespace, key, salt, payload):
             raise PrivateError("record_erased", f"{namespace}/{key} was erased")
+
+    async def keep(self, namespace: str, key: str, salt: bytes, payload: bytes) -> bool:
+        """Write a checked payload to the store in the next group write; False (and
+        nothing kept) when the record's erasure became final meanwhile."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(((namespace, key, salt, payload), future))
+        if not self._writing:
+            self._writing = True
+            _spawn(self._write_pending())
+        await future
+        if get_erasure(self.node.state, namespace, key) is not None:
+            # Erased while it was being written (the erasure's own task may have run first).
+            await asyncio.to_thread(self.store.erase_payload, namespace, key)
+            return False
+        return True
+
+    async def _write_pending(self) -> None:
+        """Group commit: write every payload waiting, MAX_BATCH_RECORDS at a time, in one
+        synced LevelDB write and one key file each; those that arrive during a write go
+        in the next. One such task at a time."""
+        try:
+            while self._pending:
+                batch = self._pending[:MAX_BATCH_RECORDS]
+                del self._pending[:MAX_BATCH_RECORDS]
+                try:
+                    await asyncio.to_thread(self.store.put_payloads, [r for r, _ in batch])
+                except Exception as e:  # a disk fault: each waiting submitter is told
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(e)
+                else:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_result(None)
+        finally:
+            self._writing = False
 
     def on_commit(self, executed: ExecutedBlock, certificate: object) -> None:
         """Learn the records to fetch and the erasures to carry out from a final block."""
@@ -228,7 +268,9 @@ class PrivateVault:
 
     def find_missing(self) -> list[tuple[str, str, bytes]]:
         """(namespace, key, commitment) of the records of namespaces this node holds
-        whose payload it lacks (say, committed while it was down), at most MAX_WANTED."""
+        whose payload it lacks (say, committed while it was down), at most MAX_WANTED.
+        Carries out on the way the erasures it missed (final while it was down, or cut
+        short by a crash). Reads the disk: run it in a worker thread."""
         holder_key = self.holder_key
         if holder_key is None:
             return []
@@ -240,8 +282,9 @@ class PrivateVault:
             for _key, record_value in store.iterate_state(RECORD_PREFIX + name.encode() + b"/"):
                 record = codec.decode(record_value)
                 key = str(record["key"])
-                if (get_erasure(self.node.state, name, key) is None
-                        and not self.store.has_payload(name, key)):
+                if get_erasure(self.node.state, name, key) is not None:
+                    self._erase_now(self.store, name, key)
+                elif not self.store.has_payload(name, key):
                     found.append((name, key, bytes(record["commitment"])))
                     if len(found) >= MAX_WANTED:
                         return found
@@ -484,16 +527,42 @@ class PrivateSync:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.vault.wanted_changed.wait(), FETCH_INTERVAL_S)
             self.vault.wanted_changed.clear()
+            writes: list[asyncio.Task[None]] = []  # fetched payloads, written together
+            held_bytes = 0
             for (namespace, key), commitment in list(self.vault.wanted.items()):
-                if (namespace, key) in self.vault.wanted and \
-                        await self.fetch(namespace, key, commitment):
-                    self.vault.wanted.pop((namespace, key), None)
+                if (namespace, key) not in self.vault.wanted:
+                    continue
+                opened = await self.fetch_payload(namespace, key, commitment)
+                if opened is None:
+                    continue
+                writes.append(asyncio.create_task(self._keep(namespace, key, *opened)))
+                held_bytes += len(opened[1])
+                if len(writes) >= MAX_BATCH_RECORDS or held_bytes >= MAX_FETCHED_BYTES:
+                    await _wait_writes(writes)
+                    writes, held_bytes = [], 0
+            await _wait_writes(writes)
 
     async def fetch(self, namespace: str, key: str, commitment: bytes) -> bool:
-        """Ask each connected peer in turn; True once a payload opening `commitment` is kept."""
+        """Fetch and keep one payload; True once a payload opening `commitment` is kept
+        (or the record is erased)."""
+        opened = await self.fetch_payload(namespace, key, commitment)
+        if opened is None:
+            return False
+        await self._keep(namespace, key, *opened)
+        return True
+
+    async def _keep(self, namespace: str, key: str, salt: bytes, payload: bytes) -> None:
+        if get_erasure(self.vault.node.state, namespace, key) is None and \
+                await self.vault.keep(namespace, key, salt, payload):
+            log.info("fetched the private payload of %s/%s", namespace, key)
+        self.vault.wanted.pop((namespace, key), None)
+
+    async def fetch_payload(self, namespace: str, key: str, commitment: bytes
+                            ) -> tuple[bytes, bytes] | None:
+        """Ask each connected peer in turn for (salt, payload) opening `commitment`."""
         signer = self.vault.node.home.validator_key
         if signer is None:
-            return False
+            return None
         for peer in self.p2p.peers():
             box = nacl.public.PrivateKey.generate()
             box_key = bytes(box.public_key)
@@ -513,17 +582,14 @@ class PrivateSync:
                                   f"sent a private payload of {namespace}/{key} that does not "
                                   f"match its commitment")
                 continue
-            if get_erasure(self.vault.node.state, namespace, key) is not None:
-                return True
-            await asyncio.to_thread(self.vault.store.put_payload, namespace, key, *opened)
-            if get_erasure(self.vault.node.state, namespace, key) is not None:
-                # The erasure became final while the payload was being written.
-                await asyncio.to_thread(self.vault.store.erase_payload, namespace, key)
-                return True
-            log.info("fetched the private payload of %s/%s from %s...", namespace, key,
-                     peer.node_id[:12])
-            return True
-        return False
+            return opened
+        return None
+
+
+async def _wait_writes(writes: list[asyncio.Task[None]]) -> None:
+    for failed in await asyncio.gather(*writes, return_exceptions=True):
+        if isinstance(failed, Exception):
+            log.error("could not keep a fetched private payload: %s", failed)
 
 
 def _open_sealed(box: nacl.public.PrivateKey, sealed: Any) -> tuple[bytes, bytes] | None:

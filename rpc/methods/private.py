@@ -120,8 +120,8 @@ class PrivateApi:
         if len(payload) > MAX_PRIVATE_PAYLOAD_BYTES:
             raise invalid_params(f"payload must be at most {MAX_PRIVATE_PAYLOAD_BYTES} bytes")
         try:
-            # A synced LevelDB write and an fsynced key file: off the event loop.
-            await asyncio.to_thread(self.node.private.submit, namespace, key, salt, payload)
+            # Written with the payloads of concurrent submissions (one group write).
+            await self.node.private.submit(namespace, key, salt, payload)
         except PrivateError as e:
             raise _refusal(e) from e
         self.node.private.wanted.pop((namespace, key), None)  # no need to fetch it now

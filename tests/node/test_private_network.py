@@ -194,6 +194,19 @@ async def test_private_licence_story(tmp_path: Path) -> None:
         assert await held(ministry, "lic-44")
         await wait_for(lambda: held(interior, "lic-44"), 20, "lic-44 at the interior")
         assert (tmp_path / "other.pdf.salt").read_text().strip()
+        # payloads handed in together are written together: one key file for the lot
+        batch = {f"lic-5{i}": make_commitment(f"licence 5{i}".encode()) for i in range(3)}
+        for record_key, (_salt, record_commitment) in batch.items():
+            assert (await send(ministry, WRITER, "private_put", {
+                "namespace": "drivers", "key": record_key,
+                "commitment": record_commitment}))["code"] == "ok"
+        key_dir = ministry.node.home.path / "private" / "keys"
+        files_before = set(key_dir.iterdir())
+        await asyncio.gather(*(ministry.node.private.submit(
+            "drivers", record_key, batch_salt, f"licence {record_key[4:]}".encode())
+            for record_key, (batch_salt, _c) in batch.items()))
+        assert len(set(key_dir.iterdir()) - files_before) == 1
+        assert all([await held(ministry, record_key) for record_key in batch])
 
         # 4. revocation: a fresh request and the replayed old one both fail
         revoked = await send(ministry, CITIZEN, "private_revoke", {
@@ -231,8 +244,8 @@ async def test_private_licence_story(tmp_path: Path) -> None:
         assert all(MARKER.hex() not in a and MARKER.decode() not in a for a in answers)
 
         # 5. a court orders erasure: payload and key leave both holders
-        box_keys = {n.node.home.path: n.node.private.store.get_key_path(
-            "drivers", "lic-42").read_bytes() for n in (ministry, interior)}
+        box_keys = {n.node.home.path: n.node.private.store.get_box_key("drivers", "lic-42")
+                    for n in (ministry, interior)}
         assert all(box_keys.values())
         erased = await send(outsider, COURT, "private_erase", {
             "namespace": "drivers", "key": "lic-42", "reason": "court order 2026/77"})
@@ -260,8 +273,12 @@ async def test_private_licence_story(tmp_path: Path) -> None:
         sync = interior.service.network.private
         await wait_for(lambda: _true(sync.refused_payloads > 0), 20, "the forged payload")
         assert not await held(interior, "lic-43")
-        # what a holder restarting now would fetch: the record it lacks, nothing erased
+        # what a holder restarting now would fetch: the record it lacks, nothing erased;
+        # and an erasure it missed (say, a crash before it ran) is carried out on the way
+        interior.node.private.store.put_payload("drivers", "lic-42", salt, PAYLOAD)
+        assert await held(interior, "lic-42")
         assert interior.node.private.find_missing() == [("drivers", "lic-43", commitment2)]
+        assert not await held(interior, "lic-42")
         assert outsider.node.private.find_missing() == []
         ministry_id = ministry.service.network.p2p.node_id
         scores = [p.score for p in interior.service.network.p2p.peers()
