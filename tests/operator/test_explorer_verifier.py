@@ -104,15 +104,34 @@ async function attempt(fn) {
 
 @dataclass
 class FakeNode:
-    """Answers chain_block and chain_validators from a chain built in the test."""
+    """Answers chain_block, chain_validators and chain_validator_changes from a chain built
+    in the test, and logs the calls."""
 
     blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
     sets: dict[int, ValidatorSet] = field(default_factory=dict)
     tamper: Callable[[str, dict[str, Any], Any], Any] | None = None
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def changes(self, after: int) -> list[dict[str, Any]]:
+        out = []
+        for height, block in sorted(self.blocks.items()):
+            header = BlockHeader.decode(bytes.fromhex(block["header"]))
+            if header.next_validator_set_hash != header.validator_set_hash and height >= after:
+                vset = self.sets[height + 1]
+                out.append({"from_height": height + 1, "hash": vset.hash.hex(),
+                            "validators": [{"public_key": v.public_key.hex(), "name": v.name}
+                                           for v in vset.validators],
+                            "certified_by": {"height": height, "header": block["header"],
+                                             "certificate": block["certificate"]["encoded"]}})
+        return out
 
     def answer(self, method: str, params: dict[str, Any]) -> Any:
-        if method == "chain_block":
-            result: Any = self.blocks[params["height"]]
+        self.calls.append((method, params))
+        if method == "chain_validator_changes":
+            result: Any = {"changes": self.changes(params.get("after_height", 0)),
+                           "more": False}
+        elif method == "chain_block":
+            result = self.blocks[params["height"]]
         elif method == "chain_validators":
             vset = self.sets[params["height"]]
             result = {"height": params["height"], "hash": vset.hash.hex(),
@@ -648,6 +667,46 @@ async def test_light_client_follows_a_validator_set_change(page: Page) -> None:
     answer = await page.run(FOLLOW.replace("GENESIS", json.dumps(other.to_json())))
     assert answer == {"ok": False, "code": "genesis_mismatch", "params": {"height": 1,
                                                                            "previous": 0}}
+
+    # What the explorer's pages do: no walk, the set changes followed from the genesis
+    # (chain_validator_changes) and only the block asked about fetched.
+    build_chain(page.node)
+    skip = script.replace("await chain.verifyTo(7);\n", "").replace("chain.height", "7")
+    page.node.calls.clear()
+    answer = await page.run(skip)
+    assert answer["ok"], answer
+    assert [s["from_height"] for s in answer["value"]["sets"]] == [1, 4]
+    assert answer["value"]["offline"] == result["signed"]
+    assert [method for method, _ in page.node.calls] == ["chain_validator_changes",
+                                                         "chain_block"]
+    assert page.node.calls[1][1] == {"height": 5}
+
+    def drop_changes(method: str, params: dict[str, Any], result: Any) -> Any:
+        return {**result, "changes": []} if method == "chain_validator_changes" else result
+
+    def other_new_set(method: str, params: dict[str, Any], result: Any) -> Any:
+        if method != "chain_validator_changes":
+            return result
+        return {**result, "changes": [{**c, "validators": c["validators"][:3]}
+                                      for c in result["changes"]]}
+
+    def old_set_certifies(method: str, params: dict[str, Any], result: Any) -> Any:
+        if method != "chain_validator_changes":
+            return result
+        forged = certify(chain.headers[2], [1, 2, 4])  # set B signs the block of set A
+        return {**result, "changes": [{**c, "certified_by": {
+            **c["certified_by"], "certificate": forged.encoded.hex()}}
+            for c in result["changes"]]}
+
+    outcomes = {}
+    for tamper in (drop_changes, other_new_set, old_set_certifies):
+        page.node.tamper = tamper
+        outcomes[tamper.__name__] = await page.run(skip)
+    page.node.tamper = None
+    assert outcomes["drop_changes"] == {"ok": False, "code": "wrong_set", "params": {"height": 5}}
+    assert outcomes["other_new_set"] == {"ok": False, "code": "set_unproven",
+                                         "params": {"height": 4, "previous": 3}}
+    assert outcomes["old_set_certifies"]["code"] == "cert_outsider", outcomes
 
 
 async def test_bundle_check_refuses_a_forged_set_chain(page: Page) -> None:
