@@ -702,7 +702,7 @@ const GovchainVerify = (() => {
       const { header, bytes } = readHeader(by.header, height);
       if (header.height !== height) fail("wrong_height", { height, got: header.height });
       if (header.chainId !== this.genesis.chainId) fail("wrong_chain", { height, chain: header.chainId });
-      if (toHex(header.validatorSetHash) !== current.hash) fail("wrong_set", { height });
+      if (toHex(header.validatorSetHash) !== current.hash) await this.setMismatch(height);
       if (next.hash !== toHex(header.nextValidatorSetHash) || next.hash === current.hash) {
         fail("set_unproven", { height: height + 1, previous: height });
       }
@@ -710,6 +710,20 @@ const GovchainVerify = (() => {
         this.genesis.chainId, height, await sha256(bytes));
       this.sets.push({ fromHeight: change.from_height, set: next,
         certifiedBy: { height, header: by.header, certificate: by.certificate } });
+    }
+
+    /** A header at `height` names another set than the one in force: a change is missing,
+     * or (no change followed yet) the chain does not start from this genesis at all. */
+    async setMismatch(height) {
+      if (this.sets.length === 1 && height > 1) {
+        const block = await this.rpc.call("chain_block", { height: 1 });
+        const { header } = readHeader(block && block.header, 1);
+        if (toHex(header.prevHash) !== this.genesis.hash ||
+            toHex(header.validatorSetHash) !== this.genesis.validatorSet.hash) {
+          fail("genesis_mismatch", { height: 1, previous: 0 });
+        }
+      }
+      fail("wrong_set", { height });
     }
 
     /** The certified header at `height`, its certificate checked by the set in force there
@@ -733,7 +747,7 @@ const GovchainVerify = (() => {
         if (height === 1 && toHex(header.prevHash) !== this.genesis.hash) {
           fail("genesis_mismatch", { height, previous: 0 });
         }
-        if (toHex(header.validatorSetHash) !== this.setAt(height).hash) fail("wrong_set", { height });
+        if (toHex(header.validatorSetHash) !== this.setAt(height).hash) await this.setMismatch(height);
       }
       const set = this.setAt(height);
       const cert = readCertificate(certificateHex, height);
