@@ -386,6 +386,8 @@ async def test_record_page_shows_text_and_verifies_in_three_languages(
             assert outcome["headline"] == fill(i18n[lang]["ok_record"], signed=signed_by(lang),
                                                height=height)
             assert fill(i18n[lang]["check_record"], version=1, height=height) in outcome["checks"]
+            # no validator-set change on this chain: the genesis set, named by the block
+            assert fill(i18n[lang]["check_chain"], height=height) in outcome["checks"]
             assert "note-anchor" in outcome["notes"]  # the genesis came from this node
             assert outcome["bundle"] == f"govchain-record-{height}.json"
             await screenshot(devtools, f"record-verified-{lang}")
