@@ -7,6 +7,7 @@ synthetic chain served by a fake node. Everything runs in a real headless Chromi
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from collections.abc import AsyncIterator, Callable
@@ -748,3 +749,26 @@ async def test_page_checks_a_bundle_that_govchain_proof_writes(page: Page) -> No
     answer = await page.run(script.replace('"checkpoint": null',
                                            '"checkpoint": {"height": 1, "header": ""}'))
     assert answer["code"] == "bundle_invalid" and "checkpoint" in answer["params"]["what"]
+
+    # Every validator signs each change (as the explorer's downloads keep them), the last
+    # signature in certificate order flipped: a quorum before it proves the change, for
+    # the page as for verify_bundle; the same flip in the final block is refused by both.
+    from sdk.bundle import BadSignatureError, verify_bundle
+    genesis, bundle = build_chain_bundle(3, full_certificates=True)
+    by = bundle["validator_sets"][2]["certified_by"]
+    by["certificate"] = by["certificate"][:-2] + f"{int(by['certificate'][-2:], 16) ^ 1:02x}"
+    verify_bundle(bundle, genesis)
+    final = copy.deepcopy(bundle)
+    cert = final["block"]["certificate"]
+    final["block"]["certificate"] = cert[:-2] + f"{int(cert[-2:], 16) ^ 1:02x}"
+    with pytest.raises(BadSignatureError):
+        verify_bundle(final, genesis)
+    check = """
+    const genesis = await V.loadGenesis(GENESIS);
+    return (await V.checkBundle(BUNDLE, genesis)).height;"""
+    for doc, ok in ((bundle, True), (final, False)):
+        answer = await page.run(check.replace("GENESIS", json.dumps(genesis.to_json()))
+                                .replace("BUNDLE", json.dumps(doc)))
+        assert answer["ok"] is ok, answer
+        if not ok:
+            assert answer["code"] == "cert_bad_signature", answer
