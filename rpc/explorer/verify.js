@@ -482,8 +482,10 @@ const GovchainVerify = (() => {
   };
 
   /** chain/vote.py validate_certificate: the block, no signer twice, members only, a
-   * quorum, and every precommit signature. Returns the signers' names in set order. */
-  async function validateCertificate(cert, set, chainId, height, blockHash) {
+   * quorum, and every precommit signature (with `quorumOnly`, those of the first quorum
+   * of signers: what proves a validator-set change, as sdk/bundle.py checks it).
+   * Returns the signers' names in set order. */
+  async function validateCertificate(cert, set, chainId, height, blockHash, quorumOnly) {
     if (cert.height !== height || !isEqualBytes(cert.blockHash, blockHash)) {
       fail("cert_wrong_block", { height });
     }
@@ -498,7 +500,8 @@ const GovchainVerify = (() => {
     }
     const message = signingBytes(DOMAIN_VOTE, chainId,
       [PRECOMMIT, cert.height, cert.round, cert.blockHash]);
-    for (const { validator, signature } of cert.signatures) {
+    const checked = quorumOnly ? cert.signatures.slice(0, set.quorum) : cert.signatures;
+    for (const { validator, signature } of checked) {
       if (!(await isValidSignature(validator, message, signature))) {
         fail("cert_bad_signature", { height, name: nameOf(set, toHex(validator)) });
       }
@@ -607,6 +610,7 @@ const GovchainVerify = (() => {
       this.height = 0;
       this.blockHashes = [genesis.hash];  // index h: hash of the verified block h
       this.sets = [{ fromHeight: 1, set: genesis.validatorSet, certifiedBy: null }];
+      this.setsKnownTo = 1;  // this.sets holds every set in force up to this height
     }
 
     setAt(height) {
@@ -647,6 +651,7 @@ const GovchainVerify = (() => {
       }
       this.blockHashes[height] = toHex(blockHash);
       this.height = height;
+      this.setsKnownTo = Math.max(this.setsKnownTo, height + 1);
     }
 
     async followSetChange(height, header, block) {
@@ -661,25 +666,95 @@ const GovchainVerify = (() => {
       if (next.hash !== toHex(header.nextValidatorSetHash)) {
         fail("set_unproven", { height: height + 1, previous: height });
       }
+      if (this.sets.some((entry) => entry.fromHeight === height + 1)) return;  // already followed
       this.sets.push({ fromHeight: height + 1, set: next,
         certifiedBy: { height, header: block.header, certificate: block.certificate.encoded } });
     }
 
-    /** The verified header at `height`, and its certificate checked again (the one given,
-     * e.g. sent with a proof, or the block's own). */
+    /** Follow the node's validator-set changes (chain_validator_changes) until every set
+     * in force up to `target` is known: each change only as the set its certifying header
+     * names, that header certified by the set before (the heights between changes are
+     * skipped). A change the node leaves out shows as a header naming another set. */
+    async followChanges(target, onProgress) {
+      while (this.setsKnownTo < target) {
+        const last = this.sets[this.sets.length - 1];
+        const page = await this.rpc.call("chain_validator_changes", { after_height: last.fromHeight });
+        const changes = page && Array.isArray(page.changes) ? page.changes : malformed("validator-set changes");
+        for (const change of changes) {
+          const previous = this.sets[this.sets.length - 1];
+          if (!change || !Number.isInteger(change.from_height) ||
+              change.from_height <= previous.fromHeight) malformed("validator-set changes");
+          if (change.from_height > target) { this.setsKnownTo = target; return; }
+          await this.acceptChange(change, previous.set);
+          if (onProgress) onProgress(change.from_height, target);
+        }
+        if (!page.more || !changes.length) this.setsKnownTo = target;
+      }
+    }
+
+    async acceptChange(change, current) {
+      const height = change.from_height - 1;
+      const by = change.certified_by || {};
+      let next;
+      try {
+        next = await makeValidatorSet(change.validators || [], "node");
+      } catch (e) {
+        if (e instanceof VerifyError) fail("set_unproven", { height: height + 1, previous: height });
+        throw e;
+      }
+      const { header, bytes } = readHeader(by.header, height);
+      if (header.height !== height) fail("wrong_height", { height, got: header.height });
+      if (header.chainId !== this.genesis.chainId) fail("wrong_chain", { height, chain: header.chainId });
+      if (toHex(header.validatorSetHash) !== current.hash) await this.setMismatch(height);
+      if (next.hash !== toHex(header.nextValidatorSetHash) || next.hash === current.hash) {
+        fail("set_unproven", { height: height + 1, previous: height });
+      }
+      await validateCertificate(readCertificate(by.certificate, height), current,
+        this.genesis.chainId, height, await sha256(bytes), true);
+      this.sets.push({ fromHeight: change.from_height, set: next,
+        certifiedBy: { height, header: by.header, certificate: by.certificate } });
+    }
+
+    /** A header at `height` names another set than the one in force: a change is missing,
+     * or (no change followed yet) the chain does not start from this genesis at all. */
+    async setMismatch(height) {
+      if (this.sets.length === 1 && height > 1) {
+        const block = await this.rpc.call("chain_block", { height: 1 });
+        const { header } = readHeader(block && block.header, 1);
+        if (toHex(header.prevHash) !== this.genesis.hash ||
+            toHex(header.validatorSetHash) !== this.genesis.validatorSet.hash) {
+          fail("genesis_mismatch", { height: 1, previous: 0 });
+        }
+      }
+      fail("wrong_set", { height });
+    }
+
+    /** The certified header at `height`, its certificate checked by the set in force there
+     * (the certificate given, e.g. sent with a proof, or the block's own). Below the height
+     * walked block by block (verifyTo) the header must also be the walked one; above it,
+     * the set changes are followed from the genesis and the heights between skipped. */
     async certifiedHeader(height, headerHex, certificateHex, onProgress) {
-      await this.verifyTo(height, onProgress);
+      if (height > this.height) await this.followChanges(height, onProgress);
       if (headerHex === undefined) {
         const block = await this.rpc.call("chain_block", { height });
         headerHex = block.header;
         certificateHex = block.certificate && block.certificate.encoded;
       }
       const { header, bytes } = readHeader(headerHex, height);
-      if (toHex(await sha256(bytes)) !== this.blockHashes[height]) fail("header_mismatch", { height });
+      const blockHash = await sha256(bytes);
+      if (height <= this.height) {
+        if (toHex(blockHash) !== this.blockHashes[height]) fail("header_mismatch", { height });
+      } else {
+        if (header.height !== height) fail("wrong_height", { height, got: header.height });
+        if (header.chainId !== this.genesis.chainId) fail("wrong_chain", { height, chain: header.chainId });
+        if (height === 1 && toHex(header.prevHash) !== this.genesis.hash) {
+          fail("genesis_mismatch", { height, previous: 0 });
+        }
+        if (toHex(header.validatorSetHash) !== this.setAt(height).hash) await this.setMismatch(height);
+      }
       const set = this.setAt(height);
       const cert = readCertificate(certificateHex, height);
-      const signed = await validateCertificate(cert, set, this.genesis.chainId, height,
-        fromHex(this.blockHashes[height]));
+      const signed = await validateCertificate(cert, set, this.genesis.chainId, height, blockHash);
       return { header, headerHex, certificateHex, signed, set };
     }
 
@@ -819,24 +894,25 @@ const GovchainVerify = (() => {
     const path = (result.path || []).map((p) => fromHex(p, 32));
     if (!(await isValidMerkleProof(fromHex(result.leaf), proof.index, proof.tx_count, path,
       header.resultsRoot))) fail("result_unproven", { height });
-    if (typeof result.events !== "string" ||
-        !isEqualBytes(await sha256(fromHex(result.events)), leaf[2])) fail("result_unproven", { height });
+    // The events are optional (`govchain proof` leaves them out); given, they must match.
+    if (result.events !== undefined && (typeof result.events !== "string" ||
+        !isEqualBytes(await sha256(fromHex(result.events)), leaf[2]))) fail("result_unproven", { height });
     return { code: leaf[1] };
   }
 
   // ---------------------------------------------------------------- proof bundles
 
   const BUNDLE_FORMAT = "govchain-proof-bundle";
-  const BUNDLE_VERSION = 0;
-  /** Versions checkBundle reads: 1 (`govchain proof`) adds `checkpoint` (read only when
-   * null here: a page has no way to state a trusted checkpoint) and a tx proof's
-   * `result` (not checked here: the outcome stays the node's word). */
+  const BUNDLE_VERSION = 1;
+  /** Versions checkBundle reads: 1 (written here and by `govchain proof`) adds
+   * `checkpoint` (read only when null here: a page has no way to state a trusted
+   * checkpoint) and a tx proof's `result` (checked: the leaf under the results root). */
   const READABLE_BUNDLE_VERSIONS = [0, 1];
 
   function makeBundle(kind, genesis, certified, chain, proof, reported) {
     return {
       format: BUNDLE_FORMAT, version: BUNDLE_VERSION, kind,
-      chain_id: genesis.chainId, genesis_hash: genesis.hash,
+      chain_id: genesis.chainId, genesis_hash: genesis.hash, checkpoint: null,
       validator_sets: chain.setChain(certified.header.height),
       block: { height: certified.header.height, header: certified.headerHex,
         certificate: certified.certificateHex },
@@ -857,18 +933,26 @@ const GovchainVerify = (() => {
     const sets = bundle.validator_sets;
     if (!Array.isArray(sets) || !sets.length || sets[0].from_height !== 1 ||
         sets[0].hash !== genesis.validatorSet.hash) fail("bundle_invalid", { what: "validator_sets" });
-    let current = genesis.validatorSet;
+    let current = genesis.validatorSet, fromHeight = 1;
     for (const entry of sets.slice(1)) {
+      if (!entry || !Number.isInteger(entry.from_height) || entry.from_height <= fromHeight) {
+        fail("bundle_invalid", { what: "validator_sets" });
+      }
       const next = await makeValidatorSet(entry.validators, "node");
       const by = entry.certified_by || {};
       const height = entry.from_height - 1;
       const { header, bytes } = readHeader(by.header, height);
-      if (header.height !== height || header.chainId !== genesis.chainId ||
-          toHex(header.validatorSetHash) !== current.hash ||
-          toHex(header.nextValidatorSetHash) !== next.hash) fail("set_unproven", { height: height + 1, previous: height });
+      if (header.height !== height || header.chainId !== genesis.chainId) {
+        fail("set_unproven", { height: height + 1, previous: height });
+      }
+      if (toHex(header.validatorSetHash) !== current.hash) fail("wrong_set", { height });
+      if (toHex(header.nextValidatorSetHash) !== next.hash || next.hash === current.hash) {
+        fail("set_unproven", { height: height + 1, previous: height });
+      }
       await validateCertificate(readCertificate(by.certificate, height), current,
-        genesis.chainId, height, await sha256(bytes));
+        genesis.chainId, height, await sha256(bytes), true);
       current = next;
+      fromHeight = entry.from_height;
     }
     const height = bundle.block && bundle.block.height;
     const { header, bytes } = readHeader(bundle.block && bundle.block.header, height);

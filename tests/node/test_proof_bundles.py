@@ -23,7 +23,7 @@ from chain.block import BlockHeader
 from chain.crypto import Hash32, KeyPair, compute_hash
 from chain.genesis import Genesis
 from chain.tx import Transaction
-from chain.vote import Validator, ValidatorSet
+from chain.vote import CommitCertificate, Validator, ValidatorSet
 from cli.ledger import add_dev_ledger
 from cli.main import main as cli_main
 from cli.service import NodeService
@@ -110,6 +110,39 @@ def test_invalid_flipped_signature_in_a_set_change(chain_of_sets):
     height = bundle["validator_sets"][3]["from_height"] - 1
     with pytest.raises(BadSignatureError, match=f"on block {height} does not verify"):
         verify_bundle(tampered(bundle, flip), genesis)
+
+
+def test_a_set_change_is_proven_by_a_quorum_of_its_certificate(chain_of_sets):
+    # A set change certified by all four: the first three signatures (a quorum) prove
+    # it and the fourth is not checked; a bad one among the three is refused. Of the
+    # final block every signature is checked (they are the names shown).
+    genesis, bundle = chain_of_sets
+    keys = _chain_keys(2)  # the set that certifies the third change
+    header = BlockHeader.decode(bytes.fromhex(
+        bundle["validator_sets"][3]["certified_by"]["header"]))
+    full = certify(header, keys)
+    assert len(full.signatures) == 4
+
+    def with_bad(certificate, index):
+        key, sig = certificate.signatures[index]
+        bad = (key, sig[:-1] + bytes([sig[-1] ^ 1]))
+        signatures = list(certificate.signatures)
+        signatures[index] = bad
+        return CommitCertificate(certificate.height, certificate.round,
+                                 certificate.block_hash, tuple(signatures)).encoded.hex()
+
+    def set_change_certificate(hex_cert):
+        return lambda doc: doc["validator_sets"][3]["certified_by"].update(
+            certificate=hex_cert)
+    fact = verify_bundle(tampered(bundle, set_change_certificate(with_bad(full, 3))), genesis)
+    assert fact.set_changes == 6
+    with pytest.raises(BadSignatureError, match=f"on block {header.height} does not verify"):
+        verify_bundle(tampered(bundle, set_change_certificate(with_bad(full, 0))), genesis)
+    final = CommitCertificate.decode(bytes.fromhex(bundle["block"]["certificate"]))
+    assert len(final.signatures) == 4
+    with pytest.raises(BadSignatureError):
+        verify_bundle(tampered(bundle, lambda doc: doc["block"].update(
+            certificate=with_bad(final, 3))), genesis)
 
 
 def test_invalid_flipped_byte_in_the_final_header(chain_of_sets):

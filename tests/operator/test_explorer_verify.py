@@ -282,7 +282,8 @@ async def downloaded_bundle(devtools: DevTools) -> dict[str, Any]:
 
 def check_bundle_in_python(bundle: dict[str, Any], genesis: Genesis) -> BlockHeader:
     """The downloaded bundle holds what the page claims: checked with chain/ alone."""
-    assert bundle["format"] == "govchain-proof-bundle" and bundle["version"] == 0
+    assert bundle["format"] == "govchain-proof-bundle" and bundle["version"] == 1
+    assert bundle["checkpoint"] is None
     assert bundle["genesis_hash"] == genesis.hash.hex()
     assert bundle["chain_id"] == genesis.chain_id
     assert [s["hash"] for s in bundle["validator_sets"]] == [genesis.validator_set.hash.hex()]
@@ -291,7 +292,7 @@ def check_bundle_in_python(bundle: dict[str, Any], genesis: Genesis) -> BlockHea
     certificate = CommitCertificate.decode(bytes.fromhex(bundle["block"]["certificate"]))
     validate_certificate(certificate, genesis.validator_set, genesis.chain_id,
                          height=header.height, block_hash=header.hash)
-    # and by the verifier of `govchain verify`, which reads the page's version 0 too
+    # and by the verifier of `govchain verify`
     fact = verify_bundle(bundle, genesis)
     assert (fact.kind, fact.height, fact.block_hash) == (bundle["kind"], header.height,
                                                          header.hash)
@@ -385,6 +386,8 @@ async def test_record_page_shows_text_and_verifies_in_three_languages(
             assert outcome["headline"] == fill(i18n[lang]["ok_record"], signed=signed_by(lang),
                                                height=height)
             assert fill(i18n[lang]["check_record"], version=1, height=height) in outcome["checks"]
+            # no validator-set change on this chain: the genesis set, named by the block
+            assert fill(i18n[lang]["check_chain"], height=height) in outcome["checks"]
             assert "note-anchor" in outcome["notes"]  # the genesis came from this node
             assert outcome["bundle"] == f"govchain-record-{height}.json"
             await screenshot(devtools, f"record-verified-{lang}")
@@ -441,6 +444,7 @@ async def test_payment_account_and_block_pages_verify(ledger_chain: LedgerChain,
                                      [bytes.fromhex(p) for p in result["path"]],
                                      header.results_root)
         assert validate_result_leaf(bytes.fromhex(result["leaf"]), payment.hash).is_ok
+        assert verify_bundle(bundle, ledger_chain.genesis).subject["result"]["ok"]
         bundle_file = tmp_path / "payment-bundle.json"
         bundle_file.write_text(json.dumps(bundle))
 
@@ -454,6 +458,11 @@ async def test_payment_account_and_block_pages_verify(ledger_chain: LedgerChain,
             assert not any(fill(i18n[lang]["check_tx_succeeded"],
                                 height=ledger_chain.heights["refused"]) == check
                            for check in outcome["checks"])
+        # the page's bundle of the refused payment proves the refusal to `govchain verify`
+        fact = verify_bundle(await downloaded_bundle(devtools), ledger_chain.genesis)
+        assert fact.subject["hash"] == refused.hash
+        assert fact.subject["result"]["code"] == "insufficient_balance"
+        assert not fact.subject["result"]["ok"]
 
         for lang in LANGUAGES:
             await open_page(devtools, ledger_chain.url, f"account/{CITIZEN.address.hex()}", lang)
@@ -601,8 +610,7 @@ def raise_balance(method: str, params: dict[str, Any], result: Any) -> Any:
     ("record_shown_only", change_shown_record_only, f"record/{TEXT_RECORD}", "record_changed"),
     ("record_signature", flip_certificate_signature, f"record/{TEXT_RECORD}",
      "cert_bad_signature"),
-    ("block_2_signature", flip_block_2_signature, f"record/{TEXT_RECORD}",
-     "cert_bad_signature"),
+    ("block_2_signature", flip_block_2_signature, "block/2", "cert_bad_signature"),
     ("payment_amount", change_payment_amount, "tx/PAYMENT", "tx_fields_mismatch"),
     ("payment_proof", stretch_tx_proof, "tx/PAYMENT", "tx_not_included"),
     ("refused_as_paid", claim_refused_paid, "tx/REFUSED", "result_unproven"),
@@ -632,7 +640,7 @@ async def test_a_changed_answer_fails_verification_visibly(
             for placeholder in re.findall(r"\\\{([a-z_]+)\\\}", pattern):
                 pattern = pattern.replace(f"\\{{{placeholder}\\}}", "(.+)")
             assert re.fullmatch(pattern, outcome["reason"]), (lang, outcome["reason"], template)
-            if name == "block_2_signature":  # found while following the chain from block 1
+            if name == "block_2_signature":  # the block page's own certificate
                 assert outcome["reason"] == fill(template, name=MINISTRY, height=2)
             elif name == "record_signature":  # the certificate sent with the record's proof
                 assert MINISTRY in outcome["reason"]
