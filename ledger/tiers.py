@@ -87,15 +87,19 @@ class TierPolicy:
     travel_threshold: int = 0
     """The amount from which a provider-to-provider transfer carries a travel-rule
     commitment (ledger/travel.py); 0: no travel rule."""
+    by_tier: Mapping[int, TierLimits] = dataclasses.field(
+        init=False, repr=False, compare=False)
+    """`tiers` by number (derived): every value move looks its two tiers up."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_tier", {limits.tier: limits for limits in self.tiers})
 
     def get_limits(self, tier: int) -> TierLimits:
-        for limits in self.tiers:
-            if limits.tier == tier:
-                return limits
-        return NO_HOLDING  # only tier 0 may be undefined: assignments need a defined tier
+        # Only tier 0 may be undefined: assignments need a defined tier.
+        return self.by_tier.get(tier, NO_HOLDING)
 
     def is_defined(self, tier: int) -> bool:
-        return tier == 0 or any(limits.tier == tier for limits in self.tiers)
+        return tier == 0 or tier in self.by_tier
 
     def replace(self, **changes: Any) -> TierPolicy:
         return dataclasses.replace(self, **changes)
@@ -198,7 +202,11 @@ def compute_payment_window(limits: TierLimits, window: Window, timestamp_ms: int
             f"a payment of {amount} {symbol} exceeds the per-payment limit "
             f"{limits.payment_limit} of tier {limits.tier}")
     hour = timestamp_ms // HOUR_MS
-    if len(window) == 1 and window[0][0] == hour:  # the common case: paid this hour already
+    if not window:  # the common cases first: nothing sent, or only in this hour
+        if amount > limits.daily_limit:
+            _raise_daily_limit(limits, symbol, address, 0, amount)
+        return ((hour, amount),)
+    if len(window) == 1 and window[0][0] == hour:
         spent = window[0][1]
         if spent + amount > limits.daily_limit:
             _raise_daily_limit(limits, symbol, address, spent, amount)
