@@ -18,6 +18,8 @@ from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.tx import Transaction
 from ledger import fields as f
+from ledger.balances import BalanceEntry, get_balance_entry, put_balance_entry
+from ledger.balances import get_balance as get_balance  # the balance read, re-exported
 from ledger.errors import (
     AccountFrozenError,
     BalanceOverflowError,
@@ -29,17 +31,16 @@ from ledger.errors import (
     UnknownAssetError,
 )
 from ledger.interface import BlockContext, Event, TxHandler
-from ledger.keys import get_account_key, get_asset_key, get_balance_key, get_freeze_key
+from ledger.keys import get_account_key, get_asset_key, get_freeze_key
 from ledger.state import Overlay, StateReader
 from ledger.tiers import (
     TierLimits,
     TierPolicy,
     apply_holder_count,
     compute_excess,
-    get_account_tier,
+    compute_payment_window,
     get_asset_rules,
     get_sweep_account,
-    validate_payment_limits,
 )
 from ledger.travel import TRAVEL_RULE_FIELD, validate_travel_rule
 
@@ -110,17 +111,6 @@ def put_account_record(view: Overlay, address: bytes, record: AccountRecord) -> 
     view.put(get_account_key(address), data)
 
 
-def get_balance(view: StateReader, address: bytes, asset: str) -> int:
-    """`address`'s balance of `asset`; 0 when it holds none."""
-    data = view.get(get_balance_key(address, asset))
-    if data is None:
-        return 0
-    try:
-        return codec.expect_int(codec.decode(data), "balance", lo=1, hi=f.MAX_AMOUNT)
-    except ChainError as e:
-        raise CorruptStateError(f"balance of {address.hex()} in {asset} is bad: {e}") from e
-
-
 def is_frozen(view: StateReader, address: bytes, asset: str) -> bool:
     """True when compliance froze `address` for `asset` (ledger/assets.py writes it)."""
     return view.get(get_freeze_key(address, asset)) is not None
@@ -140,21 +130,31 @@ def apply_debit(view: Overlay, address: bytes, asset: str, amount: int) -> int:
     Raises AccountFrozenError when `address` is frozen for `asset`: every value move
     goes through here, so a freeze holds for transfers, burns and any later module.
     """
+    entry = _get_debited_entry(view, address, asset, amount)
+    _put_debited_entry(view, address, asset,
+                       BalanceEntry(entry.amount - amount, entry.tier, entry.window))
+    return entry.amount - amount
+
+
+def _get_debited_entry(view: Overlay, address: bytes, asset: str, amount: int
+                       ) -> BalanceEntry:
     validate_not_frozen(view, address, asset)
-    balance = get_balance(view, address, asset)
-    if balance < amount:
+    entry = get_balance_entry(view, address, asset)
+    if entry.amount < amount:
         raise InsufficientBalanceError(
-            f"account {address.hex()} holds {balance} {asset}, needs {amount}")
-    key = get_balance_key(address, asset)
-    if balance > amount:
-        view.put(key, codec.encode(balance - amount))
-        return balance - amount
-    view.delete(key)
+            f"account {address.hex()} holds {entry.amount} {asset}, needs {amount}")
+    return entry
+
+
+def _put_debited_entry(view: Overlay, address: bytes, asset: str, entry: BalanceEntry
+                       ) -> None:
+    put_balance_entry(view, address, asset, entry)
+    if entry.amount:
+        return
     record = get_account_record(view, address)
     assert record is not None, "a non-zero balance implies an account record"
     assets = tuple(a for a in record.assets if a != asset)
     put_account_record(view, address, AccountRecord(record.nonce, assets))
-    return 0
 
 
 def apply_credit(view: Overlay, address: bytes, asset: str, amount: int) -> int:
@@ -163,19 +163,36 @@ def apply_credit(view: Overlay, address: bytes, asset: str, amount: int) -> int:
 
     Raises AccountFrozenError when `address` is frozen for `asset`.
     """
+    entry = _get_credited_entry(view, address, asset, amount)
+    _put_credited_entry(view, address, asset, entry, entry.amount + amount)
+    return entry.amount
+
+
+def _get_credited_entry(view: Overlay, address: bytes, asset: str, amount: int
+                        ) -> BalanceEntry:
     validate_not_frozen(view, address, asset)
-    balance = get_balance(view, address, asset)
-    if balance + amount > f.MAX_AMOUNT:
+    entry = get_balance_entry(view, address, asset)
+    if entry.amount + amount > f.MAX_AMOUNT:
         raise BalanceOverflowError(
             f"account {address.hex()} would hold more than {f.MAX_AMOUNT} {asset}")
-    view.put(get_balance_key(address, asset), codec.encode(balance + amount))
-    if balance:
-        return balance
+    return entry
+
+
+def _put_credited_entry(view: Overlay, address: bytes, asset: str, entry: BalanceEntry,
+                        final: int) -> None:
+    """Write `final` (what the account keeps of a non-zero credit) over `entry`.
+
+    A credit to an account without a balance creates its account record, even when the
+    whole credit is swept on (final 0): the account then exists, holding nothing.
+    """
+    put_balance_entry(view, address, asset, BalanceEntry(final, entry.tier, entry.window))
+    if entry.amount:
+        return
     record = get_account_record(view, address) or EMPTY_ACCOUNT
     assets = list(record.assets)
-    bisect.insort(assets, asset)
+    if final:
+        bisect.insort(assets, asset)
     put_account_record(view, address, AccountRecord(record.nonce, tuple(assets)))
-    return 0
 
 
 # ------------------------------------------------------------------ tier rules
@@ -196,36 +213,45 @@ def apply_tiered_debit(view: Overlay, ctx: BlockContext, asset: str, address: by
                        amount: int, *, payment: bool, policy: TierPolicy | None) -> None:
     """apply_debit, then the sender's tier: payment limits (for a payment) and counts.
 
-    `policy` is `get_tier_policy(view, asset)`, read once by the caller.
+    `policy` is `get_tier_policy(view, asset)`, read once by the caller. The balance,
+    the tier and the rolling day are one record: read once, written once.
     """
-    left = apply_debit(view, address, asset, amount)
     if policy is None:
+        apply_debit(view, address, asset, amount)
         return
+    entry = _get_debited_entry(view, address, asset, amount)
+    tier = policy.default_tier if entry.tier is None else entry.tier
+    window = entry.window
     if payment:
-        tier = validate_payment_limits(view, ctx.timestamp_ms, policy, asset, address, amount)
-    else:
-        tier = get_account_tier(view, asset, address, policy)
+        window = compute_payment_window(policy.get_limits(tier), window, ctx.timestamp_ms,
+                                        asset, address, amount)
+    left = entry.amount - amount
+    _put_debited_entry(view, address, asset, BalanceEntry(left, entry.tier, window))
     if left == 0:
         apply_holder_count(view, asset, tier, -1)
 
 
 def _apply_limited_credit(view: Overlay, policy: TierPolicy, asset: str, address: bytes,
                           amount: int, *, sweep: bool) -> list[Event]:
-    old = apply_credit(view, address, asset, amount)
-    tier = get_account_tier(view, asset, address, policy)
+    entry = _get_credited_entry(view, address, asset, amount)
+    old = entry.amount
+    tier = policy.default_tier if entry.tier is None else entry.tier
     limits = policy.get_limits(tier)
+    if old + amount <= limits.balance_limit:  # the common case: no excess
+        _put_credited_entry(view, address, asset, entry, old + amount)
+        if old == 0:
+            apply_holder_count(view, asset, tier, +1)
+        return []
     excess = compute_excess(limits, old, amount)
-    events: list[Event] = []
-    final = old + amount
-    if excess:
-        linked = get_sweep_account(view, asset, address) if sweep else None
-        if linked is None:
-            _raise_over_limit(limits, address, asset, amount)
-        assert linked is not None
-        final = apply_debit(view, address, asset, excess)
-        events = _apply_limited_credit(view, policy, asset, linked, excess, sweep=False)
-        events.insert(0, Event("swept", {"amount": excess, "asset": asset, "from": address,
-                                         "to": linked}))
+    linked = get_sweep_account(view, asset, address) if sweep else None
+    if linked is None:
+        _raise_over_limit(limits, address, asset, amount)
+    assert linked is not None
+    final = old + amount - excess
+    _put_credited_entry(view, address, asset, entry, final)
+    events = _apply_limited_credit(view, policy, asset, linked, excess, sweep=False)
+    events.insert(0, Event("swept", {"amount": excess, "asset": asset, "from": address,
+                                     "to": linked}))
     if old == 0 and final:
         apply_holder_count(view, asset, tier, +1)
     return events
@@ -286,7 +312,8 @@ def apply_transfer(view: Overlay, ctx: BlockContext, tx: Transaction) -> list[Ev
     rules = get_asset_rules(view, asset)  # tiers and travel rule: one read
     policy = None
     if rules is not None:
-        validate_travel_rule(view, rules, asset, tx.sender, to, amount, commitment)
+        if rules.travel_threshold:
+            validate_travel_rule(view, rules, asset, tx.sender, to, amount, commitment)
         policy = rules if rules.tiered else None
     apply_tiered_debit(view, ctx, asset, tx.sender, amount, payment=True, policy=policy)
     swept = apply_tiered_credit(view, asset, to, amount, policy=policy)

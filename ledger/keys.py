@@ -13,7 +13,9 @@ from chain.crypto import ADDRESS_SIZE
 ACCOUNT_PREFIX = b"acct/v1/"
 """acct/v1/<address 20> -> account record {"nonce", "assets"}."""
 BALANCE_PREFIX = b"bal/v1/"
-"""bal/v1/<address 20>/<asset> -> balance, a positive integer (absent means 0)."""
+"""bal/v1/<address 20>/<asset> -> balance, a positive integer (absent means 0); for an
+asset with identity tiers, [balance, assigned tier or nil, [[hour, amount sent], ...]]
+once the account has a tier assigned or sent within the rolling day (ledger/balances.py)."""
 VALIDATOR_SET_KEY = b"valset/v1"
 """valset/v1 -> the validator set that certifies the next block."""
 CHAIN_PARAMS_KEY = b"params/v1"
@@ -166,9 +168,6 @@ def get_upgrade_key(name: str) -> bytes:
 ASSET_RULES_PREFIX = b"assetrules/v1/"
 """assetrules/v1/<symbol> -> {"default", "tiered", "tiers": [[tier, balance, payment, daily]],
 "travel"}: the asset's identity tiers and travel-rule threshold (one read per transfer)."""
-TIER_PREFIX = b"tier/v1/"
-"""tier/v1/<symbol>/<address 20> -> [assigned tier or nil (the default), [[hour, amount
-sent], ...] of the rolling day]."""
 SWEEP_PREFIX = b"sweep/v1/"
 """sweep/v1/<symbol>/<address 20> -> the linked account that takes what exceeds the limit."""
 TIER_COUNT_PREFIX = b"tiercount/v1/"
@@ -185,11 +184,6 @@ REDEMPTION_COUNT_PREFIX = b"redeemcount/v1/"
 
 def get_asset_rules_key(symbol: str) -> bytes:
     return ASSET_RULES_PREFIX + symbol.encode()
-
-
-def get_tier_key(symbol: str, address: bytes) -> bytes:
-    assert len(address) == ADDRESS_SIZE
-    return TIER_PREFIX + symbol.encode() + b"/" + address
 
 
 def get_sweep_key(symbol: str, address: bytes) -> bytes:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from chain import codec
 from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.tx import Transaction
 from ledger import fields as f
+from ledger.balances import MAX_TIER, Window, get_balance_entry, put_balance_entry
 from ledger.errors import (
     CorruptStateError,
     InvalidGenesisStateError,
@@ -34,10 +35,8 @@ from ledger.interface import BlockContext, Event, TxHandler
 from ledger.keys import (
     get_asset_key,
     get_asset_rules_key,
-    get_balance_key,
     get_sweep_key,
     get_tier_count_key,
-    get_tier_key,
 )
 from ledger.roles import KYC, validate_role
 from ledger.state import Overlay, StateReader, get_value, put_value
@@ -47,8 +46,6 @@ TIER_SWEEP = "tier_sweep"
 SET_TIER = "set_tier"
 SET_DEFAULT_TIER = "set_default_tier"
 
-MAX_TIER = 255
-"""Tiers are numbered 0 to 255."""
 MAX_TIERS = 16
 """Most tiers one asset defines."""
 HOUR_MS = 3_600_000
@@ -90,15 +87,19 @@ class TierPolicy:
     travel_threshold: int = 0
     """The amount from which a provider-to-provider transfer carries a travel-rule
     commitment (ledger/travel.py); 0: no travel rule."""
+    by_tier: Mapping[int, TierLimits] = dataclasses.field(
+        init=False, repr=False, compare=False)
+    """`tiers` by number (derived): every value move looks its two tiers up."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_tier", {limits.tier: limits for limits in self.tiers})
 
     def get_limits(self, tier: int) -> TierLimits:
-        for limits in self.tiers:
-            if limits.tier == tier:
-                return limits
-        return NO_HOLDING  # only tier 0 may be undefined: assignments need a defined tier
+        # Only tier 0 may be undefined: assignments need a defined tier.
+        return self.by_tier.get(tier, NO_HOLDING)
 
     def is_defined(self, tier: int) -> bool:
-        return tier == 0 or any(limits.tier == tier for limits in self.tiers)
+        return tier == 0 or tier in self.by_tier
 
     def replace(self, **changes: Any) -> TierPolicy:
         return dataclasses.replace(self, **changes)
@@ -151,56 +152,17 @@ def put_asset_rules(view: Overlay, symbol: str, rules: TierPolicy) -> None:
     put_value(view, get_asset_rules_key(symbol), rules.to_value())
 
 
-_TIER_MEMO_SIZE = 65_536
-_decoded_tier_states: dict[bytes, tuple[int | None, tuple[tuple[int, int], ...]]] = {}
-"""Encoded account tier record -> its value: a memo of a pure function, filled by both
-directions, as for account records (ledger/accounts.py): read by every tiered payment."""
-
-
-def _memo_tier_state(data: bytes, value: tuple[int | None, tuple[tuple[int, int], ...]]
-                     ) -> None:
-    if len(_decoded_tier_states) >= _TIER_MEMO_SIZE:
-        _decoded_tier_states.clear()
-    _decoded_tier_states[data] = value
-
-
 def get_account_tier_state(view: StateReader, symbol: str, address: bytes
-                           ) -> tuple[int | None, list[list[int]]]:
+                           ) -> tuple[int | None, Window]:
     """(the tier assigned, or None for the default; the rolling day's hourly buckets)."""
-    assigned, buckets = _get_tier_record(view, symbol, address)
-    return assigned, [[h, a] for h, a in buckets]
-
-
-def _get_tier_record(view: StateReader, symbol: str, address: bytes
-                     ) -> tuple[int | None, tuple[tuple[int, int], ...]]:
-    data = view.get(get_tier_key(symbol, address))
-    if data is None:
-        return None, ()
-    value = _decoded_tier_states.get(data)
-    if value is None:
-        try:
-            assigned, buckets = codec.decode(data)
-            value = (None if assigned is None else int(assigned),
-                     tuple((int(h), int(a)) for h, a in buckets))
-        except (ChainError, TypeError, ValueError) as e:
-            raise CorruptStateError(f"tier record of {address.hex()} in {symbol} is bad: {e}"
-                                    ) from e
-        _memo_tier_state(data, value)
-    return value
+    entry = get_balance_entry(view, address, symbol)
+    return entry.tier, entry.window
 
 
 def get_account_tier(view: StateReader, symbol: str, address: bytes, policy: TierPolicy
                      ) -> int:
-    assigned = _get_tier_record(view, symbol, address)[0]
+    assigned = get_balance_entry(view, address, symbol).tier
     return policy.default_tier if assigned is None else assigned
-
-
-def _put_account_tier_state(view: Overlay, symbol: str, address: bytes,
-                            assigned: int | None, buckets: list[list[int]]) -> None:
-    # Canonical by construction (nil or an int, a list of [int, int]): no walk over it.
-    data = codec.pack_unchecked([assigned, buckets])
-    _memo_tier_state(data, (assigned, tuple((h, a) for h, a in buckets)))
-    view.put(get_tier_key(symbol, address), data)
 
 
 def get_sweep_account(view: StateReader, symbol: str, address: bytes) -> bytes | None:
@@ -224,39 +186,45 @@ def apply_holder_count(view: Overlay, symbol: str, tier: int, delta: int) -> Non
         view.delete(key)
 
 
-def get_day_buckets(buckets: list[list[int]], timestamp_ms: int) -> tuple[list[list[int]], int]:
+def get_day_buckets(buckets: Window, timestamp_ms: int) -> tuple[Window, int]:
     """The hourly buckets still inside the rolling day at `timestamp_ms`, and their sum."""
     hour = timestamp_ms // HOUR_MS
-    inside = [b for b in buckets if b[0] > hour - DAY_HOURS]
+    inside = tuple(b for b in buckets if b[0] > hour - DAY_HOURS)
     return inside, sum(a for _h, a in inside)
 
 
-def validate_payment_limits(view: Overlay, timestamp_ms: int, policy: TierPolicy,
-                            symbol: str, address: bytes, amount: int) -> int:
-    """Refuse a payment above the sender's per-payment or rolling-day limit; record it.
-
-    Returns the sender's tier (read with its rolling day, in one record).
-    """
-    assigned, recorded = _get_tier_record(view, symbol, address)
-    tier = policy.default_tier if assigned is None else assigned
-    limits = policy.get_limits(tier)
+def compute_payment_window(limits: TierLimits, window: Window, timestamp_ms: int,
+                           symbol: str, address: bytes, amount: int) -> Window:
+    """Refuse a payment above the sender's per-payment or rolling-day limit; return the
+    sender's rolling day with the payment recorded (hours that left the day dropped)."""
     if amount > limits.payment_limit:
         raise TierPaymentLimitError(
             f"a payment of {amount} {symbol} exceeds the per-payment limit "
             f"{limits.payment_limit} of tier {limits.tier}")
     hour = timestamp_ms // HOUR_MS
-    buckets = [[h, a] for h, a in recorded if h > hour - DAY_HOURS]
-    spent = sum(a for _h, a in buckets)
+    if not window:  # the common cases first: nothing sent, or only in this hour
+        if amount > limits.daily_limit:
+            _raise_daily_limit(limits, symbol, address, 0, amount)
+        return ((hour, amount),)
+    if len(window) == 1 and window[0][0] == hour:
+        spent = window[0][1]
+        if spent + amount > limits.daily_limit:
+            _raise_daily_limit(limits, symbol, address, spent, amount)
+        return ((hour, spent + amount),)
+    inside = tuple(b for b in window if b[0] > hour - DAY_HOURS)
+    spent = sum(a for _h, a in inside)
     if spent + amount > limits.daily_limit:
-        raise TierDailyLimitError(
-            f"account {address.hex()} sent {spent} {symbol} in the rolling day; {amount} more "
-            f"exceeds the daily limit {limits.daily_limit} of tier {limits.tier}")
-    if buckets and buckets[-1][0] == hour:
-        buckets[-1][1] += amount
-    else:
-        buckets.append([hour, amount])
-    _put_account_tier_state(view, symbol, address, assigned, buckets)
-    return tier
+        _raise_daily_limit(limits, symbol, address, spent, amount)
+    if inside and inside[-1][0] == hour:
+        return (*inside[:-1], (hour, inside[-1][1] + amount))
+    return (*inside, (hour, amount))
+
+
+def _raise_daily_limit(limits: TierLimits, symbol: str, address: bytes, spent: int,
+                       amount: int) -> NoReturn:
+    raise TierDailyLimitError(
+        f"account {address.hex()} sent {spent} {symbol} in the rolling day; {amount} more "
+        f"exceeds the daily limit {limits.daily_limit} of tier {limits.tier}")
 
 
 def compute_excess(limits: TierLimits, old_balance: int, amount: int) -> int:
@@ -269,11 +237,6 @@ def compute_excess(limits: TierLimits, old_balance: int, amount: int) -> int:
 
 
 # ------------------------------------------------------------------ transactions
-
-
-def _get_balance(view: StateReader, address: bytes, symbol: str) -> int:
-    value = get_value(view, get_balance_key(address, symbol), "balance")
-    return 0 if value is None else int(value)
 
 
 def _get_existing_policy(view: StateReader, symbol: str) -> TierPolicy:
@@ -297,12 +260,12 @@ def apply_tier_assign(view: Overlay, ctx: BlockContext, tx: Transaction) -> list
     policy = _get_existing_policy(view, symbol)
     if not policy.is_defined(tier):
         raise UnknownTierError(f"asset {symbol!r} has no tier {tier}")
-    assigned, buckets = get_account_tier_state(view, symbol, account)
-    previous = policy.default_tier if assigned is None else int(assigned)
-    if _get_balance(view, account, symbol) and previous != tier:
+    entry = get_balance_entry(view, account, symbol)
+    previous = policy.default_tier if entry.tier is None else entry.tier
+    if entry.amount and previous != tier:
         apply_holder_count(view, symbol, previous, -1)
         apply_holder_count(view, symbol, tier, +1)
-    _put_account_tier_state(view, symbol, account, tier, buckets)
+    put_balance_entry(view, account, symbol, entry._replace(tier=tier))
     return [Event("tier_assigned", {"account": account, "asset": symbol, "by": tx.sender,
                                     "previous": previous, "tier": tier})]
 

@@ -535,7 +535,9 @@ def _check_account(proof: Any, header: BlockHeader) -> dict[str, Any]:
     balances: dict[str, Any] = {}
     for symbol in symbols:
         asset = get(get_asset_key(symbol), f"asset {symbol}")
-        amount = get(get_balance_key(address, symbol), f"the balance of {symbol}") or 0
+        balance = get(get_balance_key(address, symbol), f"the balance of {symbol}") or 0
+        # An integer, or [amount, tier, rolling day] for an asset with identity tiers.
+        amount = balance[0] if isinstance(balance, tuple) else balance
         balances[symbol] = {"amount": amount,
                             "decimals": asset.get("decimals") if asset else None,
                             "name": asset.get("name") if asset else None}

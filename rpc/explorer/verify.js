@@ -845,7 +845,9 @@ const GovchainVerify = (() => {
     if (!account || !Array.isArray(account.assets)) fail("account_mismatch", { what: "account" });
     const balances = {}, assets = {};
     for (const symbol of account.assets) {
-      balances[symbol] = get(stateKeys.balance(address, symbol));
+      // An integer, or [amount, tier, rolling day] for an asset with identity tiers.
+      const balance = get(stateKeys.balance(address, symbol));
+      balances[symbol] = Array.isArray(balance) ? balance[0] : balance;
       const asset = get(stateKeys.asset(symbol));
       assets[symbol] = asset ? { name: asset.name, decimals: asset.decimals } : null;
     }
