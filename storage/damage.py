@@ -25,15 +25,24 @@ from storage.leveldb_files import (
 )
 
 TABLES = {
-    schema.META: "meta", schema.BLOCK_HEADER: "block headers",
-    schema.BLOCK_HASH: "block hash index", schema.CERTIFICATE: "commit certificates",
-    schema.VALIDATOR_SET: "validator sets", schema.TX_HASH: "tx hash index",
-    schema.TX_RECORD: "tx records", schema.STATE: "state",
+    schema.META: "meta", schema.BLOCK_HASH: "block hash index",
+    schema.VALIDATOR_SET: "validator sets", schema.BLOCK_LOCATION: "block locations",
+    schema.TX_INDEX: "tx index", schema.STATE: "state",
     schema.TREE_BUCKET: "state-tree buckets", schema.TREE_BUCKET_HASH: "state-tree bucket hashes",
     schema.SIGN_STATE: "sign state", schema.EVIDENCE: "evidence",
     schema.EVIDENCE_HASH: "evidence index",
 }
-BY_HEIGHT = (schema.BLOCK_HEADER, schema.CERTIFICATE, schema.VALIDATOR_SET, schema.TX_RECORD)
+BY_HEIGHT = (schema.VALIDATOR_SET, schema.BLOCK_LOCATION)
+HISTORY_HEADER = b"history:header"
+HISTORY_CERTIFICATE = b"history:certificate"
+HISTORY_TX_RECORD = b"history:tx_record"
+HISTORY_PARTS = {
+    HISTORY_HEADER: "block headers (history segments)",
+    HISTORY_CERTIFICATE: "commit certificates (history segments)",
+    HISTORY_TX_RECORD: "tx records (history segments)",
+}
+"""The kinds of record in the history segments (storage.history), named like tables by
+the audit; not LevelDB prefixes."""
 LOCKS_FILE = "/proc/locks"
 """The kernel's table of file locks (Linux)."""
 

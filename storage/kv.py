@@ -226,6 +226,20 @@ class PlyvelStore:
             self.on_failure(error)
         return error
 
+    def compact(self, prefix: bytes) -> None:
+        """Compact the keys under `prefix` down the levels: the space of keys deleted
+        there is freed now, not when later writes happen to reach their files (they may
+        never, for a range no longer written)."""
+        try:
+            self._db.compact_range(start=prefix, stop=compute_prefix_end(prefix))
+        except plyvel.Error as e:
+            raise self._failed("compacting", e) from e
+
+    def get_property(self, name: bytes) -> bytes | None:
+        """A LevelDB property such as b"leveldb.stats" (for benchmarks and metrics)."""
+        value: bytes | None = self._db.get_property(name)
+        return value
+
     def copy_snapshot_to(self, path: str, batch_bytes: int = 4 * 1024 * 1024) -> int:
         """Copy a consistent point-in-time view of every key into a new database at
         `path` (which must not exist) while writes go on; returns the keys copied."""

@@ -46,9 +46,14 @@ from node.ops.errors import AuditMismatch as AuditMismatch  # the errors from he
 from node.ops.errors import ExportFormatError as ExportFormatError
 from node.ops.statesync_audit import StateSyncedAuditReport, audit_state_synced
 from node.verifier import SignatureVerifier, VerdictBatch
-from storage import schema
 from storage.chain_store import ChainStore
-from storage.damage import find_damage, find_file_damage
+from storage.damage import (
+    HISTORY_CERTIFICATE,
+    HISTORY_HEADER,
+    HISTORY_TX_RECORD,
+    find_damage,
+    find_file_damage,
+)
 from storage.errors import CorruptionError, InconsistentDataError
 
 EXPORT_MAGIC = b"GOVCHAIN-EXPORT\n"
@@ -121,12 +126,12 @@ class Replayer:
                                  block_hash=certificate.block_hash)
         except ChainError as e:
             raise AuditMismatch(height, f"commit certificate: {e.message}",
-                                table=schema.CERTIFICATE) from e
+                                table=HISTORY_CERTIFICATE) from e
         if certificate.block_hash != block.hash:
             raise AuditMismatch(height, f"the block hashes to {block.hash.hex()}, but its "
                                         "commit certificate certifies "
                                         f"{certificate.block_hash.hex()}",
-                                table=schema.BLOCK_HEADER)
+                                table=HISTORY_HEADER)
 
     def check_signatures(self, block: Block) -> VerdictBatch:
         """Start verifying every signature of `block` in the worker processes."""
@@ -143,7 +148,7 @@ class Replayer:
         height = self.store.head_height + 1
         if block.height != height:
             raise AuditMismatch(height, f"the next block is numbered {block.height}",
-                                table=schema.BLOCK_HEADER)
+                                table=HISTORY_HEADER)
         # Checked apart first only to name what differs (apply_certified_block below
         # checks the certificate again, and everything else, as every caller does).
         self._check_certificate(block, certificate, height)
@@ -151,7 +156,7 @@ class Replayer:
         # the transactions given with it are not the block's.
         if compute_tx_root(block.txs) != block.header.tx_root:
             raise AuditMismatch(height, "tx_root does not match the block's transactions",
-                                table=schema.TX_RECORD)
+                                table=HISTORY_TX_RECORD)
         try:
             verdicts = (signatures or self.check_signatures(block)).result()
         except BrokenProcessPool:  # a worker died (killed for memory, say): once more
@@ -213,11 +218,11 @@ def _read_stored_blocks(source: ChainStore) -> Iterator[tuple[Block, CommitCerti
     for height in range(1, source.head_height + 1):
         found = source.get_block_with_records(height)
         if found is None:
-            raise AuditMismatch(height, f"{name_table(schema.BLOCK_HEADER)}, height "
+            raise AuditMismatch(height, f"{name_table(HISTORY_HEADER)}, height "
                                         f"{height}: the block is missing")
         certificate = source.get_certificate(height)
         if certificate is None:
-            raise AuditMismatch(height, f"{name_table(schema.CERTIFICATE)}, height "
+            raise AuditMismatch(height, f"{name_table(HISTORY_CERTIFICATE)}, height "
                                         f"{height}: the certificate is missing")
         block, records = found
         yield block, certificate, records
