@@ -30,7 +30,7 @@ TX_STATUS = {
                    "eviction, expiry or execution) or unknown",
     "properties": {
         "hash": HASH,
-        "status": {"enum": ["pending", "final", "rejected", "unknown"]},
+        "status": {"enum": ["pending", "final", "rejected", "pruned", "unknown"]},
         "waiting_for": nullable({"type": "string"}),
         "height": HEIGHT, "index": NONCE,
         "code": {"type": "string"}, "message": {"type": "string"},
