@@ -1,4 +1,5 @@
-"""The operator's subcommands: config show, keys, audit, export, import and snapshot.
+"""The operator's subcommands: config show, keys, audit, migrate, export, import and
+snapshot.
 
 Registered on the `govchain` parser by cli.main. Each command prints one result
 (a table, or JSON with --json) and exits non-zero with one line on error. No command
@@ -262,6 +263,24 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from node.config import DATA_DIR
+    from storage.migration import migrate_data_dir
+
+    data = Path(args.home) / DATA_DIR
+    print(f"migrating {data} to storage schema 2 ...", file=sys.stderr)
+    report = migrate_data_dir(str(data), progress=None if args.json else _progress_blocks)
+    _print({"result": "OK", "from_schema": report.from_version,
+            "blocks_moved": report.blocks_moved, "head_height": report.head_height,
+            "history_bytes": report.history_bytes}, args.json)
+    return 0
+
+
+def _progress_blocks(height: int, head: int) -> None:
+    if height % 1000 == 0 or height == head:
+        print(f"  block {height:,} of {head:,}", file=sys.stderr)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from node.ops.replay import export_chain
 
@@ -378,6 +397,10 @@ def add_operator_parsers(sub: Any) -> None:
     p.add_argument("--home", required=True, help="the node home")
     p.add_argument("--data", help="audit this data directory (e.g. a snapshot) instead")
     p.set_defaults(func=cmd_audit)
+    p = sub.add_parser("migrate", help="move a schema 1 data directory to schema 2 in place "
+                       "(node stopped; run again if cut short)")
+    p.add_argument("--home", required=True, help="the node home")
+    p.set_defaults(func=cmd_migrate)
     p = sub.add_parser("export", help="write blocks and certificates to a portable file")
     p.add_argument("--home", required=True, help="the node home")
     p.add_argument("--out", required=True, help="the export file to write")
