@@ -218,6 +218,10 @@ class NodeApi:
                                f"blocks up to height {store.base_height} are not kept here: "
                                "this node joined by state sync; ask a node that holds them")
             block = store.get_block(height)
+        if block is None and params.get("hash") is None and 1 <= height < store.base_height:
+            raise RpcError(NOT_FOUND, "block_pruned",
+                           f"pruned below height {store.base_height} on this node: ask an "
+                           "archive node")
         if block is None:
             raise RpcError(NOT_FOUND, "block_not_found",
                            f"no final block there (head is {store.head_height})")
