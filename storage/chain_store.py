@@ -219,7 +219,7 @@ class ChainStore:
         self._on_failure: Callable[[StorageError], None] | None = None
         if self.is_initialized:
             self._head = self._load_head()
-            self._recover_history()
+            self._recover_history(repair=create)
             if check_tree and self._tree.root != self._head.state_root:
                 raise InconsistentDataError(
                     f"the state tree in {location} has root {self._tree.root.hex()} but head "
@@ -426,15 +426,16 @@ class ChainStore:
         except StorageError as e:
             raise self._damaged(f"{e.message} in {self.location}", height) from e
 
-    def _recover_history(self) -> None:
+    def _recover_history(self, *, repair: bool) -> None:
         """Make the segments agree with the committed head: cut off a block appended whose
-        batch never landed, delete segments pruning left behind; refuse a segment that is
-        missing or shorter than the blocks it holds (HistoryDamagedError, naming it)."""
+        batch never landed, delete segments pruning left behind (only with `repair`: the
+        audit's open writes nothing, and ignores them); refuse a segment that is missing
+        or shorter than the blocks it holds (HistoryDamagedError, naming it)."""
         head, base = self.head.height, self.base_height
         present = self._history.list_segments()
         first, last = (get_segment(base), get_segment(head)) if head else (0, -1)
         for segment in present:
-            if segment < first or segment > last:
+            if repair and (segment < first or segment > last):
                 self._history.delete_segment(segment)
         for segment in range(first, last + 1):
             top = min(get_segment_last_height(segment), head)
@@ -445,7 +446,7 @@ class ChainStore:
             size = self._history.get_size(segment)
             if size < location.end or (size > location.end and segment != last):
                 raise self._history_damaged(segment, top, size, location.end)
-            if size > location.end:
+            if size > location.end and repair:
                 self._history.truncate(segment, location.end)
         if head:
             self._head_location = self._get_location(head)

@@ -144,3 +144,15 @@ def test_invalid_schema_1_directory_is_refused_naming_the_migration(tmp_path: Pa
     kv.close()
     with pytest.raises(SchemaVersionError, match="govchain migrate --home"):
         ChainStore.open(str(tmp_path), GENESIS)
+
+
+def test_the_audits_open_leaves_a_tail_as_it_is(tmp_path: Path, small_segments: int) -> None:
+    store, _ = build(tmp_path, 6)
+    store.close()
+    with open(segment_path(tmp_path, 1), "ab") as f:
+        f.write(b"an unacknowledged block")
+    before = segment_path(tmp_path, 1).read_bytes()
+    store = ChainStore.open(str(tmp_path), GENESIS, create=False, check_tree=False)
+    assert store.get_block(6) is not None
+    store.close()
+    assert segment_path(tmp_path, 1).read_bytes() == before
