@@ -9,6 +9,9 @@ whole chain), LevelDB compaction bytes (from `leveldb.stats`) and disk bytes.
     PYTHONPATH=. python bench/bench_history.py --transfers 2000000 --index short
     PYTHONPATH=. python bench/bench_history.py --transfers 20000000 --index short  # full size
 
+The same command with PYTHONPATH at a schema 1 checkout (blocks inside LevelDB)
+measures the layout before the history segments.
+
 --index full: the whole 32-byte hash in the key; short: a 10-byte prefix (the default
 of the node); --retain-blocks N: a validator's window (blocks and index kept for the
 last N blocks only, older segments deleted and compacted away).
@@ -28,8 +31,13 @@ from chain.crypto import KeyPair
 from chain.genesis import Genesis
 from chain.tx import Signature, Transaction
 from chain.vote import CommitCertificate, Validator, ValidatorSet, Vote, VoteKind
-from storage import history, schema
+from storage import schema
 from storage.chain_store import ChainStore
+
+try:
+    from storage import history
+except ImportError:  # schema 1 code (run with PYTHONPATH at an older checkout): baseline
+    history = None  # type: ignore[assignment]
 
 CHAIN_ID = "bench-history"
 KEYS = [KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(4)]
@@ -66,7 +74,7 @@ def make_certificate(block: Block) -> CommitCertificate:
 
 def compaction_mb(store: ChainStore) -> float:
     """Read + written MB of all compactions so far, from LevelDB's own stats table."""
-    stats = store._kv.get_property(b"leveldb.stats") or b""  # type: ignore[attr-defined]
+    stats = store._kv._db.get_property(b"leveldb.stats") or b""  # type: ignore[attr-defined]
     total = 0.0
     for line in stats.decode().splitlines():
         fields = line.split()
@@ -78,8 +86,8 @@ def compaction_mb(store: ChainStore) -> float:
 def disk_bytes(path: Path) -> tuple[int, int]:
     """(LevelDB bytes, history segment bytes) under `path`."""
     leveldb = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
-    history = sum(p.stat().st_size for p in (path / "history").glob("*.seg"))
-    return leveldb, history
+    segments = sum(p.stat().st_size for p in (path / "history").glob("*.seg"))
+    return leveldb, segments
 
 
 def lookup_latency_us(store: ChainStore, sample: list[bytes], rng: random.Random,
@@ -105,12 +113,12 @@ def main() -> None:
     parser.add_argument("--retain-blocks", type=int, default=0)
     parser.add_argument("--checkpoints", type=int, default=5)
     parser.add_argument("--lookups", type=int, default=2000)
-    parser.add_argument("--segment-heights", type=int, default=history.SEGMENT_HEIGHTS)
+    parser.add_argument("--segment-heights", type=int,
+                        default=history.SEGMENT_HEIGHTS if history else 0)
     parser.add_argument("--dir", help="where to build (default: a temporary directory)")
     args = parser.parse_args()
 
-    history.SEGMENT_HEIGHTS = args.segment_heights
-    key_bytes = 32 if args.index == "full" else schema.TX_KEY_BYTES
+    key_bytes = 32 if args.index == "full" else getattr(schema, "TX_KEY_BYTES", 32)
     vset = ValidatorSet(tuple(Validator(k.public_key, f"v{i}") for i, k in enumerate(KEYS)))
     genesis = Genesis(chain_id=CHAIN_ID, genesis_time_ms=1_700_000_000_000, validator_set=vset)
     rng = random.Random(11)
@@ -118,8 +126,7 @@ def main() -> None:
     every = max(1, blocks // args.checkpoints)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         path = Path(tmp) / "data"
-        store = ChainStore.open(str(path), genesis, retain_blocks=args.retain_blocks,
-                                tx_key_bytes=key_bytes)
+        store = _open(str(path), genesis, args, key_bytes)
         store.commit_genesis({balance_key(a): bytes(12) for a in range(args.accounts)}, vset)
         base = sum(disk_bytes(path))
         print(f"index={args.index} ({key_bytes}-byte hash in the key), retain_blocks="
@@ -157,9 +164,19 @@ def main() -> None:
         print(f"built in {time.monotonic() - started:.0f} s")
 
 
+def _open(path: str, genesis: Genesis, args: argparse.Namespace,
+          key_bytes: int) -> ChainStore:
+    if history is None:
+        print("schema 1 code: blocks, tx records and the 32-byte tx hash index in LevelDB")
+        return ChainStore.open(path, genesis)
+    history.SEGMENT_HEIGHTS = args.segment_heights
+    return ChainStore.open(path, genesis, retain_blocks=args.retain_blocks,
+                           tx_key_bytes=key_bytes)
+
+
 def _report(store: ChainStore, path: Path, transfers: int, commit_ms: list[float],
             sample: list[bytes], rng: random.Random, lookups: int, base: int) -> None:
-    pruner = store._pruner
+    pruner = getattr(store, "_pruner", None)
     if pruner is not None:
         pruner.join()  # measure the store as the pruner leaves it
     p50, p99, found = lookup_latency_us(store, sample, rng, lookups)
