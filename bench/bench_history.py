@@ -115,6 +115,9 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=2000)
     parser.add_argument("--segment-heights", type=int,
                         default=history.SEGMENT_HEIGHTS if history else 0)
+    parser.add_argument("--prune-at-end", type=int, default=0, metavar="N",
+                        help="then prune to the last N blocks, printing the disk bytes "
+                             "before, after the deletes, and after the compaction")
     parser.add_argument("--dir", help="where to build (default: a temporary directory)")
     args = parser.parse_args()
 
@@ -160,8 +163,32 @@ def main() -> None:
                 _report(store, path, height * args.block_txs, commit_ms, sample, rng,
                         args.lookups, base)
                 commit_ms = []
-        store.close()
         print(f"built in {time.monotonic() - started:.0f} s")
+        if args.prune_at_end:
+            _measure_pruning(store, path, args.prune_at_end)
+        store.close()
+
+
+def _measure_pruning(store: ChainStore, path: Path, keep: int) -> None:
+    """Disk bytes before pruning, after the deletes (tombstones in LevelDB, segment files
+    gone) and after the compaction of the removed ranges: what compacting frees."""
+    def mb() -> str:
+        leveldb, segments = disk_bytes(path)
+        return f"LevelDB {leveldb / 2**20:,.1f} MB + segments {segments / 2**20:,.1f} MB"
+
+    print(f"before pruning: {mb()}, base height {store.base_height}")
+    keep_from = store.head_height - keep + 1
+    segment = history.get_segment(store.base_height)
+    while history.get_segment_last_height(segment) < keep_from:
+        store._prune_segment(segment)  # the deletes alone, as pruning without compaction
+        segment += 1
+    print(f"after the deletes: {mb()}, base height {store.base_height}")
+    started = time.perf_counter()
+    store.prune(keep_from)  # nothing left to delete: compacts the ranges
+    for prefix in (schema.TX_INDEX, schema.BLOCK_LOCATION, schema.BLOCK_HASH):
+        store._kv.compact(prefix)  # type: ignore[attr-defined]
+    print(f"after compacting the removed ranges ({time.perf_counter() - started:.1f} s): "
+          f"{mb()}")
 
 
 def _open(path: str, genesis: Genesis, args: argparse.Namespace,
