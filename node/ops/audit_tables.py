@@ -3,7 +3,9 @@
 Each table of storage.schema is a chain table (schema.CHAIN_TABLES), which the replay
 writes again and which is compared key by key with the replayed database, or a local
 one (schema.LOCAL_TABLES: the signer's state, the evidence this node saw), checked for
-what it carries: signatures, hashes, counts, form. Reads only: it never writes.
+what it carries: signatures, hashes, counts, form. The history segments
+(schema.CHAIN_FILES) are chain files, read frame by frame with checksums verified
+while replaying. Reads only: it never writes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ from storage.errors import InconsistentDataError, StorageError
 from storage.kv import get_error_text
 
 Item = tuple[bytes, bytes]
+CHAIN_FILES = {
+    schema.CHAIN_FILES[0]: "every block read whole while replaying, each frame's CRC-32 "
+                           "verified (a frame that fails, or a segment missing or cut short, "
+                           "is DAMAGED naming the file); headers, certificates and tx records "
+                           "compared with the replay's",
+}
+"""The files beside LevelDB the audit reads, and how."""
 _PRINTABLE = set(string.ascii_letters + string.digits + "_-/")
 _DIFFERENCES = ("stored, but the replay did not write it",
                 "written by the replay, but missing from the database",

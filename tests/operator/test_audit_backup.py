@@ -18,7 +18,7 @@ from chain.tx import Transaction
 from chain.vote import Vote, VoteKind
 from cli import main as cli
 from node.config import DATA_DIR, read_genesis
-from node.ops.audit_tables import name_table
+from node.ops.audit_tables import CHAIN_FILES, name_table
 from node.ops.replay import (
     AuditDamage,
     AuditMismatch,
@@ -412,6 +412,7 @@ def test_every_table_is_derived_or_checked() -> None:
     assert prefixes == set(TABLES)
     assert set(schema.CHAIN_TABLES) | set(schema.LOCAL_TABLES) == prefixes
     assert not set(schema.CHAIN_TABLES) & set(schema.LOCAL_TABLES)
+    assert set(CHAIN_FILES) == set(schema.CHAIN_FILES)
 
 
 # ------------------------------------------------------------------ damaged files
