@@ -115,6 +115,9 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=2000)
     parser.add_argument("--segment-heights", type=int,
                         default=history.SEGMENT_HEIGHTS if history else 0)
+    parser.add_argument("--no-state", action="store_true",
+                        help="each block changes one state key only, so that LevelDB's "
+                             "compaction is the history's and the tx index's alone")
     parser.add_argument("--prune-at-end", type=int, default=0, metavar="N",
                         help="then prune to the last N blocks, printing the disk bytes "
                              "before, after the deletes, and after the compaction")
@@ -132,7 +135,8 @@ def main() -> None:
         store = _open(str(path), genesis, args, key_bytes)
         store.commit_genesis({balance_key(a): bytes(12) for a in range(args.accounts)}, vset)
         base = sum(disk_bytes(path))
-        print(f"index={args.index} ({key_bytes}-byte hash in the key), retain_blocks="
+        print(f"{'no state changes, ' if args.no_state else ''}"
+              f"index={args.index} ({key_bytes}-byte hash in the key), retain_blocks="
               f"{args.retain_blocks or 'all (archive)'}, {args.block_txs} transfers a block, "
               f"{blocks} blocks")
         print("transfers  commit_ms  lookup_p50_us  lookup_p99_us  found  compaction_MB  "
@@ -143,6 +147,8 @@ def main() -> None:
         started = time.monotonic()
         for height in range(1, blocks + 1):
             txs, changes = make_transfers(rng, height, args.block_txs, args.accounts)
+            if args.no_state:
+                changes = {balance_key(0): height.to_bytes(12, "big")}
             prepared = store.prepare_state(changes)
             header = BlockHeader(CHAIN_ID, height, 0, store.head_timestamp_ms + 1000,
                                  store.head_hash, vset.get_proposer(height, 0),
