@@ -471,17 +471,25 @@ class ChainStore:
         try:
             return self._history.read_block(location)
         except HistoryDamagedError as e:
-            if self._on_failure is not None:
-                self._on_failure(e)
-            raise
+            self._raise_unless_pruned(e, height)
+            return None
 
-    def _read_frame(self, height: int, offset: int, limit: int) -> bytes:
+    def _read_frame(self, height: int, offset: int, limit: int) -> bytes | None:
         try:
             return self._history.read_frame(height, offset, limit=limit)
         except HistoryDamagedError as e:
-            if self._on_failure is not None:
-                self._on_failure(e)
-            raise
+            self._raise_unless_pruned(e, height)
+            return None
+
+    def _raise_unless_pruned(self, error: HistoryDamagedError, height: int) -> None:
+        """Return when `height` was pruned while it was being read (its segment went
+        between the location read and the file read): not damage, the block is just
+        gone. Otherwise tell the failure listener of the damage and raise it."""
+        if height < self.base_height:
+            return
+        if self._on_failure is not None:
+            self._on_failure(error)
+        raise error
 
     # -- pruning ----------------------------------------------------------------
 
@@ -725,7 +733,7 @@ class ChainStore:
         if location is None:
             return None
         raw = self._read_frame(height, location.offset, location.end)
-        return self._decode(BlockHeader.decode, raw, "header", height)
+        return None if raw is None else self._decode(BlockHeader.decode, raw, "header", height)
 
     def get_block(self, height: int) -> Block | None:
         """The block at `height` (base_height ... head), or None."""
@@ -789,9 +797,10 @@ class ChainStore:
         if location is None:
             return None
         header = self._read_frame(height, location.offset, location.end)
-        raw = self._read_frame(height, location.offset + FRAME_HEAD + len(header),
-                               location.end)
-        return self._decode(CommitCertificate.decode, raw, "certificate", height)
+        raw = None if header is None else self._read_frame(
+            height, location.offset + FRAME_HEAD + len(header), location.end)
+        return None if raw is None else self._decode(
+            CommitCertificate.decode, raw, "certificate", height)
 
     def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
         """(height, index) of an indexed transaction."""
@@ -819,6 +828,8 @@ class ChainStore:
                     f"held in {self.location}; restore from a backup or resync from peers",
                     height)
             raw = self._read_frame(height, int.from_bytes(value, "big"), location.end)
+            if raw is None:
+                return None  # pruned meanwhile
             tx_bytes = self._decode(_tx_bytes_of_record, raw, f"tx record {index}", height)
             if self._tx_key_bytes >= len(tx_hash) or compute_hash(tx_bytes) == tx_hash:
                 return height, index, raw

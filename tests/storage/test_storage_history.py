@@ -156,3 +156,16 @@ def test_the_audits_open_leaves_a_tail_as_it_is(tmp_path: Path, small_segments: 
     assert store.get_block(6) is not None
     store.close()
     assert segment_path(tmp_path, 1).read_bytes() == before
+
+
+def test_a_read_racing_the_pruner_is_not_damage(tmp_path: Path, small_segments: int) -> None:
+    # A reader took block 2's location; the pruner then deleted its segment.
+    store, _ = build(tmp_path, 14, retain_blocks=5)
+    location = store._get_location(2)
+    assert location is not None
+    failures: list[Exception] = []
+    store.set_failure_listener(failures.append)
+    store.prune(10)
+    assert store._read_frame(2, location.offset, location.end) is None
+    assert failures == []
+    store.close()
