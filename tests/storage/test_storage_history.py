@@ -160,7 +160,7 @@ def test_the_audits_open_leaves_a_tail_as_it_is(tmp_path: Path, small_segments: 
 
 def test_a_read_racing_the_pruner_is_not_damage(tmp_path: Path, small_segments: int) -> None:
     # A reader took block 2's location; the pruner then deleted its segment.
-    store, _ = build(tmp_path, 14, retain_blocks=5)
+    store, _ = build(tmp_path, 14)
     location = store._get_location(2)
     assert location is not None
     failures: list[Exception] = []
