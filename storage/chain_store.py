@@ -198,6 +198,7 @@ class ChainStore:
         self._lock = threading.RLock()
         self._prune_lock = threading.Lock()
         self._check_identity(create)
+        self._base = self._read_base_height()
         self._tree = StateTree(kv)
         self._head_block: Block | None = None
         self._head: Head | None = None
@@ -252,10 +253,14 @@ class ChainStore:
             raise
 
     @classmethod
-    def open_memory(cls, genesis: Genesis, kv: MemoryStore | None = None) -> ChainStore:
+    def open_memory(cls, genesis: Genesis, kv: MemoryStore | None = None, *,
+                    retain_blocks: int = 0) -> ChainStore:
         """A store in memory, for the deterministic simulation only; with `kv`, the store
-        over that data (a simulated node reopening its database after a crash)."""
-        return cls(kv if kv is not None else MemoryStore(), genesis)
+        over that data (a simulated node reopening its database after a crash: its
+        history segments are kept beside its keys, `MemoryStore.segments`)."""
+        kv = kv if kv is not None else MemoryStore()
+        return cls(kv, genesis, history=HistoryStore(None, memory=kv.segments),
+                   retain_blocks=retain_blocks)
 
     def close(self) -> None:
         pruner = self._pruner
@@ -413,9 +418,27 @@ class ChainStore:
 
     @property
     def base_height(self) -> int:
-        """The lowest height whose block is held: 1 unless pruned."""
+        """The lowest height whose block is held here: 1 on a store that holds every
+        block (archive), higher once pruning deleted older segments (`retain_blocks`) or
+        when the store was restored by state sync at height H (then H + 1: block H's
+        state is here, its body is not). Below it only the proven headers are kept
+        (`get_block_header`); every reader answers "pruned below height base_height"."""
+        return self._base
+
+    def _read_base_height(self) -> int:
         raw = self._kv.get(schema.META_BASE_HEIGHT)
-        return 1 if raw is None else schema.decode_height(raw)
+        if raw is None:
+            return 1
+        if len(raw) != schema.HEIGHT_SIZE:
+            raise self._damaged(f"the base height of {self.location} is malformed")
+        return schema.decode_height(raw)
+
+    def _get_proven_header(self, height: int) -> tuple[bytes, bytes] | None:
+        """(header, certificate) bytes kept for `height` below the base height."""
+        raw = self._kv.get(schema.proven_header_key(height))
+        if raw is None:
+            return None
+        return self._decode(_decode_proven_header, raw, "proven header", height)
 
     def _get_location(self, height: int) -> BlockLocation | None:
         raw = self._kv.get(schema.block_location_key(height))
@@ -433,7 +456,8 @@ class ChainStore:
         or shorter than the blocks it holds (HistoryDamagedError, naming it)."""
         head, base = self.head.height, self.base_height
         present = self._history.list_segments()
-        first, last = (get_segment(base), get_segment(head)) if head else (0, -1)
+        # A state-synced store holds no block before its first commit (head < base).
+        first, last = (get_segment(base), get_segment(head)) if head >= base else (0, -1)
         for segment in present:
             if repair and (segment < first or segment > last):
                 self._history.delete_segment(segment)
@@ -448,7 +472,7 @@ class ChainStore:
                 raise self._history_damaged(segment, top, size, location.end)
             if size > location.end and repair:
                 self._history.truncate(segment, location.end)
-        if head:
+        if head >= base:
             self._head_location = self._get_location(head)
             self._read_stored(head)  # the newest frames, the likeliest torn: checked now
 
@@ -527,15 +551,28 @@ class ChainStore:
 
     def _prune_segment(self, segment: int) -> None:
         """Remove one segment: its index entries and new base in one batch first (after a
-        crash the file is an orphan that the next open deletes), then the file."""
+        crash the file is an orphan that the next open deletes), then the file.
+
+        The header and certificate of each pruned height after which the validator set
+        changes, and of the segment's last height, stay as proven headers: the same
+        trust chain a state-sync restore keeps, which light clients and joining nodes
+        walk (node.snapshots) and the audit checks (node.ops.statesync_audit)."""
         first = 1 if segment == 0 else get_segment_last_height(segment - 1) + 1
         last = get_segment_last_height(segment)
+        base = self.base_height
+        changes = {height - 1 for height, _ in
+                   self.iterate_validator_set_changes(max(first, base) + 1, last + 1)}
         batch = WriteBatch(self._kv)
-        for height in range(max(first, self.base_height), last + 1):
+        if base > 1 and not self._is_set_change(base):
+            batch.delete(schema.proven_header_key(base - 1))  # the old base's parent
+        for height in range(max(first, base), last + 1):
             stored = self._read_stored(height)
             if stored is None:
                 raise self._damaged(f"block {height} is missing in {self.location}", height)
             header = self._decode(BlockHeader.decode, stored.header, "header", height)
+            if height in changes or height == last:
+                batch.put(schema.proven_header_key(height),
+                          codec.encode([stored.header, stored.certificate]))
             batch.delete(schema.block_hash_key(header.hash))
             batch.delete(schema.block_location_key(height))
             for index, raw in enumerate(stored.tx_records):
@@ -545,11 +582,16 @@ class ChainStore:
         batch.put(schema.META_BASE_HEIGHT, schema.encode_height(last + 1))
         self._kv.write(batch, sync=True)
         with self._lock:
+            self._base = last + 1
             for height in range(first, last + 1):
                 dropped = self._recent_blocks.pop(height, None)
                 if dropped is not None:
                     self._recent_txs -= len(dropped.txs)
         self._history.delete_segment(segment)
+
+    def _is_set_change(self, height: int) -> bool:
+        """True if a new validator set certifies from `height` on."""
+        return self._kv.get(schema.validator_set_key(height)) is not None
 
     @property
     def history_disk_bytes(self) -> int:
@@ -729,10 +771,14 @@ class ChainStore:
     # -- reads ------------------------------------------------------------------
 
     def get_block_header(self, height: int) -> BlockHeader | None:
+        """The header at `height`: of a held block, or a proven one below the base
+        height (a validator set change's, the last pruned or state-synced height's)."""
         location = self._get_location(height)
-        if location is None:
-            return None
-        raw = self._read_frame(height, location.offset, location.end)
+        raw = None if location is None else self._read_frame(height, location.offset,
+                                                             location.end)
+        if raw is None:
+            proven = self._get_proven_header(height)
+            raw = None if proven is None else proven[0]
         return None if raw is None else self._decode(BlockHeader.decode, raw, "header", height)
 
     def get_block(self, height: int) -> Block | None:
@@ -793,12 +839,15 @@ class ChainStore:
         return None if raw is None else self.get_block(schema.decode_height(raw))
 
     def get_certificate(self, height: int) -> CommitCertificate | None:
+        """The commit certificate at `height`, where `get_block_header` has a header."""
         location = self._get_location(height)
-        if location is None:
-            return None
-        header = self._read_frame(height, location.offset, location.end)
-        raw = None if header is None else self._read_frame(
+        header = None if location is None else self._read_frame(height, location.offset,
+                                                                location.end)
+        raw = None if header is None or location is None else self._read_frame(
             height, location.offset + FRAME_HEAD + len(header), location.end)
+        if raw is None:
+            proven = self._get_proven_header(height)
+            raw = None if proven is None else proven[1]
         return None if raw is None else self._decode(
             CommitCertificate.decode, raw, "certificate", height)
 
@@ -939,6 +988,14 @@ class ChainStore:
             if height > last:
                 return
             yield height, self._decode(_decode_validator_set, raw, "validator set", height)
+
+
+def _decode_proven_header(raw: bytes) -> tuple[bytes, bytes]:
+    value = codec.decode(raw)
+    if (not isinstance(value, list | tuple) or len(value) != 2
+            or not all(isinstance(part, bytes) for part in value)):
+        raise MalformedError("a proven header is [header, certificate]")
+    return value[0], value[1]
 
 
 def _decode_validator_set(raw: bytes) -> ValidatorSet:

@@ -27,12 +27,13 @@ from storage.leveldb_files import (
 TABLES = {
     schema.META: "meta", schema.BLOCK_HASH: "block hash index",
     schema.VALIDATOR_SET: "validator sets", schema.BLOCK_LOCATION: "block locations",
+    schema.PROVEN_HEADER: "proven headers",
     schema.TX_INDEX: "tx index", schema.STATE: "state",
     schema.TREE_BUCKET: "state-tree buckets", schema.TREE_BUCKET_HASH: "state-tree bucket hashes",
     schema.SIGN_STATE: "sign state", schema.EVIDENCE: "evidence",
     schema.EVIDENCE_HASH: "evidence index",
 }
-BY_HEIGHT = (schema.VALIDATOR_SET, schema.BLOCK_LOCATION)
+BY_HEIGHT = (schema.VALIDATOR_SET, schema.BLOCK_LOCATION, schema.PROVEN_HEADER)
 HISTORY_HEADER = b"history:header"
 HISTORY_CERTIFICATE = b"history:certificate"
 HISTORY_TX_RECORD = b"history:tx_record"

@@ -111,9 +111,12 @@ class HistoryStore:
     """The segment files of one data directory (`directory` None: kept in memory, for the
     simulation and the golden image)."""
 
-    def __init__(self, directory: str | None) -> None:
+    def __init__(self, directory: str | None, *,
+                 memory: dict[int, bytearray] | None = None) -> None:
+        """`memory`: the segments of a simulated data directory (kept by its caller
+        across a simulated reopen); without a directory and without it, a new one."""
         self.directory = directory
-        self._memory: dict[int, bytearray] = {}
+        self._memory: dict[int, bytearray] = {} if memory is None else memory
         self._sizes: dict[int, int] = {}
         self._readers: OrderedDict[int, int] = OrderedDict()
         self._lock = threading.Lock()

@@ -344,12 +344,15 @@ class MemoryStore:
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
         self._keys: list[bytes] = []
+        self.segments: dict[int, bytearray] = {}
+        """The history segments of this simulated data directory (storage.history)."""
 
     def copy(self) -> MemoryStore:
         """Another store holding the same data (simulated nodes start from one genesis)."""
         other = MemoryStore()
         other._data = dict(self._data)
         other._keys = list(self._keys)
+        other.segments = {number: bytearray(data) for number, data in self.segments.items()}
         return other
 
     def get(self, key: bytes) -> bytes | None:
@@ -381,6 +384,7 @@ class MemoryStore:
     def close(self) -> None:
         self._data = {}
         self._keys = []
+        self.segments = {}
 
     def open_view(self) -> SnapshotView:
         frozen = dict(self._data)

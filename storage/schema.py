@@ -26,6 +26,7 @@ META = b"\x01"
 BLOCK_HASH = b"\x11"
 VALIDATOR_SET = b"\x13"
 BLOCK_LOCATION = b"\x14"
+PROVEN_HEADER = b"\x15"
 TX_INDEX = b"\x22"
 STATE = b"\x30"
 TREE_BUCKET = b"\x31"
@@ -41,15 +42,16 @@ META_GENESIS_STATE_ROOT = META + b"genesis_state_root"
 META_HEAD_HEIGHT = META + b"head_height"
 META_EVIDENCE_COUNT = META + b"evidence_count"
 META_BASE_HEIGHT = META + b"base_height"
-"""The lowest height whose block is held (absent: 1); pruning moves it up."""
+"""The lowest height whose block is held (absent: 1): pruning moves it up, a state-sync
+restore at height H writes H + 1. Below it only PROVEN_HEADER rows are kept."""
 META_RESTORE = META + b"restore_in_progress"
 """Present while a state-sync restore writes: such a directory is never opened as a
 chain store (its genesis hash is written only by the restore's last batch)."""
 
 # What `govchain audit` does with each table (docs/operator.md, "8. Audit"); a new
 # table goes in one of these.
-CHAIN_TABLES = (META, BLOCK_HASH, VALIDATOR_SET, BLOCK_LOCATION, TX_INDEX, STATE,
-                TREE_BUCKET, TREE_BUCKET_HASH)
+CHAIN_TABLES = (META, BLOCK_HASH, VALIDATOR_SET, BLOCK_LOCATION, PROVEN_HEADER, TX_INDEX,
+                STATE, TREE_BUCKET, TREE_BUCKET_HASH)
 """Tables the chain alone determines: a replay from genesis writes them again, key for
 key (meta without LOCAL_META_KEYS)."""
 LOCAL_TABLES = (SIGN_STATE, EVIDENCE, EVIDENCE_HASH)
@@ -83,6 +85,12 @@ def validator_set_key(height: int) -> bytes:
 def block_location_key(height: int) -> bytes:
     """Where the block at `height` lies in its history segment (storage.history)."""
     return BLOCK_LOCATION + encode_height(height)
+
+
+def proven_header_key(height: int) -> bytes:
+    """[header, certificate] of a height below the base height that is kept: the trust
+    chain (each height after which the validator set changes) and the base's parent."""
+    return PROVEN_HEADER + encode_height(height)
 
 
 def tx_index_prefix(tx_hash: bytes, key_bytes: int = TX_KEY_BYTES) -> bytes:

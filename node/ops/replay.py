@@ -258,7 +258,7 @@ def _audit_database(genesis: Genesis, data: Path, progress: Progress | None,
     except CorruptionError as e:
         raise AuditDamage(e.message) from e
     try:
-        if source.base_height > 0:  # joined by state sync: there is no history to replay
+        if source.base_height > 1:  # pruned or state-synced: no history to replay
             return audit_state_synced(source, genesis)
         with tempfile.TemporaryDirectory(prefix="govchain-audit-", dir=work_dir) as tmp:
             target = ChainStore.open(str(Path(tmp) / "replay"), genesis)

@@ -12,7 +12,14 @@ from storage.chain_store import ChainStore
 from storage.errors import SchemaVersionError
 from storage.history import HistoryDamagedError, segment_name
 from storage.kv import PlyvelStore, WriteBatch
-from tests.storage.storage_builders import commit, make_genesis, make_txs, make_validator_set
+from tests.storage.storage_builders import (
+    KEYS,
+    commit,
+    make_block,
+    make_genesis,
+    make_txs,
+    make_validator_set,
+)
 
 GENESIS = make_genesis()
 
@@ -168,4 +175,33 @@ def test_a_read_racing_the_pruner_is_not_damage(tmp_path: Path, small_segments: 
     store.prune(10)
     assert store._read_frame(2, location.offset, location.end) is None
     assert failures == []
+    store.close()
+
+
+def test_pruning_keeps_the_trust_chain_as_proven_headers(tmp_path: Path,
+                                                         small_segments: int) -> None:
+    # The validator set changes from height 6 on (block 5 names the next set).
+    store = ChainStore.open(str(tmp_path), GENESIS)
+    store.commit_genesis({b"k": b"0"}, make_validator_set())
+    smaller = make_validator_set(KEYS[:3])
+    for height in range(1, 15):
+        changes = {b"k": str(height).encode()}
+        following = smaller if height == 5 else None
+        block, cert, prepared = make_block(store, changes, next_validator_set=following)
+        store.commit_block(block, cert, changes, [], following, prepared)
+    headers = {h: store.get_block_header(h) for h in range(1, 15)}
+    certificates = {h: store.get_certificate(h) for h in range(1, 15)}
+    assert store.prune(5) == 5  # segment 0 (heights 1-4)
+    assert store.get_block_header(4) == headers[4]  # the base's parent
+    assert store.prune(10) == 9  # segment 1 (heights 5-8)
+    assert store.get_block(5) is None and store.get_block(8) is None
+    # Kept: the header after which the set changes, and the new base's parent.
+    for height in (5, 8):
+        assert store.get_block_header(height) == headers[height]
+        assert store.get_certificate(height) == certificates[height]
+    for height in (1, 2, 3, 4, 6, 7):
+        assert store.get_block_header(height) is None
+    assert [key for key, _ in store._kv.iterate(schema.PROVEN_HEADER)] == [
+        schema.proven_header_key(5), schema.proven_header_key(8)]
+    assert store.get_validator_set(9) == smaller
     store.close()

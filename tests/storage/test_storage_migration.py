@@ -10,7 +10,7 @@ import pytest
 from chain import codec
 from storage import history, schema, schema_v1
 from storage.chain_store import HISTORY_DIR, ChainStore
-from storage.errors import SchemaVersionError
+from storage.errors import InconsistentDataError, SchemaVersionError
 from storage.history import BlockLocation, HistoryStore
 from storage.kv import PlyvelStore, WriteBatch
 from storage.migration import migrate_data_dir
@@ -87,3 +87,57 @@ def test_a_migration_cut_short_resumes(tmp_path: Path, monkeypatch: pytest.Monke
     assert [store.get_block(h) for h in range(1, 10)] == blocks
     assert codec.decode(store.tx_records(9)[0])[1] == "ok"
     store.close()
+
+
+def test_migrate_a_state_synced_schema_1_store(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # A schema 1 node that joined by state sync at height 4 (its `base_height`), with the
+    # headers its restore proved (2: a set change, say; 4: the snapshot's), then followed
+    # blocks 5-9.
+    monkeypatch.setattr(history, "SEGMENT_HEIGHTS", 4)
+    blocks = make_schema_1(tmp_path, 9)
+    kv = PlyvelStore(str(tmp_path))
+    batch = WriteBatch(kv)
+    for height in range(1, 5):
+        for key, _ in kv.iterate(schema_v1.tx_record_prefix(height)):
+            batch.delete(key)
+        for tx in blocks[height - 1].txs:
+            batch.delete(schema_v1.tx_hash_key(tx.hash))
+        batch.delete(schema.block_hash_key(blocks[height - 1].hash))
+        if height in (1, 3):
+            batch.delete(schema_v1.block_header_key(height))
+            batch.delete(schema_v1.certificate_key(height))
+    batch.put(schema.META_BASE_HEIGHT, schema.encode_height(4))
+    kv.write(batch)
+    certificates = {h: kv.get(schema_v1.certificate_key(h)) for h in (2, 4)}
+    kv.close()
+
+    report = migrate_data_dir(str(tmp_path))
+    assert (report.blocks_moved, report.head_height) == (5, 9)
+    store = ChainStore.open(str(tmp_path), GENESIS)
+    try:
+        assert store.base_height == 5  # the first block it holds
+        assert store.get_block(4) is None
+        assert [store.get_block(h) for h in range(5, 10)] == blocks[4:]
+        for height in (2, 4):
+            assert store.get_block_header(height) == blocks[height - 1].header
+            certificate = store.get_certificate(height)
+            assert certificate is not None and certificate.encoded == certificates[height]
+        assert store.get_block_header(3) is None
+        assert store.get_tx(blocks[2].txs[0].hash) is None
+        assert store.get_tx(blocks[6].txs[1].hash) is not None
+    finally:
+        store.close()
+    kv = PlyvelStore(str(tmp_path))
+    assert all(next(kv.iterate(prefix), None) is None for prefix in schema_v1.TABLES)
+    kv.close()
+
+
+def test_invalid_migrate_refuses_an_unfinished_restore(tmp_path: Path) -> None:
+    kv = PlyvelStore(str(tmp_path))
+    batch = WriteBatch(kv)
+    batch.put(schema.META_RESTORE, b"marker")
+    kv.write(batch)
+    kv.close()
+    with pytest.raises(InconsistentDataError, match="state-sync restore that never finished"):
+        migrate_data_dir(str(tmp_path))

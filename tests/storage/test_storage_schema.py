@@ -11,7 +11,7 @@ from storage.kv import PlyvelStore, WriteBatch
 def test_table_prefixes_are_distinct_single_bytes() -> None:
     prefixes = [value for name, value in vars(schema).items()
                 if name.isupper() and isinstance(value, bytes) and len(value) == 1]
-    assert len(prefixes) == 11
+    assert len(prefixes) == 12
     assert len(set(prefixes)) == len(prefixes)
 
 
