@@ -123,28 +123,31 @@ async def test_a_fresh_node_joins_by_state_sync_and_follows_the_head(validators,
         result = service.state_sync
         assert result is not None and result.chunks > 4
         store = service.node.store
-        assert store.base_height == result.height >= SNAPSHOT_INTERVAL
+        # The first block it holds is the one after the snapshot's.
+        assert store.base_height == result.height + 1 > SNAPSHOT_INTERVAL
         await wait_following(service, validators)
         height = store.head_height
         assert store.get_block_header(height) == validators[0].node.store.get_block_header(height)
         assert dict(store.iterate_state(b"")) == dict(validators[0].node.store.iterate_state(b""))
-        # History below the base is not here, and says so.
+        # History below the base is not here, and says so as a pruned node does.
         kind, payload = await service.network.sync.on_request("peer", MessageType.GET_BLOCKS,
                                                               (1, 10))
-        assert kind == MessageType.ERROR and payload[0] == "pruned"
+        assert kind == MessageType.ERROR and payload == [
+            "pruned", f"pruned below height {result.height + 1}"]
         client = AsyncClient(service.rpc_url)
         try:
             with pytest.raises(RpcClientError) as refused:
                 await client.call("chain_block", height=result.height)
             assert refused.value.reason == "block_pruned"
-            assert (await client.call("node_status"))["base_height"] == result.height
+            assert f"pruned below height {result.height + 1}" in str(refused.value)
+            assert (await client.call("node_status"))["base_height"] == result.height + 1
         finally:
             await client.close()
     finally:
         await service.stop()
     report = audit(home.path).to_json()
     assert report["replayed_from_genesis"] is False and report["blocks"] >= 0
-    assert report["base_height"] == result.height and "cannot be replayed" in report["note"]
+    assert report["base_height"] == result.height + 1 and "cannot be replayed" in report["note"]
 
 
 async def test_invalid_chunk_from_one_peer_is_fetched_from_another(validators, tmp_path,
@@ -189,7 +192,7 @@ async def test_invalid_manifest_that_does_not_give_the_certified_root(validators
     service = await join(joiner_home(tmp_path, [address_of(validators[3])]))
     try:
         assert service.state_sync is None  # refused: the node syncs blocks from genesis
-        assert service.node.store.base_height == 0
+        assert service.node.store.base_height == 1
         assert "does not give the certified state root" in warnings_of(caplog)
     finally:
         await service.stop()
@@ -292,7 +295,7 @@ async def test_invalid_checkpoint_hash_refuses_every_snapshot(validators, tmp_pa
                                                "trusted_hash": compute_hash(b"x").hex()})
     service = await join(home)
     try:
-        assert service.state_sync is None and service.node.store.base_height == 0
+        assert service.state_sync is None and service.node.store.base_height == 1
         assert "not the trusted checkpoint" in warnings_of(caplog)
     finally:
         await service.stop()
