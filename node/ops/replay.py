@@ -320,6 +320,10 @@ def export_chain(home: Path, out_path: Path, data_dir: Path | None = None) -> di
     source = ChainStore.open(str(data_dir or home / DATA_DIR), genesis)
     try:
         head = source.head_height
+        if source.base_height > 1:
+            raise NodeError(f"this data directory is pruned below height "
+                            f"{source.base_height} (retain_blocks, or joined by state sync): "
+                            "an export needs every block; export from an archive node")
         tmp = out_path.with_name(out_path.name + ".part")
         with gzip.open(tmp, "wb") as out:
             out.write(EXPORT_MAGIC)

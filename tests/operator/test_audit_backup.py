@@ -37,6 +37,7 @@ from tests.faults.leveldb_log import batch_puts, read_log_records
 from tests.node.conftest import CHAIN_ID, make_genesis, make_home
 from tests.operator.chain_builder import VALIDATOR, build_chain
 from tests.operator.history_tamper import read_stored, rewrite_block
+from tests.storage.test_storage_migration import downgrade_to_schema_1
 
 
 @pytest.fixture(scope="module")
@@ -657,3 +658,19 @@ def test_a_replay_survives_a_killed_signature_worker(chain_home: Path, tmp_path:
         replayer.verifier.close()
         target.close()
         source.close()
+
+
+def test_a_schema_1_home_is_refused_naming_migrate_then_migrated_and_audited(
+        chain_home: Path, tmp_path: Path, capsys) -> None:
+    home = copy_home(chain_home, tmp_path / "copy")
+    head = head_of(home)
+    downgrade_to_schema_1(home / DATA_DIR)
+    assert cli.main(["run", "--home", str(home)]) != 0
+    error = capsys.readouterr().err
+    assert "storage schema 1" in error and "govchain migrate --home" in error, error
+    assert cli.main(["--json", "migrate", "--home", str(home)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["result"], report["from_schema"], report["blocks_moved"]) == \
+        ("OK", 1, head[0])
+    assert head_of(home) == head
+    audit(home)  # the migrated directory replays clean from genesis

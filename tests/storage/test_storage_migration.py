@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from chain import codec
+from chain.crypto import compute_hash
 from storage import history, schema, schema_v1
 from storage.chain_store import HISTORY_DIR, ChainStore
 from storage.errors import InconsistentDataError, SchemaVersionError
@@ -27,17 +28,26 @@ def make_schema_1(path: Path, blocks: int) -> list:
     built = [commit(store, {b"k": str(h).encode()}, make_txs(3, nonce_base=h * 10))
              for h in range(1, blocks + 1)]
     store.close()
+    downgrade_to_schema_1(path)
+    return built
+
+
+def downgrade_to_schema_1(path: Path) -> None:
+    """Put the history of the closed schema 2 store at `path` back under the schema 1
+    keys (headers, certificates, tx records and the 32-byte tx hash index in LevelDB)
+    and remove its segments."""
     kv = PlyvelStore(str(path))
     segments = HistoryStore(str(path / HISTORY_DIR))
+    head = schema.decode_height(kv.get(schema.META_HEAD_HEIGHT))
     batch = WriteBatch(kv)
-    for height in range(1, blocks + 1):
+    for height in range(1, head + 1):
         stored = segments.read_block(BlockLocation.decode(
             height, kv.get(schema.block_location_key(height))))
         batch.put(schema_v1.block_header_key(height), stored.header)
         batch.put(schema_v1.certificate_key(height), stored.certificate)
         for index, record in enumerate(stored.tx_records):
             batch.put(schema_v1.tx_record_prefix(height) + index.to_bytes(4, "big"), record)
-            tx_hash = built[height - 1].txs[index].hash
+            tx_hash = compute_hash(codec.unpack_unchecked(record)[0])
             batch.put(schema_v1.tx_hash_key(tx_hash), schema.tx_location(height, index))
         batch.delete(schema.block_location_key(height))
     for key, _ in kv.iterate(schema.TX_INDEX):
@@ -47,7 +57,6 @@ def make_schema_1(path: Path, blocks: int) -> list:
     segments.close()
     kv.close()
     shutil.rmtree(path / HISTORY_DIR)
-    return built
 
 
 def test_migrate_moves_every_block_and_tx(tmp_path: Path,
