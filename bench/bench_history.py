@@ -29,6 +29,7 @@ from pathlib import Path
 from chain.block import Block, BlockHeader, compute_tx_root
 from chain.crypto import KeyPair
 from chain.genesis import Genesis
+from chain.results import compute_results_root_of_encoded, encode_result_leaf
 from chain.tx import Signature, Transaction
 from chain.vote import CommitCertificate, Validator, ValidatorSet, Vote, VoteKind
 from storage import schema
@@ -150,12 +151,16 @@ def main() -> None:
             if args.no_state:
                 changes = {balance_key(0): height.to_bytes(12, "big")}
             prepared = store.prepare_state(changes)
+            results = [("ok", "", [["transfer", {"amount": 1}]])] * len(txs)
+            results_root = compute_results_root_of_encoded([
+                encode_result_leaf(tx.hash, code, events)
+                for tx, (code, _, events) in zip(txs, results, strict=True)])
             header = BlockHeader(CHAIN_ID, height, 0, store.head_timestamp_ms + 1000,
                                  store.head_hash, vset.get_proposer(height, 0),
-                                 compute_tx_root(txs), prepared.root, vset.hash, vset.hash)
+                                 compute_tx_root(txs), results_root, prepared.root,
+                                 vset.hash, vset.hash)
             block = Block(header, txs)
             certificate = make_certificate(block)
-            results = [("ok", "", [["transfer", {"amount": 1}]])] * len(txs)
             t0 = time.perf_counter()
             store.commit_block(block, certificate, changes, results, None, prepared)
             commit_ms.append((time.perf_counter() - t0) * 1e3)
