@@ -91,7 +91,8 @@ TX_COMMANDS: dict[str, tuple[str, str, Any, tuple[tuple[str, dict[str, Any]], ..
                           lambda a: {"asset": a.asset, "request": a.request,
                                      "outcome": a.outcome, "note": a.note},
                           (("--request", {"type": int, "required": True, "help": "request id"}),
-                           ("--outcome", {"required": True, "choices": ["paid", "refused"]}),
+                           ("--outcome", {"required": True, "choices": ["paid", "refused"],
+                                          "help": "paid, or refused (coins back to the holder)"}),
                            ("--note", {"default": "", "help": "payout reference or reason"}))),
     "attest-gold": ("attest", "attest the reserve from a bar list, signed with the audit "
                     "firm's report key (auditor)", _fields_attest_gold,
@@ -183,12 +184,14 @@ def add_stablecoin_commands(sub: Any) -> None:
     rsub = report.add_subparsers(dest="report", required=True)
     p = rsub.add_parser("supply", help="supply, attested reserve, bar-list root, attestation "
                                        "age, holders by tier; every figure state-proven")
-    p.add_argument("--asset", required=True)
+    p.add_argument("--asset", required=True, help="the asset's symbol, e.g. KGS")
     add_rpc_option(p)
     p.set_defaults(func=cmd_report_supply)
 
     p = sub.add_parser("barlist", help="bar list: Merkle root, a bar's inclusion proof, check")
-    p.add_argument("action", choices=["root", "proof", "verify"])
+    p.add_argument("action", choices=["root", "proof", "verify"],
+                   help="root: the list's Merkle root; proof: a bar's inclusion proof; "
+                        "verify: check a proof against a root")
     p.add_argument("file", help="the bar list JSON (root, proof) or a proof JSON (verify)")
     p.add_argument("--serial", help="proof: the bar's serial number")
     p.add_argument("--root", help="verify: the bar_root of the attestation")
