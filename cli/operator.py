@@ -1,4 +1,5 @@
-"""The operator's subcommands: config show, keys, audit, export, import and snapshot.
+"""The operator's subcommands: config show, keys, audit, export, import and
+snapshot.
 
 Registered on the `govchain` parser by cli.main. Each command prints one result
 (a table, or JSON with --json) and exits non-zero with one line on error. No command

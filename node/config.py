@@ -119,7 +119,10 @@ class NodeConfig:
     key_passphrase_file: str = ""
     """File holding the passphrase of encrypted key files ("" = flag, env or prompt)."""
     pruning: str = "head-state-only"
-    """The only mode: no historical state is kept (state at head); blocks are never pruned."""
+    """The only mode: no historical state is kept (state at head); see `retain_blocks`."""
+    retain_blocks: int = 0
+    """Keep the last N blocks (and their tx index) only, deleting older history segments;
+    0 keeps every block (archive and full nodes)."""
     p2p_tls: bool = True
     """Encrypt node-to-node links with TLS bound to the node keys (docs/p2p.md); every
     node of a network must agree, since a TLS node does not speak plain WebSocket."""
@@ -283,7 +286,7 @@ def validate_config(config: NodeConfig, sources: Mapping[str, str] | None = None
     if config.trusted_hash and not _is_hash_hex(config.trusted_hash):
         fail("trusted_hash", "must be a block hash of 64 hex digits")
     for key in ("verify_workers", "max_blocks_behind", "ready_min_peers", "trusted_height",
-                "snapshot_interval", "upgrade_halt_linger_s"):
+                "snapshot_interval", "upgrade_halt_linger_s", "retain_blocks"):
         if getattr(config, key) < 0:
             fail(key, "must not be negative")
     if not config.moniker.strip():

@@ -137,8 +137,8 @@ class Node:
         self.genesis = home.genesis
         self.chain_id = home.genesis.chain_id
         self.params = home.genesis.params
-        self.store = store if store is not None else ChainStore.open(str(home.data_dir),
-                                                                    home.genesis)
+        self.store = store if store is not None else ChainStore.open(
+            str(home.data_dir), home.genesis, retain_blocks=home.config.retain_blocks)
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.worker: Worker = worker if worker is not None else ThreadWorker()
         self.ledger = Ledger(default_modules(),
@@ -574,6 +574,9 @@ class Node:
         rejected = self.admission.get_rejection_status(tx_hash)
         if rejected is not None:
             return rejected
+        base = self.store.base_height
+        if base > 1:  # a pruned block's transactions are no longer indexed here
+            return {"hash": tx_hash.hex(), "status": "pruned", "pruned_below": base}
         return {"hash": tx_hash.hex(), "status": "unknown"}
 
     def get_account(self, address: Address) -> dict[str, Any]:

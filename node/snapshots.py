@@ -198,7 +198,7 @@ def load_light_block(store: ChainStore, height: int) -> LightBlock:
     if header is None or certificate is None:
         base = store.base_height
         raise Unavailable(f"no certified header at height {height} here"
-                          + (f" (this node joined by state sync at {base})" if base else ""))
+                          + (f" (pruned below height {base})" if height < base else ""))
     try:
         validator_set = store.get_validator_set(height)
         following = store.get_validator_set(height + 1)

@@ -108,7 +108,7 @@ class StateSyncResult:
     """What a completed state sync restored."""
 
     height: int
-    """The snapshot height: the store's base and head."""
+    """The snapshot height: the restored store's head (its base height is the next one)."""
     chunks: int
     """Chunks fetched and verified."""
     state_bytes: int

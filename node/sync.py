@@ -17,6 +17,7 @@ from chain.block import Block
 from chain.errors import ChainError
 from chain.vote import CommitCertificate
 from node.node import Node, SyncedBlock
+from p2p.errors import RequestRefusedError
 from p2p.frames import MessageType
 from p2p.network import P2PNetwork
 from p2p.peers import PENALTY_BAD_BLOCK, PENALTY_WITHHELD_BLOCKS
@@ -29,6 +30,9 @@ SYNC_ANSWER_BYTES = 8 * 1024 * 1024
 """Blocks stop being added to a BLOCKS answer past this many bytes (at least one block
 is always sent; a block is at most max_block_bytes plus its header and certificate),
 so that an answer stays under the 16 MiB BLOCKS frame limit."""
+PRUNED = "pruned"
+"""The ERROR code of a GET_BLOCKS answer from a node that no longer holds the blocks
+asked for: its message says "pruned below height H"; the asker tries another peer."""
 SYNC_POLL_S = 0.2
 SYNC_TIMEOUT_S = 10.0
 
@@ -78,6 +82,13 @@ class BlockSync:
             while request is not None:
                 try:
                     _, items = await request
+                except RequestRefusedError as e:
+                    if e.remote_code == PRUNED:  # no fault of the peer: it keeps a window
+                        log.info("peer %s... %s; syncing from another peer", peer_id[:12],
+                                 e.remote_message)
+                    else:
+                        log.info("sync from %s... refused: %s", peer_id[:12], e)
+                    break
                 except Exception as e:  # a peer failing a request is that peer's problem
                     log.info("sync from %s... failed: %s", peer_id[:12], e)
                     break
@@ -151,11 +162,9 @@ class BlockSync:
         store = self.node.store
         if msg_type == MessageType.GET_BLOCKS:
             start, count = int(payload[0]), min(int(payload[1]), SYNC_BATCH)
-            if start <= store.base_height:
-                # Joined by state sync: the asking node tries another peer.
-                return MessageType.ERROR, [
-                    "pruned", f"blocks up to height {store.base_height} are not kept here "
-                              "(this node joined by state sync); ask another peer"]
+            base = store.base_height
+            if max(start, 1) < base:
+                return MessageType.ERROR, [PRUNED, f"pruned below height {base}"]
             # Read off the event loop: an answer can be megabytes of blocks.
             items = await asyncio.to_thread(read_blocks_answer, store, start, count)
             return MessageType.BLOCKS, items

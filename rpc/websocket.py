@@ -297,9 +297,10 @@ class SubscriptionHub:
             if params.get("hash") is not None:
                 raise invalid_params("`hash` is for topic tx")
             if params.get("from_height") is not None:
-                # Below a state-synced node's base there are no blocks to replay.
+                # Below the base height (pruned, or before a state sync) no blocks are
+                # held to replay.
                 sub.next_height = parse_int(params["from_height"], "from_height",
-                                            lo=self.node.store.base_height + 1, hi=head + 1)
+                                            lo=self.node.store.base_height, hi=head + 1)
             if topic == "events":
                 sub.filter = _parse_filter(params.get("filter"))
             elif params.get("filter") is not None:

@@ -1,14 +1,18 @@
 """ChainStore: the node's database of blocks, certificates, txs, state and safety state.
 
-Each block is committed in ONE synced write batch (block, certificate, indexes, tx
-results, state, tree buckets, next validator set, new head): after a crash the
-store is at height h or h+1, never between. In-memory caches (head, tree) move only
-after the batch is durable. It never executes transactions or verifies signatures.
+A block's header, certificate and tx records are appended and synced to its history
+segment (storage.history) first; then ONE synced LevelDB batch (its location, indexes,
+state, tree buckets, next validator set, new head) makes it committed: after a crash
+the store is at height h or h+1, never between, and a segment tail no head names is cut
+off at open. In-memory caches move only after the batch is durable. It never executes
+transactions or verifies signatures.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,6 +42,15 @@ from storage.errors import (
     StorageError,
     UnknownHeightError,
 )
+from storage.history import (
+    FRAME,
+    BlockLocation,
+    HistoryDamagedError,
+    HistoryStore,
+    StoredBlock,
+    get_segment,
+    get_segment_last_height,
+)
 from storage.kv import KVStore, MemoryStore, PlyvelStore, SnapshotView, WriteBatch
 from storage.state_tree import PreparedState, StateTree
 
@@ -51,6 +64,12 @@ VALIDATOR_SET_CACHE_HEIGHTS = 64
 """Heights whose validator set is kept decoded between two commits. Every vote and
 proposal received asks for its height's set, which is otherwise a reverse scan of the
 database; a client may ask for any past height (chain_validators), hence the bound."""
+
+HISTORY_DIR = "history"
+"""The history segments' directory, inside the LevelDB data directory (LevelDB leaves
+names it does not know alone)."""
+
+FRAME_HEAD = FRAME.size
 
 STATE_CACHE_ENTRIES = 262_144
 """Committed state values kept in memory (about 200 bytes each with the dict's own
@@ -138,13 +157,27 @@ class ChainStore:
     """The node's database; open with `ChainStore.open(path, genesis)`."""
 
     def __init__(self, kv: KVStore, genesis: Genesis, *, location: str = "memory",
-                 create: bool = True, check_tree: bool = True) -> None:
-        """Use `open` or `open_memory`; this checks the store belongs to `genesis`."""
+                 create: bool = True, check_tree: bool = True,
+                 history: HistoryStore | None = None, retain_blocks: int = 0,
+                 tx_key_bytes: int = schema.TX_KEY_BYTES) -> None:
+        """Use `open` or `open_memory`; this checks the store belongs to `genesis`.
+
+        `retain_blocks` N > 0 keeps at least the last N blocks (and their tx index), whole
+        history segments older than that are deleted; 0 keeps everything (archive).
+        `tx_key_bytes` is how much of a tx hash its index key holds (32: all of it; for
+        the benchmark of the alternatives, bench/bench_history.py)."""
         self._kv = kv
         self.genesis = genesis
         self.location = location
+        self._history = history if history is not None else HistoryStore(None)
+        self.retain_blocks = retain_blocks
+        self._tx_key_bytes = tx_key_bytes
+        self._head_location: BlockLocation | None = None
+        self._pruner: threading.Thread | None = None
         self._lock = threading.RLock()
+        self._prune_lock = threading.Lock()
         self._check_identity(create)
+        self._base = self._read_base_height()
         self._tree = StateTree(kv)
         self._head_block: Block | None = None
         self._head: Head | None = None
@@ -166,6 +199,7 @@ class ChainStore:
         self._on_failure: Callable[[StorageError], None] | None = None
         if self.is_initialized:
             self._head = self._load_head()
+            self._recover_history(repair=create)
             if check_tree and self._tree.root != self._head.state_root:
                 raise InconsistentDataError(
                     f"the state tree in {location} has root {self._tree.root.hex()} but head "
@@ -175,7 +209,8 @@ class ChainStore:
 
     @classmethod
     def open(cls, path: str, genesis: Genesis, *, create: bool = True,
-             check_tree: bool = True) -> ChainStore:
+             check_tree: bool = True, retain_blocks: int = 0,
+             tx_key_bytes: int = schema.TX_KEY_BYTES) -> ChainStore:
         """Open or create the LevelDB data directory `path` for the chain of `genesis`.
 
         With `create` False nothing is written: a database holding no govchain data is
@@ -184,20 +219,34 @@ class ChainStore:
         such a store must not commit blocks or serve proofs.
         """
         kv = PlyvelStore(path)
+        history: HistoryStore | None = None
         try:
-            return cls(kv, genesis, location=path, create=create, check_tree=check_tree)
+            history = HistoryStore(os.path.join(path, HISTORY_DIR))
+            return cls(kv, genesis, location=path, create=create, check_tree=check_tree,
+                       history=history, retain_blocks=retain_blocks,
+                       tx_key_bytes=tx_key_bytes)
         except BaseException:
+            if history is not None:
+                history.close()
             kv.close()
             raise
 
     @classmethod
-    def open_memory(cls, genesis: Genesis, kv: MemoryStore | None = None) -> ChainStore:
+    def open_memory(cls, genesis: Genesis, kv: MemoryStore | None = None, *,
+                    retain_blocks: int = 0) -> ChainStore:
         """A store in memory, for the deterministic simulation only; with `kv`, the store
-        over that data (a simulated node reopening its database after a crash)."""
-        return cls(kv if kv is not None else MemoryStore(), genesis)
+        over that data (a simulated node reopening its database after a crash: its
+        history segments are kept beside its keys, `MemoryStore.segments`)."""
+        kv = kv if kv is not None else MemoryStore()
+        return cls(kv, genesis, history=HistoryStore(None, memory=kv.segments),
+                   retain_blocks=retain_blocks)
 
     def close(self) -> None:
+        pruner = self._pruner
+        if pruner is not None:
+            pruner.join()
         with self._lock:
+            self._history.close()
             self._kv.close()
 
     def set_failure_listener(self, listener: Callable[[StorageError], None]) -> None:
@@ -219,7 +268,16 @@ class ChainStore:
         returns the number of keys copied."""
         if not isinstance(self._kv, PlyvelStore):
             raise StorageError("only a LevelDB store can be snapshotted")
-        return self._kv.copy_snapshot_to(path)
+        # Pruning waits (its lock): a segment the copied head still names must not go
+        # between the LevelDB copy and the file copy. Bytes a segment gains meanwhile
+        # lie beyond the copied head: the copy's first open cuts them off.
+        with self._prune_lock:
+            copied = self._kv.copy_snapshot_to(path)
+            target = HistoryStore(os.path.join(path, HISTORY_DIR))
+            for segment in self._history.list_segments():
+                self._history.copy_segment_to(segment, target)
+            target.close()
+        return copied
 
     # -- identity and genesis -------------------------------------------------
 
@@ -248,12 +306,13 @@ class ChainStore:
         version = int.from_bytes(stored_version or b"", "big")
         if version < schema.RESULTS_ROOT_SCHEMA_VERSION:
             raise SchemaVersionError(
-                f"the data directory {self.location} holds a chain of block header version 1, "
-                f"written before headers committed to transaction results (results_root); "
-                f"this node reads header version {HEADER_VERSION} only. The block hashes "
-                "change with the header, so the chain cannot be migrated: re-create the chain "
-                "from its genesis on every validator (a new data directory), and re-sync full "
-                "nodes from it (docs/storage.md, \"Upgrading to header version 2\")")
+                f"the data directory {self.location} uses storage schema {version}: a chain "
+                "of block header version 1, written before headers committed to transaction "
+                f"results (results_root); this node reads header version {HEADER_VERSION} "
+                "only. The block hashes change with the header, so the chain cannot be "
+                "migrated: re-create the chain from its genesis on every validator (a new "
+                "data directory), and re-sync full nodes from it (docs/storage.md, "
+                "\"Upgrading to header version 2\")")
         if version != schema.SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"the data directory {self.location} uses storage schema {version}, this "
@@ -336,6 +395,190 @@ class ChainStore:
             self._head_block = block
         return block
 
+    # -- history segments -------------------------------------------------------
+
+    @property
+    def base_height(self) -> int:
+        """The lowest height whose block is held here: 1 on a store that holds every
+        block (archive), higher once pruning deleted older segments (`retain_blocks`) or
+        when the store was restored by state sync at height H (then H + 1: block H's
+        state is here, its body is not). Below it only the proven headers are kept
+        (`get_block_header`); every reader answers "pruned below height base_height"."""
+        return self._base
+
+    def _read_base_height(self) -> int:
+        raw = self._kv.get(schema.META_BASE_HEIGHT)
+        if raw is None:
+            return 1
+        if len(raw) != schema.HEIGHT_SIZE:
+            raise self._damaged(f"the base height of {self.location} is malformed")
+        return schema.decode_height(raw)
+
+    def _get_proven_header(self, height: int) -> tuple[bytes, bytes] | None:
+        """(header, certificate) bytes kept for `height` below the base height."""
+        raw = self._kv.get(schema.proven_header_key(height))
+        if raw is None:
+            return None
+        return self._decode(_decode_proven_header, raw, "proven header", height)
+
+    def _get_location(self, height: int) -> BlockLocation | None:
+        raw = self._kv.get(schema.block_location_key(height))
+        if raw is None:
+            return None
+        try:
+            return BlockLocation.decode(height, raw)
+        except StorageError as e:
+            raise self._damaged(f"{e.message} in {self.location}", height) from e
+
+    def _recover_history(self, *, repair: bool) -> None:
+        """Make the segments agree with the committed head: cut off a block appended whose
+        batch never landed, delete segments pruning left behind (only with `repair`: the
+        audit's open writes nothing, and ignores them); refuse a segment that is missing
+        or shorter than the blocks it holds (HistoryDamagedError, naming it)."""
+        head, base = self.head.height, self.base_height
+        present = self._history.list_segments()
+        # A state-synced store holds no block before its first commit (head < base).
+        first, last = (get_segment(base), get_segment(head)) if head >= base else (0, -1)
+        for segment in present:
+            if repair and (segment < first or segment > last):
+                self._history.delete_segment(segment)
+        for segment in range(first, last + 1):
+            top = min(get_segment_last_height(segment), head)
+            location = self._get_location(top)
+            if location is None:
+                raise self._damaged(f"the location of block {top} is missing in "
+                                    f"{self.location}", top)
+            size = self._history.get_size(segment)
+            if size < location.end or (size > location.end and segment != last):
+                raise self._history_damaged(segment, top, size, location.end)
+            if size > location.end and repair:
+                self._history.truncate(segment, location.end)
+        if head >= base:
+            self._head_location = self._get_location(head)
+            self._read_stored(head)  # the newest frames, the likeliest torn: checked now
+
+    def _history_damaged(self, segment: int, height: int, size: int,
+                         end: int) -> HistoryDamagedError:
+        path = self._history.path_of(segment)
+        what = "it is missing" if size == 0 else f"it holds {size:,} bytes"
+        error = HistoryDamagedError(
+            f"the history segment {path} is damaged: {what}, its blocks up to {height} end "
+            f"at {end:,} bytes; restore the data directory from a backup or resync from "
+            "peers (docs/reliability.md, \"Storage faults\")", file=path, height=height)
+        if self._on_failure is not None:
+            self._on_failure(error)
+        return error
+
+    def _read_stored(self, height: int) -> StoredBlock | None:
+        location = self._get_location(height)
+        if location is None:
+            return None
+        try:
+            return self._history.read_block(location)
+        except HistoryDamagedError as e:
+            self._raise_unless_pruned(e, height)
+            return None
+
+    def _read_frame(self, height: int, offset: int, limit: int) -> bytes | None:
+        try:
+            return self._history.read_frame(height, offset, limit=limit)
+        except HistoryDamagedError as e:
+            self._raise_unless_pruned(e, height)
+            return None
+
+    def _raise_unless_pruned(self, error: HistoryDamagedError, height: int) -> None:
+        """Return when `height` was pruned while it was being read (its segment went
+        between the location read and the file read): not damage, the block is just
+        gone. Otherwise tell the failure listener of the damage and raise it."""
+        if height < self.base_height:
+            return
+        if self._on_failure is not None:
+            self._on_failure(error)
+        raise error
+
+    # -- pruning ----------------------------------------------------------------
+
+    def _start_pruning(self, keep_from: int) -> None:
+        """Prune in a thread of its own once a whole segment lies below `keep_from`:
+        reading a segment's transactions for their index keys takes seconds, which the
+        commit path must not wait for."""
+        if get_segment_last_height(get_segment(self.base_height)) >= keep_from:
+            return
+        if self._pruner is not None and self._pruner.is_alive():
+            return
+        self._pruner = threading.Thread(target=self._prune_quietly, args=(keep_from,),
+                                        name="history-pruner", daemon=True)
+        self._pruner.start()
+
+    def _prune_quietly(self, keep_from: int) -> None:
+        # A failure is told to the failure listener already; the next block tries again.
+        with contextlib.suppress(StorageError):
+            self.prune(keep_from)
+
+    def prune(self, keep_from: int) -> int:
+        """Delete every whole segment of blocks below `keep_from` with their index
+        entries, then compact LevelDB over what was removed so the disk is freed; return
+        the new base height. The blocks from `keep_from` on (and the state) stay."""
+        with self._prune_lock:
+            pruned = False
+            segment = get_segment(self.base_height)
+            while get_segment_last_height(segment) < min(keep_from, self.head.height + 1):
+                self._prune_segment(segment)
+                pruned, segment = True, segment + 1
+            if pruned and isinstance(self._kv, PlyvelStore):
+                for prefix in (schema.TX_INDEX, schema.BLOCK_LOCATION, schema.BLOCK_HASH):
+                    self._kv.compact_prefix(prefix)
+            return self.base_height
+
+    def _prune_segment(self, segment: int) -> None:
+        """Remove one segment: its index entries and new base in one batch first (after a
+        crash the file is an orphan that the next open deletes), then the file.
+
+        The header and certificate of each pruned height after which the validator set
+        changes, and of the segment's last height, stay as proven headers: the same
+        trust chain a state-sync restore keeps, which light clients and joining nodes
+        walk (node.snapshots) and the audit checks (node.ops.statesync_audit)."""
+        first = 1 if segment == 0 else get_segment_last_height(segment - 1) + 1
+        last = get_segment_last_height(segment)
+        base = self.base_height
+        changes = {height - 1 for height, _ in
+                   self.iterate_validator_set_changes(max(first, base) + 1, last + 1)}
+        batch = WriteBatch(self._kv)
+        if base > 1 and not self._is_set_change(base):
+            batch.delete(schema.proven_header_key(base - 1))  # the old base's parent
+        for height in range(max(first, base), last + 1):
+            stored = self._read_stored(height)
+            if stored is None:
+                raise self._damaged(f"block {height} is missing in {self.location}", height)
+            header = self._decode(BlockHeader.decode, stored.header, "header", height)
+            if height in changes or height == last:
+                batch.put(schema.proven_header_key(height),
+                          codec.encode([stored.header, stored.certificate]))
+            batch.delete(schema.block_hash_key(header.hash))
+            batch.delete(schema.block_location_key(height))
+            for index, raw in enumerate(stored.tx_records):
+                tx_bytes = self._decode(_tx_bytes_of_record, raw, f"tx record {index}", height)
+                batch.delete(schema.tx_index_key(compute_hash(tx_bytes), height, index,
+                                                 self._tx_key_bytes))
+        batch.put(schema.META_BASE_HEIGHT, schema.encode_height(last + 1))
+        self._kv.write(batch, sync=True)
+        with self._lock:
+            self._base = last + 1
+            for height in range(first, last + 1):
+                dropped = self._recent_blocks.pop(height, None)
+                if dropped is not None:
+                    self._recent_txs -= len(dropped.txs)
+        self._history.delete_segment(segment)
+
+    def _is_set_change(self, height: int) -> bool:
+        """True if a new validator set certifies from `height` on."""
+        return self._kv.get(schema.validator_set_key(height)) is not None
+
+    @property
+    def history_disk_bytes(self) -> int:
+        """Bytes of the history segments on disk."""
+        return self._history.get_disk_bytes()
+
     # -- state --------------------------------------------------------------------
 
     def get_state(self, key: bytes) -> bytes | None:
@@ -413,7 +656,7 @@ class ChainStore:
             vset_change = self._validate_validator_sets(block, next_validator_set)
 
             batch = WriteBatch(self._kv)
-            self._add_block_to(batch, block, certificate, tx_results)
+            location = self._add_block_to(batch, block, certificate, tx_results)
             if vset_change is not None:
                 batch.put(schema.validator_set_key(block.height + 1),
                           codec.encode(vset_change.to_value()))
@@ -428,6 +671,9 @@ class ChainStore:
             self._head = Head(block.height, block.hash, block.header.timestamp_ms,
                               block.header.state_root)
             self._validator_sets.clear()
+            self._head_location = location
+            if self.retain_blocks:
+                self._start_pruning(block.height - self.retain_blocks + 1)
 
     def _remember_block(self, block: Block) -> None:
         self._recent_blocks[block.height] = block
@@ -484,34 +730,49 @@ class ChainStore:
         return None if following.hash == current.hash else following
 
     def _add_block_to(self, batch: WriteBatch, block: Block, certificate: CommitCertificate,
-                      tx_results: Sequence[TxResult]) -> None:
+                      tx_results: Sequence[TxResult]) -> BlockLocation:
+        """Append and sync the block's frames to its segment; put its location and index
+        entries in `batch`, which commits them."""
         height = block.height
-        batch.put(schema.block_header_key(height), block.header.encoded)
+        records = [encode_tx_record(tx.encoded, code, message, events)
+                   for tx, (code, message, events) in zip(block.txs, tx_results, strict=True)]
+        previous = self._head_location
+        same_segment = previous is not None and get_segment(previous.height) == get_segment(height)
+        offset = previous.end if same_segment and previous is not None else 0
+        location, offsets = self._history.append_block(
+            height, block.header.encoded, certificate.encoded, records, offset=offset)
+        batch.put(schema.block_location_key(height), location.encode())
         batch.put(schema.block_hash_key(block.hash), schema.encode_height(height))
-        batch.put(schema.certificate_key(height), certificate.encoded)
-        for index, (tx, (code, message, events)) in enumerate(
-                zip(block.txs, tx_results, strict=True)):
-            batch.put(schema.tx_hash_key(tx.hash), schema.tx_location(height, index))
-            batch.put(schema.tx_record_key(height, index),
-                      encode_tx_record(tx.encoded, code, message, events))
+        key_bytes = self._tx_key_bytes
+        for index, (tx, frame) in enumerate(zip(block.txs, offsets, strict=True)):
+            batch.put(schema.tx_index_key(tx.hash, height, index, key_bytes),
+                      frame.to_bytes(schema.OFFSET_SIZE, "big"))
+        return location
 
     # -- reads ------------------------------------------------------------------
 
     def get_block_header(self, height: int) -> BlockHeader | None:
-        raw = self._kv.get(schema.block_header_key(height))
+        """The header at `height`: of a held block, or a proven one below the base
+        height (a validator set change's, the last pruned or state-synced height's)."""
+        location = self._get_location(height)
+        raw = None if location is None else self._read_frame(height, location.offset,
+                                                             location.end)
+        if raw is None:
+            proven = self._get_proven_header(height)
+            raw = None if proven is None else proven[0]
         return None if raw is None else self._decode(BlockHeader.decode, raw, "header", height)
 
     def get_block(self, height: int) -> Block | None:
-        """The block at `height` (1 ... head), or None."""
+        """The block at `height` (base_height ... head), or None."""
         recent = self._recent_blocks.get(height)
         if recent is not None:
             return recent
-        header = self.get_block_header(height)
-        if header is None:
+        stored = self._read_stored(height)
+        if stored is None:
             return None
-        txs: list[Transaction] = []
-        for _, raw in self._kv.iterate(schema.tx_record_prefix(height)):
-            txs.append(self._decode_tx_record(raw, height, len(txs)).tx)
+        header = self._decode(BlockHeader.decode, stored.header, "header", height)
+        txs = [self._decode_tx_record(raw, height, index).tx
+               for index, raw in enumerate(stored.tx_records)]
         return Block(header, tuple(txs))
 
     def get_block_bytes(self, height: int) -> bytes | None:
@@ -521,74 +782,94 @@ class ChainStore:
         recent = self._recent_blocks.get(height)
         if recent is not None:
             return recent.encoded
-        header = self.get_block_header(height)
-        if header is None:
+        stored = self._read_stored(height)
+        if stored is None:
             return None
+        header = self._decode(BlockHeader.decode, stored.header, "header", height)
         txs = [self._decode(_tx_bytes_of_record, raw, f"tx record {index}", height)
-               for index, (_, raw) in enumerate(
-                   self._kv.iterate(schema.tx_record_prefix(height)))]
+               for index, raw in enumerate(stored.tx_records)]
         return codec.encode([header.to_value(), txs])
 
     def get_block_with_records(self, height: int) -> tuple[Block, list[bytes]] | None:
         """The block at `height` and the stored bytes of each of its tx records, read in
         one pass (audit), or None. Only the transactions are decoded and checked: the
         caller compares the records whole with canonical ones (`tx_records`)."""
-        header = self.get_block_header(height)
-        if header is None:
+        stored = self._read_stored(height)
+        if stored is None:
             return None
-        txs: list[Transaction] = []
-        records: list[bytes] = []
-        for _, raw in self._kv.iterate(schema.tx_record_prefix(height)):
-            txs.append(self._decode(_tx_of_record, raw, f"tx record {len(txs)}", height))
-            records.append(raw)
-        return Block(header, tuple(txs)), records
+        header = self._decode(BlockHeader.decode, stored.header, "header", height)
+        txs = [self._decode(_tx_of_record, raw, f"tx record {index}", height)
+               for index, raw in enumerate(stored.tx_records)]
+        return Block(header, tuple(txs)), list(stored.tx_records)
 
     def tx_records(self, height: int) -> list[bytes]:
         """The stored bytes of the tx records of block `height`, in block order."""
-        return [raw for _, raw in self._kv.iterate(schema.tx_record_prefix(height))]
+        stored = self._read_stored(height)
+        return [] if stored is None else list(stored.tx_records)
 
     def get_result_leaves(self, height: int) -> list[ResultLeaf]:
         """The result leaf of each stored tx record of block `height`, in block order
         (chain.results): what the header's results_root must be the root of."""
         return [self._decode(_result_leaf_of_record, raw, f"tx record {index}", height)
-                for index, (_, raw) in enumerate(
-                    self._kv.iterate(schema.tx_record_prefix(height)))]
+                for index, raw in enumerate(self.tx_records(height))]
 
     def iterate_tx_index(self) -> Iterator[tuple[bytes, tuple[int, int]]]:
-        """(tx hash, (height, index)) of every committed transaction, in hash order."""
-        strip = len(schema.TX_HASH)
-        for key, location in self._kv.iterate(schema.TX_HASH):
-            if len(location) != schema.HEIGHT_SIZE + schema.INDEX_SIZE:
-                raise self._damaged(f"the tx index entry of {key[strip:].hex()} is malformed")
-            yield key[strip:], schema.decode_tx_location(location)
+        """(tx hash prefix, (height, index)) of every indexed transaction, in key order."""
+        start, size = len(schema.TX_INDEX), schema.HEIGHT_SIZE + schema.INDEX_SIZE
+        for key, offset in self._kv.iterate(schema.TX_INDEX):
+            if len(key) <= start + size or len(offset) != schema.OFFSET_SIZE:
+                raise self._damaged(f"the tx index entry {key.hex()} is malformed")
+            yield key[start:-size], schema.decode_tx_index_key(key)
 
     def get_block_by_hash(self, block_hash: bytes) -> Block | None:
         raw = self._kv.get(schema.block_hash_key(block_hash))
         return None if raw is None else self.get_block(schema.decode_height(raw))
 
     def get_certificate(self, height: int) -> CommitCertificate | None:
-        raw = self._kv.get(schema.certificate_key(height))
+        """The commit certificate at `height`, where `get_block_header` has a header."""
+        location = self._get_location(height)
+        header = None if location is None else self._read_frame(height, location.offset,
+                                                                location.end)
+        raw = None if header is None or location is None else self._read_frame(
+            height, location.offset + FRAME_HEAD + len(header), location.end)
+        if raw is None:
+            proven = self._get_proven_header(height)
+            raw = None if proven is None else proven[1]
         return None if raw is None else self._decode(
             CommitCertificate.decode, raw, "certificate", height)
 
     def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
-        """(height, index) of a committed transaction, without reading the transaction."""
-        location = self._kv.get(schema.tx_hash_key(tx_hash))
-        return None if location is None else schema.decode_tx_location(location)
+        """(height, index) of an indexed transaction."""
+        found = self._find_tx(tx_hash)
+        return None if found is None else found[:2]
 
     def get_tx(self, tx_hash: bytes) -> TxRecord | None:
-        """The committed transaction with `tx_hash` and its result, or None."""
-        location = self._kv.get(schema.tx_hash_key(tx_hash))
-        if location is None:
+        """The indexed transaction with `tx_hash` and its result, or None (never
+        committed, or pruned: below `base_height`)."""
+        found = self._find_tx(tx_hash)
+        if found is None:
             return None
-        height, index = schema.decode_tx_location(location)
-        raw = self._kv.get(schema.tx_record_key(height, index))
-        if raw is None:
-            raise self._damaged(
-                f"tx {tx_hash.hex()} is indexed at block {height} index {index} but its record "
-                f"is missing in {self.location}; restore from a backup or resync from peers",
-                height)
+        height, index, raw = found
         return self._decode_tx_record(raw, height, index)
+
+    def _find_tx(self, tx_hash: bytes) -> tuple[int, int, bytes] | None:
+        """(height, index, stored record) of `tx_hash`: the index entries sharing its
+        prefix are few (almost always one), each record's hash tells which it is."""
+        for key, value in self._kv.iterate(schema.tx_index_prefix(tx_hash, self._tx_key_bytes)):
+            height, index = schema.decode_tx_index_key(key)
+            location = self._get_location(height)
+            if location is None:
+                raise self._damaged(
+                    f"tx {tx_hash.hex()} is indexed at block {height} but that block is not "
+                    f"held in {self.location}; restore from a backup or resync from peers",
+                    height)
+            raw = self._read_frame(height, int.from_bytes(value, "big"), location.end)
+            if raw is None:
+                return None  # pruned meanwhile
+            tx_bytes = self._decode(_tx_bytes_of_record, raw, f"tx record {index}", height)
+            if self._tx_key_bytes >= len(tx_hash) or compute_hash(tx_bytes) == tx_hash:
+                return height, index, raw
+        return None
 
     def get_validator_set(self, height: int) -> ValidatorSet:
         """The validator set that certifies `height` (0 ... head + 1)."""
@@ -674,18 +955,6 @@ class ChainStore:
 
     # -- state sync (docs/state-sync.md) ------------------------------------------
 
-    @property
-    def base_height(self) -> int:
-        """0, or the height a state-sync restore started this store at: no block at or
-        below it has its body here, only the headers the restore proved."""
-        # Read once: a restore writes it before any open, and nothing changes it after.
-        cached: int | None = self.__dict__.get("_base_height")
-        if cached is None:
-            raw = self._kv.get(schema.META_BASE_HEIGHT)
-            cached = self.__dict__["_base_height"] = 0 if raw is None \
-                else schema.decode_height(raw)
-        return cached
-
     def open_state_view(self) -> tuple[Head, SnapshotView]:
         """The head and a point-in-time view of the database at that head, taken
         between two commits; the caller closes the view."""
@@ -706,6 +975,14 @@ class ChainStore:
             if height > last:
                 return
             yield height, self._decode(_decode_validator_set, raw, "validator set", height)
+
+
+def _decode_proven_header(raw: bytes) -> tuple[bytes, bytes]:
+    value = codec.decode(raw)
+    if (not isinstance(value, list | tuple) or len(value) != 2
+            or not all(isinstance(part, bytes) for part in value)):
+        raise MalformedError("a proven header is [header, certificate]")
+    return value[0], value[1]
 
 
 def _decode_validator_set(raw: bytes) -> ValidatorSet:

@@ -226,6 +226,17 @@ class PlyvelStore:
             self.on_failure(error)
         return error
 
+    def compact_prefix(self, prefix: bytes) -> None:
+        """Compact the keys under `prefix` down the levels: the space of keys deleted
+        there is freed now, not when later writes happen to reach their files (they may
+        never, for a range no longer written)."""
+        self.compact(prefix, compute_prefix_end(prefix))
+
+    def get_property(self, name: bytes) -> bytes | None:
+        """A LevelDB property such as b"leveldb.stats" (for benchmarks and metrics)."""
+        value: bytes | None = self._db.get_property(name)
+        return value
+
     def copy_snapshot_to(self, path: str, batch_bytes: int = 4 * 1024 * 1024) -> int:
         """Copy a consistent point-in-time view of every key into a new database at
         `path` (which must not exist) while writes go on; returns the keys copied."""
@@ -339,12 +350,15 @@ class MemoryStore:
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
         self._keys: list[bytes] = []
+        self.segments: dict[int, bytearray] = {}
+        """The history segments of this simulated data directory (storage.history)."""
 
     def copy(self) -> MemoryStore:
         """Another store holding the same data (simulated nodes start from one genesis)."""
         other = MemoryStore()
         other._data = dict(self._data)
         other._keys = list(self._keys)
+        other.segments = {number: bytearray(data) for number, data in self.segments.items()}
         return other
 
     def get(self, key: bytes) -> bytes | None:
@@ -376,6 +390,7 @@ class MemoryStore:
     def close(self) -> None:
         self._data = {}
         self._keys = []
+        self.segments = {}
 
     def open_view(self) -> SnapshotView:
         frozen = dict(self._data)

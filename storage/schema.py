@@ -9,24 +9,28 @@ this module may spell a key by hand.
 from __future__ import annotations
 
 SCHEMA_VERSION = 2
-"""Bumped on any incompatible change; stored in meta and checked at open. 2: block
-headers of version 2 (with results_root); a schema 1 directory holds version 1 headers,
-whose hashes no migration can keep, so it is refused."""
+"""Bumped on any incompatible change; stored in meta and checked at open. Version 2:
+block headers of version 2 (with results_root), and final blocks, certificates and tx
+records in history segments (storage.history) with the tx index TX_INDEX. A schema 1
+directory holds version 1 headers, whose hashes no migration can keep, so it is refused."""
 RESULTS_ROOT_SCHEMA_VERSION = 2
 """The first schema whose headers commit to the transactions' results."""
 
 HEIGHT_SIZE = 8
 INDEX_SIZE = 4
 BUCKET_SIZE = 2
+OFFSET_SIZE = 8
+TX_KEY_BYTES = 10
+"""Bytes of a tx hash in its TX_INDEX key: 2**80 prefixes make a shared one rare, and a
+lookup reads the record and checks the whole hash anyway (docs/storage.md, "Tx index")."""
 
 # Table prefixes. Keep this list and the table in docs/storage.md in step.
 META = b"\x01"
-BLOCK_HEADER = b"\x10"
 BLOCK_HASH = b"\x11"
-CERTIFICATE = b"\x12"
 VALIDATOR_SET = b"\x13"
-TX_HASH = b"\x20"
-TX_RECORD = b"\x21"
+BLOCK_LOCATION = b"\x14"
+PROVEN_HEADER = b"\x15"
+TX_INDEX = b"\x22"
 STATE = b"\x30"
 TREE_BUCKET = b"\x31"
 TREE_BUCKET_HASH = b"\x32"
@@ -41,22 +45,25 @@ META_GENESIS_STATE_ROOT = META + b"genesis_state_root"
 META_HEAD_HEIGHT = META + b"head_height"
 META_EVIDENCE_COUNT = META + b"evidence_count"
 META_BASE_HEIGHT = META + b"base_height"
-"""Set by a state-sync restore: the height whose state was restored. Blocks at and
-below it have no bodies here (only the headers the restore proved); absent: 0."""
+"""The lowest height whose block is held (absent: 1): pruning moves it up, a state-sync
+restore at height H writes H + 1. Below it only PROVEN_HEADER rows are kept."""
 META_RESTORE = META + b"restore_in_progress"
 """Present while a state-sync restore writes: such a directory is never opened as a
 chain store (its genesis hash is written only by the restore's last batch)."""
 
 # What `govchain audit` does with each table (docs/operator.md, "8. Audit"); a new
 # table goes in one of these.
-CHAIN_TABLES = (META, BLOCK_HEADER, BLOCK_HASH, CERTIFICATE, VALIDATOR_SET, TX_HASH,
-                TX_RECORD, STATE, TREE_BUCKET, TREE_BUCKET_HASH)
+CHAIN_TABLES = (META, BLOCK_HASH, VALIDATOR_SET, BLOCK_LOCATION, PROVEN_HEADER, TX_INDEX,
+                STATE, TREE_BUCKET, TREE_BUCKET_HASH)
 """Tables the chain alone determines: a replay from genesis writes them again, key for
 key (meta without LOCAL_META_KEYS)."""
 LOCAL_TABLES = (SIGN_STATE, EVIDENCE, EVIDENCE_HASH)
 """Tables of what this node itself signed and saw: no replay derives them."""
 LOCAL_META_KEYS = (META_EVIDENCE_COUNT,)
 """The meta keys that belong to the local tables."""
+CHAIN_FILES = ("history/NNNNNN.seg",)
+"""Files beside LevelDB that the chain alone determines (storage.history): the audit
+reads every frame of them, checksums verified, and compares the blocks with its replay."""
 
 
 def encode_height(height: int) -> bytes:
@@ -68,19 +75,9 @@ def decode_height(data: bytes) -> int:
     return int.from_bytes(data, "big")
 
 
-def block_header_key(height: int) -> bytes:
-    """Block header at `height` (its transactions live in TX_RECORD)."""
-    return BLOCK_HEADER + encode_height(height)
-
-
 def block_hash_key(block_hash: bytes) -> bytes:
     """Block hash -> 8-byte height."""
     return BLOCK_HASH + block_hash
-
-
-def certificate_key(height: int) -> bytes:
-    """Commit certificate of the block at `height`."""
-    return CERTIFICATE + encode_height(height)
 
 
 def validator_set_key(height: int) -> bytes:
@@ -88,9 +85,35 @@ def validator_set_key(height: int) -> bytes:
     return VALIDATOR_SET + encode_height(height)
 
 
-def tx_hash_key(tx_hash: bytes) -> bytes:
-    """Tx hash -> height (8 bytes) + index (4 bytes)."""
-    return TX_HASH + tx_hash
+def block_location_key(height: int) -> bytes:
+    """Where the block at `height` lies in its history segment (storage.history)."""
+    return BLOCK_LOCATION + encode_height(height)
+
+
+def proven_header_key(height: int) -> bytes:
+    """[header, certificate] of a height below the base height that is kept: the trust
+    chain (each height after which the validator set changes) and the base's parent."""
+    return PROVEN_HEADER + encode_height(height)
+
+
+def tx_index_prefix(tx_hash: bytes, key_bytes: int = TX_KEY_BYTES) -> bytes:
+    """The TX_INDEX keys of every transaction whose hash begins as `tx_hash` does."""
+    return TX_INDEX + tx_hash[:key_bytes]
+
+
+def tx_index_key(tx_hash: bytes, height: int, index: int,
+                 key_bytes: int = TX_KEY_BYTES) -> bytes:
+    """Tx hash prefix + height + index -> offset (8 bytes) of its record's frame in the
+    height's segment. The place is in the key, so two transactions sharing a prefix
+    never share a key and a write never reads first."""
+    return tx_index_prefix(tx_hash, key_bytes) + tx_location(height, index)
+
+
+def decode_tx_index_key(key: bytes) -> tuple[int, int]:
+    """(height, index) of a TX_INDEX key."""
+    size = HEIGHT_SIZE + INDEX_SIZE
+    assert key[:1] == TX_INDEX and len(key) > size, "a TX_INDEX key ends with its place"
+    return decode_tx_location(key[-size:])
 
 
 def tx_location(height: int, index: int) -> bytes:
@@ -100,16 +123,6 @@ def tx_location(height: int, index: int) -> bytes:
 def decode_tx_location(data: bytes) -> tuple[int, int]:
     assert len(data) == HEIGHT_SIZE + INDEX_SIZE, "a stored tx location is 12 bytes"
     return int.from_bytes(data[:HEIGHT_SIZE], "big"), int.from_bytes(data[HEIGHT_SIZE:], "big")
-
-
-def tx_record_key(height: int, index: int) -> bytes:
-    """Tx bytes and result [tx, code, message, events] by (height, index)."""
-    return TX_RECORD + tx_location(height, index)
-
-
-def tx_record_prefix(height: int) -> bytes:
-    """All tx records of the block at `height`, in block order."""
-    return TX_RECORD + encode_height(height)
 
 
 def state_key(key: bytes) -> bytes:

@@ -400,8 +400,8 @@ class StateRestore:
 
     def finish(self, chain: RestoredChain) -> None:
         """Write the headers, certificates, validator sets and meta in one synced batch
-        that removes the marker: from then on the directory is a chain store at base
-        height `chain.height`."""
+        that removes the marker: from then on the directory is a chain store whose head is
+        `chain.height` and whose base height (first block held) is the next one."""
         missing = set(range(self.manifest.chunk_count)) - self.written
         if missing:
             raise RestoreError(f"chunk {min(missing)} of {self.manifest.chunk_count} was "
@@ -412,16 +412,16 @@ class StateRestore:
                                f"certified header at {head.height}")
         batch = WriteBatch()
         for light_block in chain.light_blocks:
-            height = light_block.header.height
-            batch.put(schema.block_header_key(height), light_block.header.encoded)
-            batch.put(schema.certificate_key(height), light_block.certificate.encoded)
+            batch.put(schema.proven_header_key(light_block.header.height), codec.encode(
+                [light_block.header.encoded, light_block.certificate.encoded]))
         for height, validator_set in chain.validator_sets:
             batch.put(schema.validator_set_key(height), codec.encode(validator_set.to_value()))
         batch.put(schema.META_SCHEMA_VERSION, schema.SCHEMA_VERSION.to_bytes(4, "big"))
         batch.put(schema.META_GENESIS_HASH, chain.genesis_hash)
         batch.put(schema.META_GENESIS_STATE_ROOT, chain.genesis_state_root)
         batch.put(schema.META_HEAD_HEIGHT, schema.encode_height(head.height))
-        batch.put(schema.META_BASE_HEIGHT, schema.encode_height(head.height))
+        # The first block this store will hold is the one after the restored state's.
+        batch.put(schema.META_BASE_HEIGHT, schema.encode_height(head.height + 1))
         batch.delete(schema.META_RESTORE)
         self._kv.write(batch, sync=True)
 

@@ -3,7 +3,9 @@
 Each table of storage.schema is a chain table (schema.CHAIN_TABLES), which the replay
 writes again and which is compared key by key with the replayed database, or a local
 one (schema.LOCAL_TABLES: the signer's state, the evidence this node saw), checked for
-what it carries: signatures, hashes, counts, form. Reads only: it never writes.
+what it carries: signatures, hashes, counts, form. The history segments
+(schema.CHAIN_FILES) are chain files, read frame by frame with checksums verified
+while replaying. Reads only: it never writes.
 """
 
 from __future__ import annotations
@@ -21,11 +23,18 @@ from node.node import decode_sign_state
 from node.ops.errors import AuditDamage, AuditMismatch
 from storage import schema
 from storage.chain_store import ChainStore
-from storage.damage import BY_HEIGHT, TABLES
+from storage.damage import BY_HEIGHT, HISTORY_PARTS, HISTORY_TX_RECORD, TABLES
 from storage.errors import InconsistentDataError, StorageError
 from storage.kv import get_error_text
 
 Item = tuple[bytes, bytes]
+CHAIN_FILES = {
+    schema.CHAIN_FILES[0]: "every block read whole while replaying, each frame's CRC-32 "
+                           "verified (a frame that fails, or a segment missing or cut short, "
+                           "is DAMAGED naming the file); headers, certificates and tx records "
+                           "compared with the replay's",
+}
+"""The files beside LevelDB the audit reads, and how."""
 _PRINTABLE = set(string.ascii_letters + string.digits + "_-/")
 _DIFFERENCES = ("stored, but the replay did not write it",
                 "written by the replay, but missing from the database",
@@ -37,7 +46,9 @@ _DIFFERENCES = ("stored, but the replay did not write it",
 
 
 def name_table(prefix: bytes) -> str:
-    """'validator sets (0x13)', or 'unknown table 0x50'."""
+    """'validator sets (0x13)', 'tx records (history segments)', or 'unknown table 0x50'."""
+    if prefix in HISTORY_PARTS:
+        return HISTORY_PARTS[prefix]
     name = TABLES.get(prefix)
     return f"{name} (0x{prefix.hex()})" if name else f"unknown table 0x{prefix.hex()}"
 
@@ -93,7 +104,7 @@ def check_stored_records(replayed: ChainStore, block: Block, stored: list[bytes]
     records = replayed.tx_records(block.height)
     if records == stored:
         return
-    where = f"{name_table(schema.TX_RECORD)}, height {block.height}: "
+    where = f"{name_table(HISTORY_TX_RECORD)}, height {block.height}: "
     if len(stored) != len(records):
         raise AuditMismatch(block.height, where + f"{len(stored)} tx records are stored "
                                                   f"for {len(records)} transactions")
@@ -143,12 +154,6 @@ def compare_chain_tables(source: ChainStore, replayed: ChainStore,
 
 
 def _chain_items(store: ChainStore, prefix: bytes, head: int) -> Iterator[Item]:
-    if prefix == schema.TX_RECORD:
-        # Heights 1..head were compared block by block while replaying (the largest
-        # table: not read twice); what lies outside them is compared here.
-        yield from store.iterate_table(schema.tx_record_prefix(0))
-        yield from store.iterate_table(prefix, start=schema.tx_record_prefix(head + 1))
-        return
     for key, value in store.iterate_table(prefix):
         if key not in schema.LOCAL_META_KEYS:
             yield key, value
@@ -174,7 +179,7 @@ def first_difference(stored: Iterator[Item], replayed: Iterator[Item]
 
 def _describe_difference(prefix: bytes, a: Item | None, b: Item | None, *, head: int,
                          last_written: dict[bytes, int]) -> AuditMismatch:
-    if prefix == schema.TX_HASH:
+    if prefix == schema.TX_INDEX:
         return _describe_tx_index(a, b, head)
     item = a or b
     assert item is not None
@@ -189,33 +194,31 @@ def _describe_difference(prefix: bytes, a: Item | None, b: Item | None, *, head:
 
 
 def _describe_tx_index(a: Item | None, b: Item | None, head: int) -> AuditMismatch:
-    """A tx index entry that differs: a transaction indexed at the wrong place, missing,
-    or indexed but in no block."""
-    where = name_table(schema.TX_HASH)
-    stored = _tx_location(a)
-    replayed = _tx_location(b)
-    if a is not None and stored is None:
-        return AuditMismatch(head, f"{where}, key {a[0][1:].hex()}: the stored entry is "
+    """A tx index entry that differs: indexed where no block has it, missing, malformed,
+    or pointing at another offset of its segment than its record's."""
+    where = name_table(schema.TX_INDEX)
+    item = a or b
+    assert item is not None
+    place = _tx_place(item[0])
+    if place is None:
+        return AuditMismatch(head, f"{where}, key {item[0][1:].hex()}: the stored entry is "
                                    "malformed")
+    prefix, height, index = place
+    what = f"{where}: transaction {prefix} at height {height} index {index}"
     if b is None:
-        assert a is not None and stored is not None
-        return AuditMismatch(stored[0], f"{where}: transaction {a[0][1:].hex()} is indexed "
-                                        f"at height {stored[0]} index {stored[1]} but is in "
-                                        "no block")
-    assert replayed is not None
-    if a is None or stored is None:
-        return AuditMismatch(replayed[0], f"{where}: transaction {b[0][1:].hex()} (height "
-                                          f"{replayed[0]} index {replayed[1]}) is missing "
-                                          "from the tx index")
-    return AuditMismatch(replayed[0], f"{where}: transaction {a[0][1:].hex()} is indexed at "
-                                      f"height {stored[0]} index {stored[1]}, not at its "
-                                      f"place (height {replayed[0]} index {replayed[1]})")
+        return AuditMismatch(height, f"{what} is indexed, but no block holds it there")
+    if a is None:
+        return AuditMismatch(height, f"{what} is missing from the tx index")
+    return AuditMismatch(height, f"{what} is indexed at offset {a[1].hex()} of its segment, "
+                                 f"its record lies at {b[1].hex()}")
 
 
-def _tx_location(item: Item | None) -> tuple[int, int] | None:
-    if item is None or len(item[1]) != schema.HEIGHT_SIZE + schema.INDEX_SIZE:
+def _tx_place(key: bytes) -> tuple[str, int, int] | None:
+    """(hash prefix in hex, height, index) of a TX_INDEX key, or None if malformed."""
+    size = schema.HEIGHT_SIZE + schema.INDEX_SIZE
+    if len(key) <= 1 + size:
         return None
-    return schema.decode_tx_location(item[1])
+    return (key[1:-size].hex() + "...", *schema.decode_tx_index_key(key))
 
 
 # ------------------------------------------------------------------ local tables

@@ -47,9 +47,14 @@ from node.ops.errors import ExportFormatError as ExportFormatError
 from node.ops.statesync_audit import StateSyncedAuditReport, audit_state_synced
 from node.upgrades import load_known_upgrades
 from node.verifier import SignatureVerifier, VerdictBatch
-from storage import schema
 from storage.chain_store import ChainStore
-from storage.damage import find_damage, find_file_damage
+from storage.damage import (
+    HISTORY_CERTIFICATE,
+    HISTORY_HEADER,
+    HISTORY_TX_RECORD,
+    find_damage,
+    find_file_damage,
+)
 from storage.errors import CorruptionError, InconsistentDataError
 
 EXPORT_MAGIC = b"GOVCHAIN-EXPORT\n"
@@ -122,12 +127,12 @@ class Replayer:
                                  block_hash=certificate.block_hash)
         except ChainError as e:
             raise AuditMismatch(height, f"commit certificate: {e.message}",
-                                table=schema.CERTIFICATE) from e
+                                table=HISTORY_CERTIFICATE) from e
         if certificate.block_hash != block.hash:
             raise AuditMismatch(height, f"the block hashes to {block.hash.hex()}, but its "
                                         "commit certificate certifies "
                                         f"{certificate.block_hash.hex()}",
-                                table=schema.BLOCK_HEADER)
+                                table=HISTORY_HEADER)
 
     def check_signatures(self, block: Block) -> VerdictBatch:
         """Start verifying every signature of `block` in the worker processes."""
@@ -144,7 +149,7 @@ class Replayer:
         height = self.store.head_height + 1
         if block.height != height:
             raise AuditMismatch(height, f"the next block is numbered {block.height}",
-                                table=schema.BLOCK_HEADER)
+                                table=HISTORY_HEADER)
         # Checked apart first only to name what differs (apply_certified_block below
         # checks the certificate again, and everything else, as every caller does).
         self._check_certificate(block, certificate, height)
@@ -152,7 +157,7 @@ class Replayer:
         # the transactions given with it are not the block's.
         if compute_tx_root(block.txs) != block.header.tx_root:
             raise AuditMismatch(height, "tx_root does not match the block's transactions",
-                                table=schema.TX_RECORD)
+                                table=HISTORY_TX_RECORD)
         try:
             verdicts = (signatures or self.check_signatures(block)).result()
         except BrokenProcessPool:  # a worker died (killed for memory, say): once more
@@ -214,11 +219,11 @@ def _read_stored_blocks(source: ChainStore) -> Iterator[tuple[Block, CommitCerti
     for height in range(1, source.head_height + 1):
         found = source.get_block_with_records(height)
         if found is None:
-            raise AuditMismatch(height, f"{name_table(schema.BLOCK_HEADER)}, height "
+            raise AuditMismatch(height, f"{name_table(HISTORY_HEADER)}, height "
                                         f"{height}: the block is missing")
         certificate = source.get_certificate(height)
         if certificate is None:
-            raise AuditMismatch(height, f"{name_table(schema.CERTIFICATE)}, height "
+            raise AuditMismatch(height, f"{name_table(HISTORY_CERTIFICATE)}, height "
                                         f"{height}: the certificate is missing")
         block, records = found
         yield block, certificate, records
@@ -254,7 +259,7 @@ def _audit_database(genesis: Genesis, data: Path, progress: Progress | None,
     except CorruptionError as e:
         raise AuditDamage(e.message) from e
     try:
-        if source.base_height > 0:  # joined by state sync: there is no history to replay
+        if source.base_height > 1:  # pruned or state-synced: no history to replay
             return audit_state_synced(source, genesis)
         with tempfile.TemporaryDirectory(prefix="govchain-audit-", dir=work_dir) as tmp:
             target = ChainStore.open(str(Path(tmp) / "replay"), genesis)
@@ -316,6 +321,10 @@ def export_chain(home: Path, out_path: Path, data_dir: Path | None = None) -> di
     source = ChainStore.open(str(data_dir or home / DATA_DIR), genesis)
     try:
         head = source.head_height
+        if source.base_height > 1:
+            raise NodeError(f"this data directory is pruned below height "
+                            f"{source.base_height} (retain_blocks, or joined by state sync): "
+                            "an export needs every block; export from an archive node")
         tmp = out_path.with_name(out_path.name + ".part")
         with gzip.open(tmp, "wb") as out:
             out.write(EXPORT_MAGIC)

@@ -1,11 +1,14 @@
-"""The audit of a store that joined by state sync: what can be checked without history.
+"""The audit of a store that does not hold every block: what can be checked without it.
 
-Such a store holds no blocks at or below its base height, so it cannot be replayed from
-genesis. This checks instead: the light blocks it kept prove the base header from its
-trust point, the stored state gives the head's state root, and every block after the
-base links to its parent, matches its transactions and their results and is
-certified. It never writes
-to the store and never claims a replay it did not do.
+A store that joined by state sync, or that pruned old blocks (`retain_blocks`), holds no
+block below its base height, so it cannot be replayed from genesis. Both keep the same
+proven headers below the base (the trust chain: each height after which the validator
+set changes, and the base's parent). This checks instead: those headers prove the
+base's parent from the trust point, the stored state gives the head's state root, and
+every block from the base on (read from its history segment) links to its parent,
+matches its transactions and their results (codes and events against the header's
+results root) and is certified. It never writes to the store and never claims a replay
+it did not do.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from chain.results import compute_results_root
 from chain.state_proof import compute_state_root
 from chain.vote import validate_certificate
 from node.errors import NodeError
+from node.ops.errors import AuditDamage
 from storage.chain_store import ChainStore
-from storage.errors import StorageError
+from storage.errors import CorruptionError, StorageError
 
 
 class StateSyncedAuditMismatch(NodeError):
@@ -41,13 +45,13 @@ class StateSyncedAuditReport:
     """What the audit of a state-synced store checked."""
 
     base_height: int
-    """The height its state was restored at."""
+    """The lowest height whose block is held (blocks below it are not here)."""
     trusted_from: int
     """0 when its validator sets are proven from genesis, else the checkpoint height."""
     headers_proven: int
-    """Headers at and below the base whose certificates were checked."""
+    """Headers below the base whose certificates were checked."""
     blocks: int
-    """Blocks after the base checked (link, tx root, certificate; not re-executed)."""
+    """Blocks from the base on checked (link, tx root, certificate; not re-executed)."""
     state_keys: int
     """State entries hashed into the recomputed root."""
     head_height: int
@@ -62,12 +66,12 @@ class StateSyncedAuditReport:
             f"the trusted checkpoint at height {self.trusted_from}"
         return {
             "replayed_from_genesis": False,
-            "note": (f"this store joined by state sync at height {self.base_height}: blocks "
-                     f"1..{self.base_height} are not here, so it cannot be replayed from "
-                     "genesis (audit a node that synced blocks, or an archive). Checked "
-                     f"instead: the headers that prove the base from {trust}, the state "
-                     "entries against the head's state root, and each later block's parent, "
-                     "tx root and certificate"),
+            "note": (f"this store holds blocks from height {self.base_height} on (it joined "
+                     "by state sync, or pruned older blocks): it is pruned below height "
+                     f"{self.base_height}, so it cannot be replayed from genesis (audit an "
+                     "archive node for that). Checked instead: the headers that prove the "
+                     f"base's parent from {trust}, the state entries against the head's "
+                     "state root, and each held block's parent, tx root and certificate"),
             "base_height": self.base_height, "headers_proven": self.headers_proven,
             "blocks": self.blocks, "state_keys": self.state_keys,
             "head_height": self.head_height, "state_root": self.state_root,
@@ -83,6 +87,8 @@ def audit_state_synced(store: ChainStore, genesis: Genesis) -> StateSyncedAuditR
         trusted_from, headers = _check_trust_chain(store, genesis)
         keys = _check_state(store)
         blocks = _check_blocks_after_base(store, genesis.chain_id)
+    except CorruptionError as e:  # a segment or table that no longer reads: names it
+        raise AuditDamage(e.message) from e
     except StorageError as e:
         raise StateSyncedAuditMismatch(store.head_height, f"stored data cannot be read: "
                                                           f"{e.message}") from e
@@ -108,9 +114,10 @@ def _check_certified(store: ChainStore, height: int, chain_id: str) -> None:
 
 def _check_trust_chain(store: ChainStore, genesis: Genesis) -> tuple[int, int]:
     """Each stored set change up to the base is proven by the header before it, and the
-    base header by the set of its height; returns (trusted from, headers checked)."""
+    base's parent header by the set of its height; returns (trusted from, headers
+    checked)."""
     base = store.base_height
-    changes = list(store.iterate_validator_set_changes(0, base + 1))
+    changes = list(store.iterate_validator_set_changes(0, base))
     if not changes:
         raise StateSyncedAuditMismatch(base, "no validator set is stored at or below the base")
     first_height, first_set = changes[0]
@@ -128,7 +135,7 @@ def _check_trust_chain(store: ChainStore, genesis: Genesis) -> tuple[int, int]:
             raise StateSyncedAuditMismatch(height - 1, "the stored validator set of the next "
                                                        "height is not the one the header names")
         checked += 1
-    _check_certified(store, base, genesis.chain_id)
+    _check_certified(store, base - 1, genesis.chain_id)
     return first_height, checked + 1
 
 
@@ -148,9 +155,9 @@ def _check_state(store: ChainStore) -> int:
 
 
 def _check_blocks_after_base(store: ChainStore, chain_id: str) -> int:
-    previous = store.get_block_header(store.base_height)
-    assert previous is not None, "the base header was checked first"
-    for height in range(store.base_height + 1, store.head_height + 1):
+    previous = store.get_block_header(store.base_height - 1)
+    assert previous is not None, "the base's parent header was checked first"
+    for height in range(store.base_height, store.head_height + 1):
         block = store.get_block(height)
         if block is None:
             raise StateSyncedAuditMismatch(height, "the block is missing")
@@ -164,4 +171,4 @@ def _check_blocks_after_base(store: ChainStore, chain_id: str) -> int:
                                                    "not give the header's results root")
         _check_certified(store, height, chain_id)
         previous = block.header
-    return store.head_height - store.base_height
+    return max(0, store.head_height - store.base_height + 1)

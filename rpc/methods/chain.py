@@ -255,11 +255,12 @@ class NodeApi:
         else:
             height = params.get("height")
             height = store.head_height if height is None else parse_int(height, "height", lo=1)
-            if height <= store.base_height:
-                raise RpcError(NOT_FOUND, "block_pruned",
-                               f"blocks up to height {store.base_height} are not kept here: "
-                               "this node joined by state sync; ask a node that holds them")
             block = store.get_block(height)
+            # Pruned (retain_blocks), or never here (joined by state sync): one answer.
+            if block is None and height < store.base_height:
+                raise RpcError(NOT_FOUND, "block_pruned",
+                               f"pruned below height {store.base_height} on this node: ask "
+                               "an archive node")
         if block is None:
             raise RpcError(NOT_FOUND, "block_not_found",
                            f"no final block there (head is {store.head_height})")

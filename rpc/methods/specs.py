@@ -27,15 +27,17 @@ TX_STATUS = {
     "type": "object",
     "description": "pending (waiting_for says why, or null when ready), final (height, "
                    "index, code ok, events), rejected (code, message, where: admission, "
-                   "eviction, expiry or execution) or unknown",
+                   "eviction, expiry or execution), pruned (pruned_below: this node keeps "
+                   "no older blocks) or unknown",
     "properties": {
         "hash": HASH,
-        "status": {"enum": ["pending", "final", "rejected", "unknown"]},
+        "status": {"enum": ["pending", "final", "rejected", "pruned", "unknown"]},
         "waiting_for": nullable({"type": "string"}),
         "height": HEIGHT, "index": NONCE,
         "code": {"type": "string"}, "message": {"type": "string"},
         "where": {"enum": ["admission", "eviction", "expiry", "execution"]},
         "events": array(EVENT),
+        "pruned_below": HEIGHT,
     },
     "required": ["hash", "status"],
 }

@@ -311,8 +311,11 @@ def test_invalid_flipped_bytes_in_a_table_refused_and_found_by_audit(stopped_cha
     assert "corrupt" in error and "checksum mismatch" in error, error
     code, report = audit(home)
     assert (code, report["result"]) == (2, "DAMAGED"), report
-    # LevelDB's message names no file: audit names the tables and heights that do not read.
-    assert "tx records (0x21) unreadable" in str(report["what"]), report
+    # LevelDB's message names no file: audit names the tables that do not read, and
+    # the table file (every data block is hit, so each table fails from its start).
+    for name in ("tx index (0x22)", "block locations (0x14)", "state (0x30)"):
+        assert f"{name} unreadable from its start (in {table.name})" in str(report["what"]), \
+            report
 
 
 def test_invalid_deleted_table_refused_and_found_by_audit(stopped_chain, tmp_path) -> None:
@@ -331,8 +334,8 @@ def test_invalid_flipped_bytes_in_the_log_refused_and_found_by_audit(stopped_cha
     home = copy_chain(stopped_chain, tmp_path, compact=False)
     log_file = next((home / "data").glob("*.log"))
     records = read_log_records(log_file)
-    biggest = max(records, key=lambda r: r.end - r.start)  # the block with the transfers
-    assert head_height_of(biggest.payload) is not None
+    biggest = max((r for r in records if head_height_of(r.payload) is not None),
+                  key=lambda r: r.end - r.start)  # the block with the transfers
     flip_bytes(log_file, [(biggest.start + biggest.end) // 2])
     error = start_refused(home)
     assert "corrupt" in error and "checksum mismatch" in error, error
@@ -360,21 +363,23 @@ def test_invalid_log_cut_short_found_by_audit(stopped_chain, tmp_path) -> None:
     middle = records[len(records) // 2]
     with open(log_file, "r+b") as f:
         f.truncate((middle.start + middle.end) // 2)
-    before = {p.name: p.read_bytes() for p in (home / "data").iterdir() if p.name != "LOCK"}
+    before = {p.name: p.read_bytes() for p in (home / "data").iterdir()
+              if p.name != "LOCK" and p.is_file()}
     code, report = audit(home)
     assert (code, report["result"]) == (2, "DAMAGED"), report
     assert f"the log {log_file.name} ends inside a record" in str(report["what"]), report
-    after = {p.name: p.read_bytes() for p in (home / "data").iterdir() if p.name != "LOCK"}
+    after = {p.name: p.read_bytes() for p in (home / "data").iterdir()
+             if p.name != "LOCK" and p.is_file()}
     assert after == before  # found before any open: the evidence is still there
 
 
 def test_invalid_flipped_byte_in_a_table_found_by_audit(stopped_chain, tmp_path) -> None:
-    # One data block of the tx records damaged: the node may well start (it reads no
-    # old block at start) and stops when it meets it; the audit names the file.
+    # One byte of the state table damaged: the node may well start (it reads no old
+    # state data block at start) and stops when it meets it; the audit names the file.
     home = copy_chain(stopped_chain, tmp_path, compact=False)
     db = plyvel.DB(str(home / "data"), compression=None)  # uncompressed: values show
-    records = [value for _, value in db.iterator(prefix=schema.TX_RECORD)]
-    value = records[len(records) // 2]
+    values = [value for _, value in db.iterator(prefix=schema.STATE) if len(value) > 16]
+    value = values[len(values) // 2]
     db.compact_range()
     db.close()
     (table,) = [p for p in (home / "data").glob("*.ldb") if value in p.read_bytes()]
@@ -382,6 +387,18 @@ def test_invalid_flipped_byte_in_a_table_found_by_audit(stopped_chain, tmp_path)
     code, report = audit(home)
     assert (code, report["result"]) == (2, "DAMAGED"), report
     assert "checksum mismatch" in str(report["what"]) and table.name in str(report["what"])
+
+
+def test_invalid_flipped_byte_in_a_history_segment_found_by_audit(stopped_chain,
+                                                                  tmp_path) -> None:
+    # One byte of an old block's frames damaged: the node starts (it checks the head
+    # block's frames at start, not every old one); the audit names the segment file.
+    home = copy_chain(stopped_chain, tmp_path, compact=False)
+    (segment,) = (home / "data" / "history").glob("*.seg")
+    flip_bytes(segment, [segment.stat().st_size // 3])
+    code, report = audit(home)
+    assert (code, report["result"]) == (2, "DAMAGED"), report
+    assert str(segment) in str(report["what"]), report
 
 
 # ------------------------------------------------------------------ a torn write

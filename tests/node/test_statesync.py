@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import plyvel
 import pytest
 
 from chain import codec
@@ -30,7 +29,7 @@ from node.ops.statesync_audit import StateSyncedAuditMismatch
 from p2p.frames import MAX_FRAME_SIZE, MessageType
 from p2p.session import PeerSession
 from sdk import AsyncClient, RpcClientError
-from storage import schema
+from storage.history import StoredBlock
 from tests.node.conftest import (
     ACCOUNT_KEYS,
     CHAIN_ID,
@@ -44,6 +43,7 @@ from tests.node.conftest import (
     wait_for,
 )
 from tests.node.peer_kit import make_peer
+from tests.operator.history_tamper import rewrite_block
 
 SNAPSHOT_INTERVAL = 8
 CHUNK_TARGET_BYTES = 16 * 1024
@@ -128,7 +128,8 @@ async def test_a_fresh_node_joins_by_state_sync_and_follows_the_head(validators,
         result = service.state_sync
         assert result is not None and result.chunks > 4
         store = service.node.store
-        assert store.base_height == result.height >= SNAPSHOT_INTERVAL
+        # The first block it holds is the one after the snapshot's.
+        assert store.base_height == result.height + 1 > SNAPSHOT_INTERVAL
         await wait_following(service, validators)
         # A payment after the base, so that the audit below has a result to check.
         payment = make_transaction(CHAIN_ID, ACCOUNT_KEYS[0], 0, "transfer", {
@@ -139,37 +140,42 @@ async def test_a_fresh_node_joins_by_state_sync_and_follows_the_head(validators,
         height = store.head_height
         assert store.get_block_header(height) == validators[0].node.store.get_block_header(height)
         assert dict(store.iterate_state(b"")) == dict(validators[0].node.store.iterate_state(b""))
-        # History below the base is not here, and says so.
+        # History below the base is not here, and says so as a pruned node does.
         kind, payload = await service.network.sync.on_request("peer", MessageType.GET_BLOCKS,
                                                               (1, 10))
-        assert kind == MessageType.ERROR and payload[0] == "pruned"
+        assert kind == MessageType.ERROR and payload == [
+            "pruned", f"pruned below height {result.height + 1}"]
         client = AsyncClient(service.rpc_url)
         try:
             with pytest.raises(RpcClientError) as refused:
                 await client.call("chain_block", height=result.height)
             assert refused.value.reason == "block_pruned"
-            assert (await client.call("node_status"))["base_height"] == result.height
+            assert f"pruned below height {result.height + 1}" in str(refused.value)
+            assert (await client.call("node_status"))["base_height"] == result.height + 1
         finally:
             await client.close()
     finally:
         await service.stop()
     report = audit(home.path).to_json()
     assert report["replayed_from_genesis"] is False and report["blocks"] >= 1
-    assert report["base_height"] == result.height and "cannot be replayed" in report["note"]
-    # The payment's stored result rewritten as a refusal: the header's results root says
-    # otherwise, and the audit of the state-synced store names it.
+    assert report["base_height"] == result.height + 1 and "cannot be replayed" in report["note"]
+    # The payment's stored result rewritten as a refusal in its history segment (with
+    # valid checksums, as a forger would): the header's results root says otherwise, and
+    # the audit of the state-synced store names it.
     assert location is not None and location[0] > result.height
-    db = plyvel.DB(str(home.path / DATA_DIR))
-    try:
-        key = schema.tx_record_key(*location)
-        tx_bytes, code, message, _events = codec.decode(db.get(key))
+    height, index = location
+
+    def refuse(stored: StoredBlock) -> StoredBlock:
+        records = list(stored.tx_records)
+        tx_bytes, code, message, _events = codec.decode(records[index])
         assert code == "ok"
-        db.put(key, codec.encode([tx_bytes, "insufficient_balance", message, []]))
-    finally:
-        db.close()
+        records[index] = codec.encode([tx_bytes, "insufficient_balance", message, []])
+        return dataclasses.replace(stored, tx_records=tuple(records))
+
+    rewrite_block(home.path / DATA_DIR, height, refuse)
     with pytest.raises(StateSyncedAuditMismatch, match="results root") as mismatch:
         audit(home.path)
-    assert mismatch.value.height == location[0]
+    assert mismatch.value.height == height
 
 
 async def _has_tx(service: NodeService, tx_hash: bytes) -> bool:
@@ -218,7 +224,7 @@ async def test_invalid_manifest_that_does_not_give_the_certified_root(validators
     service = await join(joiner_home(tmp_path, [address_of(validators[3])]))
     try:
         assert service.state_sync is None  # refused: the node syncs blocks from genesis
-        assert service.node.store.base_height == 0
+        assert service.node.store.base_height == 1
         assert "does not give the certified state root" in warnings_of(caplog)
     finally:
         await service.stop()
@@ -321,7 +327,7 @@ async def test_invalid_checkpoint_hash_refuses_every_snapshot(validators, tmp_pa
                                                "trusted_hash": compute_hash(b"x").hex()})
     service = await join(home)
     try:
-        assert service.state_sync is None and service.node.store.base_height == 0
+        assert service.state_sync is None and service.node.store.base_height == 1
         assert "not the trusted checkpoint" in warnings_of(caplog)
     finally:
         await service.stop()

@@ -12,7 +12,9 @@ from chain.crypto import KeyPair
 from chain.genesis import Genesis
 from chain.snapshot import LightBlock, get_genesis_trust, verify_light_block
 from chain.vote import CommitCertificate, Validator, ValidatorSet, Vote, VoteKind
+from node.ops.statesync_audit import audit_state_synced
 from node.snapshots import Unavailable, read_light_blocks
+from storage import history
 from storage.chain_store import ChainStore
 
 CHAIN_ID = "serving-test"
@@ -71,5 +73,26 @@ def test_a_target_above_the_head_is_unavailable(tmp_path):
     try:
         with pytest.raises(Unavailable, match="above this node's head"):
             read_light_blocks(store, 1, 4)
+    finally:
+        store.close()
+
+
+def test_a_pruned_store_serves_the_walk_and_audits_from_its_proven_headers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(history, "SEGMENT_HEIGHTS", 4)
+    store = build(tmp_path / "db", 14)
+    try:
+        assert store.prune(12) == 9  # heights 1-8 pruned: both set changes among them
+        items = read_light_blocks(store, 1, 14)
+        assert heights(items) == [5, 9, 14]
+        trust = get_genesis_trust(GENESIS)
+        for data in items:
+            trust = verify_light_block(trust, LightBlock.decode(data), CHAIN_ID)
+        assert trust.header == store.get_block_header(14)
+        with pytest.raises(Unavailable, match="pruned below height 9"):
+            read_light_blocks(store, 1, 7)  # an old target is gone with its block
+        report = audit_state_synced(store, GENESIS)
+        assert (report.base_height, report.trusted_from, report.headers_proven,
+                report.blocks) == (9, 0, 2, 6)  # headers 5 and 8; blocks 9-14
     finally:
         store.close()

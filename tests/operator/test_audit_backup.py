@@ -20,6 +20,7 @@ from chain.vote import CommitCertificate, Vote, VoteKind
 from cli import main as cli
 from node.config import DATA_DIR, read_genesis
 from node.execution import InvalidBlockError, apply_certified_block
+from node.ops.audit_tables import CHAIN_FILES, name_table
 from node.ops.replay import (
     AuditDamage,
     AuditMismatch,
@@ -31,12 +32,14 @@ from node.ops.replay import (
     snapshot_offline,
 )
 from storage import schema
-from storage.chain_store import ChainStore
-from storage.damage import TABLES
+from storage.chain_store import HISTORY_DIR, ChainStore
+from storage.damage import HISTORY_CERTIFICATE, HISTORY_HEADER, HISTORY_TX_RECORD, TABLES
 from storage.errors import CorruptionError, DataDirLockedError
+from storage.history import HistoryDamagedError, StoredBlock
 from tests.faults.leveldb_log import batch_puts, read_log_records
 from tests.node.conftest import CHAIN_ID, make_genesis, make_home
 from tests.operator.chain_builder import VALIDATOR, build_chain
+from tests.operator.history_tamper import read_stored, rewrite_block
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +83,30 @@ def state_items(home: Path) -> list[tuple[bytes, bytes]]:
         store.close()
 
 
-def block_with_txs(home: Path) -> int:
+def block_with_txs(home: Path, above: int = 0) -> int:
     db = plyvel.DB(str(home / DATA_DIR))
     try:
-        for key, _ in db.iterator(prefix=schema.TX_RECORD):
-            return int.from_bytes(key[1:1 + schema.HEIGHT_SIZE], "big")
+        heights = sorted(schema.decode_tx_index_key(key)[0]
+                         for key, _ in db.iterator(prefix=schema.TX_INDEX))
     finally:
         db.close()
+    for height in heights:
+        if height > above:
+            return height
     raise AssertionError("no transactions in the chain")
+
+
+def replace(stored: StoredBlock, **parts: object) -> StoredBlock:
+    return dataclasses.replace(stored, **parts)  # type: ignore[arg-type]
+
+
+def first_record(home: Path, height: int) -> list:
+    return list(codec.decode(read_stored(home / DATA_DIR, height).tx_records[0]))
+
+
+def rewrite_first_record(home: Path, height: int, record: list) -> None:
+    rewrite_block(home / DATA_DIR, height, lambda s: replace(
+        s, tx_records=(codec.encode(record), *s.tx_records[1:])))
 
 
 def test_audit_passes_on_a_healthy_chain(chain_home: Path) -> None:
@@ -107,9 +126,7 @@ def test_audit_cli_summary(chain_home: Path, capsys) -> None:
 def test_audit_pinpoints_a_removed_transaction(chain_home: Path, tmp_path: Path) -> None:
     home = copy_home(chain_home, tmp_path / "copy")
     height = block_with_txs(home)
-    db = plyvel.DB(str(home / DATA_DIR))
-    db.delete(schema.tx_record_key(height, 0))
-    db.close()
+    rewrite_block(home / DATA_DIR, height, lambda s: replace(s, tx_records=s.tx_records[1:]))
     with pytest.raises(AuditMismatch) as e:
         audit(home)
     assert e.value.height == height
@@ -123,19 +140,17 @@ def test_audit_pinpoints_a_rewritten_tx_result(chain_home: Path, tmp_path: Path,
     # events); the audit compares each whole with the record its replay writes.
     home = copy_home(chain_home, tmp_path / "copy")
     height = block_with_txs(home)
-    db = plyvel.DB(str(home / DATA_DIR))
-    tx_bytes, code, message, events = codec.decode(db.get(schema.tx_record_key(height, 0)))
+    tx_bytes, code, message, events = first_record(home, height)
     assert code == "ok" and events, "the first transaction should have succeeded"
     forged = {"code": [tx_bytes, "insufficient_funds", message, events],
               "message": [tx_bytes, code, "rewritten", events],
               "events": [tx_bytes, code, message, events[:-1]]}[field]
-    db.put(schema.tx_record_key(height, 0), codec.encode(forged))
-    db.close()
+    rewrite_first_record(home, height, forged)
     with pytest.raises(AuditMismatch) as e:
         audit(home)
     assert e.value.height == height
     tx_hash = Transaction.decode(tx_bytes).hash.hex()
-    where = f"tx records (0x21), height {height}: "
+    where = f"tx records (history segments), height {height}: "
     assert e.value.what == where + f"transaction 0 ({tx_hash}): " + {
         "code": "the stored result is 'insufficient_funds', re-execution gives 'ok'",
         "message": f"the stored result message is 'rewritten', re-execution gives "
@@ -146,27 +161,24 @@ def test_audit_pinpoints_a_rewritten_tx_result(chain_home: Path, tmp_path: Path,
 def forge_refused_result(home: Path) -> int:
     """Rewrite the first transaction of the first block with transactions as refused
     ("insufficient_funds", no events), with a header whose results_root commits to the
-    forged result and a certificate the validator signs again: a block certified by a
-    quorum whose results do not follow from executing it. Returns its height."""
+    forged result and a certificate the validator signs again, in its history segment
+    with valid checksums: a block certified by a quorum whose results do not follow from
+    executing it. Returns its height."""
     height = block_with_txs(home)
-    db = plyvel.DB(str(home / DATA_DIR))
-    try:
-        records = [codec.decode(raw) for _, raw in
-                   db.iterator(prefix=schema.tx_record_prefix(height))]
-        tx_bytes, code, _message, events = records[0]
-        assert code == "ok" and events, "the first transaction should have succeeded"
-        records[0] = (tx_bytes, "insufficient_funds", "forged", ())
-        leaves = [ResultLeaf.of(compute_hash(r[0]), r[1], r[3]) for r in records]
-        header = BlockHeader.decode(db.get(schema.block_header_key(height)))
-        forged = dataclasses.replace(header, results_root=compute_results_root(leaves))
-        old = CommitCertificate.decode(db.get(schema.certificate_key(height)))
-        vote = Vote.create(CHAIN_ID, VALIDATOR, VoteKind.PRECOMMIT, height, old.round,
-                           forged.hash)
-        db.put(schema.tx_record_key(height, 0), codec.encode(list(records[0])))
-        db.put(schema.block_header_key(height), forged.encoded)
-        db.put(schema.certificate_key(height), CommitCertificate.from_votes([vote]).encoded)
-    finally:
-        db.close()
+    stored = read_stored(home / DATA_DIR, height)
+    records = [codec.decode(raw) for raw in stored.tx_records]
+    tx_bytes, code, _message, events = records[0]
+    assert code == "ok" and events, "the first transaction should have succeeded"
+    records[0] = (tx_bytes, "insufficient_funds", "forged", ())
+    leaves = [ResultLeaf.of(compute_hash(r[0]), r[1], r[3]) for r in records]
+    header = BlockHeader.decode(stored.header)
+    forged = dataclasses.replace(header, results_root=compute_results_root(leaves))
+    old = CommitCertificate.decode(stored.certificate)
+    vote = Vote.create(CHAIN_ID, VALIDATOR, VoteKind.PRECOMMIT, height, old.round,
+                       forged.hash)
+    rewrite_block(home / DATA_DIR, height, lambda s: replace(
+        s, header=forged.encoded, certificate=CommitCertificate.from_votes([vote]).encoded,
+        tx_records=(codec.encode(list(records[0])), *s.tx_records[1:])))
     return height
 
 
@@ -213,12 +225,8 @@ def test_sync_refuses_a_certified_block_whose_results_root_does_not_follow(
 
 def test_audit_pinpoints_a_rewritten_header(chain_home: Path, tmp_path: Path) -> None:
     home = copy_home(chain_home, tmp_path / "copy")
-    db = plyvel.DB(str(home / DATA_DIR))
     # Block 3's time moved by one millisecond: its certificate no longer certifies it.
-    header = BlockHeader.decode(db.get(schema.block_header_key(3)))
-    forged = dataclasses.replace(header, timestamp_ms=header.timestamp_ms + 1)
-    db.put(schema.block_header_key(3), forged.encoded)
-    db.close()
+    tamper_header(home)
     with pytest.raises(AuditMismatch) as e:
         audit(home)
     assert e.value.height == 3
@@ -227,9 +235,7 @@ def test_audit_pinpoints_a_rewritten_header(chain_home: Path, tmp_path: Path) ->
 
 def test_audit_pinpoints_a_forged_certificate(chain_home: Path, tmp_path: Path) -> None:
     home = copy_home(chain_home, tmp_path / "copy")
-    db = plyvel.DB(str(home / DATA_DIR))
-    db.put(schema.certificate_key(4), db.get(schema.certificate_key(5)))
-    db.close()
+    tamper_certificate(home)
     with pytest.raises(AuditMismatch) as e:
         audit(home)
     assert e.value.height == 4 and "commit certificate" in e.value.what
@@ -238,30 +244,29 @@ def test_audit_pinpoints_a_forged_certificate(chain_home: Path, tmp_path: Path) 
 @pytest.mark.parametrize("damage", ["moved", "deleted", "extra"])
 def test_audit_pinpoints_a_damaged_tx_index(chain_home: Path, tmp_path: Path,
                                             damage: str) -> None:
-    # The tx index (hash -> height, index) is what tx_get reads; the audit compares it
-    # whole with the index the replay builds.
+    # The tx index (hash prefix + place -> record offset) is what tx_get reads; the
+    # audit compares it whole with the index the replay builds.
     home = copy_home(chain_home, tmp_path / "copy")
     height = block_with_txs(home)
+    tx_hash = Transaction.decode(first_record(home, height)[0]).hash
     db = plyvel.DB(str(home / DATA_DIR))
-    record = db.get(schema.tx_record_key(height, 0))
-    tx_hash = Transaction.decode(codec.decode(record)[0]).hash
+    key = schema.tx_index_key(tx_hash, height, 0)
     if damage == "moved":
-        db.put(schema.tx_hash_key(tx_hash), schema.tx_location(height, 7))
+        db.put(key, (db.get(key)[-1] + 1).to_bytes(schema.OFFSET_SIZE, "big"))
     elif damage == "deleted":
-        db.delete(schema.tx_hash_key(tx_hash))
+        db.delete(key)
     else:
-        db.put(schema.tx_hash_key(bytes(32)), schema.tx_location(height, 0))
+        db.put(schema.tx_index_key(bytes(32), height, 0), db.get(key))
     db.close()
     with pytest.raises(AuditMismatch) as e:
         audit(home)
     assert e.value.height == height
-    expected = {"moved": f"transaction {tx_hash.hex()} is indexed at height {height} "
-                         f"index 7, not at its place (height {height} index 0)",
-                "deleted": f"transaction {tx_hash.hex()} (height {height} index 0) is "
-                           "missing from the tx index",
-                "extra": f"transaction {bytes(32).hex()} is indexed at height {height} "
-                         "index 0 but is in no block"}[damage]
-    assert e.value.what == "tx hash index (0x20): " + expected
+    prefix = (bytes(32) if damage == "extra" else tx_hash)[:schema.TX_KEY_BYTES].hex()
+    what = f"transaction {prefix}... at height {height} index 0"
+    expected = {"moved": f"{what} is indexed at offset ",
+                "deleted": f"{what} is missing from the tx index",
+                "extra": f"{what} is indexed, but no block holds it there"}[damage]
+    assert e.value.what.startswith("tx index (0x22): " + expected), e.value.what
 
 
 def test_audit_pinpoints_a_corrupted_state_entry(chain_home: Path, tmp_path: Path,
@@ -306,16 +311,40 @@ def tamper_block_hash_index(db: plyvel.DB) -> None:
     db.put(key, schema.encode_height(3))
 
 
-def tamper_tx_record(db: plyvel.DB, height: int) -> None:
-    tx_bytes, _, message, events = codec.decode(db.get(schema.tx_record_key(height, 0)))
-    db.put(schema.tx_record_key(height, 0),
-           codec.encode([tx_bytes, "insufficient_funds", message, events]))
+def tamper_tx_record(home: Path, height: int) -> None:
+    tx_bytes, _, message, events = first_record(home, height)
+    rewrite_first_record(home, height, [tx_bytes, "insufficient_funds", message, events])
+
+
+def tamper_header(home: Path) -> None:
+    header = BlockHeader.decode(read_stored(home / DATA_DIR, 3).header)
+    forged = dataclasses.replace(header, timestamp_ms=header.timestamp_ms + 1).encoded
+    rewrite_block(home / DATA_DIR, 3, lambda s: replace(s, header=forged))
+
+
+def tamper_certificate(home: Path) -> None:
+    fifth = read_stored(home / DATA_DIR, 5).certificate
+    rewrite_block(home / DATA_DIR, 4, lambda s: replace(s, certificate=fifth))
 
 
 def tamper_tx_index(db: plyvel.DB, height: int) -> None:
-    record = db.get(schema.tx_record_key(height, 0))
-    tx_hash = Transaction.decode(codec.decode(record)[0]).hash
-    db.put(schema.tx_hash_key(tx_hash), schema.tx_location(height, 7))
+    key, value = next((k, v) for k, v in db.iterator(prefix=schema.TX_INDEX)
+                      if schema.decode_tx_index_key(k)[0] == height)
+    db.put(key, (int.from_bytes(value, "big") + 1).to_bytes(schema.OFFSET_SIZE, "big"))
+
+
+def tamper_history(home: Path, table: str, height: int) -> bytes | None:
+    """Rewrite one record of the history segments with valid checksums; its kind."""
+    if table == "block headers":
+        tamper_header(home)
+        return HISTORY_HEADER
+    if table == "commit certificates":
+        tamper_certificate(home)
+        return HISTORY_CERTIFICATE
+    if table == "tx records":
+        tamper_tx_record(home, height)
+        return HISTORY_TX_RECORD
+    return None
 
 
 def tamper(db: plyvel.DB, table: str, height: int) -> bytes:
@@ -323,26 +352,15 @@ def tamper(db: plyvel.DB, table: str, height: int) -> bytes:
     if table == "meta":
         db.put(schema.META_GENESIS_STATE_ROOT, flip_byte(db.get(schema.META_GENESIS_STATE_ROOT)))
         return schema.META
-    if table == "block headers":
-        header = BlockHeader.decode(db.get(schema.block_header_key(3)))
-        db.put(schema.block_header_key(3),
-               dataclasses.replace(header, timestamp_ms=header.timestamp_ms + 1).encoded)
-        return schema.BLOCK_HEADER
     if table == "block hash index":
         tamper_block_hash_index(db)
         return schema.BLOCK_HASH
-    if table == "commit certificates":
-        db.put(schema.certificate_key(4), db.get(schema.certificate_key(5)))
-        return schema.CERTIFICATE
     if table in ("validator set name", "validator set key"):
         tamper_validator_set(db, table.rsplit(" ", 1)[1])
         return schema.VALIDATOR_SET
-    if table == "tx hash index":
+    if table == "tx index":
         tamper_tx_index(db, height)
-        return schema.TX_HASH
-    if table == "tx records":
-        tamper_tx_record(db, height)
-        return schema.TX_RECORD
+        return schema.TX_INDEX
     prefix = {"state": schema.STATE, "state-tree buckets": schema.TREE_BUCKET,
               "state-tree bucket hashes": schema.TREE_BUCKET_HASH}[table]
     key, value = first_item(db, prefix)
@@ -352,41 +370,37 @@ def tamper(db: plyvel.DB, table: str, height: int) -> bytes:
 
 @pytest.mark.parametrize("table", [
     "meta", "block headers", "block hash index", "commit certificates",
-    "validator set name", "validator set key", "tx hash index", "tx records", "state",
+    "validator set name", "validator set key", "tx index", "tx records", "state",
     "state-tree buckets", "state-tree bucket hashes"])
 def test_audit_names_each_tampered_table(chain_home: Path, tmp_path: Path, table: str) -> None:
     # Every table the node reads is re-derived by the replay: a record rewritten with
     # valid LevelDB checksums is a MISMATCH that names its table.
     home = copy_home(chain_home, tmp_path / "copy")
     height = block_with_txs(home)
-    db = plyvel.DB(str(home / DATA_DIR))
-    try:
-        prefix = tamper(db, table, height)
-    finally:
-        db.close()
+    prefix = tamper_history(home, table, height)
+    if prefix is None:
+        db = plyvel.DB(str(home / DATA_DIR))
+        try:
+            prefix = tamper(db, table, height)
+        finally:
+            db.close()
     with pytest.raises(AuditMismatch) as e:
         audit(home)
-    assert e.value.what.startswith(f"{TABLES[prefix]} (0x{prefix.hex()})"), e.value.what
+    assert e.value.what.startswith(name_table(prefix)), e.value.what
 
 
-@pytest.mark.parametrize("prefix", [schema.BLOCK_HEADER, schema.TX_RECORD],
-                         ids=["header", "tx record"])
-def test_audit_names_a_record_beyond_the_head(chain_home: Path, tmp_path: Path,
-                                              prefix: bytes) -> None:
+def test_audit_names_a_record_beyond_the_head(chain_home: Path, tmp_path: Path) -> None:
     # The replay stops at the head: what is stored past it was written by no block.
     home = copy_home(chain_home, tmp_path / "copy")
-    head, height = head_of(home)[0], block_with_txs(home)
+    head = head_of(home)[0]
     db = plyvel.DB(str(home / DATA_DIR))
-    if prefix == schema.BLOCK_HEADER:
-        db.put(schema.block_header_key(head + 1), db.get(schema.block_header_key(head)))
-    else:
-        db.put(schema.tx_record_key(head + 1, 0), db.get(schema.tx_record_key(height, 0)))
+    db.put(schema.block_location_key(head + 1), db.get(schema.block_location_key(head)))
     db.close()
     with pytest.raises(AuditMismatch) as e:
         audit(home)
     assert (e.value.height, e.value.what) == (head + 1, (
-        f"{TABLES[prefix]} (0x{prefix.hex()}), height {head + 1}: stored, but the replay "
-        "did not write it"))
+        f"block locations (0x14), height {head + 1}: stored, but the replay did not write "
+        "it"))
 
 
 def test_audit_cli_reports_a_renamed_validator(chain_home: Path, tmp_path: Path,
@@ -466,6 +480,7 @@ def test_every_table_is_derived_or_checked() -> None:
     assert prefixes == set(TABLES)
     assert set(schema.CHAIN_TABLES) | set(schema.LOCAL_TABLES) == prefixes
     assert not set(schema.CHAIN_TABLES) & set(schema.LOCAL_TABLES)
+    assert set(CHAIN_FILES) == set(schema.CHAIN_FILES)
 
 
 # ------------------------------------------------------------------ damaged files
@@ -477,7 +492,8 @@ def head_height_of(payload: bytes) -> int:
 
 
 def data_files(home: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in (home / DATA_DIR).iterdir() if p.name != "LOCK"}
+    return {p.name: p.read_bytes() for p in (home / DATA_DIR).iterdir()
+            if p.name != "LOCK" and p.is_file()}
 
 
 def the_log(home: Path) -> Path:
@@ -547,21 +563,46 @@ def test_audit_refuses_a_database_in_use(chain_home: Path, tmp_path: Path) -> No
         db.close()
 
 
-@pytest.mark.parametrize("record", ["tx record", "state entry"])
+def test_audit_reports_a_flipped_byte_in_a_history_segment_as_damage(
+        chain_home: Path, tmp_path: Path, capsys) -> None:
+    # A segment frame that fails its checksum: DAMAGED naming the segment file, from the
+    # audit and from the node (which reads the block on the first request for it).
+    home = copy_home(chain_home, tmp_path / "copy")
+    height = block_with_txs(home, above=1)
+    record = read_stored(home / DATA_DIR, height).tx_records[0]
+    (segment,) = (home / DATA_DIR / "history").glob("*.seg")
+    content = bytearray(segment.read_bytes())
+    content[content.index(record) + len(record) // 2] ^= 0xFF
+    segment.write_bytes(bytes(content))
+    with pytest.raises(AuditDamage) as e:
+        audit(home)
+    assert str(segment) in e.value.message and "fails its checksum" in e.value.message
+    assert cli.main(["--json", "audit", "--home", str(home)]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["result"] == "DAMAGED" and segment.name in doc["what"]
+
+
+def test_node_refuses_a_segment_cut_short(chain_home: Path, tmp_path: Path, capsys) -> None:
+    home = copy_home(chain_home, tmp_path / "copy")
+    (segment,) = (home / DATA_DIR / "history").glob("*.seg")
+    segment.write_bytes(segment.read_bytes()[:-10])
+    with pytest.raises(HistoryDamagedError, match=str(segment)):
+        ChainStore.open(str(home / DATA_DIR), read_genesis(home / "genesis.json"))
+    assert cli.main(["--json", "audit", "--home", str(home)]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["result"] == "DAMAGED" and segment.name in doc["what"]
+
+
+@pytest.mark.parametrize("record", ["state entry"])
 def test_audit_reports_a_flipped_byte_in_a_table_as_damage(unopened_home: Path,
                                                            tmp_path: Path, record: str,
                                                            capsys) -> None:
-    # A checksum mismatch met while replaying (a tx record) or while comparing the
-    # state at the end: DAMAGED, naming the table file, not MISMATCH.
+    # A checksum mismatch met while comparing the state at the end: DAMAGED, naming the
+    # table file, not MISMATCH.
     home = copy_home(unopened_home, tmp_path / "copy")
     data = home / DATA_DIR
     db = plyvel.DB(str(data), compression=None)  # uncompressed: the value can be found
-    if record == "tx record":
-        height = next(int.from_bytes(k[1:9], "big") for k, _ in
-                      db.iterator(prefix=schema.TX_RECORD) if int.from_bytes(k[1:9], "big") > 2)
-        value = db.get(schema.tx_record_key(height, 0))
-    else:
-        value = max((v for _, v in db.iterator(prefix=schema.STATE)), key=len)
+    value = max((v for _, v in db.iterator(prefix=schema.STATE)), key=len)
     db.compact_range()
     db.close()
     assert not list(data.glob("*.log")) or all(p.stat().st_size == 0 for p in data.glob("*.log"))
@@ -684,3 +725,26 @@ def test_a_replay_survives_a_killed_signature_worker(chain_home: Path, tmp_path:
         replayer.verifier.close()
         target.close()
         source.close()
+
+
+def test_a_schema_1_home_is_refused_by_run_naming_the_re_creation(
+        chain_home: Path, tmp_path: Path, capsys) -> None:
+    # A home written before header version 2 records storage schema 1; its headers
+    # cannot become version 2 ones (new hashes, no certificates for them), so `run`
+    # refuses it with the documented path and writes nothing.
+    home = copy_home(chain_home, tmp_path / "copy")
+    db = plyvel.DB(str(home / DATA_DIR))
+    db.put(schema.META_SCHEMA_VERSION, (1).to_bytes(4, "big"))
+    before = dict(db.iterator())
+    db.close()
+    segments = {p.name: p.read_bytes() for p in (home / DATA_DIR / HISTORY_DIR).iterdir()}
+    assert cli.main(["run", "--home", str(home)]) != 0
+    error = capsys.readouterr().err
+    assert "storage schema 1" in error and "header version 1" in error, error
+    assert "cannot be migrated" in error and "re-create the chain from its genesis" in error
+    assert "Upgrading to header version 2" in error and "migrate --home" not in error
+    db = plyvel.DB(str(home / DATA_DIR))
+    assert dict(db.iterator()) == before
+    db.close()
+    assert {p.name: p.read_bytes()
+            for p in (home / DATA_DIR / HISTORY_DIR).iterdir()} == segments

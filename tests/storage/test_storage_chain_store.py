@@ -173,7 +173,7 @@ def test_invalid_data_dir_of_version_1_headers_is_refused(data_dir: str,
     old_header[0] = 1
     db = plyvel.DB(data_dir)
     db.put(schema.META_SCHEMA_VERSION, (1).to_bytes(4, "big"))
-    db.put(schema.block_header_key(1), codec.encode(old_header))
+    db.put(b"\x10" + schema.encode_height(1), codec.encode(old_header))  # schema 1's headers
     db.close()
     with pytest.raises(SchemaVersionError) as info:
         ChainStore.open(data_dir, make_genesis())

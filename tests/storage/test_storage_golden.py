@@ -42,6 +42,8 @@ GOLDEN = load("storage")
 DECODABLE = [case for case in CASES if case.decode is not None]
 IMAGE = {bytes.fromhex(name.rsplit("/", 1)[1]): data for name, data in GOLDEN.items()
          if name.startswith("store/")}
+FILES = {name.split("/", 1)[1]: data for name, data in GOLDEN.items()
+         if name.startswith("history/")}
 
 
 def _ids(case: Case) -> str:
@@ -162,7 +164,7 @@ def test_golden_state_proofs_verify(name: str):
 
 
 def test_a_store_opened_on_the_golden_image_reads_the_objects_back():
-    store = s.open_store(IMAGE)  # checks genesis, schema version, head and tree root
+    store = s.open_store(IMAGE, FILES)  # checks genesis, schema version, head and tree root
     head = store.head
     assert (head.height, head.hash, head.state_root) == (
         1, s.STORE_BLOCK.hash, GOLDEN["state/root_block_1"])
@@ -175,5 +177,7 @@ def test_a_store_opened_on_the_golden_image_reads_the_objects_back():
 
 
 def test_the_objects_read_back_write_the_golden_image_again():
-    content = s.read_content(s.open_store(IMAGE))
-    assert s.store_pairs(s.build_store(content)) == IMAGE
+    content = s.read_content(s.open_store(IMAGE, FILES))
+    rebuilt = s.build_store(content)
+    assert s.store_pairs(rebuilt) == IMAGE
+    assert s.history_files(rebuilt) == FILES

@@ -11,7 +11,7 @@ from storage.kv import PlyvelStore, WriteBatch
 def test_table_prefixes_are_distinct_single_bytes() -> None:
     prefixes = [value for name, value in vars(schema).items()
                 if name.isupper() and isinstance(value, bytes) and len(value) == 1]
-    assert len(prefixes) == 13
+    assert len(prefixes) == 12
     assert len(set(prefixes)) == len(prefixes)
 
 
@@ -27,25 +27,27 @@ def test_heights_iterate_in_numeric_order_on_leveldb(tmp_path: Path) -> None:
     try:
         batch = WriteBatch(store)
         for h in heights:
-            batch.put(schema.block_header_key(h), b"")
-            batch.put(schema.certificate_key(h), b"")  # another table, must not interleave
+            batch.put(schema.block_location_key(h), b"")
+            batch.put(schema.validator_set_key(h), b"")  # another table, must not interleave
         store.write(batch)
-        got = [schema.decode_height(k[1:]) for k, _ in store.iterate(schema.BLOCK_HEADER)]
+        got = [schema.decode_height(k[1:]) for k, _ in store.iterate(schema.BLOCK_LOCATION)]
         assert got == sorted(heights)
     finally:
         store.close()
 
 
-def test_tx_records_of_a_height_do_not_mix_with_neighbours(tmp_path: Path) -> None:
+def test_tx_index_entries_of_one_hash_prefix_do_not_mix_with_neighbours(tmp_path: Path) -> None:
     store = PlyvelStore(str(tmp_path / "db"))
+    shared, other = b"\x07" * 32, b"\x07" * 9 + b"\x08" + b"\x00" * 22
     try:
         batch = WriteBatch(store)
-        for height in (1, 2, 256):
-            for index in (0, 1, 255, 256, 70_000):
-                batch.put(schema.tx_record_key(height, index), b"%d/%d" % (height, index))
+        for height, index in ((1, 0), (2, 70_000), (256, 1)):
+            batch.put(schema.tx_index_key(shared, height, index), b"")
+            batch.put(schema.tx_index_key(other, height, index), b"")
         store.write(batch)
-        got = [v for _, v in store.iterate(schema.tx_record_prefix(2))]
-        assert got == [b"2/0", b"2/1", b"2/255", b"2/256", b"2/70000"]
+        got = [schema.decode_tx_index_key(k) for k, _ in
+               store.iterate(schema.tx_index_prefix(shared))]
+        assert got == [(1, 0), (2, 70_000), (256, 1)]
     finally:
         store.close()
 

@@ -18,6 +18,7 @@ from chain.crypto import Hash32
 from chain.snapshot import LightBlock, SnapshotChunk, SnapshotManifest, verify_chunk
 from chain.state_proof import compute_state_root
 from chain.vote import ValidatorSet
+from storage import history
 from storage.chain_store import ChainStore
 from storage.errors import CorruptionError
 from storage.snapshot import (
@@ -147,14 +148,63 @@ def test_restore_gives_a_store_at_the_snapshot_height(tmp_path):
         restored = ChainStore.open(str(tmp_path / "restored"), GENESIS)
         try:
             assert restored.head == source.head
-            assert restored.base_height == source.head_height
+            # Its first block will be the one after the snapshot's: the base height a
+            # pruned store has too, with the snapshot's header kept as a proven one.
+            assert restored.base_height == source.head_height + 1
+            assert restored.get_block(source.head_height) is None
+            assert restored.get_block_header(source.head_height) == source.get_block_header(
+                source.head_height)
+            assert restored.get_certificate(source.head_height) == source.get_certificate(
+                source.head_height)
             assert dict(restored.iterate_state(b"")) == dict(source.iterate_state(b""))
             assert restored.get_validator_set(restored.head_height + 1) == make_validator_set()
-            # It follows blocks from base + 1 like any store.
+            # It follows blocks from the base on like any store.
             block, cert, _ = make_block(source, {b"acct/00003": b"next"})
             restored.commit_block(block, cert, {b"acct/00003": b"next"}, [], None)
             assert restored.head_height == source.head_height + 1
             assert restored.get_block(restored.head_height) == block
+        finally:
+            restored.close()
+        restored = ChainStore.open(str(tmp_path / "restored"), GENESIS)  # finds its segment
+        try:
+            assert restored.get_block(source.head_height + 1) == block
+            assert restored.base_height == source.head_height + 1
+        finally:
+            restored.close()
+    finally:
+        source.close()
+
+
+def test_a_state_synced_store_with_retain_blocks_prunes_like_any_other(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(history, "SEGMENT_HEIGHTS", 4)  # heights 1-4, 5-8, 9-12, ...
+    source = build_store(tmp_path / "db")  # head 3
+    try:
+        files = export(source, tmp_path / "snapshots")
+        manifest, chunks = read_snapshot(files.path)
+        restore(tmp_path / "restored", manifest, chunks, restored_chain(source))
+        restored = ChainStore.open(str(tmp_path / "restored"), GENESIS, retain_blocks=3)
+        try:
+            for h in range(4, 15):  # blocks 4-14 on both
+                changes = {b"acct/%05d" % (h * 11): b"at %d" % h}
+                commit(source, changes)
+                block = source.get_block(h)
+                assert block is not None
+                restored.commit_block(block, source.get_certificate(h), changes, [], None)
+            assert restored.prune(14 - 3 + 1) == 9  # heights 4-8 (two segments) go
+            assert restored.base_height == 9 and restored.get_block(8) is None
+            assert [restored.get_block(h) for h in range(9, 15)] == \
+                [source.get_block(h) for h in range(9, 15)]
+            assert not (tmp_path / "restored" / "history" / "000001.seg").exists()
+            # The snapshot's proven header gave way to the new base's parent.
+            assert restored.get_block_header(3) is None
+            assert restored.get_block_header(8) == source.get_block_header(8)
+            assert restored.get_certificate(8) == source.get_certificate(8)
+        finally:
+            restored.close()
+        restored = ChainStore.open(str(tmp_path / "restored"), GENESIS, retain_blocks=3)
+        try:
+            assert restored.base_height == 9 and restored.head_height == 14
         finally:
             restored.close()
     finally:
