@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+
+from tests.debian import install_debian_package
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-background-networking", "--disable-component-update",
@@ -39,17 +40,7 @@ def get_chromium() -> str:
     path = find_chromium()
     if path:
         return path
-    can_install = shutil.which("apt-get") and (os.environ.get("CI") == "true"
-                                               or os.geteuid() == 0)
-    if not can_install:
-        pytest.skip("chromium is not installed and cannot be installed here (needs apt-get "
-                    "as root or CI=true): apt-get install -y chromium")
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-        done = subprocess.run(command, capture_output=True, text=True, timeout=900,
-                              env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-        if done.returncode != 0:
-            pytest.skip(f"installing chromium failed ({' '.join(command)}): "
-                        f"{done.stderr[-300:]}")
+    install_debian_package("chromium", "chromium")
     path = find_chromium()
     if not path:
         pytest.skip("apt-get installed chromium but no chromium binary is on PATH")

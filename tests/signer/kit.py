@@ -19,6 +19,7 @@ from chain.crypto import KeyPair
 from node.signer.backends import FileKeyBackend
 from node.signer.server import ListenAddress, SignerServer
 from node.signer.state import SignGuard
+from tests.debian import install_debian_package
 from tests.node.procs import ROOT, wait_for
 
 CHAIN_ID = "govchain-test"
@@ -67,17 +68,7 @@ def get_softhsm_module() -> str:
     module = find_softhsm_module()
     if module and shutil.which("softhsm2-util"):
         return module
-    can_install = shutil.which("apt-get") and (os.environ.get("CI") == "true"
-                                               or os.geteuid() == 0)
-    if not can_install:
-        pytest.skip("softhsm2 is not installed and cannot be installed here (needs apt-get "
-                    "as root or CI=true): apt-get install -y softhsm2")
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "softhsm2"]):
-        done = subprocess.run(command, capture_output=True, text=True, timeout=900,
-                              env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-        if done.returncode != 0:
-            pytest.skip(f"installing softhsm2 failed ({' '.join(command)}): "
-                        f"{done.stderr[-300:]}")
+    install_debian_package("softhsm2", "softhsm2")
     module = find_softhsm_module()
     if not module:
         pytest.skip("apt-get installed softhsm2 but libsofthsm2.so is not where expected")
