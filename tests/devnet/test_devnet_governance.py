@@ -54,18 +54,25 @@ class Chain:
                            for i in range(4)]
         self.accounts = [KeyPair.from_seed(bytes.fromhex(a["secret_key"]))
                          for a in self.manifest["accounts"]]
+        self.last_final_height = 0
 
     def client(self, index: int) -> Client:
         return Client(self.manifest["nodes"][index]["rpc_url"], timeout_s=10)
 
     def send(self, index: int, key: KeyPair, tx_type: str, fields: dict[str, Any]
              ) -> dict[str, Any]:
+        """Sign with the nonce node `index` gives, once that node holds every block an
+        earlier send was final in (a node behind would hand out a used nonce)."""
         client = self.client(index)
+        poll(lambda: client.status()["height"] >= self.last_final_height,
+             f"node{index} at height {self.last_final_height}")
         nonce = client.next_nonce(key.address)
         tx = Transaction(self.genesis.chain_id, key.address, nonce, tx_type,
                          fields).with_signature(key)
         result: dict[str, Any] = client.submit(tx, wait="final", timeout_s=60)
         assert result["status"] in ("final", "rejected"), result
+        if result["status"] == "final":
+            self.last_final_height = max(self.last_final_height, result["height"])
         return result
 
     def decide(self, voters: list[KeyPair], action: str, args: dict[str, Any]) -> str:

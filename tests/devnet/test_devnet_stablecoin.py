@@ -141,9 +141,12 @@ def test_the_stablecoin_story_on_a_devnet(chain: Chain, tmp_path: Path) -> None:
     redeemed = chain.send(3, CITIZEN, "redeem", {"asset": "KGS", "amount": 1_000,
                                                  "reference": "BO-2026-77"})
     request = redeemed["events"][0]["attributes"]["id"]
-    assert chain.send(3, issuer, "redemption_settle", {
-        "asset": "KGS", "request": request, "outcome": "paid", "note": "wire 1"}
-        )["code"] == "ok"
+    settled = chain.send(3, issuer, "redemption_settle", {
+        "asset": "KGS", "request": request, "outcome": "paid", "note": "wire 1"})
+    assert settled["code"] == "ok"
+    # Read from another node once it holds the block that settled it.
+    poll(lambda: chain.client(1).status()["height"] >= settled["height"],
+         "node1 at the height of the settlement")
     answer = chain.client(1).call("state_redemption", asset="KGS", id=request, proof=True)
     assert answer["request"]["status"] == "paid" and answer["proof"]["proofs"]
 
