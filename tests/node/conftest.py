@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from chain.block import Block, BlockHeader
 from chain.crypto import KeyPair
 from chain.genesis import ChainParams, Genesis, GenesisAccount
+from chain.tx import Transaction
 from chain.vote import NIL, CommitCertificate, Validator, ValidatorSet
 from cli.service import NodeService
 from node.config import NodeConfig, NodeHome, init_home
@@ -53,6 +56,30 @@ class RunningNode:
     @property
     def node(self):
         return self.service.node
+
+
+@contextlib.asynccontextmanager
+async def running_node(home: NodeHome) -> AsyncIterator[RunningNode]:
+    """A node service started on `home` and a client of its RPC, both closed on the way out."""
+    service = NodeService(home)
+    await service.start()
+    client = AsyncClient(service.rpc_url)
+    try:
+        yield RunningNode(service, client)
+    finally:
+        await client.close()
+        await service.stop()
+
+
+async def send_final(node: RunningNode, key: KeyPair, tx_type: str, fields: dict) -> dict:
+    """Sign a tx with the node's next nonce for the key, submit it and return its final
+    (or rejected) result."""
+    account = await node.client.call("state_account", address=key.address.hex())
+    tx = Transaction(CHAIN_ID, key.address, account["next_nonce"], tx_type,
+                     fields).with_signature(key)
+    result: dict = await node.client.submit(tx, wait="final")
+    assert result["status"] in ("final", "rejected"), result
+    return result
 
 
 VALIDATOR_KEYS = [KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(7)]
@@ -130,12 +157,6 @@ async def network4(tmp_path):
 @pytest.fixture
 async def single_node(tmp_path):
     validator = KeyPair.from_seed(b"\x01" * 32)
-    home = make_home(tmp_path / "node0", make_genesis([validator]), validator)
-    service = NodeService(home)
-    await service.start()
-    client = AsyncClient(service.rpc_url)
-    try:
-        yield RunningNode(service, client)
-    finally:
-        await client.close()
-        await service.stop()
+    async with running_node(make_home(tmp_path / "node0", make_genesis([validator]),
+                                      validator)) as running:
+        yield running

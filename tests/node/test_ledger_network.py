@@ -14,7 +14,6 @@ import asyncio
 import pytest
 
 from chain.crypto import KeyPair, compute_hash
-from chain.tx import Transaction
 from cli.ledger import DEV_RESERVE, add_dev_ledger
 from ledger.governance import sign_acceptance
 from sdk import Client
@@ -32,6 +31,9 @@ from tests.node.conftest import (
     stop_network,
     wait_for,
 )
+from tests.node.conftest import (
+    send_final as send,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +41,6 @@ V = VALIDATOR_KEYS[:5]
 ISSUER, AUDITOR, _COMPLIANCE, WRITER = ACCOUNT_KEYS
 
 
-async def send(node: RunningNode, key: KeyPair, tx_type: str, fields: dict) -> dict:
-    account = await node.client.call("state_account", address=key.address.hex())
-    tx = Transaction(CHAIN_ID, key.address, account["next_nonce"], tx_type,
-                     fields).with_signature(key)
-    result = await node.client.submit(tx, wait="final")
-    assert result["status"] in ("final", "rejected"), result
-    return result
 
 
 async def decide(nodes: list[RunningNode], voters: list[KeyPair], action: str,

@@ -16,7 +16,6 @@ from chain.results import ResultLeaf
 from chain.tx import Transaction
 from cli.ledger import DEV_RESERVE, add_dev_ledger
 from cli.main import main as cli_main
-from cli.service import NodeService
 from node.config import write_key_file
 from sdk import Client, ProofError, RpcClientError, verify_tx, verify_tx_succeeded
 from sdk.ledger import LightClient, VerificationError, verify_record, verify_record_answer
@@ -24,9 +23,12 @@ from tests.node.conftest import (
     ACCOUNT_KEYS,
     BALANCE,
     CHAIN_ID,
-    RunningNode,
     make_genesis,
     make_home,
+    running_node,
+)
+from tests.node.conftest import (
+    send_final as send,
 )
 
 ISSUER, AUDITOR, COMPLIANCE, WRITER = ACCOUNT_KEYS
@@ -44,25 +46,10 @@ def ledger_genesis() -> Genesis:
 async def ledger_node(tmp_path):
     genesis = ledger_genesis()
     (tmp_path / "genesis.json").write_text(genesis.to_json())
-    service = NodeService(make_home(tmp_path / "node0", genesis, VALIDATOR))
-    await service.start()
-    from sdk import AsyncClient
-    client = AsyncClient(service.rpc_url)
-    try:
-        yield RunningNode(service, client)
-    finally:
-        await client.close()
-        await service.stop()
+    async with running_node(make_home(tmp_path / "node0", genesis, VALIDATOR)) as running:
+        yield running
 
 
-async def send(running: RunningNode, key: KeyPair, tx_type: str, fields: dict,
-               sender: bytes | None = None, signers: list[KeyPair] | None = None) -> dict:
-    address = sender or key.address
-    account = await running.client.call("state_account", address=address.hex())
-    tx = Transaction(CHAIN_ID, address, account["next_nonce"], tx_type, fields)
-    for signer in signers or [key]:
-        tx = tx.with_signature(signer)
-    return await running.client.submit(tx, wait="final")
 
 
 async def test_stablecoin_story_over_rpc(ledger_node):

@@ -20,7 +20,6 @@ import pytest
 
 from chain.crypto import KeyPair
 from chain.genesis import Genesis
-from chain.tx import Transaction
 from cli.ledger import add_dev_ledger
 from cli.main import main as cli_main
 from node.config import write_key_file
@@ -46,6 +45,9 @@ from tests.node.conftest import (
     stop_network,
     wait_for,
 )
+from tests.node.conftest import (
+    send_final as send,
+)
 
 V = VALIDATOR_KEYS[:4]
 CITIZEN, BANK, COURT, WRITER = ACCOUNT_KEYS
@@ -66,13 +68,6 @@ def private_genesis() -> Genesis:
     return dataclasses.replace(genesis, app_state=app_state)
 
 
-async def send(node: RunningNode, key: KeyPair, tx_type: str, fields: dict) -> dict:
-    account = await node.client.call("state_account", address=key.address.hex())
-    tx = Transaction(CHAIN_ID, key.address, account["next_nonce"], tx_type,
-                     fields).with_signature(key)
-    result = await node.client.submit(tx, wait="final")
-    assert result["status"] in ("final", "rejected"), result
-    return result
 
 
 async def call(node: RunningNode, method: str, **params: Any) -> tuple[str, Any]:

@@ -22,11 +22,9 @@ from chain import codec, merkle
 from chain.block import BlockHeader
 from chain.crypto import Hash32, KeyPair, compute_hash
 from chain.genesis import Genesis
-from chain.tx import Transaction
 from chain.vote import CommitCertificate, Validator, ValidatorSet
 from cli.ledger import add_dev_ledger
 from cli.main import main as cli_main
-from cli.service import NodeService
 from sdk import Client
 from sdk.bundle import (
     BadCertificateError,
@@ -53,10 +51,12 @@ from sdk.bundle_builder import build_payment_bundle
 from tests.node.conftest import (
     ACCOUNT_KEYS,
     BALANCE,
-    CHAIN_ID,
-    RunningNode,
     make_genesis,
     make_home,
+    running_node,
+)
+from tests.node.conftest import (
+    send_final as send,
 )
 
 VALIDATOR = KeyPair.from_seed(b"\x01" * 32)
@@ -277,22 +277,10 @@ def test_result_section_checked_only_against_a_results_root():
 async def ledger_node(tmp_path):
     genesis = add_dev_ledger(make_genesis([VALIDATOR]), list(ACCOUNT_KEYS), BALANCE)
     (tmp_path / "genesis.json").write_text(genesis.to_json())
-    service = NodeService(make_home(tmp_path / "node0", genesis, VALIDATOR))
-    await service.start()
-    from sdk import AsyncClient
-    client = AsyncClient(service.rpc_url)
-    try:
-        yield RunningNode(service, client)
-    finally:
-        await client.close()
-        await service.stop()
+    async with running_node(make_home(tmp_path / "node0", genesis, VALIDATOR)) as running:
+        yield running
 
 
-async def send(running: RunningNode, key: KeyPair, tx_type: str, fields: dict) -> dict:
-    account = await running.client.call("state_account", address=key.address.hex())
-    tx = Transaction(CHAIN_ID, key.address, account["next_nonce"], tx_type,
-                     fields).with_signature(key)
-    return await running.client.submit(tx, wait="final")
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

@@ -24,18 +24,16 @@ import pytest
 from chain.crypto import KeyPair
 from chain.tx import Transaction, make_transaction
 from cli.ledger import add_dev_ledger
-from cli.service import NodeService
 from ledger.keys import get_account_key
 from rpc.dispatcher import RpcDispatcher
 from rpc.methods.chain import NodeApi
-from sdk import AsyncClient
 from tests.node.conftest import (
     ACCOUNT_KEYS,
     BALANCE,
     CHAIN_ID,
-    RunningNode,
     make_genesis,
     make_home,
+    running_node,
 )
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "rpc.md"
@@ -74,14 +72,8 @@ TXS = {
 async def doc_node(tmp_path):
     """One validator with the devnet's ledger genesis (KGS, licenses, dev roles)."""
     genesis = add_dev_ledger(make_genesis([VALIDATOR]), list(ACCOUNT_KEYS), BALANCE)
-    service = NodeService(make_home(tmp_path / "node0", genesis, VALIDATOR))
-    await service.start()
-    client = AsyncClient(service.rpc_url)
-    try:
-        yield RunningNode(service, client)
-    finally:
-        await client.close()
-        await service.stop()
+    async with running_node(make_home(tmp_path / "node0", genesis, VALIDATOR)) as running:
+        yield running
 
 
 def substitute(text: str, running: Any) -> str:

@@ -21,10 +21,8 @@ from chain.state_proof import StateProof, verify_state_proof
 from chain.tx import Transaction
 from cli.ledger import add_dev_ledger
 from cli.main import main as cli_main
-from cli.service import NodeService
 from node.config import write_key_file
 from rpc.metrics import parse_exposition
-from sdk import AsyncClient
 from sdk.stablecoin import Bar, build_attestation, compute_bar_root
 from tests.node.conftest import (
     ACCOUNT_KEYS,
@@ -33,6 +31,10 @@ from tests.node.conftest import (
     RunningNode,
     make_genesis,
     make_home,
+    running_node,
+)
+from tests.node.conftest import (
+    send_final as send,
 )
 
 ISSUER, AUDITOR, COMPLIANCE, PROVIDER = ACCOUNT_KEYS
@@ -56,20 +58,10 @@ async def coin_node(tmp_path):
              "daily_limit": 5_000_000},
             {"tier": 2, "balance_limit": 10_000, "payment_limit": 2_000,
              "daily_limit": 5_000}]}}}})
-    service = NodeService(make_home(tmp_path / "node0", genesis, VALIDATOR))
-    await service.start()
-    client = AsyncClient(service.rpc_url)
-    try:
-        yield RunningNode(service, client)
-    finally:
-        await client.close()
-        await service.stop()
+    async with running_node(make_home(tmp_path / "node0", genesis, VALIDATOR)) as running:
+        yield running
 
 
-async def send(running: RunningNode, key: KeyPair, tx_type: str, fields: dict) -> dict:
-    account = await running.client.call("state_account", address=key.address.hex())
-    tx = Transaction(CHAIN_ID, key.address, account["next_nonce"], tx_type, fields)
-    return await running.client.submit(tx.with_signature(key), wait="final")
 
 
 async def govern(running: RunningNode, action: str, args: dict) -> None:
